@@ -1,0 +1,94 @@
+// The `netacct` command line.
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createLogger } from './log.js';
+import { packageRoot, packageVersion } from './package-root.js';
+
+const USAGE = `usage: netacct daemon [options]
+       netacct --version
+
+netacct daemon options:
+  --atop-socket PATH       atop's socket (default /run/netatop-bpf-socket)
+  --atop-socket-mode MODE  its file mode, octal (default 0600)
+  --bpf-object PATH        compiled BPF object (default: the package's bpf/netacct.bpf.o)
+  --moved-capacity N       kernel entries for counters left in old cgroups (default 16384)
+  --exited-capacity N      kernel entries for exited processes between drains (default 32768)
+  --verbose                debug messages
+`;
+
+class UsageError extends Error {}
+
+function positiveInteger(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
+    throw new UsageError(`--${name} must be a positive integer, not '${text}'`);
+  }
+  return value;
+}
+
+function fileMode(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (!/^0?[0-7]{3}$/.test(text)) throw new UsageError(`--atop-socket-mode must be an octal mode such as 0660, not '${text}'`);
+  return parseInt(text, 8);
+}
+
+async function daemonCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'atop-socket': { type: 'string' },
+      'atop-socket-mode': { type: 'string' },
+      'bpf-object': { type: 'string' },
+      'moved-capacity': { type: 'string' },
+      'exited-capacity': { type: 'string' },
+      verbose: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const log = createLogger({ verbose: values.verbose ?? false });
+  const options = {
+    atopSocket: values['atop-socket'] ?? '/run/netatop-bpf-socket',
+    atopSocketMode: fileMode(values['atop-socket-mode'], 0o600),
+    bpfObject: values['bpf-object'] ?? path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
+    movedCapacity: positiveInteger('moved-capacity', values['moved-capacity'], 16384),
+    exitedCapacity: positiveInteger('exited-capacity', values['exited-capacity'], 32768),
+    maxAgeMs: 100,
+    drainIntervalMs: 1000,
+    exitedRetentionMs: 10_000,
+    maxExited: 200_000,
+    shutdownGraceMs: 5000,
+  };
+  try {
+    // Loaded here so that a missing libbpf.so.1 is reported like any other error.
+    const { runDaemon } = await import('./daemon.js');
+    await runDaemon(options, log);
+    return 0;
+  } catch (err) {
+    log.error((err as Error).message);
+    return 1;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === '--version' || command === '-V') {
+      process.stdout.write(`netacct ${packageVersion()}\n`);
+      return 0;
+    }
+    if (command === '--help' || command === '-h' || command === 'help') {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    if (command === 'daemon') return await daemonCommand(rest);
+    throw new UsageError(command === undefined ? 'no command given' : `unknown command '${command}'`);
+  } catch (err) {
+    if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`netacct: ${(err as Error).message}\n${USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,85 @@
+// The daemon: checks the host, loads and attaches the BPF programs (counting
+// starts here, whether or not a client is connected), serves atop, and on
+// SIGTERM/SIGINT lets answers in flight finish, removes its socket, detaches.
+import { atopAnswerBuilder } from './atop-answers.js';
+import { bootEpochSeconds } from './boot-time.js';
+import { Collector } from './collector.js';
+import { KernelCounters } from './kernel-counters.js';
+import { routeLibbpfMessages } from './libbpf.js';
+import type { Logger } from './log.js';
+import { checkKernelSupport, checkPrivileges, ensureTracefs } from './preflight.js';
+import { ProcessTable } from './process-table.js';
+import { NetatopServer } from '../protocol/netatop-server.js';
+import { claimSocketPath } from '../protocol/unix-socket-path.js';
+
+export interface DaemonOptions {
+  atopSocket: string;
+  atopSocketMode: number;
+  bpfObject: string;
+  movedCapacity: number;
+  exitedCapacity: number;
+  /** Counters in an answer are at most this old. */
+  maxAgeMs: number;
+  drainIntervalMs: number;
+  exitedRetentionMs: number;
+  maxExited: number;
+  shutdownGraceMs: number;
+}
+
+/** Runs until SIGTERM or SIGINT; resolves once everything is released. */
+export async function runDaemon(options: DaemonOptions, log: Logger): Promise<void> {
+  await claimSocketPath(options.atopSocket); // refuse a second instance before loading anything
+  checkPrivileges();
+  ensureTracefs();
+  checkKernelSupport();
+  routeLibbpfMessages((level, message) => log[level](message));
+
+  const kernel = KernelCounters.open({
+    objectPath: options.bpfObject,
+    movedCapacity: options.movedCapacity,
+    exitedCapacity: options.exitedCapacity,
+  });
+  const table = new ProcessTable({
+    exitedRetentionMs: options.exitedRetentionMs,
+    maxExited: options.maxExited,
+  });
+  const collector = new Collector(
+    kernel,
+    table,
+    { maxAgeMs: options.maxAgeMs, drainIntervalMs: options.drainIntervalMs },
+    log,
+  );
+  collector.start();
+
+  const forgetServedExits = (): void => table.forgetServedExits(server.minServedExitSeq(), Date.now());
+  const server: NetatopServer = new NetatopServer({
+    socketPath: options.atopSocket,
+    mode: options.atopSocketMode,
+    answer: atopAnswerBuilder(table, collector, bootEpochSeconds()),
+    onAnswered: forgetServedExits,
+    log,
+    maxPendingRequests: 1024,
+    answerTimeoutMs: 10_000,
+  });
+  const housekeeping = setInterval(forgetServedExits, options.drainIntervalMs);
+  try {
+    await server.listen();
+  } catch (err) {
+    clearInterval(housekeeping);
+    collector.stop();
+    kernel.close();
+    throw err;
+  }
+  log.info(`netacct counting; serving atop on ${options.atopSocket}`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info(`${signal}: shutting down`);
+  clearInterval(housekeeping);
+  await server.close(options.shutdownGraceMs);
+  collector.stop();
+  kernel.close();
+  log.info('stopped');
+}

@@ -1,0 +1,92 @@
+// Bindings to the parts of libbpf (libbpf.so.1) and libc that netacct uses,
+// through koffi. Pointers come back from koffi as BigInt (or null); they are
+// wrapped in branded types so that a map can never be passed as a program.
+import koffi, { type LibraryHandle } from 'koffi';
+
+export type BpfObjectPtr = bigint & { readonly __brand: 'bpf_object' };
+export type BpfMapPtr = bigint & { readonly __brand: 'bpf_map' };
+export type BpfProgramPtr = bigint & { readonly __brand: 'bpf_program' };
+export type BpfLinkPtr = bigint & { readonly __brand: 'bpf_link' };
+
+export class LibbpfMissingError extends Error {}
+
+function loadLibrary(name: string, hint: string): LibraryHandle {
+  try {
+    return koffi.load(name);
+  } catch (err) {
+    throw new LibbpfMissingError(`cannot load ${name} (${hint}): ${(err as Error).message}`);
+  }
+}
+
+const libbpf = loadLibrary('libbpf.so.1', 'install the libbpf1 package');
+const libc = loadLibrary('libc.so.6', 'glibc');
+
+koffi.opaque('bpf_object');
+koffi.opaque('bpf_map');
+koffi.opaque('bpf_program');
+koffi.opaque('bpf_link');
+
+/** libbpf's print callback: (level, format, va_list). */
+const PrintFn = koffi.proto('int netacct_print_fn(int level, const char *fmt, void *args)');
+
+export const native = {
+  setPrint: libbpf.func('void *libbpf_set_print(netacct_print_fn *fn)'),
+  openFile: libbpf.func('bpf_object *bpf_object__open_file(const char *path, void *opts)'),
+  load: libbpf.func('int bpf_object__load(bpf_object *obj)'),
+  close: libbpf.func('void bpf_object__close(bpf_object *obj)'),
+  findMap: libbpf.func('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)'),
+  findProgram: libbpf.func(
+    'bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)',
+  ),
+  setMaxEntries: libbpf.func('int bpf_map__set_max_entries(bpf_map *map, uint32_t max)'),
+  mapFd: libbpf.func('int bpf_map__fd(bpf_map *map)'),
+  attach: libbpf.func('bpf_link *bpf_program__attach(bpf_program *prog)'),
+  attachIter: libbpf.func('bpf_link *bpf_program__attach_iter(bpf_program *prog, void *opts)'),
+  linkFd: libbpf.func('int bpf_link__fd(bpf_link *link)'),
+  destroyLink: libbpf.func('int bpf_link__destroy(bpf_link *link)'),
+  iterCreate: libbpf.func('int bpf_iter_create(int link_fd)'),
+  lookupElem: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+  deleteElem: libbpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
+  // count is in/out: a 4-byte Buffer. in_batch/out_batch are opaque 8-byte tokens.
+  lookupBatch: libbpf.func(
+    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
+  ),
+  lookupAndDeleteBatch: libbpf.func(
+    'int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
+  ),
+  numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
+  vsnprintf: libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)'),
+  mount: libc.func(
+    'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
+  ),
+};
+
+/** The errno of the call that just failed; read it before any other call. */
+export function lastErrno(): number {
+  return koffi.errno();
+}
+
+export function errnoText(errno: number): string {
+  const name = Object.entries(koffi.os.errno).find(([, value]) => value === errno)?.[0];
+  return name ? `${name} (${errno})` : `errno ${errno}`;
+}
+
+export type LibbpfLogLevel = 'warn' | 'info' | 'debug';
+const LEVELS: readonly LibbpfLogLevel[] = ['warn', 'info', 'debug']; // LIBBPF_WARN, _INFO, _DEBUG
+
+let printCallback: bigint | null = null;
+
+/** Sends libbpf's own messages to `sink` until the process exits. */
+export function routeLibbpfMessages(sink: (level: LibbpfLogLevel, message: string) => void): void {
+  const text = Buffer.alloc(4096);
+  const callback = (level: number, fmt: string, args: unknown): number => {
+    const length = native.vsnprintf(text, text.length, fmt, args);
+    const message = text.toString('utf8', 0, Math.min(Math.max(length, 0), text.length - 1)).trimEnd();
+    if (message) sink(LEVELS[level] ?? 'debug', message);
+    return 0;
+  };
+  const registered = koffi.register(callback, koffi.pointer(PrintFn));
+  native.setPrint(registered);
+  if (printCallback) koffi.unregister(printCallback);
+  printCallback = registered;
+}

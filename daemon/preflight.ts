@@ -1,0 +1,53 @@
+// Checks made before anything is loaded, each failing with one line that says
+// what is wrong and what to do.
+import fs from 'node:fs';
+import os from 'node:os';
+import { native, errnoText, lastErrno } from './libbpf.js';
+
+export class PreflightError extends Error {}
+
+export const TRACEFS = '/sys/kernel/tracing';
+const TRACEPOINTS = ['sock/sock_send_length', 'sock/sock_recv_length'];
+const CAP_SYS_ADMIN = 21n;
+const CAP_PERFMON = 38n;
+const CAP_BPF = 39n;
+
+function effectiveCapabilities(): bigint {
+  const status = fs.readFileSync('/proc/self/status', 'utf8');
+  const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return hex ? BigInt(`0x${hex}`) : 0n;
+}
+
+export function checkPrivileges(): void {
+  const caps = effectiveCapabilities();
+  const has = (cap: bigint): boolean => ((caps >> cap) & 1n) === 1n;
+  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) return;
+  throw new PreflightError('netacct needs root (or CAP_BPF and CAP_PERFMON) to load its BPF programs');
+}
+
+/** Mounts tracefs if it is not mounted, as the kernel's tracepoints are listed there. */
+export function ensureTracefs(): void {
+  if (fs.existsSync(`${TRACEFS}/events`)) return;
+  const ret: number = native.mount('nodev', TRACEFS, 'tracefs', 0, null);
+  if (ret !== 0) {
+    throw new PreflightError(
+      `tracefs is not mounted at ${TRACEFS} and mounting it failed: ${errnoText(lastErrno())}` +
+        ` (try: mount -t tracefs nodev ${TRACEFS})`,
+    );
+  }
+}
+
+export function checkKernelSupport(): void {
+  for (const tracepoint of TRACEPOINTS) {
+    if (!fs.existsSync(`${TRACEFS}/events/${tracepoint}`)) {
+      throw new PreflightError(
+        `kernel ${os.release()} has no tracepoint ${tracepoint.replace('/', ':')}: netacct needs Linux 6.3 or later`,
+      );
+    }
+  }
+  if (!fs.existsSync('/sys/kernel/btf/vmlinux')) {
+    throw new PreflightError(
+      `kernel ${os.release()} has no BTF (/sys/kernel/btf/vmlinux): netacct needs a kernel built with CONFIG_DEBUG_INFO_BTF`,
+    );
+  }
+}

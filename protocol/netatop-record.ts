@@ -1,0 +1,79 @@
+// atop's netatop-bpf wire format: `struct netpertask`, 96 bytes, little-endian
+// (see shared/atop-protocol.md). An answer is one record per process followed
+// by a record whose id is 0.
+import { Direction, Family, Kind, Protocol, counterIndex } from '../daemon/layout.js';
+
+export const RECORD_SIZE = 96;
+/** Whole records per write, below the kernel's 36,544-byte AF_UNIX chunk. */
+export const MAX_RECORDS_PER_WRITE = 340;
+export const MAX_WRITE_BYTES = MAX_RECORDS_PER_WRITE * RECORD_SIZE;
+
+const Offset = { id: 0, btime: 8, command: 16, commandSize: 16, counters: 32 } as const;
+
+/** netpertask's eight counters, in wire order, as index pairs (IPv4, IPv6). */
+const WIRE_COUNTERS: ReadonlyArray<readonly [number, number]> = (() => {
+  const order: Array<readonly [number, number]> = [];
+  for (const protocol of [Protocol.tcp, Protocol.udp]) {
+    for (const direction of [Direction.send, Direction.recv]) {
+      for (const kind of [Kind.calls, Kind.bytes]) {
+        order.push([
+          counterIndex(Family.ipv4, protocol, direction, kind),
+          counterIndex(Family.ipv6, protocol, direction, kind),
+        ]);
+      }
+    }
+  }
+  return order;
+})();
+
+export interface NetatopProcess {
+  readonly tgid: number;
+  /** Start time, seconds since the epoch. */
+  readonly btime: number;
+  readonly comm: string;
+  /** The 16 counters of bpf/netacct.h (IPv4 and IPv6 are summed on the wire). */
+  readonly counters: Float64Array;
+}
+
+function writeU64(buf: Buffer, offset: number, value: number): void {
+  buf.writeUInt32LE(value % 0x1_0000_0000, offset);
+  buf.writeUInt32LE(Math.floor(value / 0x1_0000_0000), offset + 4);
+}
+
+/** One whole answer: the records, then the terminator. */
+export function encodeAnswer(processes: readonly NetatopProcess[]): Buffer {
+  const buf = Buffer.alloc((processes.length + 1) * RECORD_SIZE); // zeroed: padding and terminator
+  let offset = 0;
+  for (const proc of processes) {
+    buf.writeInt32LE(proc.tgid, offset + Offset.id);
+    writeU64(buf, offset + Offset.btime, proc.btime);
+    buf.write(proc.comm, offset + Offset.command, Offset.commandSize - 1, 'utf8');
+    for (let i = 0; i < WIRE_COUNTERS.length; i++) {
+      const [v4, v6] = WIRE_COUNTERS[i]!;
+      writeU64(buf, offset + Offset.counters + i * 8, proc.counters[v4]! + proc.counters[v6]!);
+    }
+    offset += RECORD_SIZE;
+  }
+  return buf;
+}
+
+export interface DecodedRecord {
+  id: number;
+  btime: number;
+  command: string;
+  /** tcpsndpacks, tcpsndbytes, tcprcvpacks, tcprcvbytes, udpsnd…, udprcv… */
+  counters: number[];
+}
+
+/** Decodes one record (tests and the benchmark client read answers with it). */
+export function decodeRecord(buf: Buffer, offset = 0): DecodedRecord {
+  const u64 = (at: number): number => buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x1_0000_0000;
+  const command = buf.subarray(offset + Offset.command, offset + Offset.command + Offset.commandSize);
+  const nul = command.indexOf(0);
+  return {
+    id: buf.readInt32LE(offset + Offset.id),
+    btime: u64(offset + Offset.btime),
+    command: command.toString('utf8', 0, nul < 0 ? command.length : nul),
+    counters: WIRE_COUNTERS.map((_, i) => u64(offset + Offset.counters + i * 8)),
+  };
+}

@@ -1,0 +1,190 @@
+// The netatop-bpf socket atop -K connects to. Every 96 bytes a client sends
+// are one request; each request gets one whole answer. Answers are written in
+// slices of whole records (at most 340), one write in flight at a time, so
+// that atop's recv(fd, buf, 96, 0) without MSG_WAITALL never sees a record
+// split across two kernel buffers (shared/atop-protocol.md, framing rule).
+import net from 'node:net';
+import type { Logger } from '../daemon/log.js';
+import { MAX_WRITE_BYTES, RECORD_SIZE } from './netatop-record.js';
+import { listenUnix, removeSocketFile } from './unix-socket-path.js';
+
+export interface NetatopAnswer {
+  records: Buffer;
+  /** The latest exit sequence number the answer covers. */
+  exitSeq: number;
+}
+
+export interface NetatopServerOptions {
+  socketPath: string;
+  mode: number;
+  /** Builds the answer for a client that has been served exits up to `servedExitSeq`. */
+  answer: (servedExitSeq: number) => NetatopAnswer;
+  /** Called after each completed answer (exited entries may now be forgotten). */
+  onAnswered: () => void;
+  log: Logger;
+  /** Requests a client may queue before it is disconnected as abusive. */
+  maxPendingRequests: number;
+  /** A client that has not taken an answer within this time is disconnected. */
+  answerTimeoutMs: number;
+}
+
+interface Client {
+  readonly socket: net.Socket;
+  readonly name: string;
+  /** Bytes of an incomplete request received so far (0..95). */
+  partialBytes: number;
+  pendingRequests: number;
+  writing: boolean;
+  servedExitSeq: number;
+  answerTimer: NodeJS.Timeout | null;
+}
+
+export class NetatopServer {
+  private readonly server: net.Server;
+  private readonly clients = new Set<Client>();
+  private nextClientNumber = 1;
+  private closing = false;
+  private readonly idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly options: NetatopServerOptions) {
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server.on('error', (err) => options.log.error(`atop socket: ${err.message}`));
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  listen(): Promise<void> {
+    return listenUnix(this.server, this.options.socketPath, this.options.mode);
+  }
+
+  /** The lowest exit seq every connected client has been served; null with no client. */
+  minServedExitSeq(): number | null {
+    let min: number | null = null;
+    for (const client of this.clients) {
+      if (min === null || client.servedExitSeq < min) min = client.servedExitSeq;
+    }
+    return min;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const client: Client = {
+      socket,
+      name: `atop client ${this.nextClientNumber++}`,
+      partialBytes: 0,
+      pendingRequests: 0,
+      writing: false,
+      servedExitSeq: 0,
+      answerTimer: null,
+    };
+    this.clients.add(client);
+    this.options.log.debug(`${client.name} connected`);
+    socket.on('data', (chunk: Buffer) => this.received(client, chunk.length));
+    socket.on('end', () => {
+      // The client will send nothing more; finish what it asked for, then close.
+      if (!client.writing && client.pendingRequests === 0) socket.end();
+    });
+    socket.on('error', (err) => this.options.log.debug(`${client.name}: ${err.message}`));
+    socket.on('close', () => this.forget(client));
+  }
+
+  private received(client: Client, bytes: number): void {
+    const total = client.partialBytes + bytes;
+    client.pendingRequests += Math.floor(total / RECORD_SIZE);
+    client.partialBytes = total % RECORD_SIZE;
+    if (client.pendingRequests > this.options.maxPendingRequests) {
+      this.options.log.warn(
+        `${client.name} queued more than ${this.options.maxPendingRequests} requests without reading answers: disconnected`,
+      );
+      client.socket.destroy();
+      return;
+    }
+    this.answerNext(client);
+  }
+
+  private answerNext(client: Client): void {
+    const { socket } = client;
+    if (client.writing || socket.destroyed) return;
+    if (this.closing) client.pendingRequests = 0; // only answers in flight finish
+    if (client.pendingRequests === 0) {
+      if (socket.readableEnded) socket.end();
+      this.notifyIfIdle();
+      return;
+    }
+    client.pendingRequests--;
+    let answer: NetatopAnswer;
+    try {
+      answer = this.options.answer(client.servedExitSeq);
+    } catch (err) {
+      this.options.log.error(`building an answer for ${client.name} failed: ${(err as Error).message}`);
+      socket.destroy();
+      return;
+    }
+    client.writing = true;
+    client.answerTimer = setTimeout(() => {
+      this.options.log.warn(`${client.name} did not read its answer within ${this.options.answerTimeoutMs} ms: disconnected`);
+      socket.destroy();
+    }, this.options.answerTimeoutMs);
+    this.writeSlices(client, answer.records, 0, () => {
+      clearTimeout(client.answerTimer!);
+      client.answerTimer = null;
+      client.writing = false;
+      client.servedExitSeq = answer.exitSeq;
+      this.options.onAnswered();
+      this.answerNext(client);
+    });
+  }
+
+  /** Writes `records` from `offset` one slice at a time, each after the previous completed. */
+  private writeSlices(client: Client, records: Buffer, offset: number, done: () => void): void {
+    if (offset >= records.length) {
+      done();
+      return;
+    }
+    const end = Math.min(offset + MAX_WRITE_BYTES, records.length);
+    client.socket.write(records.subarray(offset, end), (err) => {
+      if (!err) this.writeSlices(client, records, end, done);
+    });
+  }
+
+  private forget(client: Client): void {
+    if (client.answerTimer) clearTimeout(client.answerTimer);
+    this.clients.delete(client);
+    this.options.log.debug(`${client.name} disconnected`);
+    this.options.onAnswered(); // a slow client gone may release exited entries
+    this.notifyIfIdle();
+  }
+
+  private busy(): boolean {
+    for (const client of this.clients) if (client.writing) return true;
+    return false;
+  }
+
+  private notifyIfIdle(): void {
+    if (!this.closing || this.busy()) return;
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /** Stops accepting, lets answers in flight finish (up to graceMs), closes the rest. */
+  async close(graceMs: number): Promise<void> {
+    this.closing = true;
+    const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.busy()) {
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
+      ]);
+    }
+    for (const client of this.clients) {
+      client.pendingRequests = 0;
+      client.socket.destroy();
+    }
+    await stopped;
+    removeSocketFile(this.options.socketPath);
+  }
+}

@@ -1,0 +1,67 @@
+// Claiming a Unix socket path for a server: a socket file left by a crashed
+// daemon is replaced; one that still answers belongs to a running instance.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export class SocketInUseError extends Error {}
+
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/** Makes `socketPath` free to listen on, or throws SocketInUseError. */
+export async function claimSocketPath(socketPath: string): Promise<void> {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+      return;
+    }
+    throw err;
+  }
+  if (!stat.isSocket()) {
+    throw new SocketInUseError(`${socketPath} exists and is not a socket; remove it or choose another path`);
+  }
+  if (await answers(socketPath)) {
+    throw new SocketInUseError(
+      `${socketPath} is served by a running process (another netacct or netatop-bpf); stop it first`,
+    );
+  }
+  fs.unlinkSync(socketPath); // stale: left by a daemon that died
+}
+
+/** Listens on a Unix socket created with exactly `mode` (no window with wider rights). */
+export async function listenUnix(server: net.Server, socketPath: string, mode: number): Promise<void> {
+  await claimSocketPath(socketPath);
+  const previousUmask = process.umask(0o777 & ~mode);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(previousUmask);
+  }
+  fs.chmodSync(socketPath, mode); // umask cannot add bits such as group write
+}
+
+export function removeSocketFile(socketPath: string): void {
+  try {
+    fs.unlinkSync(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
