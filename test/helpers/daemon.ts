@@ -1,0 +1,68 @@
+// A real netacct daemon (bin/netacct.js, compiled by `npm test`) on its own
+// socket path, so that tests run side by side without touching the defaults.
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { tempPath } from './fixtures.js';
+
+export const NETACCT = path.join(import.meta.dirname, '..', '..', 'bin', 'netacct.js');
+
+export class TestDaemon {
+  log = '';
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly socketPath: string,
+  ) {
+    child.stderr!.on('data', (chunk: Buffer) => (this.log += chunk.toString()));
+  }
+
+  static async start(extraArgs: string[] = []): Promise<TestDaemon> {
+    const socketPath = tempPath('atop');
+    const child = spawn(process.execPath, [NETACCT, 'daemon', '--atop-socket', socketPath, ...extraArgs], {
+      stdio: ['ignore', 'inherit', 'pipe'],
+    });
+    const daemon = new TestDaemon(child, socketPath);
+    await daemon.waitForLog(/serving atop on/);
+    return daemon;
+  }
+
+  waitForLog(pattern: RegExp, timeoutMs = 15_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (pattern.test(this.log)) {
+          cleanup();
+          resolve();
+        }
+      };
+      const onExit = (code: number | null): void => {
+        cleanup();
+        reject(new Error(`daemon exited (${code}) before logging ${pattern}:\n${this.log}`));
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`daemon did not log ${pattern} within ${timeoutMs} ms:\n${this.log}`));
+      }, timeoutMs);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.child.stderr!.off('data', check);
+        this.child.off('exit', onExit);
+      };
+      this.child.stderr!.on('data', check);
+      this.child.once('exit', onExit);
+      check();
+    });
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Sends `signal` and resolves with the exit code. */
+  stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    return new Promise((resolve) => {
+      if (!this.running) return resolve(this.child.exitCode);
+      this.child.once('exit', (code) => resolve(code));
+      this.child.kill(signal);
+    });
+  }
+}

@@ -1,0 +1,45 @@
+// Expected counters written the way a reader thinks of them.
+import { COUNTERS, Direction, Family, Kind, Protocol, counterIndex } from '../../daemon/layout.js';
+
+type FamilyName = keyof typeof Family;
+type ProtocolName = keyof typeof Protocol;
+type DirectionName = keyof typeof Direction;
+
+/** e.g. { 'ipv4 tcp send': [101, 100500] } → the 16 counters as a plain array. */
+export function expectedCounters(spec: Record<string, [calls: number, bytes: number]>): number[] {
+  const counters = new Array<number>(COUNTERS).fill(0);
+  for (const [key, [calls, bytes]] of Object.entries(spec)) {
+    const [family, protocol, direction] = key.split(' ') as [FamilyName, ProtocolName, DirectionName];
+    counters[counterIndex(Family[family], Protocol[protocol], Direction[direction], Kind.calls)] = calls;
+    counters[counterIndex(Family[family], Protocol[protocol], Direction[direction], Kind.bytes)] = bytes;
+  }
+  return counters;
+}
+
+/** What the basic scenario of test/fixtures/traffic.c does, call by call. */
+export const BASIC_SCENARIO = expectedCounters({
+  'ipv4 tcp send': [100 + 1, 100 * 1000 + 500],
+  'ipv4 tcp recv': [100 + 1, 100 * 1000 + 500],
+  'ipv6 tcp send': [50, 50 * 3000],
+  'ipv6 tcp recv': [50, 50 * 3000],
+  'ipv4 udp send': [20, 20 * 200],
+  'ipv4 udp recv': [20, 20 * 200],
+  'ipv6 udp send': [10 + 1, 10 * 100],
+  'ipv6 udp recv': [10 + 1, 10 * 100],
+});
+
+/** The 8 netpertask counters atop gets for 16 counters (IPv4 + IPv6). */
+export function wireCounters(counters: number[]): number[] {
+  const wire: number[] = [];
+  for (const protocol of [Protocol.tcp, Protocol.udp]) {
+    for (const direction of [Direction.send, Direction.recv]) {
+      for (const kind of [Kind.calls, Kind.bytes]) {
+        wire.push(
+          counters[counterIndex(Family.ipv4, protocol, direction, kind)]! +
+            counters[counterIndex(Family.ipv6, protocol, direction, kind)]!,
+        );
+      }
+    }
+  }
+  return wire;
+}

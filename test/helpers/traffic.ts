@@ -1,0 +1,50 @@
+// Child processes that make known traffic (test/fixtures/traffic.c).
+import { type ChildProcess, spawn } from 'node:child_process';
+import readline from 'node:readline';
+import { fixture } from './fixtures.js';
+
+export class TrafficChild {
+  private readonly lines: AsyncIterator<string>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly pid: number,
+  ) {
+    this.lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  }
+
+  static async start(...args: string[]): Promise<TrafficChild> {
+    const child = spawn(fixture('traffic'), args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    const traffic = new TrafficChild(child, child.pid!);
+    await traffic.expectLine('ready');
+    return traffic;
+  }
+
+  async nextLine(): Promise<string> {
+    const next = await this.lines.next();
+    if (next.done) throw new Error(`traffic ${this.pid} ended its output early`);
+    return next.value;
+  }
+
+  /** Lines until `expected` (returned without it). */
+  async expectLine(expected: string): Promise<string[]> {
+    const before: string[] = [];
+    for (let line = await this.nextLine(); line !== expected; line = await this.nextLine()) before.push(line);
+    return before;
+  }
+
+  /** interactive scenario: `calls` UDP/IPv4 exchanges of 100 bytes. */
+  async exchange(calls: number): Promise<void> {
+    this.child.stdin!.write(`${calls}\n`);
+    await this.expectLine('done');
+  }
+
+  /** Closes stdin and waits for the exit; resolves with the exit code. */
+  finish(): Promise<number | null> {
+    return new Promise((resolve) => {
+      if (this.child.exitCode !== null) return resolve(this.child.exitCode);
+      this.child.once('exit', (code) => resolve(code));
+      this.child.stdin!.end();
+    });
+  }
+}
