@@ -12,15 +12,15 @@ export function atopAnswerBuilder(
   table: ProcessTable,
   collector: Collector,
   bootEpoch: number,
-): (servedExitSeq: number) => NetatopAnswer {
+): (servedExitSeq: number, requestedAtMs: number) => NetatopAnswer {
   const toWire = (entry: ProcessEntry): NetatopProcess => ({
     tgid: entry.tgid,
     btime: startEpochSeconds(bootEpoch, entry.startNs),
     comm: entry.comm,
     counters: entry.total,
   });
-  return (servedExitSeq) => {
-    collector.ensureFresh();
+  return (servedExitSeq, requestedAtMs) => {
+    collector.ensureReadSince(requestedAtMs);
     const processes: NetatopProcess[] = table.exitedAfter(servedExitSeq).map(toWire);
     for (const entry of table.live.values()) processes.push(toWire(entry));
     return { records: encodeAnswer(processes), exitSeq: table.latestExitSeq };

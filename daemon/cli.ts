@@ -13,16 +13,18 @@ netacct daemon options:
   --bpf-object PATH        compiled BPF object (default: the package's bpf/netacct.bpf.o)
   --moved-capacity N       kernel entries for counters left in old cgroups (default 16384)
   --exited-capacity N      kernel entries for exited processes between drains (default 32768)
+  --exited-retention-ms N  keep exited processes at least N ms after every atop
+                           client has had them (default 10000)
   --verbose                debug messages
 `;
 
 class UsageError extends Error {}
 
-function positiveInteger(name: string, text: string | undefined, fallback: number): number {
+function integerOption(name: string, text: string | undefined, fallback: number, min: number): number {
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
-    throw new UsageError(`--${name} must be a positive integer, not '${text}'`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
+    throw new UsageError(`--${name} must be an integer of at least ${min}, not '${text}'`);
   }
   return value;
 }
@@ -42,6 +44,7 @@ async function daemonCommand(args: string[]): Promise<number> {
       'bpf-object': { type: 'string' },
       'moved-capacity': { type: 'string' },
       'exited-capacity': { type: 'string' },
+      'exited-retention-ms': { type: 'string' },
       verbose: { type: 'boolean', default: false },
     },
     strict: true,
@@ -52,11 +55,10 @@ async function daemonCommand(args: string[]): Promise<number> {
     atopSocket: values['atop-socket'] ?? '/run/netatop-bpf-socket',
     atopSocketMode: fileMode(values['atop-socket-mode'], 0o600),
     bpfObject: values['bpf-object'] ?? path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
-    movedCapacity: positiveInteger('moved-capacity', values['moved-capacity'], 16384),
-    exitedCapacity: positiveInteger('exited-capacity', values['exited-capacity'], 32768),
-    maxAgeMs: 100,
+    movedCapacity: integerOption('moved-capacity', values['moved-capacity'], 16384, 1),
+    exitedCapacity: integerOption('exited-capacity', values['exited-capacity'], 32768, 1),
     drainIntervalMs: 1000,
-    exitedRetentionMs: 10_000,
+    exitedRetentionMs: integerOption('exited-retention-ms', values['exited-retention-ms'], 10_000, 0),
     maxExited: 200_000,
     shutdownGraceMs: 5000,
   };

@@ -1,20 +1,22 @@
 // Keeps the process table in step with the kernel: a full read (exits, moved
-// counters, live processes through the task iterator) whenever a client needs
-// counters fresher than maxAgeMs, and a cheap periodic drain of the exited map
-// so that exits never pile up in the kernel while no client asks.
+// counters, live processes through the task iterator) for every answer whose
+// request arrived after the last read began, so that an answer always covers
+// every exit before its request (atop looks exited PIDs up in that very
+// answer) while a burst of simultaneous requests shares one read; and a cheap
+// periodic drain of the exited map so that exits never pile up in the kernel
+// while no client asks.
 import type { KernelCounters, KernelStats } from './kernel-counters.js';
 import type { Logger } from './log.js';
 import type { ProcessTable } from './process-table.js';
 
 export interface CollectorOptions {
-  /** An answer may use counters read at most this long ago. */
-  maxAgeMs: number;
   /** How often exited processes are drained from the kernel. */
   drainIntervalMs: number;
 }
 
 export class Collector {
-  private lastFullReadMs = -Infinity;
+  /** performance.now() when the last full read began. */
+  private lastFullReadStartMs = -Infinity;
   private timer: NodeJS.Timeout | null = null;
   private reportedStats: KernelStats = { droppedNoStorage: 0, movedFull: 0, exitedFull: 0 };
   /** Duration of the last full read, for stats and benchmarks. */
@@ -36,21 +38,21 @@ export class Collector {
     this.timer = null;
   }
 
-  /** Reads everything from the kernel unless the last full read is recent enough. */
-  ensureFresh(): void {
-    if (performance.now() - this.lastFullReadMs > this.options.maxAgeMs) this.readAll();
+  /** Reads everything from the kernel unless a read began after `requestedAtMs` (performance.now()). */
+  ensureReadSince(requestedAtMs: number): void {
+    if (this.lastFullReadStartMs < requestedAtMs) this.readAll();
   }
 
   readAll(): void {
     const started = performance.now();
+    this.lastFullReadStartMs = started;
     // Order matters: exits first, then the moved counters (complete for every
     // process drained just before), then the live processes.
     const exited = this.kernel.drainExited();
     const moved = this.kernel.readMoved();
     const live = this.kernel.readLive();
     this.finish({ exited, moved, live });
-    this.lastFullReadMs = performance.now();
-    this.lastFullReadDurationMs = this.lastFullReadMs - started;
+    this.lastFullReadDurationMs = performance.now() - started;
   }
 
   private tick(): void {

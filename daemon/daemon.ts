@@ -18,8 +18,6 @@ export interface DaemonOptions {
   bpfObject: string;
   movedCapacity: number;
   exitedCapacity: number;
-  /** Counters in an answer are at most this old. */
-  maxAgeMs: number;
   drainIntervalMs: number;
   exitedRetentionMs: number;
   maxExited: number;
@@ -28,8 +26,8 @@ export interface DaemonOptions {
 
 /** Runs until SIGTERM or SIGINT; resolves once everything is released. */
 export async function runDaemon(options: DaemonOptions, log: Logger): Promise<void> {
-  await claimSocketPath(options.atopSocket); // refuse a second instance before loading anything
   checkPrivileges();
+  await claimSocketPath(options.atopSocket); // refuse a second instance before loading anything
   ensureTracefs();
   checkKernelSupport();
   routeLibbpfMessages((level, message) => log[level](message));
@@ -46,7 +44,7 @@ export async function runDaemon(options: DaemonOptions, log: Logger): Promise<vo
   const collector = new Collector(
     kernel,
     table,
-    { maxAgeMs: options.maxAgeMs, drainIntervalMs: options.drainIntervalMs },
+    { drainIntervalMs: options.drainIntervalMs },
     log,
   );
   collector.start();

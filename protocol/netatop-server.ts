@@ -17,8 +17,11 @@ export interface NetatopAnswer {
 export interface NetatopServerOptions {
   socketPath: string;
   mode: number;
-  /** Builds the answer for a client that has been served exits up to `servedExitSeq`. */
-  answer: (servedExitSeq: number) => NetatopAnswer;
+  /**
+   * Builds the answer for a client that has been served exits up to
+   * `servedExitSeq`, covering everything up to `requestedAtMs` (performance.now()).
+   */
+  answer: (servedExitSeq: number, requestedAtMs: number) => NetatopAnswer;
   /** Called after each completed answer (exited entries may now be forgotten). */
   onAnswered: () => void;
   log: Logger;
@@ -34,6 +37,8 @@ interface Client {
   /** Bytes of an incomplete request received so far (0..95). */
   partialBytes: number;
   pendingRequests: number;
+  /** performance.now() when the latest request bytes arrived. */
+  lastRequestAtMs: number;
   writing: boolean;
   servedExitSeq: number;
   answerTimer: NodeJS.Timeout | null;
@@ -78,6 +83,7 @@ export class NetatopServer {
       name: `atop client ${this.nextClientNumber++}`,
       partialBytes: 0,
       pendingRequests: 0,
+      lastRequestAtMs: 0,
       writing: false,
       servedExitSeq: 0,
       answerTimer: null,
@@ -94,6 +100,7 @@ export class NetatopServer {
   }
 
   private received(client: Client, bytes: number): void {
+    client.lastRequestAtMs = performance.now();
     const total = client.partialBytes + bytes;
     client.pendingRequests += Math.floor(total / RECORD_SIZE);
     client.partialBytes = total % RECORD_SIZE;
@@ -119,7 +126,7 @@ export class NetatopServer {
     client.pendingRequests--;
     let answer: NetatopAnswer;
     try {
-      answer = this.options.answer(client.servedExitSeq);
+      answer = this.options.answer(client.servedExitSeq, client.lastRequestAtMs);
     } catch (err) {
       this.options.log.error(`building an answer for ${client.name} failed: ${(err as Error).message}`);
       socket.destroy();

@@ -5,6 +5,8 @@ import { fixture } from './fixtures.js';
 
 export class TrafficChild {
   private readonly lines: AsyncIterator<string>;
+  /** Lines printed before "ready" (the spawn scenario's children pids). */
+  announced: string[] = [];
 
   private constructor(
     readonly child: ChildProcess,
@@ -16,7 +18,7 @@ export class TrafficChild {
   static async start(...args: string[]): Promise<TrafficChild> {
     const child = spawn(fixture('traffic'), args, { stdio: ['pipe', 'pipe', 'inherit'] });
     const traffic = new TrafficChild(child, child.pid!);
-    await traffic.expectLine('ready');
+    traffic.announced = await traffic.expectLine('ready');
     return traffic;
   }
 
