@@ -26,6 +26,11 @@ export interface DaemonOptions {
 
 /** Runs until SIGTERM or SIGINT; resolves once everything is released. */
 export async function runDaemon(options: DaemonOptions, log: Logger): Promise<void> {
+  // Handlers first: a supervisor may signal as soon as it sees the ready line.
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   checkPrivileges();
   await claimSocketPath(options.atopSocket); // refuse a second instance before loading anything
   ensureTracefs();
@@ -70,10 +75,7 @@ export async function runDaemon(options: DaemonOptions, log: Logger): Promise<vo
   }
   log.info(`netacct counting; serving atop on ${options.atopSocket}`);
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await stopSignal;
   log.info(`${signal}: shutting down`);
   clearInterval(housekeeping);
   await server.close(options.shutdownGraceMs);

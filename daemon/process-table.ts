@@ -49,8 +49,10 @@ export class ProcessTable {
   readonly live = new Map<number, ProcessEntry>();
   /** Exited entries in exit order (seq ascending). */
   private exited: ProcessEntry[] = [];
+  /** The same entries by identity, to match exit records that arrive late. */
+  private readonly exitedByIdentity = new Map<string, ProcessEntry>();
   private lastExitSeq = 0;
-  /** Exits whose final counters were unknown (the kernel's exited map was full). */
+  /** Exited processes whose exit record never came (the kernel's exited map was full). */
   lostExits = 0;
   /** Exited entries dropped before every client had them (maxExited reached). */
   droppedExits = 0;
@@ -87,8 +89,20 @@ export class ProcessTable {
 
     for (const sample of read.exited) {
       const known = this.live.get(sample.tgid);
-      const entry = known?.startNs === sample.startNs ? known : newEntry(sample);
-      if (entry === known) this.live.delete(sample.tgid);
+      const retiredAsLost = this.exitedByIdentity.get(identity(sample.tgid, sample.startNs));
+      let entry: ProcessEntry;
+      if (known?.startNs === sample.startNs) {
+        entry = known;
+        this.live.delete(sample.tgid);
+      } else if (retiredAsLost) {
+        // Retired without its exit record; the record came after all: serve
+        // the true final counters again, under a new exit seq.
+        entry = retiredAsLost;
+        this.exited.splice(this.exited.indexOf(entry), 1);
+        this.lostExits--;
+      } else {
+        entry = newEntry(sample);
+      }
       updateFromSample(entry, sample);
       takeMoved(entry, true);
       recomputeTotal(entry);
@@ -133,6 +147,7 @@ export class ProcessTable {
     entry.exit = { seq: ++this.lastExitSeq, atMs: nowMs, lost };
     if (lost) this.lostExits++;
     this.exited.push(entry);
+    this.exitedByIdentity.set(identity(entry.tgid, entry.startNs), entry);
   }
 
   /** Exited entries a client that was served up to `servedSeq` has not had yet. */
@@ -160,7 +175,10 @@ export class ProcessTable {
       this.droppedExits += overflow;
       drop += overflow;
     }
-    if (drop > 0) this.exited = this.exited.slice(drop);
+    if (drop > 0) {
+      for (const entry of this.exited.slice(0, drop)) this.exitedByIdentity.delete(identity(entry.tgid, entry.startNs));
+      this.exited = this.exited.slice(drop);
+    }
   }
 }
 
