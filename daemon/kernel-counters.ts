@@ -12,14 +12,8 @@ import {
   readCounters,
   readU64,
 } from './layout.js';
-import {
-  type BpfLinkPtr,
-  type BpfMapPtr,
-  type BpfObjectPtr,
-  errnoText,
-  lastErrno,
-  native,
-} from './libbpf.js';
+import { BpfObject, fail } from './bpf-object.js';
+import { native } from './libbpf.js';
 
 /** One process's counters in the cgroup it is in now (or was in at exit). */
 export interface ProcSample {
@@ -54,11 +48,8 @@ export interface KernelCountersOptions {
   exitedCapacity: number;
 }
 
-export class BpfError extends Error {}
-
 const ENOENT = 2;
 const ENOSPC = 28;
-const EPERM = 1;
 
 const EVENT_PROGRAMS = ['on_process_exit', 'on_cgroup_attach', 'on_send', 'on_recv'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
@@ -76,11 +67,6 @@ function decodeProcRecord(buf: Buffer, offset: number): ProcSample {
     comm: commBytes.toString('utf8', 0, nul < 0 ? commBytes.length : nul),
     counters,
   };
-}
-
-function fail(what: string, errno: number): never {
-  const hint = errno === EPERM ? ' (netacct needs root, or CAP_BPF and CAP_PERFMON)' : '';
-  throw new BpfError(`${what}: ${errnoText(errno)}${hint}`);
 }
 
 /** A hash map read in batches of `chunk` entries, with reusable buffers. */
@@ -135,73 +121,39 @@ class BatchReader {
   }
 }
 
-function findMap(object: BpfObjectPtr, name: string): BpfMapPtr {
-  const map = native.findMap(object, name) as BpfMapPtr | null;
-  if (!map) throw new BpfError(`the BPF object has no map named ${name}`);
-  return map;
-}
-
-function setCapacity(object: BpfObjectPtr, name: string, entries: number): void {
-  const ret: number = native.setMaxEntries(findMap(object, name), entries);
-  if (ret < 0) fail(`setting the capacity of map ${name} to ${entries}`, -ret);
-}
-
 export class KernelCounters {
-  private readonly links: BpfLinkPtr[] = [];
-  private iterLinkFd = -1;
+  private readonly iterLinkFd: number;
   private readonly exited: BatchReader;
   private readonly moved: BatchReader;
   private readonly movedFd: number;
   private readonly statsFd: number;
   private readonly statsValue: Buffer;
   private iterBuffer = Buffer.alloc(256 * 1024);
-  private closed = false;
 
-  /** Only after bpf_object__load: the map fds exist from then on. */
-  private constructor(private readonly object: BpfObjectPtr) {
-    this.movedFd = native.mapFd(findMap(object, 'moved'));
-    this.exited = new BatchReader(native.mapFd(findMap(object, 'exited')), ProcId.size, ProcRecord.size, 1024);
+  private constructor(private readonly object: BpfObject) {
+    this.movedFd = object.mapFd('moved');
+    this.exited = new BatchReader(object.mapFd('exited'), ProcId.size, ProcRecord.size, 1024);
     this.moved = new BatchReader(this.movedFd, MovedKey.size, COUNTERS_SIZE, 1024);
-    this.statsFd = native.mapFd(findMap(object, 'stats'));
+    this.statsFd = object.mapFd('stats');
     this.statsValue = Buffer.alloc(8 * native.numPossibleCpus());
-  }
-
-  /** Opens, sizes, loads and attaches; counting starts when this returns. */
-  static open(options: KernelCountersOptions): KernelCounters {
-    const object = native.openFile(options.objectPath, null) as BpfObjectPtr | null;
-    if (!object) fail(`opening ${options.objectPath}`, lastErrno());
-    let kernel: KernelCounters | null = null;
-    try {
-      setCapacity(object, 'moved', options.movedCapacity);
-      setCapacity(object, 'exited', options.exitedCapacity);
-      const loaded: number = native.load(object);
-      if (loaded < 0) fail('loading the BPF programs (see the libbpf messages above)', -loaded);
-      kernel = new KernelCounters(object);
-      kernel.attachAll();
-      return kernel;
-    } catch (err) {
-      if (kernel) kernel.close();
-      else native.close(object);
-      throw err;
-    }
-  }
-
-  private attachAll(): void {
     // The exit and cgroup programs go first, so that no process gets counters
     // that could not be followed to its exit or across a cgroup move.
-    for (const name of EVENT_PROGRAMS) {
-      const prog = native.findProgram(this.object, name);
-      if (!prog) throw new BpfError(`the BPF object has no program named ${name}`);
-      const link = native.attach(prog) as BpfLinkPtr | null;
-      if (!link) fail(`attaching ${name}`, lastErrno());
-      this.links.push(link);
+    for (const name of EVENT_PROGRAMS) object.attach(name);
+    this.iterLinkFd = native.linkFd(object.attach(ITERATOR_PROGRAM));
+  }
+
+  /** Loads, sizes and attaches; counting starts when this returns. */
+  static open(options: KernelCountersOptions): KernelCounters {
+    const object = BpfObject.load(options.objectPath, {
+      moved: options.movedCapacity,
+      exited: options.exitedCapacity,
+    });
+    try {
+      return new KernelCounters(object);
+    } catch (err) {
+      object.close();
+      throw err;
     }
-    const iterProg = native.findProgram(this.object, ITERATOR_PROGRAM);
-    if (!iterProg) throw new BpfError(`the BPF object has no program named ${ITERATOR_PROGRAM}`);
-    const iterLink = native.attachIter(iterProg, null) as BpfLinkPtr | null;
-    if (!iterLink) fail(`attaching the ${ITERATOR_PROGRAM} iterator`, lastErrno());
-    this.links.push(iterLink);
-    this.iterLinkFd = native.linkFd(iterLink);
   }
 
   /** Every live process that has counters, read from the kernel now. */
@@ -281,9 +233,6 @@ export class KernelCounters {
 
   /** Detaches every program and frees the object. Safe to call twice. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const link of this.links.splice(0)) native.destroyLink(link);
-    native.close(this.object);
+    this.object.close();
   }
 }

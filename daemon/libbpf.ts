@@ -41,7 +41,6 @@ export const native = {
   setMaxEntries: libbpf.func('int bpf_map__set_max_entries(bpf_map *map, uint32_t max)'),
   mapFd: libbpf.func('int bpf_map__fd(bpf_map *map)'),
   attach: libbpf.func('bpf_link *bpf_program__attach(bpf_program *prog)'),
-  attachIter: libbpf.func('bpf_link *bpf_program__attach_iter(bpf_program *prog, void *opts)'),
   linkFd: libbpf.func('int bpf_link__fd(bpf_link *link)'),
   destroyLink: libbpf.func('int bpf_link__destroy(bpf_link *link)'),
   iterCreate: libbpf.func('int bpf_iter_create(int link_fd)'),
