@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
-# Rebuilds bpf/netacct.bpf.o from its source, or with --check verifies that the
-# committed object is exactly what its source compiles to (CI runs this).
+# Rebuilds the committed BPF objects from their sources, or with --check
+# verifies that each committed object is exactly what its source compiles to
+# (CI runs this). Objects: bpf/netacct.bpf.o (the daemon's) and
+# bench/baselines.bpf.o (reference programs for the benchmarks).
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."
 
-multiarch=$(gcc -dumpmachine) # BPF programs include <linux/types.h>, which needs <asm/types.h>
-build() {
-	# Relative source path and stripped DWARF: the object does not depend on
-	# where the checkout lives. -g is needed for BTF, which libbpf requires.
-	clang -O2 -g -mcpu=v3 -target bpf -Wall -Werror -I"/usr/include/$multiarch" \
-		-c netacct.bpf.c -o "$1"
-	llvm-strip -g "$1"
+sources=(bpf/netacct.bpf.c bench/baselines.bpf.c)
+multiarch=$(gcc -dumpmachine) # <linux/types.h> needs <asm/types.h> from the multiarch dir
+
+build() { # build SOURCE OUTPUT
+	# Compiled from the source's own directory with a relative name and with
+	# DWARF stripped (BTF stays: libbpf needs it), so the object does not
+	# depend on where the checkout lives.
+	local dir out
+	dir=$(dirname "$1")
+	out=$(realpath -m "$2")
+	(cd "$dir" && clang -O2 -g -mcpu=v3 -target bpf -Wall -Werror -I"/usr/include/$multiarch" \
+		-c "$(basename "$1")" -o "$out")
+	llvm-strip -g "$out"
 }
 
-if [[ ${1:-} == --check ]]; then
-	fresh=$(mktemp --suffix=.bpf.o)
-	trap 'rm -f "$fresh"' EXIT
-	build "$fresh"
-	if ! cmp -s "$fresh" netacct.bpf.o; then
-		echo "bpf/netacct.bpf.o does not match bpf/netacct.bpf.c: run 'npm run build:bpf' and commit the object" >&2
-		exit 1
+status=0
+for source in "${sources[@]}"; do
+	object=${source%.c}.o
+	if [[ ${1:-} == --check ]]; then
+		fresh=$(mktemp --suffix=.bpf.o)
+		build "$source" "$fresh"
+		if cmp -s "$fresh" "$object"; then
+			echo "$object matches $source"
+		else
+			echo "$object does not match $source: run 'npm run build:bpf' and commit the object" >&2
+			status=1
+		fi
+		rm -f "$fresh"
+	else
+		build "$source" "$object"
+		echo "built $object"
 	fi
-	echo "bpf/netacct.bpf.o matches its source"
-else
-	build netacct.bpf.o
-	echo "built bpf/netacct.bpf.o"
-fi
+done
+exit $status

@@ -61,6 +61,11 @@ export class BpfObject {
     return prog;
   }
 
+  /** The loaded program's fd (its run statistics are in /proc/self/fdinfo/FD). */
+  programFd(programName: string): number {
+    return native.programFd(this.program(programName));
+  }
+
   /** Attaches a program where its section says (tracepoint, iterator…). */
   attach(programName: string): BpfLinkPtr {
     const link = native.attach(this.program(programName)) as BpfLinkPtr | null;

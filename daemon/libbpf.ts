@@ -40,6 +40,7 @@ export const native = {
   ),
   setMaxEntries: libbpf.func('int bpf_map__set_max_entries(bpf_map *map, uint32_t max)'),
   mapFd: libbpf.func('int bpf_map__fd(bpf_map *map)'),
+  programFd: libbpf.func('int bpf_program__fd(bpf_program *prog)'),
   attach: libbpf.func('bpf_link *bpf_program__attach(bpf_program *prog)'),
   linkFd: libbpf.func('int bpf_link__fd(bpf_link *link)'),
   destroyLink: libbpf.func('int bpf_link__destroy(bpf_link *link)'),
