@@ -10,15 +10,12 @@ sources=(bpf/netacct.bpf.c bench/baselines.bpf.c)
 multiarch=$(gcc -dumpmachine) # <linux/types.h> needs <asm/types.h> from the multiarch dir
 
 build() { # build SOURCE OUTPUT
-	# Compiled from the source's own directory with a relative name and with
-	# DWARF stripped (BTF stays: libbpf needs it), so the object does not
-	# depend on where the checkout lives.
-	local dir out
-	dir=$(dirname "$1")
-	out=$(realpath -m "$2")
-	(cd "$dir" && clang -O2 -g -mcpu=v3 -target bpf -Wall -Werror -I"/usr/include/$multiarch" \
-		-c "$(basename "$1")" -o "$out")
-	llvm-strip -g "$out"
+	# BTF line info records the source's absolute path: map the checkout's
+	# directory away, and strip DWARF (BTF stays: libbpf needs it), so that the
+	# object does not depend on where the checkout lives.
+	clang -O2 -g -mcpu=v3 -target bpf -Wall -Werror -I"/usr/include/$multiarch" \
+		-fdebug-prefix-map="$PWD"=. -c "$1" -o "$2"
+	llvm-strip -g "$2"
 }
 
 status=0
