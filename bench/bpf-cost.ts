@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BpfObject } from '../daemon/bpf-object.js';
+import { loadNetacctObject } from '../daemon/kernel-counters.js';
 import type { BpfLinkPtr } from '../daemon/libbpf.js';
 import { packageRoot } from '../daemon/package-root.js';
 
@@ -39,7 +40,12 @@ function main(): void {
   if (process.getuid?.() !== 0) throw new Error('bench/bpf-cost needs root');
   const root = packageRoot();
   // NETACCT_OBJECT: measure a variant of netacct's programs (same program names).
-  const netacct = BpfObject.load(process.env['NETACCT_OBJECT'] ?? path.join(root, 'bpf', 'netacct.bpf.o'));
+  const netacct = loadNetacctObject({
+    objectPath: process.env['NETACCT_OBJECT'] ?? path.join(root, 'bpf', 'netacct.bpf.o'),
+    slots: 32768,
+    overflowCapacity: 16384,
+    exitedCapacity: 32768,
+  });
   const baselines = BpfObject.load(path.join(root, 'bench', 'baselines.bpf.o'));
   // netacct's exit and cgroup programs run beside the hot path, as in the daemon.
   netacct.attach('on_process_exit');

@@ -3,13 +3,18 @@
  * netacct kernel side: counts socket send/recv calls and bytes per process
  * and cgroup v2, TCP and UDP, IPv4 and IPv6.
  *
- * Design (measured in bench/bpf-cost): the hot path is one task-local storage
- * lookup on the calling thread's group leader plus two atomic adds. No hash
- * of (tgid, cgroup) is touched per event, and the cgroup id is read only when
- * a process's storage is created; migrations between cgroups are caught on
- * cgroup:cgroup_attach_task, which moves the counters gathered so far into
- * the `moved` map under the old cgroup. The daemon reads live processes with
- * a task iterator and exited ones from the `exited` map.
+ * Design (measured with bench/bpf-cost): the hot path calls no map helper.
+ * A process owns the slot tgid & slot_mask of two arrays, which the verifier
+ * inlines: owners[] says whose slot it is, slots[] holds the counters. An
+ * event checks owners[idx] == tgid | ACTIVE and does two atomic adds. Only
+ * when that fails (first event, a colliding PID, a process that moved to
+ * another cgroup, a reused PID whose old slot is not yet read) does the slow
+ * path run: claim the free slot, or add to the `overflow` hash under
+ * (tgid, start time, cgroup).
+ *
+ * A slot never changes hands behind the daemon's back: the exit of the
+ * process (always before its PID can be reused) marks it EXITED, a cgroup
+ * move marks it MOVED, and only the daemon frees it, after reading it.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -24,6 +29,9 @@
 #define IPPROTO_MPTCP 262
 #define MSG_PEEK 2
 #define DEFAULT_HIERARCHY_ID 0 /* cgroup v2; v1 hierarchies have ids >= 1 */
+
+/* Set by the daemon before loading: slot count - 1 (a power of two - 1). */
+const volatile __u32 slot_mask = 0;
 
 /* Only the kernel fields we read. preserve_access_index makes libbpf
  * relocate their offsets against the running kernel's BTF (CO-RE). */
@@ -52,6 +60,11 @@ struct cred {
 	kuid_t uid;
 } __attribute__((preserve_access_index));
 
+struct cgroup;
+struct css_set {
+	struct cgroup *dfl_cgrp; /* the task's cgroup v2 */
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -60,6 +73,7 @@ struct task_struct {
 	char comm[16];
 	const struct cred *cred;
 	struct signal_struct *signal;
+	struct css_set *cgroups;
 } __attribute__((preserve_access_index));
 
 struct kernfs_node {
@@ -85,27 +99,42 @@ struct bpf_iter__task {
 	struct task_struct *task;
 } __attribute__((preserve_access_index));
 
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct netacct_proc);
-} procs SEC(".maps");
-
 /* Capacities are defaults; the daemon sets them from its configuration. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u64);
+} owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct netacct_slot);
+} slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct netacct_moved_key);
+	__type(key, struct netacct_part_key);
 	__type(value, struct netacct_counters);
-} moved SEC(".maps");
+} overflow SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 32768);
 	__type(key, struct netacct_proc_id);
-	__type(value, struct netacct_proc_record);
+	__type(value, struct netacct_proc_info);
 } exited SEC(".maps");
+
+/* Marks processes that have overflow entries, so that their exit is recorded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} overflowed SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -114,12 +143,77 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-static __always_inline void stat_add(__u32 which, __u64 n)
+static __always_inline __u64 owner_tag(__u32 tgid, __u64 state)
+{
+	return tgid | state << 32;
+}
+
+static __always_inline void stat_add(__u32 which)
 {
 	__u64 *slot = bpf_map_lookup_elem(&stats, &which);
 
 	if (slot)
-		*slot += n; /* per-CPU slot: no other writer */
+		*slot += 1; /* per-CPU slot: no other writer */
+}
+
+static __always_inline void add_call(struct netacct_counters *c, __u32 calls_index, int ret)
+{
+	if (calls_index >= NA_COUNTERS - 1) /* for the verifier: calls_index + 1 is in bounds */
+		return;
+	__sync_fetch_and_add(&c->v[calls_index], 1);
+	__sync_fetch_and_add(&c->v[calls_index + 1], (__u64)ret);
+}
+
+/* The first event of a process whose slot is free: make the slot its own. */
+static __noinline int claim_slot(__u64 *owner, __u32 tgid, struct task_struct *leader,
+				 __u32 calls_index, int ret)
+{
+	__u32 idx = tgid & slot_mask;
+
+	if (__sync_val_compare_and_swap(owner, 0, owner_tag(tgid, NA_SLOT_CLAIMING)) != 0)
+		return -1; /* another thread of the process claimed it first */
+	struct netacct_slot *slot = bpf_map_lookup_elem(&slots, &idx);
+	if (!slot) {
+		*owner = 0;
+		return -1;
+	}
+	slot->tgid = tgid;
+	slot->start_ns = leader->start_boottime;
+	slot->cgroup_id = bpf_get_current_cgroup_id();
+	for (int i = 0; i < NA_COUNTERS; i++)
+		slot->c.v[i] = 0;
+	add_call(&slot->c, calls_index, ret);
+	/* An atomic exchange orders the stores above before the slot goes live. */
+	__sync_lock_test_and_set(owner, owner_tag(tgid, NA_SLOT_ACTIVE));
+	return 0;
+}
+
+static __noinline int count_slow(__u64 *owner, __u32 tgid, __u32 calls_index, int ret)
+{
+	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+
+	if (*owner == 0 && claim_slot(owner, tgid, leader, calls_index, ret) == 0)
+		return 0;
+
+	struct netacct_part_key key = {
+		.tgid = tgid,
+		.start_ns = leader->start_boottime,
+		.cgroup_id = bpf_get_current_cgroup_id(),
+	};
+	struct netacct_counters *part = bpf_map_lookup_elem(&overflow, &key);
+	if (!part) {
+		struct netacct_counters zero = {};
+		bpf_map_update_elem(&overflow, &key, &zero, BPF_NOEXIST);
+		part = bpf_map_lookup_elem(&overflow, &key);
+		if (!part) {
+			stat_add(NA_STAT_OVERFLOW_FULL);
+			return 0;
+		}
+		if (!bpf_task_storage_get(&overflowed, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+			stat_add(NA_STAT_NO_STORAGE);
+	}
+	add_call(part, calls_index, ret);
+	return 0;
 }
 
 static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction)
@@ -150,20 +244,19 @@ static __always_inline int count_call(struct sock *sk, int ret, int flags, int d
 		return 0;
 	}
 
-	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
-	struct netacct_proc *proc =
-		bpf_task_storage_get(&procs, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!proc) {
-		stat_add(NA_STAT_NO_STORAGE, 1);
+	__u32 calls_index = ((family * 2 + protocol) * 2 + direction) * 2 + NA_CALLS;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 idx = tgid & slot_mask;
+	__u64 *owner = bpf_map_lookup_elem(&owners, &idx);
+	if (!owner)
+		return 0;
+	if (*owner == owner_tag(tgid, NA_SLOT_ACTIVE)) {
+		struct netacct_slot *slot = bpf_map_lookup_elem(&slots, &idx);
+		if (slot)
+			add_call(&slot->c, calls_index, ret);
 		return 0;
 	}
-	if (!proc->cgroup_id) /* fresh storage: later changes come from on_cgroup_attach */
-		proc->cgroup_id = bpf_get_current_cgroup_id();
-
-	__u64 *calls = &proc->c.v[((family * 2 + protocol) * 2 + direction) * 2 + NA_CALLS];
-	__sync_fetch_and_add(calls, 1);
-	__sync_fetch_and_add(calls + 1, (__u64)ret);
-	return 0;
+	return count_slow(owner, tgid, calls_index, ret);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -178,8 +271,29 @@ int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
 	return count_call(sk, ret, flags, NA_RECV);
 }
 
-/* A process (or a thread: with threaded cgroups the whole process follows
- * the moved thread) changes cgroup: keep what it counted under the old one. */
+/* The process's slot, if it owns one in one of `states`. */
+static __always_inline __u64 *owned_slot(struct task_struct *leader, __u64 states,
+					 struct netacct_slot **slot_out)
+{
+	__u32 tgid = leader->tgid;
+	__u32 idx = tgid & slot_mask;
+	__u64 *owner = bpf_map_lookup_elem(&owners, &idx);
+	if (!owner)
+		return 0;
+	__u64 tag = *owner;
+	if ((__u32)tag != tgid || !((tag >> 32) & states))
+		return 0;
+	struct netacct_slot *slot = bpf_map_lookup_elem(&slots, &idx);
+	if (!slot || slot->start_ns != leader->start_boottime)
+		return 0;
+	*slot_out = slot;
+	return owner;
+}
+
+/* A process (or, with threaded cgroups, one of its threads: then the whole
+ * process follows it) changes cgroup: its slot keeps the old cgroup's counts
+ * for the daemon, later events go to the overflow map under the new cgroup
+ * until the daemon frees the slot and the process claims it again. */
 SEC("tp_btf/cgroup_attach_task")
 int BPF_PROG(on_cgroup_attach, struct cgroup *dst, const char *path, struct task_struct *task,
 	     _Bool threadgroup)
@@ -187,60 +301,28 @@ int BPF_PROG(on_cgroup_attach, struct cgroup *dst, const char *path, struct task
 	if (dst->root->hierarchy_id != DEFAULT_HIERARCHY_ID)
 		return 0;
 	struct task_struct *leader = task->group_leader;
-	struct netacct_proc *proc = bpf_task_storage_get(&procs, leader, 0, 0);
-	if (!proc)
+	struct netacct_slot *slot;
+	__u64 *owner = owned_slot(leader, NA_SLOT_ACTIVE, &slot);
+	if (!owner || slot->cgroup_id == dst->kn->id)
 		return 0;
-	__u64 old_cgroup = proc->cgroup_id;
-	__u64 new_cgroup = dst->kn->id;
-	if (old_cgroup == new_cgroup)
-		return 0;
-	proc->cgroup_id = new_cgroup;
-	if (!old_cgroup)
-		return 0;
-
-	/* Take the counters with atomic exchanges so that no concurrent add is
-	 * lost; an add racing with the move may land on the new cgroup. */
-	struct netacct_counters taken;
-	__u64 any = 0;
-	for (int i = 0; i < NA_COUNTERS; i++) {
-		taken.v[i] = __sync_lock_test_and_set(&proc->c.v[i], 0);
-		any |= taken.v[i];
-	}
-	if (!any)
-		return 0;
-
-	struct netacct_moved_key key = {
-		.tgid = leader->tgid,
-		.start_ns = leader->start_boottime,
-		.cgroup_id = old_cgroup,
-	};
-	struct netacct_counters *earlier = bpf_map_lookup_elem(&moved, &key);
-	if (!earlier && bpf_map_update_elem(&moved, &key, &taken, BPF_NOEXIST) == 0)
-		return 0;
-	if (!earlier)
-		earlier = bpf_map_lookup_elem(&moved, &key); /* lost a race to insert it */
-	struct netacct_counters *into = earlier ? earlier : &proc->c;
-	if (!earlier) /* map full: keep the counts, lose only their old cgroup */
-		stat_add(NA_STAT_MOVED_FULL, 1);
-	for (int i = 0; i < NA_COUNTERS; i++)
-		__sync_fetch_and_add(&into->v[i], taken.v[i]);
+	__u32 tgid = leader->tgid;
+	if (__sync_val_compare_and_swap(owner, owner_tag(tgid, NA_SLOT_ACTIVE),
+					owner_tag(tgid, NA_SLOT_MOVED)) == owner_tag(tgid, NA_SLOT_ACTIVE))
+		stat_add(NA_STAT_SLOTS_RETIRED);
 	return 0;
 }
 
-static __always_inline void fill_record(struct netacct_proc_record *rec, struct task_struct *leader,
-					struct netacct_proc *proc)
+static __always_inline void fill_info(struct netacct_proc_info *info, struct task_struct *leader)
 {
-	rec->tgid = leader->tgid;
-	rec->uid = leader->cred->uid.val;
-	rec->start_ns = leader->start_boottime;
-	rec->cgroup_id = proc->cgroup_id;
-	bpf_probe_read_kernel(rec->comm, sizeof(rec->comm), leader->comm);
-	for (int i = 0; i < NA_COUNTERS; i++)
-		rec->c.v[i] = proc->c.v[i];
+	info->tgid = leader->tgid;
+	info->uid = leader->cred->uid.val;
+	info->start_ns = leader->start_boottime;
+	info->cgroup_id = leader->cgroups->dfl_cgrp->kn->id;
+	bpf_probe_read_kernel(info->comm, sizeof(info->comm), leader->comm);
 }
 
-/* The last thread of a process exits: save its final counters for the daemon,
- * keyed by (tgid, start time) so a reused PID can never add to them. */
+/* The last thread of a process exits: freeze its slot and record who it was.
+ * This runs before the PID can be given to a new process. */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_process_exit)
 {
@@ -248,19 +330,25 @@ int BPF_PROG(on_process_exit)
 	if (task->signal->live.counter) /* decremented before this tracepoint */
 		return 0;
 	struct task_struct *leader = task->group_leader;
-	struct netacct_proc *proc = bpf_task_storage_get(&procs, leader, 0, 0);
-	if (!proc)
+	__u32 tgid = leader->tgid;
+	struct netacct_slot *slot = 0;
+	__u64 *owner = owned_slot(leader, NA_SLOT_ACTIVE | NA_SLOT_MOVED, &slot);
+	if (owner && __sync_val_compare_and_swap(owner, owner_tag(tgid, NA_SLOT_ACTIVE),
+						 owner_tag(tgid, NA_SLOT_EXITED)) == owner_tag(tgid, NA_SLOT_ACTIVE))
+		stat_add(NA_STAT_SLOTS_RETIRED);
+	if (!owner && !bpf_task_storage_get(&overflowed, leader, 0, 0))
 		return 0; /* never sent or received */
 
-	struct netacct_proc_record rec = {};
-	fill_record(&rec, leader, proc);
-	struct netacct_proc_id id = { .tgid = rec.tgid, .start_ns = rec.start_ns };
-	if (bpf_map_update_elem(&exited, &id, &rec, BPF_ANY))
-		stat_add(NA_STAT_EXITED_FULL, 1);
+	struct netacct_proc_info info = {};
+	fill_info(&info, leader);
+	struct netacct_proc_id id = { .tgid = info.tgid, .start_ns = info.start_ns };
+	if (bpf_map_update_elem(&exited, &id, &info, BPF_ANY))
+		stat_add(NA_STAT_EXITED_FULL);
 	return 0;
 }
 
-/* One record per live process that has counters, read in one pass. */
+/* Who every live process with counters is, in one pass (counters are read
+ * from the maps). */
 SEC("iter/task")
 int dump_processes(struct bpf_iter__task *ctx)
 {
@@ -269,13 +357,14 @@ int dump_processes(struct bpf_iter__task *ctx)
 		return 0;
 	if (!task->signal->live.counter) /* exited: on_process_exit reports it */
 		return 0;
-	struct netacct_proc *proc = bpf_task_storage_get(&procs, task, 0, 0);
-	if (!proc)
+	struct netacct_slot *slot = 0;
+	if (!owned_slot(task, NA_SLOT_ACTIVE | NA_SLOT_MOVED, &slot) &&
+	    !bpf_task_storage_get(&overflowed, task, 0, 0))
 		return 0;
 
-	struct netacct_proc_record rec = {};
-	fill_record(&rec, task, proc);
-	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	struct netacct_proc_info info = {};
+	fill_info(&info, task);
+	bpf_seq_write(ctx->meta->seq, &info, sizeof(info));
 	return 0;
 }
 

@@ -20,23 +20,34 @@ struct netacct_counters {
 	__u64 v[NA_COUNTERS];
 };
 
-/* Task-local storage of a process, attached to its group leader's task_struct.
- * Every thread of the process adds to it; it dies with the task_struct, so a
- * reused PID always starts from a fresh, zeroed storage. */
-struct netacct_proc {
-	__u64 cgroup_id; /* cgroup v2 id the counters belong to; 0 until first set */
+/*
+ * owners[i] (a __u64) says who slots[i] belongs to: tgid | state << 32, or 0
+ * when free. Slot i serves the process whose tgid & slot_mask == i. Only BPF
+ * programs claim a free slot; only the daemon frees one, after reading it.
+ * The state values are single bits so that no partial write of one state can
+ * look like NA_SLOT_ACTIVE.
+ */
+enum netacct_slot_state {
+	NA_SLOT_ACTIVE = 1,   /* counting */
+	NA_SLOT_EXITED = 2,   /* the process exited: final counters, to be read and freed */
+	NA_SLOT_MOVED = 4,    /* the process left slot->cgroup_id: read and free */
+	NA_SLOT_CLAIMING = 8, /* being set up by the claiming program */
+};
+
+struct netacct_slot {
+	__u32 tgid;
+	__u32 pad;
+	__u64 start_ns;  /* group leader's start_boottime (CLOCK_BOOTTIME ns) */
+	__u64 cgroup_id; /* cgroup v2 id the counters belong to */
 	struct netacct_counters c;
 };
 
-/* One process, as the task iterator writes it and as the exit program
- * stores a process's final counters in the `exited` map. */
-struct netacct_proc_record {
+/* Counters of a process in one cgroup that did not fit a slot. */
+struct netacct_part_key {
 	__u32 tgid;
-	__u32 uid;      /* real uid of the group leader */
-	__u64 start_ns; /* group leader's start_boottime: CLOCK_BOOTTIME ns */
+	__u32 pad;
+	__u64 start_ns;
 	__u64 cgroup_id;
-	char comm[16];
-	struct netacct_counters c;
 };
 
 /* Identity of a process: a PID plus its start time never repeats. */
@@ -46,20 +57,23 @@ struct netacct_proc_id {
 	__u64 start_ns;
 };
 
-/* Counters a process accumulated in a cgroup it has since left. */
-struct netacct_moved_key {
+/* Who a process is: written by the task iterator for live processes and by
+ * the exit program (into the `exited` map) for processes that exited. */
+struct netacct_proc_info {
 	__u32 tgid;
-	__u32 pad;
+	__u32 uid; /* real uid of the group leader */
 	__u64 start_ns;
-	__u64 cgroup_id;
+	__u64 cgroup_id; /* cgroup v2 id now, or at the exit */
+	char comm[16];
 };
 
 /* Per-CPU counters of what could not be recorded (never silently lost). */
 enum netacct_stat {
-	NA_STAT_NO_STORAGE = 0,  /* events dropped: no task storage could be had */
-	NA_STAT_MOVED_FULL = 1,  /* migrations whose old-cgroup counters stayed with the new cgroup */
-	NA_STAT_EXITED_FULL = 2, /* exits whose final counters found the exited map full */
-	NA_STATS = 3,
+	NA_STAT_OVERFLOW_FULL = 0, /* events dropped: the overflow map was full */
+	NA_STAT_EXITED_FULL = 1,   /* exits not recorded: the exited map was full */
+	NA_STAT_NO_STORAGE = 2,    /* overflow users not marked for their exit (no task storage) */
+	NA_STAT_SLOTS_RETIRED = 3, /* slots marked EXITED or MOVED: tells the daemon to read them */
+	NA_STATS = 4,
 };
 
 #endif

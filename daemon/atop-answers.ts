@@ -22,7 +22,7 @@ export function atopAnswerBuilder(
   return (servedExitSeq, requestedAtMs) => {
     collector.ensureReadSince(requestedAtMs);
     const processes: NetatopProcess[] = table.exitedAfter(servedExitSeq).map(toWire);
-    for (const entry of table.live.values()) processes.push(toWire(entry));
+    for (const entry of table.live()) processes.push(toWire(entry));
     return { records: encodeAnswer(processes), exitSeq: table.latestExitSeq };
   };
 }

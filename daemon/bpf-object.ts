@@ -25,15 +25,23 @@ export class BpfObject {
 
   private constructor(private readonly object: BpfObjectPtr) {}
 
-  /** Opens and loads `path`; `capacities` sets maps' max_entries before the load. */
-  static load(path: string, capacities: Record<string, number> = {}): BpfObject {
+  /**
+   * Opens and loads `path`. Before the load, `capacities` sets maps'
+   * max_entries and `rodata` the initial value of its `const volatile`
+   * globals (the whole .rodata section, byte for byte).
+   */
+  static load(path: string, setup: { capacities?: Record<string, number>; rodata?: Buffer } = {}): BpfObject {
     const object = native.openFile(path, null) as BpfObjectPtr | null;
     if (!object) fail(`opening ${path}`, lastErrno());
     const loaded = new BpfObject(object);
     try {
-      for (const [name, entries] of Object.entries(capacities)) {
+      for (const [name, entries] of Object.entries(setup.capacities ?? {})) {
         const ret: number = native.setMaxEntries(loaded.map(name), entries);
         if (ret < 0) fail(`setting the capacity of map ${name} to ${entries}`, -ret);
+      }
+      if (setup.rodata) {
+        const ret: number = native.setInitialValue(loaded.map('.rodata'), setup.rodata, setup.rodata.length);
+        if (ret < 0) fail(`setting the ${setup.rodata.length} bytes of .rodata`, -ret);
       }
       const ret: number = native.load(object);
       if (ret < 0) fail(`loading the BPF programs of ${path} (see the libbpf messages above)`, -ret);

@@ -11,7 +11,9 @@ netacct daemon options:
   --atop-socket PATH       atop's socket (default /run/netatop-bpf-socket)
   --atop-socket-mode MODE  its file mode, octal (default 0600)
   --bpf-object PATH        compiled BPF object (default: the package's bpf/netacct.bpf.o)
-  --moved-capacity N       kernel entries for counters left in old cgroups (default 16384)
+  --slots N                process slots in the kernel, a power of two (default 32768);
+                           a process whose slot is taken is counted in the overflow map
+  --overflow-capacity N    kernel entries for counters that found no slot (default 16384)
   --exited-capacity N      kernel entries for exited processes between drains (default 32768)
   --exited-retention-ms N  keep exited processes at least N ms after every atop
                            client has had them (default 10000)
@@ -29,6 +31,11 @@ function integerOption(name: string, text: string | undefined, fallback: number,
   return value;
 }
 
+function powerOfTwo(value: number): number {
+  if (!Number.isInteger(Math.log2(value))) throw new UsageError(`--slots must be a power of two, not ${value}`);
+  return value;
+}
+
 function fileMode(text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   if (!/^0?[0-7]{3}$/.test(text)) throw new UsageError(`--atop-socket-mode must be an octal mode such as 0660, not '${text}'`);
@@ -42,7 +49,8 @@ async function daemonCommand(args: string[]): Promise<number> {
       'atop-socket': { type: 'string' },
       'atop-socket-mode': { type: 'string' },
       'bpf-object': { type: 'string' },
-      'moved-capacity': { type: 'string' },
+      slots: { type: 'string' },
+      'overflow-capacity': { type: 'string' },
       'exited-capacity': { type: 'string' },
       'exited-retention-ms': { type: 'string' },
       verbose: { type: 'boolean', default: false },
@@ -55,7 +63,8 @@ async function daemonCommand(args: string[]): Promise<number> {
     atopSocket: values['atop-socket'] ?? '/run/netatop-bpf-socket',
     atopSocketMode: fileMode(values['atop-socket-mode'], 0o600),
     bpfObject: values['bpf-object'] ?? path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
-    movedCapacity: integerOption('moved-capacity', values['moved-capacity'], 16384, 1),
+    slots: powerOfTwo(integerOption('slots', values.slots, 32768, 1)),
+    overflowCapacity: integerOption('overflow-capacity', values['overflow-capacity'], 16384, 1),
     exitedCapacity: integerOption('exited-capacity', values['exited-capacity'], 32768, 1),
     drainIntervalMs: 1000,
     exitedRetentionMs: integerOption('exited-retention-ms', values['exited-retention-ms'], 10_000, 0),

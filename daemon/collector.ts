@@ -1,13 +1,14 @@
-// Keeps the process table in step with the kernel: a full read (exits, moved
-// counters, live processes through the task iterator) for every answer whose
+// Keeps the process table in step with the kernel: a full read (exits, slots,
+// overflow parts, live processes through the task iterator) for every answer whose
 // request arrived after the last read began, so that an answer always covers
 // every exit before its request (atop looks exited PIDs up in that very
 // answer) while a burst of simultaneous requests shares one read; and a cheap
-// periodic drain of the exited map so that exits never pile up in the kernel
-// while no client asks.
+// periodic check (one drain and one stats lookup when idle) that reads the
+// slots only when processes exited or moved, so that their slots are freed
+// and exits never pile up in the kernel while no client asks.
 import type { KernelCounters, KernelStats } from './kernel-counters.js';
 import type { Logger } from './log.js';
-import type { ProcessTable } from './process-table.js';
+import type { KernelRead, ProcessTable } from './process-table.js';
 
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
@@ -18,7 +19,7 @@ export class Collector {
   /** performance.now() when the last full read began. */
   private lastFullReadStartMs = -Infinity;
   private timer: NodeJS.Timeout | null = null;
-  private reportedStats: KernelStats = { droppedNoStorage: 0, movedFull: 0, exitedFull: 0 };
+  private reportedStats: KernelStats = { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0 };
   /** Duration of the last full read, for stats and benchmarks. */
   lastFullReadDurationMs = 0;
 
@@ -46,39 +47,45 @@ export class Collector {
   readAll(): void {
     const started = performance.now();
     this.lastFullReadStartMs = started;
-    // Order matters: exits first, then the moved counters (complete for every
-    // process drained just before), then the live processes.
+    // Order matters: exits first, then the slots and overflow parts (complete
+    // for every process drained just before), then the live processes.
     const exited = this.kernel.drainExited();
-    const moved = this.kernel.readMoved();
+    const slots = this.kernel.readSlots();
+    const overflow = this.kernel.readOverflow();
     const live = this.kernel.readLive();
-    this.finish({ exited, moved, live });
+    this.finish({ exited, slots, overflow, live });
     this.lastFullReadDurationMs = performance.now() - started;
   }
 
   private tick(): void {
     try {
       const exited = this.kernel.drainExited();
-      if (exited.length > 0) this.finish({ exited, moved: this.kernel.readMoved(), live: null });
-      this.reportKernelDrops();
+      const stats = this.kernel.readStats();
+      const slotsRetired = stats.slotsRetired !== this.reportedStats.slotsRetired;
+      if (exited.length > 0 || slotsRetired || this.table.settlingSlots > 0) {
+        this.finish({ exited, slots: this.kernel.readSlots(), overflow: this.kernel.readOverflow(), live: null });
+      }
+      this.reportKernelDrops(stats);
     } catch (err) {
       this.log.error(`draining exited processes failed: ${(err as Error).message}`);
     }
   }
 
-  private finish(read: Parameters<ProcessTable['apply']>[0]): void {
-    const finishedMoved = this.table.apply(read, Date.now());
-    this.kernel.deleteMoved(finishedMoved);
+  private finish(read: KernelRead): void {
+    const chores = this.table.apply(read, Date.now());
+    this.kernel.freeSlots(chores.freeSlots);
+    this.kernel.deleteOverflow(chores.deleteOverflow);
   }
 
-  private reportKernelDrops(): void {
-    const stats = this.kernel.readStats();
+  private reportKernelDrops(stats: KernelStats): void {
     const before = this.reportedStats;
-    if (stats.droppedNoStorage > before.droppedNoStorage)
-      this.log.warn(`kernel: ${stats.droppedNoStorage - before.droppedNoStorage} events not counted (no task storage)`);
-    if (stats.movedFull > before.movedFull)
-      this.log.warn(`kernel: moved map full, ${stats.movedFull - before.movedFull} cgroup moves kept their counters on the new cgroup (raise movedCapacity)`);
-    if (stats.exitedFull > before.exitedFull)
-      this.log.warn(`kernel: exited map full, ${stats.exitedFull - before.exitedFull} exited processes lost their last counters (raise exitedCapacity)`);
+    const grew = (name: keyof KernelStats): number => stats[name] - before[name];
+    if (grew('overflowFull') > 0)
+      this.log.warn(`kernel: overflow map full, ${grew('overflowFull')} events not counted (raise --overflow-capacity)`);
+    if (grew('exitedFull') > 0)
+      this.log.warn(`kernel: exited map full, ${grew('exitedFull')} exits not recorded: those processes are retired with their last counters (raise --exited-capacity)`);
+    if (grew('noStorage') > 0)
+      this.log.warn(`kernel: ${grew('noStorage')} processes could not be marked for their exit (no task storage)`);
     this.reportedStats = stats;
   }
 }

@@ -16,7 +16,8 @@ export interface DaemonOptions {
   atopSocket: string;
   atopSocketMode: number;
   bpfObject: string;
-  movedCapacity: number;
+  slots: number;
+  overflowCapacity: number;
   exitedCapacity: number;
   drainIntervalMs: number;
   exitedRetentionMs: number;
@@ -39,12 +40,14 @@ export async function runDaemon(options: DaemonOptions, log: Logger): Promise<vo
 
   const kernel = KernelCounters.open({
     objectPath: options.bpfObject,
-    movedCapacity: options.movedCapacity,
+    slots: options.slots,
+    overflowCapacity: options.overflowCapacity,
     exitedCapacity: options.exitedCapacity,
   });
   const table = new ProcessTable({
     exitedRetentionMs: options.exitedRetentionMs,
     maxExited: options.maxExited,
+    slotSettleMs: 10,
   });
   const collector = new Collector(
     kernel,

@@ -1,50 +1,65 @@
 // The kernel side as the daemon sees it: loads bpf/netacct.bpf.o, attaches its
-// programs, and reads the three sources of counters (live processes through the
-// task iterator, exited processes and moved-cgroup counters from hash maps).
+// programs, and reads what they record: slots (a process's counters in its
+// current cgroup), overflow parts (counters that did not fit a slot), exit
+// records, and who each live process is (through a task iterator).
 import fs from 'node:fs';
+import { BpfObject, BpfError, fail } from './bpf-object.js';
 import {
   COUNTERS_SIZE,
-  MovedKey,
+  OWNER_SIZE,
+  PartKey,
   ProcId,
-  ProcRecord,
+  ProcInfo,
   STATS,
+  Slot,
+  SlotState,
   Stat,
   readCounters,
   readU64,
 } from './layout.js';
-import { BpfObject, fail } from './bpf-object.js';
 import { native } from './libbpf.js';
 
-/** One process's counters in the cgroup it is in now (or was in at exit). */
-export interface ProcSample {
+/** Who a process is (struct netacct_proc_info). */
+export interface ProcInfoSample {
   tgid: number;
   uid: number;
   /** CLOCK_BOOTTIME ns of the process start; with tgid, the process identity. */
   startNs: number;
   cgroupId: number;
   comm: string;
-  counters: Float64Array;
 }
 
-/** Counters a process gathered in a cgroup it has left. */
-export interface MovedSample {
+/** Counters of one process in one cgroup, from a slot or an overflow entry. */
+export interface PartSample {
   tgid: number;
   startNs: number;
   cgroupId: number;
   counters: Float64Array;
+}
+
+export interface SlotSample extends PartSample {
+  index: number;
+  /** SlotState.active, .exited or .moved (slots being claimed are skipped). */
+  state: number;
+}
+
+export interface OverflowSample extends PartSample {
   /** The map key, kept byte for byte for deleting the entry. */
   key: Buffer;
 }
 
 export interface KernelStats {
-  droppedNoStorage: number;
-  movedFull: number;
+  overflowFull: number;
   exitedFull: number;
+  noStorage: number;
+  slotsRetired: number;
 }
 
 export interface KernelCountersOptions {
   objectPath: string;
-  movedCapacity: number;
+  /** Process slots: a power of two. */
+  slots: number;
+  overflowCapacity: number;
   exitedCapacity: number;
 }
 
@@ -54,22 +69,19 @@ const ENOSPC = 28;
 const EVENT_PROGRAMS = ['on_process_exit', 'on_cgroup_attach', 'on_send', 'on_recv'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
 
-function decodeProcRecord(buf: Buffer, offset: number): ProcSample {
-  const commBytes = buf.subarray(offset + ProcRecord.comm, offset + ProcRecord.comm + ProcRecord.commSize);
-  const nul = commBytes.indexOf(0);
-  const counters = new Float64Array(16);
-  readCounters(buf, offset + ProcRecord.counters, counters);
+function decodeInfo(buf: Buffer, offset: number): ProcInfoSample {
+  const comm = buf.subarray(offset + ProcInfo.comm, offset + ProcInfo.comm + ProcInfo.commSize);
+  const nul = comm.indexOf(0);
   return {
-    tgid: buf.readUInt32LE(offset + ProcRecord.tgid),
-    uid: buf.readUInt32LE(offset + ProcRecord.uid),
-    startNs: readU64(buf, offset + ProcRecord.startNs),
-    cgroupId: readU64(buf, offset + ProcRecord.cgroupId),
-    comm: commBytes.toString('utf8', 0, nul < 0 ? commBytes.length : nul),
-    counters,
+    tgid: buf.readUInt32LE(offset + ProcInfo.tgid),
+    uid: buf.readUInt32LE(offset + ProcInfo.uid),
+    startNs: readU64(buf, offset + ProcInfo.startNs),
+    cgroupId: readU64(buf, offset + ProcInfo.cgroupId),
+    comm: comm.toString('utf8', 0, nul < 0 ? comm.length : nul),
   };
 }
 
-/** A hash map read in batches of `chunk` entries, with reusable buffers. */
+/** A map read in batches of `chunk` entries, with reusable buffers. */
 class BatchReader {
   private chunk: number;
   private keys: Buffer;
@@ -121,19 +133,40 @@ class BatchReader {
   }
 }
 
+/** Loads bpf/netacct.bpf.o sized as configured, without attaching anything. */
+export function loadNetacctObject(options: KernelCountersOptions): BpfObject {
+  const { slots } = options;
+  if (!Number.isInteger(Math.log2(slots))) throw new BpfError(`the slot count must be a power of two, not ${slots}`);
+  const rodata = Buffer.alloc(4); // const volatile __u32 slot_mask
+  rodata.writeUInt32LE(slots - 1);
+  return BpfObject.load(options.objectPath, {
+    capacities: { owners: slots, slots, overflow: options.overflowCapacity, exited: options.exitedCapacity },
+    rodata,
+  });
+}
+
 export class KernelCounters {
   private readonly iterLinkFd: number;
+  private readonly owners: BatchReader;
+  private readonly ownersFd: number;
+  private readonly slotsFd: number;
+  private readonly overflow: BatchReader;
+  private readonly overflowFd: number;
   private readonly exited: BatchReader;
-  private readonly moved: BatchReader;
-  private readonly movedFd: number;
   private readonly statsFd: number;
   private readonly statsValue: Buffer;
+  private readonly slotValue = Buffer.alloc(Slot.size);
+  private readonly indexKey = Buffer.alloc(4);
+  private readonly freeOwner = Buffer.alloc(OWNER_SIZE);
   private iterBuffer = Buffer.alloc(256 * 1024);
 
   private constructor(private readonly object: BpfObject) {
-    this.movedFd = object.mapFd('moved');
-    this.exited = new BatchReader(object.mapFd('exited'), ProcId.size, ProcRecord.size, 1024);
-    this.moved = new BatchReader(this.movedFd, MovedKey.size, COUNTERS_SIZE, 1024);
+    this.ownersFd = object.mapFd('owners');
+    this.owners = new BatchReader(this.ownersFd, 4, OWNER_SIZE, 4096);
+    this.slotsFd = object.mapFd('slots');
+    this.overflowFd = object.mapFd('overflow');
+    this.overflow = new BatchReader(this.overflowFd, PartKey.size, COUNTERS_SIZE, 1024);
+    this.exited = new BatchReader(object.mapFd('exited'), ProcId.size, ProcInfo.size, 1024);
     this.statsFd = object.mapFd('stats');
     this.statsValue = Buffer.alloc(8 * native.numPossibleCpus());
     // The exit and cgroup programs go first, so that no process gets counters
@@ -144,10 +177,7 @@ export class KernelCounters {
 
   /** Loads, sizes and attaches; counting starts when this returns. */
   static open(options: KernelCountersOptions): KernelCounters {
-    const object = BpfObject.load(options.objectPath, {
-      moved: options.movedCapacity,
-      exited: options.exitedCapacity,
-    });
+    const object = loadNetacctObject(options);
     try {
       return new KernelCounters(object);
     } catch (err) {
@@ -156,8 +186,8 @@ export class KernelCounters {
     }
   }
 
-  /** Every live process that has counters, read from the kernel now. */
-  readLive(): ProcSample[] {
+  /** Who every live process with counters is, read from the kernel now. */
+  readLive(): ProcInfoSample[] {
     const fd: number = native.iterCreate(this.iterLinkFd);
     if (fd < 0) fail('starting the process iterator', -fd);
     let length = 0;
@@ -175,42 +205,72 @@ export class KernelCounters {
     } finally {
       fs.closeSync(fd);
     }
-    const samples: ProcSample[] = [];
-    for (let offset = 0; offset + ProcRecord.size <= length; offset += ProcRecord.size) {
-      samples.push(decodeProcRecord(this.iterBuffer, offset));
+    const infos: ProcInfoSample[] = [];
+    for (let offset = 0; offset + ProcInfo.size <= length; offset += ProcInfo.size) {
+      infos.push(decodeInfo(this.iterBuffer, offset));
+    }
+    return infos;
+  }
+
+  /** Processes that exited since the last drain; removes their records. */
+  drainExited(): ProcInfoSample[] {
+    const infos: ProcInfoSample[] = [];
+    this.exited.read(true, (_keys, values, i) => infos.push(decodeInfo(values, i * ProcInfo.size)));
+    return infos;
+  }
+
+  /** Every slot that holds a process's counters (owners first, then each slot). */
+  readSlots(): SlotSample[] {
+    const owned: Array<[index: number, tgid: number, state: number]> = [];
+    this.owners.read(false, (keys, values, i) => {
+      const tgid = values.readUInt32LE(i * OWNER_SIZE);
+      const state = values.readUInt32LE(i * OWNER_SIZE + 4);
+      if (state !== 0 && state !== SlotState.claiming) owned.push([keys.readUInt32LE(i * 4), tgid, state]);
+    });
+    const samples: SlotSample[] = [];
+    for (const [index, tgid, state] of owned) {
+      this.indexKey.writeUInt32LE(index);
+      const ret: number = native.lookupElem(this.slotsFd, this.indexKey, this.slotValue);
+      if (ret < 0) fail(`reading slot ${index}`, -ret);
+      samples.push({
+        index,
+        state,
+        tgid,
+        startNs: readU64(this.slotValue, Slot.startNs),
+        cgroupId: readU64(this.slotValue, Slot.cgroupId),
+        counters: readCounters(this.slotValue, Slot.counters),
+      });
     }
     return samples;
   }
 
-  /** Final counters of processes that exited since the last drain; removes them. */
-  drainExited(): ProcSample[] {
-    const samples: ProcSample[] = [];
-    this.exited.read(true, (_keys, values, i) => {
-      samples.push(decodeProcRecord(values, i * ProcRecord.size));
-    });
-    return samples;
-  }
-
-  readMoved(): MovedSample[] {
-    const samples: MovedSample[] = [];
-    this.moved.read(false, (keys, values, i) => {
-      const k = i * MovedKey.size;
-      const counters = new Float64Array(16);
-      readCounters(values, i * COUNTERS_SIZE, counters);
+  readOverflow(): OverflowSample[] {
+    const samples: OverflowSample[] = [];
+    this.overflow.read(false, (keys, values, i) => {
+      const k = i * PartKey.size;
       samples.push({
-        tgid: keys.readUInt32LE(k + MovedKey.tgid),
-        startNs: readU64(keys, k + MovedKey.startNs),
-        cgroupId: readU64(keys, k + MovedKey.cgroupId),
-        counters,
-        key: Buffer.from(keys.subarray(k, k + MovedKey.size)),
+        tgid: keys.readUInt32LE(k + PartKey.tgid),
+        startNs: readU64(keys, k + PartKey.startNs),
+        cgroupId: readU64(keys, k + PartKey.cgroupId),
+        counters: readCounters(values, i * COUNTERS_SIZE),
+        key: Buffer.from(keys.subarray(k, k + PartKey.size)),
       });
     });
     return samples;
   }
 
-  /** Deletes moved entries of processes that have exited (nothing writes them any more). */
-  deleteMoved(keys: readonly Buffer[]): void {
-    for (const key of keys) native.deleteElem(this.movedFd, key);
+  /** Frees slots the daemon has read for the last time (EXITED or MOVED). */
+  freeSlots(indexes: readonly number[]): void {
+    for (const index of indexes) {
+      this.indexKey.writeUInt32LE(index);
+      const ret: number = native.updateElem(this.ownersFd, this.indexKey, this.freeOwner, 0);
+      if (ret < 0) fail(`freeing slot ${index}`, -ret);
+    }
+  }
+
+  /** Deletes overflow entries of processes that have exited (nothing writes them any more). */
+  deleteOverflow(keys: readonly Buffer[]): void {
+    for (const key of keys) native.deleteElem(this.overflowFd, key);
   }
 
   readStats(): KernelStats {
@@ -220,14 +280,13 @@ export class KernelCounters {
       key.writeUInt32LE(stat);
       const ret: number = native.lookupElem(this.statsFd, key, this.statsValue);
       if (ret < 0) fail('reading the BPF stats map', -ret);
-      for (let cpu = 0; cpu * 8 < this.statsValue.length; cpu++) {
-        totals[stat]! += readU64(this.statsValue, cpu * 8);
-      }
+      for (let cpu = 0; cpu * 8 < this.statsValue.length; cpu++) totals[stat]! += readU64(this.statsValue, cpu * 8);
     }
     return {
-      droppedNoStorage: totals[Stat.noStorage]!,
-      movedFull: totals[Stat.movedFull]!,
+      overflowFull: totals[Stat.overflowFull]!,
       exitedFull: totals[Stat.exitedFull]!,
+      noStorage: totals[Stat.noStorage]!,
+      slotsRetired: totals[Stat.slotsRetired]!,
     };
   }
 

@@ -19,29 +19,32 @@ export function counterIndex(
 
 export const COUNTERS_SIZE = COUNTERS * 8;
 
-export const ProcRecord = {
-  size: 168,
-  tgid: 0,
-  uid: 4,
-  startNs: 8,
-  cgroupId: 16,
-  comm: 24,
-  commSize: 16,
-  counters: 40,
-} as const;
+/** owners[i]: tgid | state << 32; 0 when free. */
+export const SlotState = { active: 1, exited: 2, moved: 4, claiming: 8 } as const;
+export const OWNER_SIZE = 8;
+
+export const Slot = { size: 152, tgid: 0, startNs: 8, cgroupId: 16, counters: 24 } as const;
+
+export const PartKey = { size: 24, tgid: 0, startNs: 8, cgroupId: 16 } as const;
 
 export const ProcId = { size: 16, tgid: 0, startNs: 8 } as const;
 
-export const MovedKey = { size: 24, tgid: 0, startNs: 8, cgroupId: 16 } as const;
+export const ProcInfo = { size: 40, tgid: 0, uid: 4, startNs: 8, cgroupId: 16, comm: 24, commSize: 16 } as const;
 
-export const Stat = { noStorage: 0, movedFull: 1, exitedFull: 2 } as const;
-export const STATS = 3;
+export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3 } as const;
+export const STATS = 4;
 
-/** Reads a u64 as a Number: exact below 2^53 (9 PB of bytes, 104 days of ns). */
+/**
+ * Reads a u64 as a Number: exact below 2^53 (9 PB of bytes, 104 days of ns of
+ * uptime). Beyond, the same u64 always maps to the same Number, which is all
+ * a start time needs as part of a process identity.
+ */
 export function readU64(buf: Buffer, offset: number): number {
   return buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * 0x1_0000_0000;
 }
 
-export function readCounters(buf: Buffer, offset: number, into: Float64Array): void {
-  for (let i = 0; i < COUNTERS; i++) into[i] = readU64(buf, offset + i * 8);
+export function readCounters(buf: Buffer, offset: number): Float64Array {
+  const counters = new Float64Array(COUNTERS);
+  for (let i = 0; i < COUNTERS; i++) counters[i] = readU64(buf, offset + i * 8);
+  return counters;
 }

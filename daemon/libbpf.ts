@@ -39,6 +39,7 @@ export const native = {
     'bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)',
   ),
   setMaxEntries: libbpf.func('int bpf_map__set_max_entries(bpf_map *map, uint32_t max)'),
+  setInitialValue: libbpf.func('int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)'),
   mapFd: libbpf.func('int bpf_map__fd(bpf_map *map)'),
   programFd: libbpf.func('int bpf_program__fd(bpf_program *prog)'),
   attach: libbpf.func('bpf_link *bpf_program__attach(bpf_program *prog)'),
@@ -47,6 +48,7 @@ export const native = {
   iterCreate: libbpf.func('int bpf_iter_create(int link_fd)'),
   lookupElem: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
   deleteElem: libbpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
+  updateElem: libbpf.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
   // count is in/out: a 4-byte Buffer. in_batch/out_batch are opaque 8-byte tokens.
   lookupBatch: libbpf.func(
     'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',

@@ -1,34 +1,51 @@
 // The accounting table: every process that has sent or received, live or
 // recently exited, identified by (tgid, start time) so that a reused PID is
-// always a new entry. Exited processes keep their final counters until every
-// connected atop client has been served them (see retire/forgetServedExits).
+// always a new entry. A process's counters come in parts, per cgroup: its
+// slot as last read, its overflow entries as last read, and slots already
+// read for the last time (settled). Exited processes keep their final
+// counters until every connected atop client has been served them.
 import { COUNTERS } from './layout.js';
-import type { MovedSample, ProcSample } from './kernel-counters.js';
+import type { OverflowSample, ProcInfoSample, SlotSample } from './kernel-counters.js';
+import { SlotState } from './layout.js';
 
 export interface ProcessEntry {
   readonly tgid: number;
   readonly startNs: number;
+  /** Whether a live read or an exit record has said who it is (uid, comm). */
+  known: boolean;
   uid: number;
   comm: string;
   /** cgroup v2 id the process is in now (or was in when it exited). */
   cgroupId: number;
-  /** Counters gathered in the current cgroup. */
-  readonly current: Float64Array;
-  /** Counters gathered in cgroups the process left, by cgroup id. */
-  moved: Map<number, Float64Array>;
-  /** current + moved: what clients are served. Never decreases. */
+  /** Counters of slots read for the last time, by cgroup id. */
+  readonly settled: Map<number, Float64Array>;
+  /** Its slot as last read, while it holds one. */
+  slot: { cgroupId: number; counters: Float64Array } | null;
+  /** Its overflow entries as last read, by cgroup id, and their map keys. */
+  overflow: Map<number, Float64Array>;
+  overflowKeys: Buffer[];
+  /** All parts summed: what clients are served. Never decreases. */
   readonly total: Float64Array;
   /** Set once the process has exited; seq orders exits for delivery. */
   exit: { seq: number; atMs: number; lost: boolean } | null;
-  /** Consecutive full reads that did not see this live process. */
+  /** Consecutive live reads that did not list this process. */
   missedReads: number;
 }
 
-/** What one read of the kernel returned; `live` is null for a drain of exits only. */
+/** One read of the kernel; null parts were not read this time. */
 export interface KernelRead {
-  exited: readonly ProcSample[];
-  moved: readonly MovedSample[];
-  live: readonly ProcSample[] | null;
+  exited: readonly ProcInfoSample[];
+  slots: readonly SlotSample[] | null;
+  overflow: readonly OverflowSample[] | null;
+  live: readonly ProcInfoSample[] | null;
+}
+
+/** What the caller must do in the kernel after a read was applied. */
+export interface KernelChores {
+  /** Slots read for the last time: free them. */
+  freeSlots: number[];
+  /** Overflow entries of exited processes: delete them. */
+  deleteOverflow: Buffer[];
 }
 
 export interface ProcessTableOptions {
@@ -36,21 +53,46 @@ export interface ProcessTableOptions {
   exitedRetentionMs: number;
   /** Hard bound on exited entries kept for clients that never ask. */
   maxExited: number;
+  /**
+   * An EXITED or MOVED slot is read for the last time only after staying so
+   * this long, so that an add that passed its owner check just before the
+   * state changed has landed.
+   */
+  slotSettleMs: number;
 }
 
-/** A live process that full reads stop seeing without an exit record exited unseen. */
+/** A live process that live reads stop listing without an exit record exited unseen. */
 const MISSED_READS_BEFORE_LOST = 2;
 
 function identity(tgid: number, startNs: number): string {
   return `${tgid}:${startNs}`;
 }
 
+export function addInto(into: Float64Array, counters: Float64Array): void {
+  for (let i = 0; i < COUNTERS; i++) into[i]! += counters[i]!;
+}
+
+/** A process's counters per cgroup id, all parts summed. */
+export function countersByCgroup(entry: ProcessEntry): Map<number, Float64Array> {
+  const byCgroup = new Map<number, Float64Array>();
+  const add = (cgroupId: number, counters: Float64Array): void => {
+    let sum = byCgroup.get(cgroupId);
+    if (!sum) byCgroup.set(cgroupId, (sum = new Float64Array(COUNTERS)));
+    addInto(sum, counters);
+  };
+  for (const [cgroupId, counters] of entry.settled) add(cgroupId, counters);
+  if (entry.slot) add(entry.slot.cgroupId, entry.slot.counters);
+  for (const [cgroupId, counters] of entry.overflow) add(cgroupId, counters);
+  return byCgroup;
+}
+
 export class ProcessTable {
-  readonly live = new Map<number, ProcessEntry>();
+  /** Every entry, live or exited, by identity, in order of first sight. */
+  private readonly entries = new Map<string, ProcessEntry>();
   /** Exited entries in exit order (seq ascending). */
   private exited: ProcessEntry[] = [];
-  /** The same entries by identity, to match exit records that arrive late. */
-  private readonly exitedByIdentity = new Map<string, ProcessEntry>();
+  /** EXITED or MOVED slots waiting to settle: index → first seen so (ms). */
+  private settling = new Map<number, number>();
   private lastExitSeq = 0;
   /** Exited processes whose exit record never came (the kernel's exited map was full). */
   lostExits = 0;
@@ -67,87 +109,133 @@ export class ProcessTable {
     return this.lastExitSeq;
   }
 
-  /**
-   * Merges one kernel read. Returns the moved-map keys that belong to exited
-   * processes: their counters are now in the table and the caller deletes them.
-   */
-  apply(read: KernelRead, nowMs: number): Buffer[] {
-    const movedByProcess = new Map<string, MovedSample[]>();
-    for (const sample of read.moved) {
-      const key = identity(sample.tgid, sample.startNs);
-      const list = movedByProcess.get(key);
-      if (list) list.push(sample);
-      else movedByProcess.set(key, [sample]);
-    }
-    const finishedMovedKeys: Buffer[] = [];
-    const takeMoved = (entry: ProcessEntry, finished: boolean): void => {
-      const samples = movedByProcess.get(identity(entry.tgid, entry.startNs));
-      if (!samples) return;
-      entry.moved = new Map(samples.map((s) => [s.cgroupId, s.counters]));
-      if (finished) for (const s of samples) finishedMovedKeys.push(s.key);
-    };
+  /** Slots that must be read again before they can be freed. */
+  get settlingSlots(): number {
+    return this.settling.size;
+  }
 
-    for (const sample of read.exited) {
-      const known = this.live.get(sample.tgid);
-      const retiredAsLost = this.exitedByIdentity.get(identity(sample.tgid, sample.startNs));
-      let entry: ProcessEntry;
-      if (known?.startNs === sample.startNs) {
-        entry = known;
-        this.live.delete(sample.tgid);
-      } else if (retiredAsLost) {
-        // Retired without its exit record; the record came after all: serve
-        // the true final counters again, under a new exit seq.
-        entry = retiredAsLost;
-        this.exited.splice(this.exited.indexOf(entry), 1);
-        this.lostExits--;
-      } else {
-        entry = newEntry(sample);
+  /** Live processes, in order of first sight. */
+  *live(): IterableIterator<ProcessEntry> {
+    for (const entry of this.entries.values()) if (!entry.exit) yield entry;
+  }
+
+  private entry(tgid: number, startNs: number): ProcessEntry {
+    const key = identity(tgid, startNs);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = {
+        tgid,
+        startNs,
+        known: false,
+        uid: 0,
+        comm: '',
+        cgroupId: 0,
+        settled: new Map(),
+        slot: null,
+        overflow: new Map(),
+        overflowKeys: [],
+        total: new Float64Array(COUNTERS),
+        exit: null,
+        missedReads: 0,
+      };
+      this.entries.set(key, entry);
+    }
+    return entry;
+  }
+
+  /** Merges one kernel read and says what to free in the kernel. */
+  apply(read: KernelRead, nowMs: number): KernelChores {
+    const chores: KernelChores = { freeSlots: [], deleteOverflow: [] };
+    const touched = new Set<ProcessEntry>();
+    const exiting = new Set<ProcessEntry>();
+
+    for (const info of read.exited) {
+      const entry = this.entry(info.tgid, info.startNs);
+      describe(entry, info);
+      exiting.add(entry);
+    }
+
+    if (read.slots) {
+      const settling = new Map<number, number>();
+      for (const slot of read.slots) {
+        const entry = this.entry(slot.tgid, slot.startNs);
+        touched.add(entry);
+        const since = slot.state === SlotState.active ? nowMs : (this.settling.get(slot.index) ?? nowMs);
+        if (slot.state !== SlotState.active && nowMs - since >= this.options.slotSettleMs) {
+          settle(entry, slot.cgroupId, slot.counters);
+          entry.slot = null;
+          chores.freeSlots.push(slot.index);
+        } else {
+          entry.slot = { cgroupId: slot.cgroupId, counters: slot.counters };
+          if (slot.state !== SlotState.active) settling.set(slot.index, since);
+        }
       }
-      updateFromSample(entry, sample);
-      takeMoved(entry, true);
-      recomputeTotal(entry);
-      this.retire(entry, nowMs, false);
+      this.settling = settling;
     }
 
+    if (read.overflow) {
+      // A live process's overflow entries only grow; an exited one's were
+      // deleted from the kernel and its last read stays as final.
+      for (const entry of this.live()) {
+        entry.overflow = new Map();
+        entry.overflowKeys = [];
+      }
+      for (const part of read.overflow) {
+        const entry = this.entry(part.tgid, part.startNs);
+        entry.overflow.set(part.cgroupId, part.counters);
+        entry.overflowKeys.push(part.key);
+        touched.add(entry);
+      }
+    }
+
+    const lost = new Set<ProcessEntry>();
     if (read.live) {
-      const seen = new Set<number>();
-      for (const sample of read.live) {
-        let entry = this.live.get(sample.tgid);
-        if (entry && entry.startNs !== sample.startNs) {
-          // The PID was reused before the old process's exit record arrived.
-          this.live.delete(sample.tgid);
-          this.retire(entry, nowMs, true);
-          entry = undefined;
-        }
-        if (!entry) {
-          entry = newEntry(sample);
-          this.live.set(sample.tgid, entry);
-        }
-        updateFromSample(entry, sample);
-        takeMoved(entry, false);
-        recomputeTotal(entry);
+      const seen = new Set<ProcessEntry>();
+      for (const info of read.live) {
+        const entry = this.entry(info.tgid, info.startNs);
+        describe(entry, info);
         entry.missedReads = 0;
-        seen.add(sample.tgid);
+        seen.add(entry);
       }
-      for (const entry of this.live.values()) {
-        if (seen.has(entry.tgid)) continue;
-        entry.missedReads++;
-        if (entry.missedReads >= MISSED_READS_BEFORE_LOST) {
-          this.live.delete(entry.tgid);
-          takeMoved(entry, true);
-          recomputeTotal(entry);
-          this.retire(entry, nowMs, true);
-        }
+      for (const entry of this.entries.values()) {
+        if (entry.exit || seen.has(entry) || exiting.has(entry)) continue;
+        if (++entry.missedReads >= MISSED_READS_BEFORE_LOST) lost.add(entry);
       }
     }
-    return finishedMovedKeys;
+
+    for (const entry of [...touched, ...exiting, ...lost]) {
+      const grew = recomputeTotal(entry);
+      if (grew && entry.exit && !exiting.has(entry)) this.requeueExit(entry); // a late part of an exited process
+    }
+    for (const entry of exiting) {
+      if (entry.exit?.lost) {
+        // Retired as lost, then its exit record came after all.
+        entry.exit.lost = false;
+        this.lostExits--;
+        this.requeueExit(entry);
+      } else if (!entry.exit) {
+        this.retire(entry, nowMs, false);
+      }
+    }
+    for (const entry of lost) this.retire(entry, nowMs, true);
+    for (const entry of [...exiting, ...lost]) {
+      chores.deleteOverflow.push(...entry.overflowKeys);
+      entry.overflowKeys = [];
+    }
+    return chores;
   }
 
   private retire(entry: ProcessEntry, nowMs: number, lost: boolean): void {
     entry.exit = { seq: ++this.lastExitSeq, atMs: nowMs, lost };
     if (lost) this.lostExits++;
     this.exited.push(entry);
-    this.exitedByIdentity.set(identity(entry.tgid, entry.startNs), entry);
+  }
+
+  /** Serves an exited entry again, to every client, with what it has now. */
+  private requeueExit(entry: ProcessEntry): void {
+    this.exited.splice(this.exited.indexOf(entry), 1);
+    entry.exit!.seq = ++this.lastExitSeq;
+    this.exited.push(entry);
   }
 
   /** Exited entries a client that was served up to `servedSeq` has not had yet. */
@@ -159,15 +247,16 @@ export class ProcessTable {
 
   /**
    * Forgets exited entries that every connected client has been served
-   * (all of them when `minServedSeq` is null: no client is connected) once
-   * they are older than the retention, and the oldest beyond maxExited.
+   * (all of them when `minServedSeq` is null: no client is connected), once
+   * they are older than the retention and their slot has been read for the
+   * last time; and the oldest beyond maxExited.
    */
   forgetServedExits(minServedSeq: number | null, nowMs: number): void {
     let drop = 0;
     for (const entry of this.exited) {
       const exit = entry.exit!;
       const served = minServedSeq === null || exit.seq <= minServedSeq;
-      if (!served || nowMs - exit.atMs < this.options.exitedRetentionMs) break;
+      if (!served || nowMs - exit.atMs < this.options.exitedRetentionMs || entry.slot) break;
       drop++;
     }
     const overflow = this.exited.length - drop - this.options.maxExited;
@@ -175,42 +264,39 @@ export class ProcessTable {
       this.droppedExits += overflow;
       drop += overflow;
     }
-    if (drop > 0) {
-      for (const entry of this.exited.slice(0, drop)) this.exitedByIdentity.delete(identity(entry.tgid, entry.startNs));
-      this.exited = this.exited.slice(drop);
+    if (drop === 0) return;
+    for (const entry of this.exited.slice(0, drop)) this.entries.delete(identity(entry.tgid, entry.startNs));
+    this.exited = this.exited.slice(drop);
+  }
+}
+
+function describe(entry: ProcessEntry, info: ProcInfoSample): void {
+  entry.known = true;
+  entry.uid = info.uid;
+  entry.comm = info.comm;
+  entry.cgroupId = info.cgroupId;
+}
+
+function settle(entry: ProcessEntry, cgroupId: number, counters: Float64Array): void {
+  const settled = entry.settled.get(cgroupId);
+  if (settled) addInto(settled, counters);
+  else entry.settled.set(cgroupId, Float64Array.from(counters));
+}
+
+/** Returns whether any counter grew. */
+function recomputeTotal(entry: ProcessEntry): boolean {
+  const sum = new Float64Array(COUNTERS);
+  for (const counters of entry.settled.values()) addInto(sum, counters);
+  if (entry.slot) addInto(sum, entry.slot.counters);
+  for (const counters of entry.overflow.values()) addInto(sum, counters);
+  let grew = false;
+  for (let i = 0; i < COUNTERS; i++) {
+    // Never serve a smaller value than before: atop would take the whole
+    // counter as the delta.
+    if (sum[i]! > entry.total[i]!) {
+      entry.total[i] = sum[i]!;
+      grew = true;
     }
   }
-}
-
-function newEntry(sample: ProcSample): ProcessEntry {
-  return {
-    tgid: sample.tgid,
-    startNs: sample.startNs,
-    uid: sample.uid,
-    comm: sample.comm,
-    cgroupId: sample.cgroupId,
-    current: new Float64Array(COUNTERS),
-    moved: new Map(),
-    total: new Float64Array(COUNTERS),
-    exit: null,
-    missedReads: 0,
-  };
-}
-
-function updateFromSample(entry: ProcessEntry, sample: ProcSample): void {
-  entry.uid = sample.uid;
-  entry.comm = sample.comm;
-  entry.cgroupId = sample.cgroupId;
-  entry.current.set(sample.counters);
-}
-
-function recomputeTotal(entry: ProcessEntry): void {
-  for (let i = 0; i < COUNTERS; i++) {
-    let sum = entry.current[i]!;
-    for (const counters of entry.moved.values()) sum += counters[i]!;
-    // A read racing with a cgroup move can see counters in neither place for
-    // an instant; never serve a smaller value than before (atop would take
-    // the whole counter as the delta).
-    if (sum > entry.total[i]!) entry.total[i] = sum;
-  }
+  return grew;
 }

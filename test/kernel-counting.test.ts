@@ -1,9 +1,12 @@
 // The BPF programs against the real kernel: every counter of processes that
-// made known traffic, exactly, through the same KernelCounters the daemon uses.
+// made known traffic, exactly, read through the same KernelCounters,
+// Collector and ProcessTable the daemon uses.
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { KernelCounters, type ProcSample } from '../daemon/kernel-counters.js';
-import { ProcessTable } from '../daemon/process-table.js';
+import { Collector } from '../daemon/collector.js';
+import { KernelCounters } from '../daemon/kernel-counters.js';
+import type { Logger } from '../daemon/log.js';
+import { type ProcessEntry, ProcessTable, countersByCgroup } from '../daemon/process-table.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { BASIC_SCENARIO, expectedCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
@@ -11,37 +14,55 @@ import { TrafficChild } from './helpers/traffic.js';
 
 const OBJECT = path.join(import.meta.dirname, '..', 'bpf', 'netacct.bpf.o');
 
-describeWithBpf('kernel counting (real BPF)', () => {
-  let kernel: KernelCounters;
-  beforeAll(() => {
-    kernel = KernelCounters.open({ objectPath: OBJECT, movedCapacity: 1024, exitedCapacity: 4096 });
-  });
-  afterAll(() => kernel?.close());
+/** The daemon's reading path on its own BPF object, with `slots` process slots. */
+class Counting {
+  readonly kernel: KernelCounters;
+  readonly table = new ProcessTable({ exitedRetentionMs: 3_600_000, maxExited: 100_000, slotSettleMs: 0 });
+  readonly warnings: string[] = [];
+  private readonly collector: Collector;
 
-  const live = (pid: number): ProcSample | undefined => kernel.readLive().find((s) => s.tgid === pid);
-  /** Exit records accumulate across drains; keep them all for lookups. */
-  const exitedSeen: ProcSample[] = [];
-  const exited = (pid: number): ProcSample | undefined => {
-    exitedSeen.push(...kernel.drainExited());
-    return exitedSeen.find((s) => s.tgid === pid);
-  };
+  constructor(slots: number) {
+    this.kernel = KernelCounters.open({ objectPath: OBJECT, slots, overflowCapacity: 4096, exitedCapacity: 4096 });
+    const log: Logger = { error: (m) => this.warnings.push(m), warn: (m) => this.warnings.push(m), info() {}, debug() {} };
+    this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000 }, log);
+  }
+
+  /** The process's entry after a fresh read of everything. */
+  process(pid: number): ProcessEntry | undefined {
+    this.collector.readAll();
+    const entries = [...this.table.live(), ...this.table.exitedAfter(0)].filter((e) => e.tgid === pid);
+    return entries.at(-1);
+  }
+
+  counters(pid: number): number[] | undefined {
+    const entry = this.process(pid);
+    return entry && Array.from(entry.total);
+  }
+}
+
+describeWithBpf('kernel counting (real BPF)', () => {
+  let counting: Counting;
+  beforeAll(() => {
+    counting = new Counting(32768);
+  });
+  afterAll(() => counting?.kernel.close());
 
   test('TCP and UDP over IPv4 and IPv6, exact; EAGAIN, MSG_PEEK, EOF, failed and empty calls not counted', async () => {
     const child = await TrafficChild.start('basic');
-    const sample = live(child.pid);
-    expect(sample?.comm).toBe('traffic');
-    expect(sample?.uid).toBe(0);
-    expect(Array.from(sample!.counters)).toEqual(BASIC_SCENARIO);
+    const live = counting.process(child.pid)!;
+    expect(live.comm).toBe('traffic');
+    expect(live.uid).toBe(0);
+    expect(live.exit).toBeNull();
+    expect(Array.from(live.total)).toEqual(BASIC_SCENARIO);
     await child.finish();
-    // After the exit the same counters come from the exit program, and the
-    // process is no longer listed as live.
-    expect(Array.from(exited(child.pid)!.counters)).toEqual(BASIC_SCENARIO);
-    expect(live(child.pid)).toBeUndefined();
+    const exited = counting.process(child.pid)!;
+    expect(exited.exit).not.toBeNull();
+    expect(Array.from(exited.total)).toEqual(BASIC_SCENARIO);
   });
 
   test('MPTCP counts as TCP', async () => {
     const child = await TrafficChild.start('mptcp');
-    expect(Array.from(live(child.pid)!.counters)).toEqual(
+    expect(counting.counters(child.pid)).toEqual(
       expectedCounters({ 'ipv4 tcp send': [10, 7000], 'ipv4 tcp recv': [10, 7000] }),
     );
     await child.finish();
@@ -49,7 +70,7 @@ describeWithBpf('kernel counting (real BPF)', () => {
 
   test('UDP-Lite counts as UDP', async () => {
     const child = await TrafficChild.start('udplite');
-    expect(Array.from(live(child.pid)!.counters)).toEqual(
+    expect(counting.counters(child.pid)).toEqual(
       expectedCounters({ 'ipv4 udp send': [7, 2100], 'ipv4 udp recv': [7, 2100] }),
     );
     await child.finish();
@@ -57,46 +78,33 @@ describeWithBpf('kernel counting (real BPF)', () => {
 
   test('other protocols (raw ICMP) are ignored', async () => {
     const child = await TrafficChild.start('raw');
-    expect(live(child.pid)).toBeUndefined(); // never counted, so no storage at all
+    expect(counting.process(child.pid)).toBeUndefined(); // never counted at all
     await child.finish();
   });
 
-  test('a process that moves between cgroups keeps each cgroup its own counts', async () => {
+  test('a process that moves between cgroups keeps each cgroup its own counts, before and after its exit', async () => {
     const first = ScratchCgroup.create('first');
     const second = ScratchCgroup.create('second');
     const child = await TrafficChild.start('interactive');
+    const udp = (calls: number): number[] => expectedCounters({ 'ipv4 udp send': [calls, calls * 100], 'ipv4 udp recv': [calls, calls * 100] });
+    const byCgroup = (): Map<number, number[]> =>
+      new Map([...countersByCgroup(counting.process(child.pid)!)].map(([id, c]) => [id, Array.from(c)]));
     try {
       first.add(child.pid);
       await child.exchange(5);
       second.add(child.pid);
       await child.exchange(3);
+      expect(byCgroup()).toEqual(new Map([[first.id, udp(5)], [second.id, udp(3)]]));
+      expect(counting.process(child.pid)!.cgroupId).toBe(second.id);
 
-      const now = live(child.pid)!;
-      expect(now.cgroupId).toBe(second.id);
-      expect(Array.from(now.counters)).toEqual(
-        expectedCounters({ 'ipv4 udp send': [3, 300], 'ipv4 udp recv': [3, 300] }),
-      );
-      const moved = kernel.readMoved().filter((m) => m.tgid === child.pid);
-      expect(moved.map((m) => m.cgroupId)).toEqual([first.id]);
-      expect(Array.from(moved[0]!.counters)).toEqual(
-        expectedCounters({ 'ipv4 udp send': [5, 500], 'ipv4 udp recv': [5, 500] }),
-      );
+      await child.exchange(2); // after the old slot was read and freed
+      expect(byCgroup()).toEqual(new Map([[first.id, udp(5)], [second.id, udp(5)]]));
 
-      // The table adds them up per process, and after the exit it still has
-      // both parts and frees the kernel's moved entry.
       await child.finish();
-      const table = new ProcessTable({ exitedRetentionMs: 0, maxExited: 100 });
-      const finished = table.apply(
-        { exited: [exited(child.pid)!], moved: kernel.readMoved(), live: null },
-        Date.now(),
-      );
-      kernel.deleteMoved(finished);
-      const entry = table.exitedAfter(0).find((e) => e.tgid === child.pid)!;
-      expect(Array.from(entry.total)).toEqual(
-        expectedCounters({ 'ipv4 udp send': [8, 800], 'ipv4 udp recv': [8, 800] }),
-      );
-      expect(Array.from(entry.moved.keys())).toEqual([first.id]);
-      expect(kernel.readMoved().filter((m) => m.tgid === child.pid)).toEqual([]);
+      const exited = counting.process(child.pid)!;
+      expect(exited.exit).not.toBeNull();
+      expect(Array.from(exited.total)).toEqual(udp(10));
+      expect(byCgroup()).toEqual(new Map([[first.id, udp(5)], [second.id, udp(5)]]));
     } finally {
       await child.finish();
       first.remove();
@@ -105,6 +113,33 @@ describeWithBpf('kernel counting (real BPF)', () => {
   });
 
   test('nothing was dropped', () => {
-    expect(kernel.readStats()).toEqual({ droppedNoStorage: 0, movedFull: 0, exitedFull: 0 });
+    expect(counting.kernel.readStats()).toMatchObject({ overflowFull: 0, exitedFull: 0, noStorage: 0 });
+    expect(counting.warnings).toEqual([]);
+  });
+});
+
+describeWithBpf('kernel counting with one slot for every process (real BPF)', () => {
+  // With a single slot, every process but the one holding it is counted in
+  // the overflow map: the slow path must be as exact as the fast one.
+  let counting: Counting;
+  beforeAll(() => {
+    counting = new Counting(1);
+  });
+  afterAll(() => counting?.kernel.close());
+
+  test('concurrent processes are all exact, live and after their exit; their kernel entries are freed', async () => {
+    const children = await Promise.all([1, 2, 3].map(() => TrafficChild.start('basic')));
+    for (const child of children) expect(counting.counters(child.pid), `pid ${child.pid}`).toEqual(BASIC_SCENARIO);
+    await Promise.all(children.map((c) => c.finish()));
+    for (const child of children) {
+      const exited = counting.process(child.pid)!;
+      expect(exited.exit).not.toBeNull();
+      expect(Array.from(exited.total)).toEqual(BASIC_SCENARIO);
+    }
+    counting.process(0); // one more read: exited slots settle and are freed
+    const pids = new Set(children.map((c) => c.pid));
+    expect(counting.kernel.readOverflow().filter((p) => pids.has(p.tgid))).toEqual([]);
+    expect(counting.kernel.readSlots().filter((s) => pids.has(s.tgid))).toEqual([]);
+    expect(counting.kernel.readStats()).toMatchObject({ overflowFull: 0, exitedFull: 0, noStorage: 0 });
   });
 });

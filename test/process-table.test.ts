@@ -1,68 +1,106 @@
-// The accounting table's rules on identity and exited processes, fed with the
-// samples the kernel side produces.
+// The accounting table's rules on identity, parts and exited processes, fed
+// with the samples the kernel side produces.
 import { expect, test } from 'vitest';
-import type { ProcSample } from '../daemon/kernel-counters.js';
-import { COUNTERS } from '../daemon/layout.js';
+import type { OverflowSample, ProcInfoSample, SlotSample } from '../daemon/kernel-counters.js';
+import { COUNTERS, SlotState } from '../daemon/layout.js';
 import { ProcessTable } from '../daemon/process-table.js';
 
-function sample(tgid: number, startNs: number, calls: number): ProcSample {
-  const counters = new Float64Array(COUNTERS);
-  counters[0] = calls;
-  return { tgid, startNs, uid: 0, cgroupId: 1, comm: 'p', counters };
+const info = (tgid: number, startNs: number): ProcInfoSample => ({ tgid, startNs, uid: 0, cgroupId: 1, comm: 'p' });
+
+function counters(calls: number): Float64Array {
+  const c = new Float64Array(COUNTERS);
+  c[0] = calls;
+  return c;
 }
 
-const table = (): ProcessTable => new ProcessTable({ exitedRetentionMs: 0, maxExited: 1000 });
+function slot(index: number, tgid: number, startNs: number, calls: number, state: number = SlotState.active, cgroupId = 1): SlotSample {
+  return { index, state, tgid, startNs, cgroupId, counters: counters(calls) };
+}
+
+function part(tgid: number, startNs: number, calls: number, cgroupId = 1): OverflowSample {
+  return { tgid, startNs, cgroupId, counters: counters(calls), key: Buffer.from(`${tgid}:${startNs}:${cgroupId}`) };
+}
+
+const table = (settleMs = 0): ProcessTable => new ProcessTable({ exitedRetentionMs: 0, maxExited: 1000, slotSettleMs: settleMs });
+const liveCalls = (t: ProcessTable): Array<[number, number, number]> => [...t.live()].map((e) => [e.tgid, e.startNs, e.total[0]!]);
+const exitedCalls = (t: ProcessTable, after = 0): Array<[number, number, number]> =>
+  t.exitedAfter(after).map((e) => [e.tgid, e.startNs, e.total[0]!]);
+
+test('a process is the sum of its slot and its overflow parts', () => {
+  const t = table();
+  t.apply({ exited: [], slots: [slot(5, 5, 10, 7)], overflow: [part(5, 10, 3, 2)], live: [info(5, 10)] }, 0);
+  expect(liveCalls(t)).toEqual([[5, 10, 10]]);
+});
 
 test('a reused PID is a new process: its traffic never adds to the exited one', () => {
   const t = table();
-  t.apply({ exited: [], moved: [], live: [sample(100, 1_000, 7)] }, 0);
-  // The old process exited and PID 100 was reused before its exit record was drained.
-  t.apply({ exited: [], moved: [], live: [sample(100, 2_000, 3)] }, 0);
-  expect(t.live.get(100)!.startNs).toBe(2_000);
-  expect(t.live.get(100)!.total[0]).toBe(3);
-  const retired = t.exitedAfter(0);
-  expect(retired.map((e) => [e.tgid, e.startNs, e.total[0]])).toEqual([[100, 1_000, 7]]);
-  // Its exit record arriving late does not touch the new process; it
-  // corrects the exited entry, which is served again with its true final counters.
-  t.apply({ exited: [sample(100, 1_000, 9)], moved: [], live: null }, 0);
-  expect(t.live.get(100)!.total[0]).toBe(3);
-  expect(t.exitedAfter(1).map((e) => [e.tgid, e.startNs, e.total[0]])).toEqual([[100, 1_000, 9]]);
-  expect(t.exitedCount).toBe(1);
-  expect(t.lostExits).toBe(0);
+  t.apply({ exited: [], slots: [slot(100, 100, 1_000, 7)], overflow: [], live: [info(100, 1_000)] }, 0);
+  // The old process exited (its slot is EXITED) and PID 100 was reused: the new
+  // process counts in the overflow map until the old slot is freed.
+  const chores = t.apply(
+    {
+      exited: [info(100, 1_000)],
+      slots: [slot(100, 100, 1_000, 7, SlotState.exited)],
+      overflow: [part(100, 2_000, 3)],
+      live: [info(100, 2_000)],
+    },
+    0,
+  );
+  expect(chores.freeSlots).toEqual([100]);
+  expect(liveCalls(t)).toEqual([[100, 2_000, 3]]);
+  expect(exitedCalls(t)).toEqual([[100, 1_000, 7]]);
 });
 
-test('an exit record carries the final counters of the live entry it closes', () => {
-  const t = table();
-  t.apply({ exited: [], moved: [], live: [sample(5, 10, 1)] }, 0);
-  t.apply({ exited: [sample(5, 10, 4)], moved: [], live: null }, 0);
-  expect(t.live.has(5)).toBe(false);
-  expect(t.exitedAfter(0).map((e) => e.total[0])).toEqual([4]);
+test('an EXITED or MOVED slot is freed only once it has stayed so for slotSettleMs', () => {
+  const t = table(10);
+  t.apply({ exited: [], slots: [slot(1, 1, 1, 4)], overflow: [], live: [info(1, 1)] }, 0);
+  let chores = t.apply({ exited: [], slots: [slot(1, 1, 1, 4, SlotState.moved)], overflow: [], live: [info(1, 1)] }, 100);
+  expect(chores.freeSlots).toEqual([]);
+  expect(t.settlingSlots).toBe(1);
+  chores = t.apply({ exited: [], slots: [slot(1, 1, 1, 5, SlotState.moved)], overflow: [], live: [info(1, 1)] }, 110);
+  expect(chores.freeSlots).toEqual([1]);
+  // The process claims its slot again in the new cgroup: the moved counts stay.
+  t.apply({ exited: [], slots: [slot(1, 1, 1, 2, SlotState.active, 9)], overflow: [], live: [info(1, 1)] }, 120);
+  expect(liveCalls(t)).toEqual([[1, 1, 7]]);
 });
 
-test('a live process missing from two full reads without an exit record is retired as lost', () => {
+test('exited processes: overflow entries deleted at the exit, final parts kept', () => {
   const t = table();
-  t.apply({ exited: [], moved: [], live: [sample(5, 10, 2)] }, 0);
-  t.apply({ exited: [], moved: [], live: [] }, 0); // its exit record may still be on its way
-  expect(t.live.has(5)).toBe(true);
-  t.apply({ exited: [], moved: [], live: [] }, 0);
-  expect(t.live.has(5)).toBe(false);
+  t.apply({ exited: [], slots: [], overflow: [part(5, 10, 2)], live: [info(5, 10)] }, 0);
+  const chores = t.apply({ exited: [info(5, 10)], slots: [], overflow: [part(5, 10, 4)], live: [] }, 0);
+  expect(chores.deleteOverflow.map(String)).toEqual(['5:10:1']);
+  t.apply({ exited: [], slots: [], overflow: [], live: [] }, 0); // deleted from the kernel
+  expect(exitedCalls(t)).toEqual([[5, 10, 4]]);
+});
+
+test('a live process missing from two live reads without an exit record is retired as lost; a late record corrects it', () => {
+  const t = table();
+  t.apply({ exited: [], slots: [slot(5, 5, 10, 2)], overflow: [], live: [info(5, 10)] }, 0);
+  t.apply({ exited: [], slots: [slot(5, 5, 10, 2)], overflow: [], live: [] }, 0); // its exit record may be on its way
+  expect(liveCalls(t)).toEqual([[5, 10, 2]]);
+  t.apply({ exited: [], slots: [slot(5, 5, 10, 2)], overflow: [], live: [] }, 0);
   expect(t.lostExits).toBe(1);
-  expect(t.exitedAfter(0).map((e) => e.total[0])).toEqual([2]);
+  expect(exitedCalls(t)).toEqual([[5, 10, 2]]);
+  // Served to a client (seq 1); then the exit record and the final slot arrive.
+  t.apply({ exited: [info(5, 10)], slots: [slot(5, 5, 10, 3, SlotState.exited)], overflow: [], live: [] }, 0);
+  expect(t.lostExits).toBe(0);
+  expect(exitedCalls(t, 1)).toEqual([[5, 10, 3]]);
+  expect(t.exitedCount).toBe(1);
 });
 
 test('counters served never go backwards', () => {
   const t = table();
-  t.apply({ exited: [], moved: [], live: [sample(5, 10, 8)] }, 0);
-  t.apply({ exited: [], moved: [], live: [sample(5, 10, 6)] }, 0); // a read racing a cgroup move
-  expect(t.live.get(5)!.total[0]).toBe(8);
+  t.apply({ exited: [], slots: [slot(5, 5, 10, 8)], overflow: [], live: [info(5, 10)] }, 0);
+  t.apply({ exited: [], slots: [slot(5, 5, 10, 6)], overflow: [], live: [info(5, 10)] }, 0);
+  expect(liveCalls(t)).toEqual([[5, 10, 8]]);
 });
 
-test('exited entries stay until every connected client was served them and the retention passed', () => {
-  const t = new ProcessTable({ exitedRetentionMs: 1000, maxExited: 1000 });
-  t.apply({ exited: [sample(1, 1, 1), sample(2, 2, 1)], moved: [], live: null }, 0);
+test('exited entries stay until every connected client was served them, the retention passed and their slot was freed', () => {
+  const t = new ProcessTable({ exitedRetentionMs: 1000, maxExited: 1000, slotSettleMs: 0 });
+  t.apply({ exited: [info(1, 1), info(2, 2)], slots: [], overflow: [part(1, 1, 1), part(2, 2, 1)], live: null }, 0);
   expect(t.latestExitSeq).toBe(2);
   t.forgetServedExits(1, 5000); // one client has had only the first
-  expect(t.exitedAfter(0).map((e) => e.tgid)).toEqual([2]);
+  expect(exitedCalls(t).map(([pid]) => pid)).toEqual([2]);
   t.forgetServedExits(2, 500); // all served, but younger than the retention
   expect(t.exitedCount).toBe(1);
   t.forgetServedExits(null, 1000); // no client connected, retention passed
@@ -70,9 +108,9 @@ test('exited entries stay until every connected client was served them and the r
 });
 
 test('beyond maxExited the oldest exited entries are dropped and counted', () => {
-  const t = new ProcessTable({ exitedRetentionMs: 0, maxExited: 2 });
-  t.apply({ exited: [1, 2, 3, 4].map((pid) => sample(pid, pid, 1)), moved: [], live: null }, 0);
+  const t = new ProcessTable({ exitedRetentionMs: 0, maxExited: 2, slotSettleMs: 0 });
+  t.apply({ exited: [1, 2, 3, 4].map((pid) => info(pid, pid)), slots: [], overflow: [], live: null }, 0);
   t.forgetServedExits(0, 0); // a client that never asks
-  expect(t.exitedAfter(0).map((e) => e.tgid)).toEqual([3, 4]);
+  expect(exitedCalls(t).map(([pid]) => pid)).toEqual([3, 4]);
   expect(t.droppedExits).toBe(2);
 });
