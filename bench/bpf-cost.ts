@@ -7,12 +7,12 @@
 // every round rotates the attach order and the figures are means over rounds.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { BpfObject } from '../daemon/bpf-object.js';
 import { loadNetacctObject } from '../daemon/kernel-counters.js';
 import type { BpfLinkPtr } from '../daemon/libbpf.js';
 import { packageRoot } from '../daemon/package-root.js';
+import { compileFixture } from './fixtures.js';
 
 const ROUNDS_PER_ORDER = Number(process.env['ROUNDS'] ?? 2);
 const EXCHANGES = Number(process.env['EXCHANGES'] ?? 300_000);
@@ -28,12 +28,6 @@ function runStats(fd: number): { ns: number; count: number } {
   const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
   const field = (name: string): number => Number(new RegExp(`^${name}:\\s*(\\d+)$`, 'm').exec(info)?.[1] ?? NaN);
   return { ns: field('run_time_ns'), count: field('run_cnt') };
-}
-
-function compileTraffic(): string {
-  const binary = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-bench-')), 'traffic');
-  execFileSync('cc', ['-O2', '-o', binary, path.join(packageRoot(), 'test', 'fixtures', 'traffic.c')]);
-  return binary;
 }
 
 function main(): void {
@@ -56,7 +50,7 @@ function main(): void {
     { label: 'netacct', object: netacct, programs: ['on_send', 'on_recv'] },
     { label: 'original-style (per-CPU hash by tgid)', object: baselines, programs: ['original_send', 'original_recv'] },
   ];
-  const traffic = compileTraffic();
+  const traffic = compileFixture('traffic');
   const previousStats = fs.readFileSync(STATS_SYSCTL, 'utf8').trim();
   const perGroup = new Map<string, number[]>(groups.map((g) => [g.label, []]));
   try {

@@ -99,9 +99,11 @@ struct bpf_iter__task {
 	struct task_struct *task;
 } __attribute__((preserve_access_index));
 
-/* Capacities are defaults; the daemon sets them from its configuration. */
+/* Capacities are defaults; the daemon sets them from its configuration.
+ * The daemon maps both arrays into its memory and reads them in place. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 32768);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -109,6 +111,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 32768);
 	__type(key, __u32);
 	__type(value, struct netacct_slot);
@@ -178,8 +181,10 @@ static __noinline int claim_slot(__u64 *owner, __u32 tgid, struct task_struct *l
 		return -1;
 	}
 	slot->tgid = tgid;
+	slot->uid = (__u32)bpf_get_current_uid_gid();
 	slot->start_ns = leader->start_boottime;
 	slot->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_probe_read_kernel(slot->comm, sizeof(slot->comm), leader->comm);
 	for (int i = 0; i < NA_COUNTERS; i++)
 		slot->c.v[i] = 0;
 	add_call(&slot->c, calls_index, ret);
@@ -347,8 +352,9 @@ int BPF_PROG(on_process_exit)
 	return 0;
 }
 
-/* Who every live process with counters is, in one pass (counters are read
- * from the maps). */
+/* Who every live process with counters is, in one pass. Slots already say
+ * who claimed them; the daemon runs this now and then, to follow renames
+ * (exec) and to name processes that only have overflow entries. */
 SEC("iter/task")
 int dump_processes(struct bpf_iter__task *ctx)
 {

@@ -36,9 +36,10 @@ enum netacct_slot_state {
 
 struct netacct_slot {
 	__u32 tgid;
-	__u32 pad;
+	__u32 uid;       /* real uid when the slot was claimed */
 	__u64 start_ns;  /* group leader's start_boottime (CLOCK_BOOTTIME ns) */
 	__u64 cgroup_id; /* cgroup v2 id the counters belong to */
+	char comm[16];   /* group leader's name when the slot was claimed */
 	struct netacct_counters c;
 };
 

@@ -13,13 +13,22 @@ import type { KernelRead, ProcessTable } from './process-table.js';
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
   drainIntervalMs: number;
+  /**
+   * How often the task iterator says who the live processes are (slots
+   * already name who claimed them): follows renames at exec and notices
+   * processes whose exit record was lost. Sooner when a process is unnamed.
+   */
+  liveInfoIntervalMs: number;
 }
 
 export class Collector {
   /** performance.now() when the last full read began. */
   private lastFullReadStartMs = -Infinity;
+  private lastLiveInfoMs = -Infinity;
   private timer: NodeJS.Timeout | null = null;
   private reportedStats: KernelStats = { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0 };
+  /** The slots are read in place, while the table applies them. */
+  private readonly slots: KernelRead['slots'] = (visit) => this.kernel.visitSlots(visit);
   /** Duration of the last full read, for stats and benchmarks. */
   lastFullReadDurationMs = 0;
 
@@ -47,13 +56,14 @@ export class Collector {
   readAll(): void {
     const started = performance.now();
     this.lastFullReadStartMs = started;
-    // Order matters: exits first, then the slots and overflow parts (complete
-    // for every process drained just before), then the live processes.
+    // Order matters: exits first, then the overflow parts and the slots
+    // (complete for every process drained just before), then the live processes.
     const exited = this.kernel.drainExited();
-    const slots = this.kernel.readSlots();
     const overflow = this.kernel.readOverflow();
-    const live = this.kernel.readLive();
-    this.finish({ exited, slots, overflow, live });
+    const liveDue = started - this.lastLiveInfoMs >= this.options.liveInfoIntervalMs || this.table.hasUnknownLive();
+    if (liveDue) this.lastLiveInfoMs = started;
+    const live = liveDue ? this.kernel.readLive() : null;
+    this.finish({ exited, slots: this.slots, overflow, live });
     this.lastFullReadDurationMs = performance.now() - started;
   }
 
@@ -63,7 +73,7 @@ export class Collector {
       const stats = this.kernel.readStats();
       const slotsRetired = stats.slotsRetired !== this.reportedStats.slotsRetired;
       if (exited.length > 0 || slotsRetired || this.table.settlingSlots > 0) {
-        this.finish({ exited, slots: this.kernel.readSlots(), overflow: this.kernel.readOverflow(), live: null });
+        this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
       }
       this.reportKernelDrops(stats);
     } catch (err) {

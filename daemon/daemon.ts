@@ -52,7 +52,7 @@ export async function runDaemon(options: DaemonOptions, log: Logger): Promise<vo
   const collector = new Collector(
     kernel,
     table,
-    { drainIntervalMs: options.drainIntervalMs },
+    { drainIntervalMs: options.drainIntervalMs, liveInfoIntervalMs: 10_000 },
     log,
   );
   collector.start();

@@ -14,10 +14,9 @@ import {
   Slot,
   SlotState,
   Stat,
-  readCounters,
   readU64,
 } from './layout.js';
-import { native } from './libbpf.js';
+import { mapShared, native } from './libbpf.js';
 
 /** Who a process is (struct netacct_proc_info). */
 export interface ProcInfoSample {
@@ -37,11 +36,22 @@ export interface PartSample {
   counters: Float64Array;
 }
 
-export interface SlotSample extends PartSample {
-  index: number;
-  /** SlotState.active, .exited or .moved (slots being claimed are skipped). */
-  state: number;
-}
+/**
+ * Receives one slot that holds a process's counters: its index, its state
+ * (SlotState.active, .exited or .moved; slots being claimed are skipped),
+ * whose it is and its counters. `counters` is reused for the next slot: copy
+ * what you keep. `claimedBy(index)` decodes the uid and name recorded when
+ * the slot was claimed (only call it when you need them: it allocates).
+ */
+export type SlotVisitor = (
+  index: number,
+  state: number,
+  tgid: number,
+  startNs: number,
+  cgroupId: number,
+  counters: Float64Array,
+  claimedBy: (index: number) => { uid: number; comm: string },
+) => void;
 
 export interface OverflowSample extends PartSample {
   /** The map key, kept byte for byte for deleting the entry. */
@@ -69,15 +79,20 @@ const ENOSPC = 28;
 const EVENT_PROGRAMS = ['on_process_exit', 'on_cgroup_attach', 'on_send', 'on_recv'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
 
-function decodeInfo(buf: Buffer, offset: number): ProcInfoSample {
-  const comm = buf.subarray(offset + ProcInfo.comm, offset + ProcInfo.comm + ProcInfo.commSize);
+/** A NUL-padded char[16] as a string. */
+function decodeComm(buf: Buffer, offset: number): string {
+  const comm = buf.subarray(offset, offset + ProcInfo.commSize);
   const nul = comm.indexOf(0);
+  return comm.toString('utf8', 0, nul < 0 ? comm.length : nul);
+}
+
+function decodeInfo(buf: Buffer, offset: number): ProcInfoSample {
   return {
     tgid: buf.readUInt32LE(offset + ProcInfo.tgid),
     uid: buf.readUInt32LE(offset + ProcInfo.uid),
     startNs: readU64(buf, offset + ProcInfo.startNs),
     cgroupId: readU64(buf, offset + ProcInfo.cgroupId),
-    comm: comm.toString('utf8', 0, nul < 0 ? comm.length : nul),
+    comm: decodeComm(buf, offset + ProcInfo.comm),
   };
 }
 
@@ -147,23 +162,38 @@ export function loadNetacctObject(options: KernelCountersOptions): BpfObject {
 
 export class KernelCounters {
   private readonly iterLinkFd: number;
-  private readonly owners: BatchReader;
   private readonly ownersFd: number;
-  private readonly slotsFd: number;
+  /** owners[] and slots[] mapped into this process, read in place. */
+  private readonly ownerWords: Uint32Array;
+  private readonly slotWords: Uint32Array;
+  private readonly slotDoubles: Float64Array;
+  private readonly slotBytes: Buffer;
+  private readonly unmap: Array<() => void> = [];
+  private readonly scratchCounters = new Float64Array(16);
+  private readonly scratchDouble = new Float64Array(1);
+  private readonly scratchHalves = new Uint32Array(this.scratchDouble.buffer);
   private readonly overflow: BatchReader;
   private readonly overflowFd: number;
   private readonly exited: BatchReader;
   private readonly statsFd: number;
   private readonly statsValue: Buffer;
-  private readonly slotValue = Buffer.alloc(Slot.size);
   private readonly indexKey = Buffer.alloc(4);
   private readonly freeOwner = Buffer.alloc(OWNER_SIZE);
   private iterBuffer = Buffer.alloc(256 * 1024);
 
-  private constructor(private readonly object: BpfObject) {
+  private constructor(
+    private readonly object: BpfObject,
+    private readonly slotCount: number,
+  ) {
     this.ownersFd = object.mapFd('owners');
-    this.owners = new BatchReader(this.ownersFd, 4, OWNER_SIZE, 4096);
-    this.slotsFd = object.mapFd('slots');
+    const owners = mapShared(this.ownersFd, slotCount * OWNER_SIZE);
+    this.unmap.push(owners.unmap);
+    this.ownerWords = new Uint32Array(owners.view);
+    const slots = mapShared(object.mapFd('slots'), slotCount * Slot.size);
+    this.unmap.push(slots.unmap);
+    this.slotWords = new Uint32Array(slots.view);
+    this.slotDoubles = new Float64Array(slots.view);
+    this.slotBytes = Buffer.from(slots.view);
     this.overflowFd = object.mapFd('overflow');
     this.overflow = new BatchReader(this.overflowFd, PartKey.size, COUNTERS_SIZE, 1024);
     this.exited = new BatchReader(object.mapFd('exited'), ProcId.size, ProcInfo.size, 1024);
@@ -179,7 +209,7 @@ export class KernelCounters {
   static open(options: KernelCountersOptions): KernelCounters {
     const object = loadNetacctObject(options);
     try {
-      return new KernelCounters(object);
+      return new KernelCounters(object, options.slots);
     } catch (err) {
       object.close();
       throw err;
@@ -219,41 +249,67 @@ export class KernelCounters {
     return infos;
   }
 
-  /** Every slot that holds a process's counters (owners first, then each slot). */
-  readSlots(): SlotSample[] {
-    const owned: Array<[index: number, tgid: number, state: number]> = [];
-    this.owners.read(false, (keys, values, i) => {
-      const tgid = values.readUInt32LE(i * OWNER_SIZE);
-      const state = values.readUInt32LE(i * OWNER_SIZE + 4);
-      if (state !== 0 && state !== SlotState.claiming) owned.push([keys.readUInt32LE(i * 4), tgid, state]);
-    });
-    const samples: SlotSample[] = [];
-    for (const [index, tgid, state] of owned) {
-      this.indexKey.writeUInt32LE(index);
-      const ret: number = native.lookupElem(this.slotsFd, this.indexKey, this.slotValue);
-      if (ret < 0) fail(`reading slot ${index}`, -ret);
-      samples.push({
+  /** Calls `visit` for every slot that holds a process's counters, read in place. */
+  visitSlots(visit: SlotVisitor): void {
+    const owners = this.ownerWords;
+    const words = this.slotWords;
+    const doubles = this.slotDoubles;
+    const counters = this.scratchCounters;
+    const scratch = this.scratchDouble;
+    const halves = this.scratchHalves;
+    const SLOT_WORDS = Slot.size / 4;
+    const SLOT_DOUBLES = Slot.size / 8;
+    for (let index = 0; index < this.slotCount; index++) {
+      const state = owners[index * 2 + 1]!;
+      if (state === 0 || state === SlotState.claiming) continue;
+      const base = index * SLOT_WORDS;
+      const countersBase = index * SLOT_DOUBLES + Slot.counters / 8;
+      for (let i = 0; i < 16; i++) {
+        // One 8-byte load per counter, so that an atomic add in flight is
+        // never seen half done (two 4-byte loads could straddle a carry).
+        // Counters stay far below the bit patterns of NaNs.
+        scratch[0] = doubles[countersBase + i]!;
+        counters[i] = halves[0]! + halves[1]! * 0x1_0000_0000;
+      }
+      visit(
         index,
         state,
-        tgid,
-        startNs: readU64(this.slotValue, Slot.startNs),
-        cgroupId: readU64(this.slotValue, Slot.cgroupId),
-        counters: readCounters(this.slotValue, Slot.counters),
-      });
+        owners[index * 2]!,
+        words[base + Slot.startNs / 4]! + words[base + Slot.startNs / 4 + 1]! * 0x1_0000_0000,
+        words[base + Slot.cgroupId / 4]! + words[base + Slot.cgroupId / 4 + 1]! * 0x1_0000_0000,
+        counters,
+        this.claimedBy,
+      );
     }
-    return samples;
   }
+
+  private readonly claimedBy = (index: number): { uid: number; comm: string } => ({
+    uid: this.slotWords[(index * Slot.size + Slot.uid) / 4]!,
+    comm: decodeComm(this.slotBytes, index * Slot.size + Slot.comm),
+  });
 
   readOverflow(): OverflowSample[] {
     const samples: OverflowSample[] = [];
+    let chunkKeys: Buffer | null = null;
+    let keyWords: Uint32Array | null = null;
+    let valueWords: Uint32Array | null = null;
     this.overflow.read(false, (keys, values, i) => {
-      const k = i * PartKey.size;
+      if (i === 0) {
+        // One copy of the chunk's keys, which entries keep slices of for deletion.
+        chunkKeys = Buffer.from(keys);
+        keyWords = new Uint32Array(chunkKeys.buffer, chunkKeys.byteOffset, chunkKeys.length / 4);
+        valueWords = new Uint32Array(values.buffer, values.byteOffset, values.length / 4);
+      }
+      const k = (i * PartKey.size) / 4;
+      const v = (i * COUNTERS_SIZE) / 4;
+      const counters = new Float64Array(16);
+      for (let c = 0; c < 16; c++) counters[c] = valueWords![v + c * 2]! + valueWords![v + c * 2 + 1]! * 0x1_0000_0000;
       samples.push({
-        tgid: keys.readUInt32LE(k + PartKey.tgid),
-        startNs: readU64(keys, k + PartKey.startNs),
-        cgroupId: readU64(keys, k + PartKey.cgroupId),
-        counters: readCounters(values, i * COUNTERS_SIZE),
-        key: Buffer.from(keys.subarray(k, k + PartKey.size)),
+        tgid: keyWords![k + PartKey.tgid / 4]!,
+        startNs: keyWords![k + PartKey.startNs / 4]! + keyWords![k + PartKey.startNs / 4 + 1]! * 0x1_0000_0000,
+        cgroupId: keyWords![k + PartKey.cgroupId / 4]! + keyWords![k + PartKey.cgroupId / 4 + 1]! * 0x1_0000_0000,
+        counters,
+        key: chunkKeys!.subarray(i * PartKey.size, (i + 1) * PartKey.size),
       });
     });
     return samples;
@@ -290,8 +346,14 @@ export class KernelCounters {
     };
   }
 
+  /** A map's fd, for benchmarks that fill the maps from user space. */
+  mapFd(name: string): number {
+    return this.object.mapFd(name);
+  }
+
   /** Detaches every program and frees the object. Safe to call twice. */
   close(): void {
+    for (const unmap of this.unmap.splice(0)) unmap();
     this.object.close();
   }
 }

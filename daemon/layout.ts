@@ -23,7 +23,7 @@ export const COUNTERS_SIZE = COUNTERS * 8;
 export const SlotState = { active: 1, exited: 2, moved: 4, claiming: 8 } as const;
 export const OWNER_SIZE = 8;
 
-export const Slot = { size: 152, tgid: 0, startNs: 8, cgroupId: 16, counters: 24 } as const;
+export const Slot = { size: 168, tgid: 0, uid: 4, startNs: 8, cgroupId: 16, comm: 24, commSize: 16, counters: 40 } as const;
 
 export const PartKey = { size: 24, tgid: 0, startNs: 8, cgroupId: 16 } as const;
 

@@ -58,10 +58,27 @@ export const native = {
   ),
   numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
   vsnprintf: libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)'),
+  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)'),
+  munmap: libc.func('int munmap(void *addr, size_t length)'),
   mount: libc.func(
     'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
   ),
 };
+
+/**
+ * Maps `length` bytes of a BPF_F_MMAPABLE array read-only into this process.
+ * The ArrayBuffer sees the kernel's writes as they happen; unmap() it before
+ * the map is freed.
+ */
+export function mapShared(fd: number, length: number): { view: ArrayBuffer; unmap: () => void } {
+  const PROT_READ = 1;
+  const MAP_SHARED = 1;
+  const address = native.mmap(null, length, PROT_READ, MAP_SHARED, fd, 0) as bigint | null;
+  if (address === null || address === -1n || address === 0xffff_ffff_ffff_ffffn) {
+    throw new Error(`mmap of BPF map fd ${fd} failed: ${errnoText(lastErrno())}`);
+  }
+  return { view: koffi.view(address, length), unmap: () => native.munmap(address, length) };
+}
 
 /** The errno of the call that just failed; read it before any other call. */
 export function lastErrno(): number {

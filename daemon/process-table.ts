@@ -5,7 +5,7 @@
 // read for the last time (settled). Exited processes keep their final
 // counters until every connected atop client has been served them.
 import { COUNTERS } from './layout.js';
-import type { OverflowSample, ProcInfoSample, SlotSample } from './kernel-counters.js';
+import type { OverflowSample, ProcInfoSample, SlotVisitor } from './kernel-counters.js';
 import { SlotState } from './layout.js';
 
 export interface ProcessEntry {
@@ -19,8 +19,10 @@ export interface ProcessEntry {
   cgroupId: number;
   /** Counters of slots read for the last time, by cgroup id. */
   readonly settled: Map<number, Float64Array>;
-  /** Its slot as last read, while it holds one. */
-  slot: { cgroupId: number; counters: Float64Array } | null;
+  /** Whether it holds a slot; then its slot's cgroup and counters as last read. */
+  hasSlot: boolean;
+  slotCgroupId: number;
+  readonly slotCounters: Float64Array;
   /** Its overflow entries as last read, by cgroup id, and their map keys. */
   overflow: Map<number, Float64Array>;
   overflowKeys: Buffer[];
@@ -35,7 +37,8 @@ export interface ProcessEntry {
 /** One read of the kernel; null parts were not read this time. */
 export interface KernelRead {
   exited: readonly ProcInfoSample[];
-  slots: readonly SlotSample[] | null;
+  /** Calls the visitor for every slot in use (KernelCounters.visitSlots). */
+  slots: ((visit: SlotVisitor) => void) | null;
   overflow: readonly OverflowSample[] | null;
   live: readonly ProcInfoSample[] | null;
 }
@@ -64,10 +67,6 @@ export interface ProcessTableOptions {
 /** A live process that live reads stop listing without an exit record exited unseen. */
 const MISSED_READS_BEFORE_LOST = 2;
 
-function identity(tgid: number, startNs: number): string {
-  return `${tgid}:${startNs}`;
-}
-
 export function addInto(into: Float64Array, counters: Float64Array): void {
   for (let i = 0; i < COUNTERS; i++) into[i]! += counters[i]!;
 }
@@ -81,14 +80,20 @@ export function countersByCgroup(entry: ProcessEntry): Map<number, Float64Array>
     addInto(sum, counters);
   };
   for (const [cgroupId, counters] of entry.settled) add(cgroupId, counters);
-  if (entry.slot) add(entry.slot.cgroupId, entry.slot.counters);
+  if (entry.hasSlot) add(entry.slotCgroupId, entry.slotCounters);
   for (const [cgroupId, counters] of entry.overflow) add(cgroupId, counters);
   return byCgroup;
 }
 
 export class ProcessTable {
-  /** Every entry, live or exited, by identity, in order of first sight. */
-  private readonly entries = new Map<string, ProcessEntry>();
+  /** Every entry, live or exited, by tgid (more than one after a PID reuse), in order of first sight. */
+  private readonly entries = new Map<number, ProcessEntry[]>();
+  /** Live entries that have overflow parts (their parts are replaced on every overflow read). */
+  private readonly withOverflow = new Set<ProcessEntry>();
+  /** Live entries not yet known by name. */
+  private readonly unknown = new Set<ProcessEntry>();
+  /** The entry that last held each slot index: most reads find it here. */
+  private readonly bySlot: Array<ProcessEntry | undefined> = [];
   /** Exited entries in exit order (seq ascending). */
   private exited: ProcessEntry[] = [];
   /** EXITED or MOVED slots waiting to settle: index → first seen so (ms). */
@@ -109,21 +114,30 @@ export class ProcessTable {
     return this.lastExitSeq;
   }
 
+  /** Whether a live process is not yet known by name (it has overflow entries only). */
+  hasUnknownLive(): boolean {
+    return this.unknown.size > 0;
+  }
+
   /** Slots that must be read again before they can be freed. */
   get settlingSlots(): number {
     return this.settling.size;
   }
 
   /** Live processes, in order of first sight. */
-  *live(): IterableIterator<ProcessEntry> {
-    for (const entry of this.entries.values()) if (!entry.exit) yield entry;
+  live(): ProcessEntry[] {
+    const live: ProcessEntry[] = [];
+    for (const sameTgid of this.entries.values()) {
+      for (let i = 0; i < sameTgid.length; i++) if (!sameTgid[i]!.exit) live.push(sameTgid[i]!);
+    }
+    return live;
   }
 
   private entry(tgid: number, startNs: number): ProcessEntry {
-    const key = identity(tgid, startNs);
-    let entry = this.entries.get(key);
-    if (!entry) {
-      entry = {
+    let sameTgid = this.entries.get(tgid);
+    if (!sameTgid) this.entries.set(tgid, (sameTgid = []));
+    for (const entry of sameTgid) if (entry.startNs === startNs) return entry;
+    const entry: ProcessEntry = {
         tgid,
         startNs,
         known: false,
@@ -131,60 +145,83 @@ export class ProcessTable {
         comm: '',
         cgroupId: 0,
         settled: new Map(),
-        slot: null,
+        hasSlot: false,
+        slotCgroupId: 0,
+        slotCounters: new Float64Array(COUNTERS),
         overflow: new Map(),
         overflowKeys: [],
         total: new Float64Array(COUNTERS),
         exit: null,
         missedReads: 0,
       };
-      this.entries.set(key, entry);
-    }
+    sameTgid.push(entry);
+    this.unknown.add(entry);
     return entry;
+  }
+
+  private forget(entry: ProcessEntry): void {
+    const sameTgid = this.entries.get(entry.tgid)!;
+    sameTgid.splice(sameTgid.indexOf(entry), 1);
+    if (sameTgid.length === 0) this.entries.delete(entry.tgid);
+    this.withOverflow.delete(entry);
+    this.unknown.delete(entry);
   }
 
   /** Merges one kernel read and says what to free in the kernel. */
   apply(read: KernelRead, nowMs: number): KernelChores {
     const chores: KernelChores = { freeSlots: [], deleteOverflow: [] };
-    const touched = new Set<ProcessEntry>();
     const exiting = new Set<ProcessEntry>();
 
     for (const info of read.exited) {
       const entry = this.entry(info.tgid, info.startNs);
-      describe(entry, info);
+      this.describe(entry, info);
       exiting.add(entry);
     }
 
+    const touched: ProcessEntry[] = [];
     if (read.slots) {
       const settling = new Map<number, number>();
-      for (const slot of read.slots) {
-        const entry = this.entry(slot.tgid, slot.startNs);
-        touched.add(entry);
-        const since = slot.state === SlotState.active ? nowMs : (this.settling.get(slot.index) ?? nowMs);
-        if (slot.state !== SlotState.active && nowMs - since >= this.options.slotSettleMs) {
-          settle(entry, slot.cgroupId, slot.counters);
-          entry.slot = null;
-          chores.freeSlots.push(slot.index);
-        } else {
-          entry.slot = { cgroupId: slot.cgroupId, counters: slot.counters };
-          if (slot.state !== SlotState.active) settling.set(slot.index, since);
+      read.slots((index, state, tgid, startNs, cgroupId, counters, claimedBy) => {
+        let entry = this.bySlot[index];
+        if (!entry || entry.tgid !== tgid || entry.startNs !== startNs) {
+          entry = this.entry(tgid, startNs);
+          this.bySlot[index] = entry;
         }
-      }
+        touched.push(entry);
+        if (!entry.known) {
+          const { uid, comm } = claimedBy(index);
+          this.describe(entry, { tgid, startNs, uid, comm, cgroupId });
+        }
+        if (state === SlotState.active) entry.cgroupId = cgroupId;
+        const since = state === SlotState.active ? nowMs : (this.settling.get(index) ?? nowMs);
+        if (state !== SlotState.active && nowMs - since >= this.options.slotSettleMs) {
+          settle(entry, cgroupId, counters);
+          entry.hasSlot = false;
+          chores.freeSlots.push(index);
+        } else {
+          entry.hasSlot = true;
+          entry.slotCgroupId = cgroupId;
+          entry.slotCounters.set(counters);
+          if (state !== SlotState.active) settling.set(index, since);
+        }
+      });
       this.settling = settling;
     }
 
     if (read.overflow) {
       // A live process's overflow entries only grow; an exited one's were
       // deleted from the kernel and its last read stays as final.
-      for (const entry of this.live()) {
+      for (const entry of this.withOverflow) {
         entry.overflow = new Map();
         entry.overflowKeys = [];
       }
+      this.withOverflow.clear();
       for (const part of read.overflow) {
         const entry = this.entry(part.tgid, part.startNs);
         entry.overflow.set(part.cgroupId, part.counters);
         entry.overflowKeys.push(part.key);
-        touched.add(entry);
+        if (!entry.exit) this.withOverflow.add(entry);
+        touched.push(entry);
       }
     }
 
@@ -193,19 +230,21 @@ export class ProcessTable {
       const seen = new Set<ProcessEntry>();
       for (const info of read.live) {
         const entry = this.entry(info.tgid, info.startNs);
-        describe(entry, info);
+        this.describe(entry, info);
         entry.missedReads = 0;
         seen.add(entry);
       }
-      for (const entry of this.entries.values()) {
-        if (entry.exit || seen.has(entry) || exiting.has(entry)) continue;
+      for (const entry of this.live()) {
+        if (seen.has(entry) || exiting.has(entry)) continue;
         if (++entry.missedReads >= MISSED_READS_BEFORE_LOST) lost.add(entry);
       }
     }
 
-    for (const entry of [...touched, ...exiting, ...lost]) {
-      const grew = recomputeTotal(entry);
-      if (grew && entry.exit && !exiting.has(entry)) this.requeueExit(entry); // a late part of an exited process
+    for (const group of [touched, exiting, lost]) {
+      for (const entry of group) {
+        const grew = recomputeTotal(entry);
+        if (grew && entry.exit && !exiting.has(entry)) this.requeueExit(entry); // a late part of an exited process
+      }
     }
     for (const entry of exiting) {
       if (entry.exit?.lost) {
@@ -218,14 +257,26 @@ export class ProcessTable {
       }
     }
     for (const entry of lost) this.retire(entry, nowMs, true);
-    for (const entry of [...exiting, ...lost]) {
-      chores.deleteOverflow.push(...entry.overflowKeys);
-      entry.overflowKeys = [];
+    for (const group of [exiting, lost]) {
+      for (const entry of group) {
+        chores.deleteOverflow.push(...entry.overflowKeys);
+        entry.overflowKeys = [];
+        this.withOverflow.delete(entry);
+      }
     }
     return chores;
   }
 
+  private describe(entry: ProcessEntry, info: ProcInfoSample): void {
+    entry.known = true;
+    entry.uid = info.uid;
+    entry.comm = info.comm;
+    entry.cgroupId = info.cgroupId;
+    this.unknown.delete(entry);
+  }
+
   private retire(entry: ProcessEntry, nowMs: number, lost: boolean): void {
+    this.unknown.delete(entry);
     entry.exit = { seq: ++this.lastExitSeq, atMs: nowMs, lost };
     if (lost) this.lostExits++;
     this.exited.push(entry);
@@ -256,7 +307,7 @@ export class ProcessTable {
     for (const entry of this.exited) {
       const exit = entry.exit!;
       const served = minServedSeq === null || exit.seq <= minServedSeq;
-      if (!served || nowMs - exit.atMs < this.options.exitedRetentionMs || entry.slot) break;
+      if (!served || nowMs - exit.atMs < this.options.exitedRetentionMs || entry.hasSlot) break;
       drop++;
     }
     const overflow = this.exited.length - drop - this.options.maxExited;
@@ -265,16 +316,9 @@ export class ProcessTable {
       drop += overflow;
     }
     if (drop === 0) return;
-    for (const entry of this.exited.slice(0, drop)) this.entries.delete(identity(entry.tgid, entry.startNs));
+    for (const entry of this.exited.slice(0, drop)) this.forget(entry);
     this.exited = this.exited.slice(drop);
   }
-}
-
-function describe(entry: ProcessEntry, info: ProcInfoSample): void {
-  entry.known = true;
-  entry.uid = info.uid;
-  entry.comm = info.comm;
-  entry.cgroupId = info.cgroupId;
 }
 
 function settle(entry: ProcessEntry, cgroupId: number, counters: Float64Array): void {
@@ -283,12 +327,15 @@ function settle(entry: ProcessEntry, cgroupId: number, counters: Float64Array): 
   else entry.settled.set(cgroupId, Float64Array.from(counters));
 }
 
+const scratchSum = new Float64Array(COUNTERS);
+
 /** Returns whether any counter grew. */
 function recomputeTotal(entry: ProcessEntry): boolean {
-  const sum = new Float64Array(COUNTERS);
-  for (const counters of entry.settled.values()) addInto(sum, counters);
-  if (entry.slot) addInto(sum, entry.slot.counters);
-  for (const counters of entry.overflow.values()) addInto(sum, counters);
+  const sum = scratchSum;
+  if (entry.hasSlot) sum.set(entry.slotCounters);
+  else sum.fill(0);
+  if (entry.settled.size > 0) for (const counters of entry.settled.values()) addInto(sum, counters);
+  if (entry.overflow.size > 0) for (const counters of entry.overflow.values()) addInto(sum, counters);
   let grew = false;
   for (let i = 0; i < COUNTERS; i++) {
     // Never serve a smaller value than before: atop would take the whole

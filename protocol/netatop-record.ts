@@ -35,26 +35,51 @@ export interface NetatopProcess {
   readonly counters: Float64Array;
 }
 
-function writeU64(buf: Buffer, offset: number, value: number): void {
-  buf.writeUInt32LE(value % 0x1_0000_0000, offset);
-  buf.writeUInt32LE(Math.floor(value / 0x1_0000_0000), offset + 4);
+/**
+ * Writes one answer: records added one by one, then the terminator. Numbers
+ * go through a Uint32Array view of the buffer (records are 96 bytes, so every
+ * field is 4-byte aligned).
+ */
+export class AnswerEncoder {
+  private readonly buf: Buffer;
+  private readonly words: Uint32Array;
+  private records = 0;
+
+  constructor(capacity: number) {
+    this.buf = Buffer.alloc((capacity + 1) * RECORD_SIZE); // zeroed: padding and terminator
+    this.words = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length / 4);
+  }
+
+  add(tgid: number, btime: number, comm: string, counters: Float64Array): void {
+    const offset = this.records * RECORD_SIZE;
+    const word = offset / 4;
+    this.words[word + Offset.id / 4] = tgid;
+    this.writeU64(word + Offset.btime / 4, btime);
+    this.buf.write(comm, offset + Offset.command, Offset.commandSize - 1, 'utf8');
+    for (let i = 0; i < WIRE_COUNTERS.length; i++) {
+      const [v4, v6] = WIRE_COUNTERS[i]!;
+      this.writeU64(word + Offset.counters / 4 + i * 2, counters[v4]! + counters[v6]!);
+    }
+    this.records++;
+  }
+
+  private writeU64(word: number, value: number): void {
+    const low = value >>> 0; // ToUint32 is exact modulo 2^32 below 2^53
+    this.words[word] = low;
+    this.words[word + 1] = (value - low) / 0x1_0000_0000;
+  }
+
+  /** The records added and the terminator. */
+  finish(): Buffer {
+    return this.buf.subarray(0, (this.records + 1) * RECORD_SIZE);
+  }
 }
 
 /** One whole answer: the records, then the terminator. */
 export function encodeAnswer(processes: readonly NetatopProcess[]): Buffer {
-  const buf = Buffer.alloc((processes.length + 1) * RECORD_SIZE); // zeroed: padding and terminator
-  let offset = 0;
-  for (const proc of processes) {
-    buf.writeInt32LE(proc.tgid, offset + Offset.id);
-    writeU64(buf, offset + Offset.btime, proc.btime);
-    buf.write(proc.comm, offset + Offset.command, Offset.commandSize - 1, 'utf8');
-    for (let i = 0; i < WIRE_COUNTERS.length; i++) {
-      const [v4, v6] = WIRE_COUNTERS[i]!;
-      writeU64(buf, offset + Offset.counters + i * 8, proc.counters[v4]! + proc.counters[v6]!);
-    }
-    offset += RECORD_SIZE;
-  }
-  return buf;
+  const encoder = new AnswerEncoder(processes.length);
+  for (const p of processes) encoder.add(p.tgid, p.btime, p.comm, p.counters);
+  return encoder.finish();
 }
 
 export interface DecodedRecord {

@@ -60,7 +60,10 @@ describeWithBpf('atop socket (real daemon, real BPF)', () => {
       expect(firstAnswer.get(child.pid)?.counters).toEqual(BASIC_ON_WIRE);
       expect(secondAnswer.get(child.pid)?.counters).toEqual(BASIC_ON_WIRE);
     }
-    // Served to every client: later answers, even a new client's, no longer carry them.
+    // Served to every client: once their slots have settled (10 ms) and been
+    // freed, later answers, even a new client's, no longer carry them.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await first.request();
     const later = [await first.request(), await second.request(), await requestOnce(daemon.socketPath)];
     for (const answer of later) for (const child of children) expect(answer.has(child.pid)).toBe(false);
     first.close();

@@ -1,7 +1,7 @@
 // The accounting table's rules on identity, parts and exited processes, fed
 // with the samples the kernel side produces.
 import { expect, test } from 'vitest';
-import type { OverflowSample, ProcInfoSample, SlotSample } from '../daemon/kernel-counters.js';
+import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../daemon/kernel-counters.js';
 import { COUNTERS, SlotState } from '../daemon/layout.js';
 import { ProcessTable } from '../daemon/process-table.js';
 
@@ -13,9 +13,16 @@ function counters(calls: number): Float64Array {
   return c;
 }
 
-function slot(index: number, tgid: number, startNs: number, calls: number, state: number = SlotState.active, cgroupId = 1): SlotSample {
-  return { index, state, tgid, startNs, cgroupId, counters: counters(calls) };
+type Slot = Parameters<SlotVisitor>;
+
+const claimedBy = (): { uid: number; comm: string } => ({ uid: 0, comm: 'p' });
+
+function slot(index: number, tgid: number, startNs: number, calls: number, state: number = SlotState.active, cgroupId = 1): Slot {
+  return [index, state, tgid, startNs, cgroupId, counters(calls), claimedBy];
 }
+
+/** The slots of a read, as KernelCounters.visitSlots presents them. */
+const slots = (...list: Slot[]) => (visit: SlotVisitor) => list.forEach((s) => visit(...s));
 
 function part(tgid: number, startNs: number, calls: number, cgroupId = 1): OverflowSample {
   return { tgid, startNs, cgroupId, counters: counters(calls), key: Buffer.from(`${tgid}:${startNs}:${cgroupId}`) };
@@ -26,21 +33,32 @@ const liveCalls = (t: ProcessTable): Array<[number, number, number]> => [...t.li
 const exitedCalls = (t: ProcessTable, after = 0): Array<[number, number, number]> =>
   t.exitedAfter(after).map((e) => [e.tgid, e.startNs, e.total[0]!]);
 
-test('a process is the sum of its slot and its overflow parts', () => {
+test('a process is the sum of its slot and its overflow parts, named by its slot', () => {
   const t = table();
-  t.apply({ exited: [], slots: [slot(5, 5, 10, 7)], overflow: [part(5, 10, 3, 2)], live: [info(5, 10)] }, 0);
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 7)), overflow: [part(5, 10, 3, 2)], live: null }, 0);
   expect(liveCalls(t)).toEqual([[5, 10, 10]]);
+  expect(t.live()[0]!.comm).toBe('p');
+  expect(t.hasUnknownLive()).toBe(false);
+});
+
+test('a process with overflow entries only is unnamed until a live read names it', () => {
+  const t = table();
+  t.apply({ exited: [], slots: slots(), overflow: [part(5, 10, 3)], live: null }, 0);
+  expect(t.hasUnknownLive()).toBe(true);
+  t.apply({ exited: [], slots: slots(), overflow: [part(5, 10, 3)], live: [{ ...info(5, 10), comm: 'named' }] }, 0);
+  expect(t.hasUnknownLive()).toBe(false);
+  expect(t.live()[0]!.comm).toBe('named');
 });
 
 test('a reused PID is a new process: its traffic never adds to the exited one', () => {
   const t = table();
-  t.apply({ exited: [], slots: [slot(100, 100, 1_000, 7)], overflow: [], live: [info(100, 1_000)] }, 0);
+  t.apply({ exited: [], slots: slots(slot(100, 100, 1_000, 7)), overflow: [], live: [info(100, 1_000)] }, 0);
   // The old process exited (its slot is EXITED) and PID 100 was reused: the new
   // process counts in the overflow map until the old slot is freed.
   const chores = t.apply(
     {
       exited: [info(100, 1_000)],
-      slots: [slot(100, 100, 1_000, 7, SlotState.exited)],
+      slots: slots(slot(100, 100, 1_000, 7, SlotState.exited)),
       overflow: [part(100, 2_000, 3)],
       live: [info(100, 2_000)],
     },
@@ -53,36 +71,36 @@ test('a reused PID is a new process: its traffic never adds to the exited one', 
 
 test('an EXITED or MOVED slot is freed only once it has stayed so for slotSettleMs', () => {
   const t = table(10);
-  t.apply({ exited: [], slots: [slot(1, 1, 1, 4)], overflow: [], live: [info(1, 1)] }, 0);
-  let chores = t.apply({ exited: [], slots: [slot(1, 1, 1, 4, SlotState.moved)], overflow: [], live: [info(1, 1)] }, 100);
+  t.apply({ exited: [], slots: slots(slot(1, 1, 1, 4)), overflow: [], live: [info(1, 1)] }, 0);
+  let chores = t.apply({ exited: [], slots: slots(slot(1, 1, 1, 4, SlotState.moved)), overflow: [], live: [info(1, 1)] }, 100);
   expect(chores.freeSlots).toEqual([]);
   expect(t.settlingSlots).toBe(1);
-  chores = t.apply({ exited: [], slots: [slot(1, 1, 1, 5, SlotState.moved)], overflow: [], live: [info(1, 1)] }, 110);
+  chores = t.apply({ exited: [], slots: slots(slot(1, 1, 1, 5, SlotState.moved)), overflow: [], live: [info(1, 1)] }, 110);
   expect(chores.freeSlots).toEqual([1]);
   // The process claims its slot again in the new cgroup: the moved counts stay.
-  t.apply({ exited: [], slots: [slot(1, 1, 1, 2, SlotState.active, 9)], overflow: [], live: [info(1, 1)] }, 120);
+  t.apply({ exited: [], slots: slots(slot(1, 1, 1, 2, SlotState.active, 9)), overflow: [], live: [info(1, 1)] }, 120);
   expect(liveCalls(t)).toEqual([[1, 1, 7]]);
 });
 
 test('exited processes: overflow entries deleted at the exit, final parts kept', () => {
   const t = table();
-  t.apply({ exited: [], slots: [], overflow: [part(5, 10, 2)], live: [info(5, 10)] }, 0);
-  const chores = t.apply({ exited: [info(5, 10)], slots: [], overflow: [part(5, 10, 4)], live: [] }, 0);
+  t.apply({ exited: [], slots: slots(), overflow: [part(5, 10, 2)], live: [info(5, 10)] }, 0);
+  const chores = t.apply({ exited: [info(5, 10)], slots: slots(), overflow: [part(5, 10, 4)], live: [] }, 0);
   expect(chores.deleteOverflow.map(String)).toEqual(['5:10:1']);
-  t.apply({ exited: [], slots: [], overflow: [], live: [] }, 0); // deleted from the kernel
+  t.apply({ exited: [], slots: slots(), overflow: [], live: [] }, 0); // deleted from the kernel
   expect(exitedCalls(t)).toEqual([[5, 10, 4]]);
 });
 
 test('a live process missing from two live reads without an exit record is retired as lost; a late record corrects it', () => {
   const t = table();
-  t.apply({ exited: [], slots: [slot(5, 5, 10, 2)], overflow: [], live: [info(5, 10)] }, 0);
-  t.apply({ exited: [], slots: [slot(5, 5, 10, 2)], overflow: [], live: [] }, 0); // its exit record may be on its way
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 2)), overflow: [], live: [info(5, 10)] }, 0);
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 2)), overflow: [], live: [] }, 0); // its exit record may be on its way
   expect(liveCalls(t)).toEqual([[5, 10, 2]]);
-  t.apply({ exited: [], slots: [slot(5, 5, 10, 2)], overflow: [], live: [] }, 0);
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 2)), overflow: [], live: [] }, 0);
   expect(t.lostExits).toBe(1);
   expect(exitedCalls(t)).toEqual([[5, 10, 2]]);
   // Served to a client (seq 1); then the exit record and the final slot arrive.
-  t.apply({ exited: [info(5, 10)], slots: [slot(5, 5, 10, 3, SlotState.exited)], overflow: [], live: [] }, 0);
+  t.apply({ exited: [info(5, 10)], slots: slots(slot(5, 5, 10, 3, SlotState.exited)), overflow: [], live: [] }, 0);
   expect(t.lostExits).toBe(0);
   expect(exitedCalls(t, 1)).toEqual([[5, 10, 3]]);
   expect(t.exitedCount).toBe(1);
@@ -90,14 +108,14 @@ test('a live process missing from two live reads without an exit record is retir
 
 test('counters served never go backwards', () => {
   const t = table();
-  t.apply({ exited: [], slots: [slot(5, 5, 10, 8)], overflow: [], live: [info(5, 10)] }, 0);
-  t.apply({ exited: [], slots: [slot(5, 5, 10, 6)], overflow: [], live: [info(5, 10)] }, 0);
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 8)), overflow: [], live: [info(5, 10)] }, 0);
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 6)), overflow: [], live: [info(5, 10)] }, 0);
   expect(liveCalls(t)).toEqual([[5, 10, 8]]);
 });
 
 test('exited entries stay until every connected client was served them, the retention passed and their slot was freed', () => {
   const t = new ProcessTable({ exitedRetentionMs: 1000, maxExited: 1000, slotSettleMs: 0 });
-  t.apply({ exited: [info(1, 1), info(2, 2)], slots: [], overflow: [part(1, 1, 1), part(2, 2, 1)], live: null }, 0);
+  t.apply({ exited: [info(1, 1), info(2, 2)], slots: slots(), overflow: [part(1, 1, 1), part(2, 2, 1)], live: null }, 0);
   expect(t.latestExitSeq).toBe(2);
   t.forgetServedExits(1, 5000); // one client has had only the first
   expect(exitedCalls(t).map(([pid]) => pid)).toEqual([2]);
@@ -109,7 +127,7 @@ test('exited entries stay until every connected client was served them, the rete
 
 test('beyond maxExited the oldest exited entries are dropped and counted', () => {
   const t = new ProcessTable({ exitedRetentionMs: 0, maxExited: 2, slotSettleMs: 0 });
-  t.apply({ exited: [1, 2, 3, 4].map((pid) => info(pid, pid)), slots: [], overflow: [], live: null }, 0);
+  t.apply({ exited: [1, 2, 3, 4].map((pid) => info(pid, pid)), slots: slots(), overflow: [], live: null }, 0);
   t.forgetServedExits(0, 0); // a client that never asks
   expect(exitedCalls(t).map(([pid]) => pid)).toEqual([3, 4]);
   expect(t.droppedExits).toBe(2);

@@ -1,0 +1,16 @@
+// The C programs of test/fixtures, compiled for a benchmark run.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { packageRoot } from '../daemon/package-root.js';
+
+const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-bench-'));
+
+export function compileFixture(name: 'traffic' | 'atop-client'): string {
+  const binary = path.join(outDir, name);
+  if (!fs.existsSync(binary)) {
+    execFileSync('cc', ['-O2', '-o', binary, path.join(packageRoot(), 'test', 'fixtures', `${name}.c`)]);
+  }
+  return binary;
+}
