@@ -33,7 +33,7 @@ export interface PartSample {
   tgid: number;
   startNs: number;
   cgroupId: number;
-  counters: Float64Array;
+  counters: ArrayLike<number>;
 }
 
 /**
@@ -54,8 +54,11 @@ export type SlotVisitor = (
 ) => void;
 
 export interface OverflowSample extends PartSample {
-  /** The map key, kept byte for byte for deleting the entry. */
-  key: Buffer;
+  /** The key's u64 fields as 32-bit halves: startNs may exceed 2^53, and deleting needs the exact key. */
+  startLow: number;
+  startHigh: number;
+  cgroupLow: number;
+  cgroupHigh: number;
 }
 
 export interface KernelStats {
@@ -290,26 +293,31 @@ export class KernelCounters {
 
   readOverflow(): OverflowSample[] {
     const samples: OverflowSample[] = [];
-    let chunkKeys: Buffer | null = null;
     let keyWords: Uint32Array | null = null;
     let valueWords: Uint32Array | null = null;
     this.overflow.read(false, (keys, values, i) => {
       if (i === 0) {
-        // One copy of the chunk's keys, which entries keep slices of for deletion.
-        chunkKeys = Buffer.from(keys);
-        keyWords = new Uint32Array(chunkKeys.buffer, chunkKeys.byteOffset, chunkKeys.length / 4);
+        keyWords = new Uint32Array(keys.buffer, keys.byteOffset, keys.length / 4);
         valueWords = new Uint32Array(values.buffer, values.byteOffset, values.length / 4);
       }
       const k = (i * PartKey.size) / 4;
       const v = (i * COUNTERS_SIZE) / 4;
-      const counters = new Float64Array(16);
-      for (let c = 0; c < 16; c++) counters[c] = valueWords![v + c * 2]! + valueWords![v + c * 2 + 1]! * 0x1_0000_0000;
+      // A plain array: allocating one is several times cheaper than a Float64Array.
+      const counters: number[] = [];
+      for (let c = 0; c < 16; c++) counters.push(valueWords![v + c * 2]! + valueWords![v + c * 2 + 1]! * 0x1_0000_0000);
+      const startLow = keyWords![k + PartKey.startNs / 4]!;
+      const startHigh = keyWords![k + PartKey.startNs / 4 + 1]!;
+      const cgroupLow = keyWords![k + PartKey.cgroupId / 4]!;
+      const cgroupHigh = keyWords![k + PartKey.cgroupId / 4 + 1]!;
       samples.push({
         tgid: keyWords![k + PartKey.tgid / 4]!,
-        startNs: keyWords![k + PartKey.startNs / 4]! + keyWords![k + PartKey.startNs / 4 + 1]! * 0x1_0000_0000,
-        cgroupId: keyWords![k + PartKey.cgroupId / 4]! + keyWords![k + PartKey.cgroupId / 4 + 1]! * 0x1_0000_0000,
+        startNs: startLow + startHigh * 0x1_0000_0000,
+        cgroupId: cgroupLow + cgroupHigh * 0x1_0000_0000,
         counters,
-        key: chunkKeys!.subarray(i * PartKey.size, (i + 1) * PartKey.size),
+        startLow,
+        startHigh,
+        cgroupLow,
+        cgroupHigh,
       });
     });
     return samples;
@@ -325,8 +333,16 @@ export class KernelCounters {
   }
 
   /** Deletes overflow entries of processes that have exited (nothing writes them any more). */
-  deleteOverflow(keys: readonly Buffer[]): void {
-    for (const key of keys) native.deleteElem(this.overflowFd, key);
+  deleteOverflow(parts: readonly OverflowSample[]): void {
+    const key = Buffer.alloc(PartKey.size);
+    for (const part of parts) {
+      key.writeUInt32LE(part.tgid, PartKey.tgid);
+      key.writeUInt32LE(part.startLow, PartKey.startNs);
+      key.writeUInt32LE(part.startHigh, PartKey.startNs + 4);
+      key.writeUInt32LE(part.cgroupLow, PartKey.cgroupId);
+      key.writeUInt32LE(part.cgroupHigh, PartKey.cgroupId + 4);
+      native.deleteElem(this.overflowFd, key);
+    }
   }
 
   readStats(): KernelStats {

@@ -23,9 +23,9 @@ export interface ProcessEntry {
   hasSlot: boolean;
   slotCgroupId: number;
   readonly slotCounters: Float64Array;
-  /** Its overflow entries as last read, by cgroup id, and their map keys. */
-  overflow: Map<number, Float64Array>;
-  overflowKeys: Buffer[];
+  /** Its overflow entries as last read, by cgroup id, and as read (for deleting them). */
+  overflow: Map<number, ArrayLike<number>>;
+  overflowParts: OverflowSample[];
   /** All parts summed: what clients are served. Never decreases. */
   readonly total: Float64Array;
   /** Set once the process has exited; seq orders exits for delivery. */
@@ -48,7 +48,7 @@ export interface KernelChores {
   /** Slots read for the last time: free them. */
   freeSlots: number[];
   /** Overflow entries of exited processes: delete them. */
-  deleteOverflow: Buffer[];
+  deleteOverflow: OverflowSample[];
 }
 
 export interface ProcessTableOptions {
@@ -67,14 +67,14 @@ export interface ProcessTableOptions {
 /** A live process that live reads stop listing without an exit record exited unseen. */
 const MISSED_READS_BEFORE_LOST = 2;
 
-export function addInto(into: Float64Array, counters: Float64Array): void {
+export function addInto(into: Float64Array, counters: ArrayLike<number>): void {
   for (let i = 0; i < COUNTERS; i++) into[i]! += counters[i]!;
 }
 
 /** A process's counters per cgroup id, all parts summed. */
 export function countersByCgroup(entry: ProcessEntry): Map<number, Float64Array> {
   const byCgroup = new Map<number, Float64Array>();
-  const add = (cgroupId: number, counters: Float64Array): void => {
+  const add = (cgroupId: number, counters: ArrayLike<number>): void => {
     let sum = byCgroup.get(cgroupId);
     if (!sum) byCgroup.set(cgroupId, (sum = new Float64Array(COUNTERS)));
     addInto(sum, counters);
@@ -149,7 +149,7 @@ export class ProcessTable {
         slotCgroupId: 0,
         slotCounters: new Float64Array(COUNTERS),
         overflow: new Map(),
-        overflowKeys: [],
+        overflowParts: [],
         total: new Float64Array(COUNTERS),
         exit: null,
         missedReads: 0,
@@ -213,13 +213,13 @@ export class ProcessTable {
       // deleted from the kernel and its last read stays as final.
       for (const entry of this.withOverflow) {
         entry.overflow = new Map();
-        entry.overflowKeys = [];
+        entry.overflowParts = [];
       }
       this.withOverflow.clear();
       for (const part of read.overflow) {
         const entry = this.entry(part.tgid, part.startNs);
         entry.overflow.set(part.cgroupId, part.counters);
-        entry.overflowKeys.push(part.key);
+        entry.overflowParts.push(part);
         if (!entry.exit) this.withOverflow.add(entry);
         touched.push(entry);
       }
@@ -259,8 +259,8 @@ export class ProcessTable {
     for (const entry of lost) this.retire(entry, nowMs, true);
     for (const group of [exiting, lost]) {
       for (const entry of group) {
-        chores.deleteOverflow.push(...entry.overflowKeys);
-        entry.overflowKeys = [];
+        chores.deleteOverflow.push(...entry.overflowParts);
+        entry.overflowParts = [];
         this.withOverflow.delete(entry);
       }
     }
@@ -321,7 +321,7 @@ export class ProcessTable {
   }
 }
 
-function settle(entry: ProcessEntry, cgroupId: number, counters: Float64Array): void {
+function settle(entry: ProcessEntry, cgroupId: number, counters: ArrayLike<number>): void {
   const settled = entry.settled.get(cgroupId);
   if (settled) addInto(settled, counters);
   else entry.settled.set(cgroupId, Float64Array.from(counters));

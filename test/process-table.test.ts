@@ -25,7 +25,7 @@ function slot(index: number, tgid: number, startNs: number, calls: number, state
 const slots = (...list: Slot[]) => (visit: SlotVisitor) => list.forEach((s) => visit(...s));
 
 function part(tgid: number, startNs: number, calls: number, cgroupId = 1): OverflowSample {
-  return { tgid, startNs, cgroupId, counters: counters(calls), key: Buffer.from(`${tgid}:${startNs}:${cgroupId}`) };
+  return { tgid, startNs, cgroupId, counters: counters(calls), startLow: startNs, startHigh: 0, cgroupLow: cgroupId, cgroupHigh: 0 };
 }
 
 const table = (settleMs = 0): ProcessTable => new ProcessTable({ exitedRetentionMs: 0, maxExited: 1000, slotSettleMs: settleMs });
@@ -86,7 +86,7 @@ test('exited processes: overflow entries deleted at the exit, final parts kept',
   const t = table();
   t.apply({ exited: [], slots: slots(), overflow: [part(5, 10, 2)], live: [info(5, 10)] }, 0);
   const chores = t.apply({ exited: [info(5, 10)], slots: slots(), overflow: [part(5, 10, 4)], live: [] }, 0);
-  expect(chores.deleteOverflow.map(String)).toEqual(['5:10:1']);
+  expect(chores.deleteOverflow.map((p) => [p.tgid, p.startNs, p.cgroupId])).toEqual([[5, 10, 1]]);
   t.apply({ exited: [], slots: slots(), overflow: [], live: [] }, 0); // deleted from the kernel
   expect(exitedCalls(t)).toEqual([[5, 10, 4]]);
 });
