@@ -1,5 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 // Entry point of the `netacct` command: runs the compiled CLI from dist/.
+// A 1 MiB young generation keeps the daemon's memory small (measured in
+// bench/daemon-resources: with 16 MiB, V8 held 30 MiB more for 10,000 processes).
 import { existsSync } from 'node:fs';
 
 const cli = new URL('../dist/daemon/cli.js', import.meta.url);

@@ -17,17 +17,17 @@ export interface ProcessEntry {
   comm: string;
   /** cgroup v2 id the process is in now (or was in when it exited). */
   cgroupId: number;
-  /** Counters of slots read for the last time, by cgroup id. */
-  readonly settled: Map<number, Float64Array>;
+  /** Counters of slots read for the last time, by cgroup id (null until there are any). */
+  settled: Map<number, number[]> | null;
   /** Whether it holds a slot; then its slot's cgroup and counters as last read. */
   hasSlot: boolean;
   slotCgroupId: number;
-  readonly slotCounters: Float64Array;
-  /** Its overflow entries as last read, by cgroup id, and as read (for deleting them). */
-  overflow: Map<number, ArrayLike<number>>;
+  readonly slotCounters: number[];
+  /** Its overflow entries as last read, by cgroup id (null when none), and as read (for deleting them). */
+  overflow: Map<number, ArrayLike<number>> | null;
   overflowParts: OverflowSample[];
   /** All parts summed: what clients are served. Never decreases. */
-  readonly total: Float64Array;
+  readonly total: number[];
   /** Set once the process has exited; seq orders exits for delivery. */
   exit: { seq: number; atMs: number; lost: boolean } | null;
   /** Consecutive live reads that did not list this process. */
@@ -67,21 +67,26 @@ export interface ProcessTableOptions {
 /** A live process that live reads stop listing without an exit record exited unseen. */
 const MISSED_READS_BEFORE_LOST = 2;
 
-export function addInto(into: Float64Array, counters: ArrayLike<number>): void {
+/** Plain arrays: per entry they take far less memory than small typed arrays. */
+function zeroCounters(): number[] {
+  return new Array<number>(COUNTERS).fill(0);
+}
+
+export function addInto(into: number[], counters: ArrayLike<number>): void {
   for (let i = 0; i < COUNTERS; i++) into[i]! += counters[i]!;
 }
 
 /** A process's counters per cgroup id, all parts summed. */
-export function countersByCgroup(entry: ProcessEntry): Map<number, Float64Array> {
-  const byCgroup = new Map<number, Float64Array>();
+export function countersByCgroup(entry: ProcessEntry): Map<number, number[]> {
+  const byCgroup = new Map<number, number[]>();
   const add = (cgroupId: number, counters: ArrayLike<number>): void => {
     let sum = byCgroup.get(cgroupId);
-    if (!sum) byCgroup.set(cgroupId, (sum = new Float64Array(COUNTERS)));
+    if (!sum) byCgroup.set(cgroupId, (sum = zeroCounters()));
     addInto(sum, counters);
   };
-  for (const [cgroupId, counters] of entry.settled) add(cgroupId, counters);
+  for (const [cgroupId, counters] of entry.settled ?? []) add(cgroupId, counters);
   if (entry.hasSlot) add(entry.slotCgroupId, entry.slotCounters);
-  for (const [cgroupId, counters] of entry.overflow) add(cgroupId, counters);
+  for (const [cgroupId, counters] of entry.overflow ?? []) add(cgroupId, counters);
   return byCgroup;
 }
 
@@ -144,13 +149,13 @@ export class ProcessTable {
         uid: 0,
         comm: '',
         cgroupId: 0,
-        settled: new Map(),
+        settled: null,
         hasSlot: false,
         slotCgroupId: 0,
-        slotCounters: new Float64Array(COUNTERS),
-        overflow: new Map(),
+        slotCounters: zeroCounters(),
+        overflow: null,
         overflowParts: [],
-        total: new Float64Array(COUNTERS),
+        total: zeroCounters(),
         exit: null,
         missedReads: 0,
       };
@@ -201,7 +206,7 @@ export class ProcessTable {
         } else {
           entry.hasSlot = true;
           entry.slotCgroupId = cgroupId;
-          entry.slotCounters.set(counters);
+          for (let i = 0; i < COUNTERS; i++) entry.slotCounters[i] = counters[i]!;
           if (state !== SlotState.active) settling.set(index, since);
         }
       });
@@ -212,13 +217,13 @@ export class ProcessTable {
       // A live process's overflow entries only grow; an exited one's were
       // deleted from the kernel and its last read stays as final.
       for (const entry of this.withOverflow) {
-        entry.overflow = new Map();
+        entry.overflow = null;
         entry.overflowParts = [];
       }
       this.withOverflow.clear();
       for (const part of read.overflow) {
         const entry = this.entry(part.tgid, part.startNs);
-        entry.overflow.set(part.cgroupId, part.counters);
+        (entry.overflow ??= new Map()).set(part.cgroupId, part.counters);
         entry.overflowParts.push(part);
         if (!entry.exit) this.withOverflow.add(entry);
         touched.push(entry);
@@ -322,20 +327,20 @@ export class ProcessTable {
 }
 
 function settle(entry: ProcessEntry, cgroupId: number, counters: ArrayLike<number>): void {
+  entry.settled ??= new Map();
   const settled = entry.settled.get(cgroupId);
   if (settled) addInto(settled, counters);
-  else entry.settled.set(cgroupId, Float64Array.from(counters));
+  else entry.settled.set(cgroupId, Array.from(counters));
 }
 
-const scratchSum = new Float64Array(COUNTERS);
+const scratchSum = zeroCounters();
 
 /** Returns whether any counter grew. */
 function recomputeTotal(entry: ProcessEntry): boolean {
   const sum = scratchSum;
-  if (entry.hasSlot) sum.set(entry.slotCounters);
-  else sum.fill(0);
-  if (entry.settled.size > 0) for (const counters of entry.settled.values()) addInto(sum, counters);
-  if (entry.overflow.size > 0) for (const counters of entry.overflow.values()) addInto(sum, counters);
+  for (let i = 0; i < COUNTERS; i++) sum[i] = entry.hasSlot ? entry.slotCounters[i]! : 0;
+  if (entry.settled) for (const counters of entry.settled.values()) addInto(sum, counters);
+  if (entry.overflow) for (const counters of entry.overflow.values()) addInto(sum, counters);
   let grew = false;
   for (let i = 0; i < COUNTERS; i++) {
     // Never serve a smaller value than before: atop would take the whole

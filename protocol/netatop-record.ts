@@ -32,7 +32,7 @@ export interface NetatopProcess {
   readonly btime: number;
   readonly comm: string;
   /** The 16 counters of bpf/netacct.h (IPv4 and IPv6 are summed on the wire). */
-  readonly counters: Float64Array;
+  readonly counters: ArrayLike<number>;
 }
 
 /**
@@ -50,7 +50,7 @@ export class AnswerEncoder {
     this.words = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length / 4);
   }
 
-  add(tgid: number, btime: number, comm: string, counters: Float64Array): void {
+  add(tgid: number, btime: number, comm: string, counters: ArrayLike<number>): void {
     const offset = this.records * RECORD_SIZE;
     const word = offset / 4;
     this.words[word + Offset.id / 4] = tgid;

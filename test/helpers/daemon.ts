@@ -18,7 +18,8 @@ export class TestDaemon {
 
   static async start(extraArgs: string[] = []): Promise<TestDaemon> {
     const socketPath = tempPath('atop');
-    const child = spawn(process.execPath, [NETACCT, 'daemon', '--atop-socket', socketPath, ...extraArgs], {
+    // Through the bin's shebang, with the node flags a deployed daemon has.
+    const child = spawn(NETACCT, ['daemon', '--atop-socket', socketPath, ...extraArgs], {
       stdio: ['ignore', 'inherit', 'pipe'],
     });
     const daemon = new TestDaemon(child, socketPath);

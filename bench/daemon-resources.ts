@@ -1,0 +1,90 @@
+// The real daemon's own cost: CPU (share of one core: nanoseconds on CPU of all
+// its threads, from /proc/PID/task/*/schedstat)
+// over a minute idle, over a minute while processes make about 100,000
+// socket events per second, and the same with an atop-like client asking
+// every second; RSS idle and with 10,000 real processes in its table.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { promisify } from 'node:util';
+import { packageRoot } from '../daemon/package-root.js';
+import { compileFixture } from './fixtures.js';
+
+const SECONDS = Number(process.env['SECONDS_PER_PHASE'] ?? 60);
+const EVENTS_PER_SECOND = 100_000;
+/** Nanoseconds all threads of `pid` have run (threads that ended are not counted). */
+function cpuNs(pid: number): number {
+  let total = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+  }
+  return total;
+}
+
+function rssMiB(pid: number): number {
+  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  return kb / 1024;
+}
+
+async function untilLine(child: ChildProcess, stream: NodeJS.ReadableStream, pattern: RegExp): Promise<void> {
+  for await (const line of readline.createInterface({ input: stream })) if (pattern.test(line)) return;
+  throw new Error(`process ${child.pid} ended before printing ${pattern}`);
+}
+
+async function cpuShare(pid: number, during: () => Promise<void>): Promise<string> {
+  const before = cpuNs(pid);
+  const started = performance.now();
+  await during();
+  const elapsedNs = (performance.now() - started) * 1e6;
+  return `${(((cpuNs(pid) - before) / elapsedNs) * 100).toFixed(3)} % of a core`;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench/daemon-resources needs root');
+  const traffic = compileFixture('traffic');
+  const client = compileFixture('atop-client');
+  const socketPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-resources-')), 'atop');
+  const daemon = spawn(path.join(packageRoot(), 'bin', 'netacct.js'), ['daemon', '--atop-socket', socketPath], {
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  try {
+    await untilLine(daemon, daemon.stderr!, /serving atop on/);
+    const pid = daemon.pid!;
+    await sleep(10_000); // past start-up: JIT compilation and the first collections
+    console.log(`daemon RSS idle: ${rssMiB(pid).toFixed(1)} MiB`);
+    console.log(`daemon CPU idle, ${SECONDS} s: ${await cpuShare(pid, () => sleep(SECONDS * 1000))}`);
+
+    const load = async (withClient: boolean): Promise<void> => {
+      const generator = spawn(traffic, ['rate', String(EVENTS_PER_SECOND), String(SECONDS)], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const done = untilLine(generator, generator.stdout!, /^ready$/);
+      let asking = withClient;
+      const asker = (async () => {
+        while (asking) {
+          await promisify(execFile)(client, [socketPath], { maxBuffer: 1 << 28 });
+          await sleep(1000);
+        }
+      })();
+      await done;
+      asking = false;
+      await asker;
+      generator.stdin!.end();
+    };
+    console.log(`daemon CPU at ${EVENTS_PER_SECOND} events/s, ${SECONDS} s: ${await cpuShare(pid, () => load(false))}`);
+    console.log(`daemon CPU at ${EVENTS_PER_SECOND} events/s with an atop client every second, ${SECONDS} s: ${await cpuShare(pid, () => load(true))}`);
+
+    const spawner = spawn(traffic, ['spawn', '10000'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    await untilLine(spawner, spawner.stdout!, /^ready$/);
+    await promisify(execFile)(client, [socketPath], { maxBuffer: 1 << 28 });
+    await sleep(1000);
+    console.log(`daemon RSS with 10,000 processes in its table: ${rssMiB(pid).toFixed(1)} MiB`);
+    spawner.stdin!.end();
+  } finally {
+    daemon.kill('SIGTERM');
+  }
+}
+
+await main();
