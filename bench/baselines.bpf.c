@@ -61,47 +61,40 @@ int empty_tp_recv(struct sock_length_args *args)
 	return 0;
 }
 
-static __always_inline struct original_counters *original_lookup(void)
+/* Lookup (insert on a miss) then increment, as the original does. */
+static __always_inline int original_count(struct sock_length_args *args, int recv)
 {
 	__u64 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct original_counters *c = bpf_map_lookup_elem(&original_table, &tgid);
-	if (c)
-		return c;
-	struct original_counters zero = {};
-	bpf_map_update_elem(&original_table, &tgid, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&original_table, &tgid);
+	if (!c) {
+		struct original_counters zero = {};
+		bpf_map_update_elem(&original_table, &tgid, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&original_table, &tgid);
+		if (!c)
+			return 0;
+	}
+	__u64 *packs; /* the bytes counter follows its packs counter */
+	if (args->protocol == 6)
+		packs = recv ? &c->tcprcvpacks : &c->tcpsndpacks;
+	else if (args->protocol == 17)
+		packs = recv ? &c->udprcvpacks : &c->udpsndpacks;
+	else
+		return 0;
+	packs[0]++;
+	packs[1] += args->ret;
+	return 0;
 }
 
 SEC("tracepoint/sock/sock_send_length")
 int original_send(struct sock_length_args *args)
 {
-	struct original_counters *c = original_lookup();
-	if (!c)
-		return 0;
-	if (args->protocol == 6) {
-		c->tcpsndpacks++;
-		c->tcpsndbytes += args->ret;
-	} else if (args->protocol == 17) {
-		c->udpsndpacks++;
-		c->udpsndbytes += args->ret;
-	}
-	return 0;
+	return original_count(args, 0);
 }
 
 SEC("tracepoint/sock/sock_recv_length")
 int original_recv(struct sock_length_args *args)
 {
-	struct original_counters *c = original_lookup();
-	if (!c)
-		return 0;
-	if (args->protocol == 6) {
-		c->tcprcvpacks++;
-		c->tcprcvbytes += args->ret;
-	} else if (args->protocol == 17) {
-		c->udprcvpacks++;
-		c->udprcvbytes += args->ret;
-	}
-	return 0;
+	return original_count(args, 1);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -2,7 +2,7 @@
 // not been served yet first, then the live ones, so that when a PID has been
 // reused the live process's record is the one atop keeps (atop keeps the last
 // duplicate).
-import { AnswerEncoder } from '../protocol/netatop-record.js';
+import { AnswerEncoder, encodeCommand } from '../protocol/netatop-record.js';
 import type { NetatopAnswer } from '../protocol/netatop-server.js';
 import { startEpochSeconds } from './boot-time.js';
 import type { Collector } from './collector.js';
@@ -13,12 +13,22 @@ export function atopAnswerBuilder(
   collector: Collector,
   bootEpoch: number,
 ): (servedExitSeq: number, requestedAtMs: number) => NetatopAnswer {
+  // Process names repeat (every worker of a server): encode each once.
+  const commands = new Map<string, Uint8Array>();
+  const command = (comm: string): Uint8Array => {
+    let bytes = commands.get(comm);
+    if (!bytes) {
+      if (commands.size >= 65536) commands.clear(); // bounded, whatever names processes take
+      commands.set(comm, (bytes = encodeCommand(comm)));
+    }
+    return bytes;
+  };
   return (servedExitSeq, requestedAtMs) => {
     collector.ensureReadSince(requestedAtMs);
     const processes = table.exitedAfter(servedExitSeq).concat(table.live());
     const encoder = new AnswerEncoder(processes.length);
     for (const entry of processes) {
-      encoder.add(entry.tgid, startEpochSeconds(bootEpoch, entry.startNs), entry.comm, entry.total);
+      encoder.add(entry.tgid, startEpochSeconds(bootEpoch, entry.startNs), command(entry.comm), entry.total);
     }
     return { records: encoder.finish(), exitSeq: table.latestExitSeq };
   };

@@ -204,10 +204,17 @@ export class ProcessTable {
           entry.hasSlot = false;
           chores.freeSlots.push(index);
         } else {
+          let changed = !entry.hasSlot || entry.slotCgroupId !== cgroupId;
+          for (let i = 0; i < COUNTERS; i++) {
+            if (entry.slotCounters[i] !== counters[i]) {
+              entry.slotCounters[i] = counters[i]!;
+              changed = true;
+            }
+          }
           entry.hasSlot = true;
           entry.slotCgroupId = cgroupId;
-          for (let i = 0; i < COUNTERS; i++) entry.slotCounters[i] = counters[i]!;
           if (state !== SlotState.active) settling.set(index, since);
+          if (!changed) touched.pop(); // nothing to add up again: most processes are idle between reads
         }
       });
       this.settling = settling;

@@ -50,12 +50,13 @@ export class AnswerEncoder {
     this.words = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length / 4);
   }
 
-  add(tgid: number, btime: number, comm: string, counters: ArrayLike<number>): void {
+  /** `command` is encodeCommand(comm): callers cache it, names repeat. */
+  add(tgid: number, btime: number, command: Uint8Array, counters: ArrayLike<number>): void {
     const offset = this.records * RECORD_SIZE;
     const word = offset / 4;
     this.words[word + Offset.id / 4] = tgid;
     this.writeU64(word + Offset.btime / 4, btime);
-    this.buf.write(comm, offset + Offset.command, Offset.commandSize - 1, 'utf8');
+    this.buf.set(command, offset + Offset.command);
     for (let i = 0; i < WIRE_COUNTERS.length; i++) {
       const [v4, v6] = WIRE_COUNTERS[i]!;
       this.writeU64(word + Offset.counters / 4 + i * 2, counters[v4]! + counters[v6]!);
@@ -75,10 +76,17 @@ export class AnswerEncoder {
   }
 }
 
+/** The 16 bytes of `command`: the name cut to 15 bytes of UTF-8, NUL padded. */
+export function encodeCommand(comm: string): Uint8Array {
+  const command = Buffer.alloc(Offset.commandSize);
+  command.write(comm, 0, Offset.commandSize - 1, 'utf8');
+  return command;
+}
+
 /** One whole answer: the records, then the terminator. */
 export function encodeAnswer(processes: readonly NetatopProcess[]): Buffer {
   const encoder = new AnswerEncoder(processes.length);
-  for (const p of processes) encoder.add(p.tgid, p.btime, p.comm, p.counters);
+  for (const p of processes) encoder.add(p.tgid, p.btime, encodeCommand(p.comm), p.counters);
   return encoder.finish();
 }
 
