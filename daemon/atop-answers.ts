@@ -6,7 +6,7 @@ import { AnswerEncoder, encodeCommand } from '../protocol/netatop-record.js';
 import type { NetatopAnswer } from '../protocol/netatop-server.js';
 import { startEpochSeconds } from './boot-time.js';
 import type { Collector } from './collector.js';
-import type { ProcessTable } from './process-table.js';
+import type { ProcessEntry, ProcessTable } from './process-table.js';
 
 export function atopAnswerBuilder(
   table: ProcessTable,
@@ -25,11 +25,12 @@ export function atopAnswerBuilder(
   };
   return (servedExitSeq, requestedAtMs) => {
     collector.ensureReadSince(requestedAtMs);
-    const processes = table.exitedAfter(servedExitSeq).concat(table.live());
-    const encoder = new AnswerEncoder(processes.length);
-    for (const entry of processes) {
+    const exited = table.exitedAfter(servedExitSeq);
+    const encoder = new AnswerEncoder(exited.length + table.liveCount);
+    const add = (entry: ProcessEntry): void =>
       encoder.add(entry.tgid, startEpochSeconds(bootEpoch, entry.startNs), command(entry.comm), entry.total);
-    }
+    exited.forEach(add);
+    table.forEachLive(add);
     return { records: encoder.finish(), exitSeq: table.latestExitSeq };
   };
 }

@@ -101,6 +101,9 @@ export class ProcessTable {
   private readonly bySlot: Array<ProcessEntry | undefined> = [];
   /** Exited entries in exit order (seq ascending). */
   private exited: ProcessEntry[] = [];
+  private entryCount = 0;
+  /** Entries whose totals must be added up again in this apply(); reused. */
+  private readonly touched: ProcessEntry[] = [];
   /** EXITED or MOVED slots waiting to settle: index → first seen so (ms). */
   private settling = new Map<number, number>();
   private lastExitSeq = 0;
@@ -132,10 +135,20 @@ export class ProcessTable {
   /** Live processes, in order of first sight. */
   live(): ProcessEntry[] {
     const live: ProcessEntry[] = [];
-    for (const sameTgid of this.entries.values()) {
-      for (let i = 0; i < sameTgid.length; i++) if (!sameTgid[i]!.exit) live.push(sameTgid[i]!);
-    }
+    this.forEachLive((entry) => live.push(entry));
     return live;
+  }
+
+  /** Calls `visit` for each live process, in order of first sight, allocating nothing. */
+  forEachLive(visit: (entry: ProcessEntry) => void): void {
+    for (const sameTgid of this.entries.values()) {
+      for (let i = 0; i < sameTgid.length; i++) if (!sameTgid[i]!.exit) visit(sameTgid[i]!);
+    }
+  }
+
+  /** How many processes are live. */
+  get liveCount(): number {
+    return this.entryCount - this.exited.length;
   }
 
   private entry(tgid: number, startNs: number): ProcessEntry {
@@ -160,6 +173,7 @@ export class ProcessTable {
         missedReads: 0,
       };
     sameTgid.push(entry);
+    this.entryCount++;
     this.unknown.add(entry);
     return entry;
   }
@@ -168,6 +182,7 @@ export class ProcessTable {
     const sameTgid = this.entries.get(entry.tgid)!;
     sameTgid.splice(sameTgid.indexOf(entry), 1);
     if (sameTgid.length === 0) this.entries.delete(entry.tgid);
+    this.entryCount--;
     this.withOverflow.delete(entry);
     this.unknown.delete(entry);
   }
@@ -183,7 +198,8 @@ export class ProcessTable {
       exiting.add(entry);
     }
 
-    const touched: ProcessEntry[] = [];
+    const touched = this.touched;
+    touched.length = 0;
     if (read.slots) {
       const settling = new Map<number, number>();
       read.slots((index, state, tgid, startNs, cgroupId, counters, claimedBy) => {
@@ -246,18 +262,18 @@ export class ProcessTable {
         entry.missedReads = 0;
         seen.add(entry);
       }
-      for (const entry of this.live()) {
-        if (seen.has(entry) || exiting.has(entry)) continue;
-        if (++entry.missedReads >= MISSED_READS_BEFORE_LOST) lost.add(entry);
-      }
+      this.forEachLive((entry) => {
+        if (!seen.has(entry) && !exiting.has(entry) && ++entry.missedReads >= MISSED_READS_BEFORE_LOST) lost.add(entry);
+      });
     }
 
-    for (const group of [touched, exiting, lost]) {
-      for (const entry of group) {
-        const grew = recomputeTotal(entry);
-        if (grew && entry.exit && !exiting.has(entry)) this.requeueExit(entry); // a late part of an exited process
-      }
-    }
+    const addUp = (entry: ProcessEntry): void => {
+      const grew = recomputeTotal(entry);
+      if (grew && entry.exit && !exiting.has(entry)) this.requeueExit(entry); // a late part of an exited process
+    };
+    for (let i = 0; i < touched.length; i++) addUp(touched[i]!);
+    exiting.forEach(addUp);
+    lost.forEach(addUp);
     for (const entry of exiting) {
       if (entry.exit?.lost) {
         // Retired as lost, then its exit record came after all.
