@@ -115,11 +115,12 @@ async function measure(n: number, client: string): Promise<void> {
     const server = new NetatopServer({
       socketPath,
       mode: 0o600,
-      answer: (seq, at) => {
-        const [answer, took] = time(() => build(seq, at));
+      answer: (seq, at, visibility) => {
+        const [answer, took] = time(() => build(seq, at, visibility));
         serverTimes.push(took);
         return answer;
       },
+      allProcessesGroup: null,
       onAnswered: () => {},
       log: quiet,
       maxPendingRequests: 16,

@@ -1,9 +1,11 @@
-// Builds atop's answer from the process table: exited processes the client has
+// Builds atop's answer from the process table, with the processes the client
+// may see (protocol/peer-credentials.ts): exited processes the client has
 // not been served yet first, then the live ones, so that when a PID has been
 // reused the live process's record is the one atop keeps (atop keeps the last
 // duplicate).
 import { AnswerEncoder, encodeCommand } from '../protocol/netatop-record.js';
 import type { NetatopAnswer } from '../protocol/netatop-server.js';
+import type { Visibility } from '../protocol/peer-credentials.js';
 import { startEpochSeconds } from './boot-time.js';
 import type { Collector } from './collector.js';
 import type { ProcessEntry, ProcessTable } from './process-table.js';
@@ -12,7 +14,7 @@ export function atopAnswerBuilder(
   table: ProcessTable,
   collector: Collector,
   bootEpoch: number,
-): (servedExitSeq: number, requestedAtMs: number) => NetatopAnswer {
+): (servedExitSeq: number, requestedAtMs: number, visibility: Visibility) => NetatopAnswer {
   // Process names repeat (every worker of a server): encode each once.
   const commands = new Map<string, Uint8Array>();
   const command = (comm: string): Uint8Array => {
@@ -23,12 +25,14 @@ export function atopAnswerBuilder(
     }
     return bytes;
   };
-  return (servedExitSeq, requestedAtMs) => {
+  return (servedExitSeq, requestedAtMs, visibility) => {
     collector.ensureReadSince(requestedAtMs);
     const exited = table.exitedAfter(servedExitSeq);
     const encoder = new AnswerEncoder(exited.length + table.liveCount);
-    const add = (entry: ProcessEntry): void =>
+    const add = (entry: ProcessEntry): void => {
+      if (!visibility.seesAll && entry.uid !== visibility.uid) return;
       encoder.add(entry.tgid, startEpochSeconds(bootEpoch, entry.startNs), command(entry.comm), entry.total);
+    };
     exited.forEach(add);
     table.forEachLive(add);
     return { records: encoder.finish(), exitSeq: table.latestExitSeq };

@@ -1,4 +1,5 @@
 // The `netacct` command line.
+import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from './log.js';
@@ -9,7 +10,10 @@ const USAGE = `usage: netacct daemon [options]
 
 netacct daemon options:
   --atop-socket PATH       atop's socket (default /run/netatop-bpf-socket)
-  --atop-socket-mode MODE  its file mode, octal (default 0600)
+  --atop-socket-mode MODE  its file mode, octal (default 0666: any user's atop may
+                           connect, and sees only its own user's processes)
+  --all-processes-group G  members of group G (name or gid) see every process,
+                           as root does
   --bpf-object PATH        compiled BPF object (default: the package's bpf/netacct.bpf.o)
   --slots N                process slots in the kernel, a power of two (default 32768);
                            a process whose slot is taken is counted in the overflow map
@@ -36,6 +40,17 @@ function powerOfTwo(value: number): number {
   return value;
 }
 
+/** A group by name (from /etc/group) or number; null when not given. */
+function groupId(text: string | undefined): number | null {
+  if (text === undefined) return null;
+  if (/^\d+$/.test(text)) return Number(text);
+  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === text && gid !== undefined) return Number(gid);
+  }
+  throw new UsageError(`--all-processes-group: no group named '${text}' in /etc/group`);
+}
+
 function fileMode(text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   if (!/^0?[0-7]{3}$/.test(text)) throw new UsageError(`--atop-socket-mode must be an octal mode such as 0660, not '${text}'`);
@@ -48,6 +63,7 @@ async function daemonCommand(args: string[]): Promise<number> {
     options: {
       'atop-socket': { type: 'string' },
       'atop-socket-mode': { type: 'string' },
+      'all-processes-group': { type: 'string' },
       'bpf-object': { type: 'string' },
       slots: { type: 'string' },
       'overflow-capacity': { type: 'string' },
@@ -61,7 +77,8 @@ async function daemonCommand(args: string[]): Promise<number> {
   const log = createLogger({ verbose: values.verbose ?? false });
   const options = {
     atopSocket: values['atop-socket'] ?? '/run/netatop-bpf-socket',
-    atopSocketMode: fileMode(values['atop-socket-mode'], 0o600),
+    atopSocketMode: fileMode(values['atop-socket-mode'], 0o666),
+    allProcessesGroup: groupId(values['all-processes-group']),
     bpfObject: values['bpf-object'] ?? path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
     slots: powerOfTwo(integerOption('slots', values.slots, 32768, 1)),
     overflowCapacity: integerOption('overflow-capacity', values['overflow-capacity'], 16384, 1),

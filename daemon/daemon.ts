@@ -15,6 +15,8 @@ import { claimSocketPath } from '../protocol/unix-socket-path.js';
 export interface DaemonOptions {
   atopSocket: string;
   atopSocketMode: number;
+  /** gid whose members see every process on the sockets (root always does), or null. */
+  allProcessesGroup: number | null;
   bpfObject: string;
   slots: number;
   overflowCapacity: number;
@@ -62,6 +64,7 @@ export async function runDaemon(options: DaemonOptions, log: Logger): Promise<vo
     socketPath: options.atopSocket,
     mode: options.atopSocketMode,
     answer: atopAnswerBuilder(table, collector, bootEpochSeconds()),
+    allProcessesGroup: options.allProcessesGroup,
     onAnswered: forgetServedExits,
     log,
     maxPendingRequests: 1024,

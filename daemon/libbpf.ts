@@ -60,6 +60,7 @@ export const native = {
   vsnprintf: libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
   mount: libc.func(
     'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
   ),

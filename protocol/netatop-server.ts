@@ -6,6 +6,7 @@
 import net from 'node:net';
 import type { Logger } from '../daemon/log.js';
 import { MAX_WRITE_BYTES, RECORD_SIZE } from './netatop-record.js';
+import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
 import { listenUnix, removeSocketFile } from './unix-socket-path.js';
 
 export interface NetatopAnswer {
@@ -19,9 +20,12 @@ export interface NetatopServerOptions {
   mode: number;
   /**
    * Builds the answer for a client that has been served exits up to
-   * `servedExitSeq`, covering everything up to `requestedAtMs` (performance.now()).
+   * `servedExitSeq`, covering everything up to `requestedAtMs`
+   * (performance.now()), with the processes `visibility` lets it see.
    */
-  answer: (servedExitSeq: number, requestedAtMs: number) => NetatopAnswer;
+  answer: (servedExitSeq: number, requestedAtMs: number, visibility: Visibility) => NetatopAnswer;
+  /** The gid whose members see every process (root always does), or null. */
+  allProcessesGroup: number | null;
   /** Called after each completed answer (exited entries may now be forgotten). */
   onAnswered: () => void;
   log: Logger;
@@ -34,6 +38,7 @@ export interface NetatopServerOptions {
 interface Client {
   readonly socket: net.Socket;
   readonly name: string;
+  readonly visibility: Visibility;
   /** Bytes of an incomplete request received so far (0..95). */
   partialBytes: number;
   pendingRequests: number;
@@ -78,9 +83,18 @@ export class NetatopServer {
       socket.destroy();
       return;
     }
+    let visibility: Visibility;
+    try {
+      visibility = visibilityOf(peerOf(socket), this.options.allProcessesGroup);
+    } catch (err) {
+      this.options.log.warn(`atop socket: refusing a client whose credentials cannot be read: ${(err as Error).message}`);
+      socket.destroy();
+      return;
+    }
     const client: Client = {
       socket,
-      name: `atop client ${this.nextClientNumber++}`,
+      visibility,
+      name: `atop client ${this.nextClientNumber++} (uid ${visibility.uid})`,
       partialBytes: 0,
       pendingRequests: 0,
       lastRequestAtMs: 0,
@@ -126,7 +140,7 @@ export class NetatopServer {
     client.pendingRequests--;
     let answer: NetatopAnswer;
     try {
-      answer = this.options.answer(client.servedExitSeq, client.lastRequestAtMs);
+      answer = this.options.answer(client.servedExitSeq, client.lastRequestAtMs, client.visibility);
     } catch (err) {
       this.options.log.error(`building an answer for ${client.name} failed: ${(err as Error).message}`);
       socket.destroy();

@@ -1,7 +1,7 @@
 // Runs test/fixtures/atop-client.c, which reads exactly as atop does.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { fixture } from './fixtures.js';
+import { asNobody, fixture } from './fixtures.js';
 
 export interface CClientAnswer {
   records: number;
@@ -13,10 +13,11 @@ export interface CClientAnswer {
   byPid: Map<number, number[]>;
 }
 
-export async function readLikeAtop(socketPath: string): Promise<CClientAnswer> {
-  const { stdout } = await promisify(execFile)(fixture('atop-client'), [socketPath], {
-    maxBuffer: 256 * 1024 * 1024,
-  });
+export async function readLikeAtop(socketPath: string, options: { asNobody?: boolean } = {}): Promise<CClientAnswer> {
+  const [command, args] = options.asNobody
+    ? asNobody(fixture('atop-client'), socketPath)
+    : [fixture('atop-client'), [socketPath]];
+  const { stdout } = await promisify(execFile)(command, args, { maxBuffer: 256 * 1024 * 1024 });
   const [summary, ...lines] = stdout.trim().split('\n');
   const match = /^records (\d+) short (\d+) micros (\d+)$/.exec(summary!);
   if (!match) throw new Error(`unexpected atop-client output: ${summary}`);

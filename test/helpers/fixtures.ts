@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-fixtures-'));
+fs.chmodSync(outDir, 0o755); // tests run the fixtures as other users too
 const built = new Map<string, string>();
 
 export function fixture(name: 'traffic' | 'atop-client'): string {
@@ -18,6 +19,14 @@ export function fixture(name: 'traffic' | 'atop-client'): string {
   return binary;
 }
 
+/** A path in a new directory that every user may enter. */
 export function tempPath(prefix: string): string {
-  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), `netacct-${prefix}-`)), 'socket');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `netacct-${prefix}-`));
+  fs.chmodSync(dir, 0o755);
+  return path.join(dir, 'socket');
+}
+
+/** The command line that runs `command` as user nobody (group nogroup, no other groups). */
+export function asNobody(command: string, ...args: string[]): [string, string[]] {
+  return ['setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', command, ...args]];
 }

@@ -1,7 +1,7 @@
 // Child processes that make known traffic (test/fixtures/traffic.c).
 import { type ChildProcess, spawn } from 'node:child_process';
 import readline from 'node:readline';
-import { fixture } from './fixtures.js';
+import { asNobody, fixture } from './fixtures.js';
 
 export class TrafficChild {
   private readonly lines: AsyncIterator<string>;
@@ -15,8 +15,17 @@ export class TrafficChild {
     this.lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   }
 
-  static async start(...args: string[]): Promise<TrafficChild> {
-    const child = spawn(fixture('traffic'), args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  static start(...args: string[]): Promise<TrafficChild> {
+    return TrafficChild.run([fixture('traffic'), args]);
+  }
+
+  /** As user nobody (setpriv execs the program: the pid is the same). */
+  static startAsNobody(...args: string[]): Promise<TrafficChild> {
+    return TrafficChild.run(asNobody(fixture('traffic'), ...args));
+  }
+
+  private static async run([command, args]: [string, string[]]): Promise<TrafficChild> {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
     const traffic = new TrafficChild(child, child.pid!);
     traffic.announced = await traffic.expectLine('ready');
     return traffic;
