@@ -125,6 +125,8 @@ async function measure(n: number, client: string): Promise<void> {
       log: quiet,
       maxPendingRequests: 16,
       answerTimeoutMs: 30_000,
+      maxAnswersInFlight: 32,
+    maxAnswersInFlightPerUser: 4,
     });
     await server.listen();
     const clientTimes: number[] = [];

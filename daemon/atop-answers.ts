@@ -25,8 +25,20 @@ export function atopAnswerBuilder(
     }
     return bytes;
   };
+  // Clients whose requests share a kernel read, exit position and visibility
+  // get the same bytes: share one buffer (1,000 clients at once would
+  // otherwise hold 1,000 copies of the answer).
+  let sharedGeneration = -1;
+  const shared = new Map<string, NetatopAnswer>();
   return (servedExitSeq, requestedAtMs, visibility) => {
     collector.ensureReadSince(requestedAtMs);
+    if (sharedGeneration !== collector.readGeneration) {
+      shared.clear();
+      sharedGeneration = collector.readGeneration;
+    }
+    const key = `${table.latestExitSeq}:${servedExitSeq}:${visibility.seesAll ? 'all' : visibility.uid}`;
+    const cached = shared.get(key);
+    if (cached) return cached;
     const exited = table.exitedAfter(servedExitSeq);
     const encoder = new AnswerEncoder(exited.length + table.liveCount);
     const add = (entry: ProcessEntry): void => {
@@ -35,6 +47,8 @@ export function atopAnswerBuilder(
     };
     exited.forEach(add);
     table.forEachLive(add);
-    return { records: encoder.finish(), exitSeq: table.latestExitSeq };
+    const answer = { records: encoder.finish(), exitSeq: table.latestExitSeq };
+    shared.set(key, answer);
+    return answer;
   };
 }

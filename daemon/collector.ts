@@ -29,6 +29,8 @@ export class Collector {
   private reportedStats: KernelStats = { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0 };
   /** The slots are read in place, while the table applies them. */
   private readonly slots: KernelRead['slots'] = (visit) => this.kernel.visitSlots(visit);
+  /** Counts full reads: answers built from the same read can be shared. */
+  readGeneration = 0;
   /** Duration of the last full read, for stats and benchmarks. */
   lastFullReadDurationMs = 0;
 
@@ -56,6 +58,7 @@ export class Collector {
   readAll(): void {
     const started = performance.now();
     this.lastFullReadStartMs = started;
+    this.readGeneration++;
     // Order matters: exits first, then the overflow parts and the slots
     // (complete for every process drained just before), then the live processes.
     const exited = this.kernel.drainExited();

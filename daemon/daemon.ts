@@ -69,6 +69,8 @@ export async function runDaemon(options: DaemonOptions, log: Logger): Promise<vo
     log,
     maxPendingRequests: 1024,
     answerTimeoutMs: 10_000,
+    maxAnswersInFlight: 32,
+    maxAnswersInFlightPerUser: 4,
   });
   const housekeeping = setInterval(forgetServedExits, options.drainIntervalMs);
   try {

@@ -33,6 +33,17 @@ export interface NetatopServerOptions {
   maxPendingRequests: number;
   /** A client that has not taken an answer within this time is disconnected. */
   answerTimeoutMs: number;
+  /**
+   * Answers being written at once; other clients wait their turn. Bounds the
+   * daemon's memory whatever the number of clients (each answer in flight
+   * holds its buffer until the client has read it).
+   */
+  maxAnswersInFlight: number;
+  /**
+   * Answers in flight for one non-root uid, so that clients of an
+   * unprivileged user that never read cannot hold the slots of everyone.
+   */
+  maxAnswersInFlightPerUser: number;
 }
 
 interface Client {
@@ -53,6 +64,10 @@ export class NetatopServer {
   private readonly server: net.Server;
   private readonly clients = new Set<Client>();
   private nextClientNumber = 1;
+  private answersInFlight = 0;
+  private readonly answersInFlightByUid = new Map<number, number>();
+  /** Clients with requests, waiting for an answer slot, in arrival order. */
+  private readonly waiting = new Set<Client>();
   private closing = false;
   private readonly idleWaiters: Array<() => void> = [];
 
@@ -137,6 +152,10 @@ export class NetatopServer {
       this.notifyIfIdle();
       return;
     }
+    if (!this.mayStartAnswer(client)) {
+      this.waiting.add(client);
+      return;
+    }
     client.pendingRequests--;
     let answer: NetatopAnswer;
     try {
@@ -147,18 +166,46 @@ export class NetatopServer {
       return;
     }
     client.writing = true;
+    this.countInFlight(client, 1);
     client.answerTimer = setTimeout(() => {
       this.options.log.warn(`${client.name} did not read its answer within ${this.options.answerTimeoutMs} ms: disconnected`);
       socket.destroy();
     }, this.options.answerTimeoutMs);
     this.writeSlices(client, answer.records, 0, () => {
-      clearTimeout(client.answerTimer!);
-      client.answerTimer = null;
-      client.writing = false;
       client.servedExitSeq = answer.exitSeq;
+      this.finishAnswer(client);
       this.options.onAnswered();
       this.answerNext(client);
     });
+  }
+
+  /** The client's answer is written, or the client is gone: free its slot for a waiting one. */
+  private finishAnswer(client: Client): void {
+    if (client.answerTimer) clearTimeout(client.answerTimer);
+    client.answerTimer = null;
+    if (!client.writing) return;
+    client.writing = false;
+    this.countInFlight(client, -1);
+    for (const next of this.waiting) {
+      if (!this.mayStartAnswer(next)) continue;
+      this.waiting.delete(next);
+      this.answerNext(next);
+      return;
+    }
+  }
+
+  private mayStartAnswer(client: Client): boolean {
+    if (this.answersInFlight >= this.options.maxAnswersInFlight) return false;
+    const { uid } = client.visibility;
+    return uid === 0 || (this.answersInFlightByUid.get(uid) ?? 0) < this.options.maxAnswersInFlightPerUser;
+  }
+
+  private countInFlight(client: Client, delta: number): void {
+    this.answersInFlight += delta;
+    const { uid } = client.visibility;
+    const count = (this.answersInFlightByUid.get(uid) ?? 0) + delta;
+    if (count === 0) this.answersInFlightByUid.delete(uid);
+    else this.answersInFlightByUid.set(uid, count);
   }
 
   /** Writes `records` from `offset` one slice at a time, each after the previous completed. */
@@ -174,7 +221,8 @@ export class NetatopServer {
   }
 
   private forget(client: Client): void {
-    if (client.answerTimer) clearTimeout(client.answerTimer);
+    this.waiting.delete(client);
+    this.finishAnswer(client);
     this.clients.delete(client);
     this.options.log.debug(`${client.name} disconnected`);
     this.options.onAnswered(); // a slow client gone may release exited entries

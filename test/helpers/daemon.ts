@@ -1,6 +1,7 @@
 // A real netacct daemon (bin/netacct.js, compiled by `npm test`) on its own
 // socket path, so that tests run side by side without touching the defaults.
 import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { tempPath } from './fixtures.js';
 
@@ -52,6 +53,12 @@ export class TestDaemon {
       this.child.once('exit', onExit);
       check();
     });
+  }
+
+  /** The daemon's resident memory, MiB. */
+  rssMiB(): number {
+    const status = fs.readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+    return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) / 1024;
   }
 
   get running(): boolean {
