@@ -1,14 +1,14 @@
 // The `netacct` command line.
-import fs from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { type Config, ConfigError, ConfigSchema, DEFAULT_CONFIG_PATH, readConfigFile, resolveConfig } from './config.js';
 import { createLogger } from './log.js';
-import { packageRoot, packageVersion } from './package-root.js';
+import { packageVersion } from './package-root.js';
 
 const USAGE = `usage: netacct daemon [options]
        netacct --version
 
-netacct daemon options:
+netacct daemon options (each overrides the same setting of the configuration file):
+  --config PATH            configuration file (default ${DEFAULT_CONFIG_PATH}, used if present)
   --atop-socket PATH       atop's socket (default /run/netatop-bpf-socket)
   --atop-socket-mode MODE  its file mode, octal (default 0666: any user's atop may
                            connect, and sees only its own user's processes)
@@ -22,76 +22,66 @@ netacct daemon options:
   --exited-retention-ms N  keep exited processes at least N ms after every atop
                            client has had them (default 10000)
   --verbose                debug messages
+
+SIGHUP reloads the configuration file; settings that need a restart are named in the log.
 `;
 
 class UsageError extends Error {}
 
-function integerOption(name: string, text: string | undefined, fallback: number, min: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
-    throw new UsageError(`--${name} must be an integer of at least ${min}, not '${text}'`);
+const FLAGS = {
+  'atop-socket': 'atopSocket',
+  'atop-socket-mode': 'atopSocketMode',
+  'all-processes-group': 'allProcessesGroup',
+  'bpf-object': 'bpfObject',
+  slots: 'slots',
+  'overflow-capacity': 'overflowCapacity',
+  'exited-capacity': 'exitedCapacity',
+  'exited-retention-ms': 'exitedRetentionMs',
+} as const satisfies Record<string, keyof Config>;
+const NUMERIC = new Set<keyof Config>(['slots', 'overflowCapacity', 'exitedCapacity', 'exitedRetentionMs']);
+
+/** The settings given as flags, checked one by one so that errors name the flag. */
+function settingsFromFlags(values: Record<string, string | boolean | undefined>): Partial<Config> {
+  const settings: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(FLAGS)) {
+    const text = values[flag];
+    if (typeof text !== 'string') continue;
+    if (NUMERIC.has(key) && !/^\d+$/.test(text)) throw new UsageError(`--${flag} '${text}': must be a whole number`);
+    settings[key] = NUMERIC.has(key) ? Number(text) : text;
+    const checked = ConfigSchema.shape[key].safeParse(settings[key]);
+    if (!checked.success) throw new UsageError(`--${flag} '${text}': ${checked.error.issues[0]!.message}`);
   }
-  return value;
-}
-
-function powerOfTwo(value: number): number {
-  if (!Number.isInteger(Math.log2(value))) throw new UsageError(`--slots must be a power of two, not ${value}`);
-  return value;
-}
-
-/** A group by name (from /etc/group) or number; null when not given. */
-function groupId(text: string | undefined): number | null {
-  if (text === undefined) return null;
-  if (/^\d+$/.test(text)) return Number(text);
-  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
-    const [name, , gid] = line.split(':');
-    if (name === text && gid !== undefined) return Number(gid);
-  }
-  throw new UsageError(`--all-processes-group: no group named '${text}' in /etc/group`);
-}
-
-function fileMode(text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  if (!/^0?[0-7]{3}$/.test(text)) throw new UsageError(`--atop-socket-mode must be an octal mode such as 0660, not '${text}'`);
-  return parseInt(text, 8);
+  if (values['verbose'] === true) settings['verbose'] = true;
+  return settings as Partial<Config>;
 }
 
 async function daemonCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      'atop-socket': { type: 'string' },
-      'atop-socket-mode': { type: 'string' },
-      'all-processes-group': { type: 'string' },
-      'bpf-object': { type: 'string' },
-      slots: { type: 'string' },
-      'overflow-capacity': { type: 'string' },
-      'exited-capacity': { type: 'string' },
-      'exited-retention-ms': { type: 'string' },
-      verbose: { type: 'boolean', default: false },
+      config: { type: 'string' },
+      ...Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: 'string' as const }])),
+      verbose: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
   });
-  const log = createLogger({ verbose: values.verbose ?? false });
-  const options = {
-    atopSocket: values['atop-socket'] ?? '/run/netatop-bpf-socket',
-    atopSocketMode: fileMode(values['atop-socket-mode'], 0o666),
-    allProcessesGroup: groupId(values['all-processes-group']),
-    bpfObject: values['bpf-object'] ?? path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
-    slots: powerOfTwo(integerOption('slots', values.slots, 32768, 1)),
-    overflowCapacity: integerOption('overflow-capacity', values['overflow-capacity'], 16384, 1),
-    exitedCapacity: integerOption('exited-capacity', values['exited-capacity'], 32768, 1),
-    drainIntervalMs: 1000,
-    exitedRetentionMs: integerOption('exited-retention-ms', values['exited-retention-ms'], 10_000, 0),
-    maxExited: 200_000,
-    shutdownGraceMs: 5000,
-  };
+  const flags = settingsFromFlags(values);
+  const configPath = values.config ?? DEFAULT_CONFIG_PATH;
+  const load = (): Config => resolveConfig(readConfigFile(configPath), flags);
+  let config: Config;
+  try {
+    config = load();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`netacct: ${err.message}\n`);
+    return 2;
+  }
+  const log = createLogger({ verbose: config.verbose });
   try {
     // Loaded here so that a missing libbpf.so.1 is reported like any other error.
     const { runDaemon } = await import('./daemon.js');
-    await runDaemon(options, log);
+    await runDaemon(config, log, load);
     return 0;
   } catch (err) {
     log.error((err as Error).message);

@@ -1,70 +1,73 @@
 // The daemon: checks the host, loads and attaches the BPF programs (counting
-// starts here, whether or not a client is connected), serves atop, and on
-// SIGTERM/SIGINT lets answers in flight finish, removes its socket, detaches.
+// starts here, whether or not a client is connected), serves atop, reloads
+// its configuration on SIGHUP, and on SIGTERM/SIGINT lets answers in flight
+// finish, removes its socket and detaches.
 import { atopAnswerBuilder } from './atop-answers.js';
 import { bootEpochSeconds } from './boot-time.js';
 import { Collector } from './collector.js';
+import { type Config, RESTART_ONLY, groupId } from './config.js';
 import { KernelCounters } from './kernel-counters.js';
 import { routeLibbpfMessages } from './libbpf.js';
-import type { Logger } from './log.js';
+import type { DaemonLogger } from './log.js';
 import { checkKernelSupport, checkPrivileges, ensureTracefs } from './preflight.js';
 import { ProcessTable } from './process-table.js';
 import { NetatopServer } from '../protocol/netatop-server.js';
 import { claimSocketPath } from '../protocol/unix-socket-path.js';
 
-export interface DaemonOptions {
-  atopSocket: string;
-  atopSocketMode: number;
-  /** gid whose members see every process on the sockets (root always does), or null. */
-  allProcessesGroup: number | null;
-  bpfObject: string;
-  slots: number;
-  overflowCapacity: number;
-  exitedCapacity: number;
-  drainIntervalMs: number;
-  exitedRetentionMs: number;
-  maxExited: number;
-  shutdownGraceMs: number;
-}
+const DRAIN_INTERVAL_MS = 1000;
+const LIVE_INFO_INTERVAL_MS = 10_000;
+const MAX_EXITED = 200_000;
+const SHUTDOWN_GRACE_MS = 5000;
 
-/** Runs until SIGTERM or SIGINT; resolves once everything is released. */
-export async function runDaemon(options: DaemonOptions, log: Logger): Promise<void> {
+/**
+ * Runs until SIGTERM or SIGINT; resolves once everything is released.
+ * `reload` reads the configuration again (SIGHUP); it throws on a bad one.
+ */
+export async function runDaemon(config: Config, log: DaemonLogger, reload: () => Config): Promise<void> {
   // Handlers first: a supervisor may signal as soon as it sees the ready line.
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
+  let applyReload: (() => void) | null = null;
+  const onHangup = (): void => {
+    if (applyReload) applyReload();
+    else log.warn('SIGHUP before start-up finished: ignored');
+  };
+  process.on('SIGHUP', onHangup);
+
   checkPrivileges();
-  await claimSocketPath(options.atopSocket); // refuse a second instance before loading anything
+  const allProcessesGroup = groupId(config.allProcessesGroup);
+  await claimSocketPath(config.atopSocket); // refuse a second instance before loading anything
   ensureTracefs();
   checkKernelSupport();
   routeLibbpfMessages((level, message) => log[level](message));
 
   const kernel = KernelCounters.open({
-    objectPath: options.bpfObject,
-    slots: options.slots,
-    overflowCapacity: options.overflowCapacity,
-    exitedCapacity: options.exitedCapacity,
+    objectPath: config.bpfObject,
+    slots: config.slots,
+    overflowCapacity: config.overflowCapacity,
+    exitedCapacity: config.exitedCapacity,
   });
   const table = new ProcessTable({
-    exitedRetentionMs: options.exitedRetentionMs,
-    maxExited: options.maxExited,
+    exitedRetentionMs: config.exitedRetentionMs,
+    maxExited: MAX_EXITED,
     slotSettleMs: 10,
   });
   const collector = new Collector(
     kernel,
     table,
-    { drainIntervalMs: options.drainIntervalMs, liveInfoIntervalMs: 10_000 },
+    { drainIntervalMs: DRAIN_INTERVAL_MS, liveInfoIntervalMs: LIVE_INFO_INTERVAL_MS },
     log,
   );
   collector.start();
 
   const forgetServedExits = (): void => table.forgetServedExits(server.minServedExitSeq(), Date.now());
   const server: NetatopServer = new NetatopServer({
-    socketPath: options.atopSocket,
-    mode: options.atopSocketMode,
+    socketPath: config.atopSocket,
+    mode: parseInt(config.atopSocketMode, 8),
     answer: atopAnswerBuilder(table, collector, bootEpochSeconds()),
-    allProcessesGroup: options.allProcessesGroup,
+    allProcessesGroup,
     onAnswered: forgetServedExits,
     log,
     maxPendingRequests: 1024,
@@ -72,7 +75,7 @@ export async function runDaemon(options: DaemonOptions, log: Logger): Promise<vo
     maxAnswersInFlight: 32,
     maxAnswersInFlightPerUser: 4,
   });
-  const housekeeping = setInterval(forgetServedExits, options.drainIntervalMs);
+  const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
   try {
     await server.listen();
   } catch (err) {
@@ -81,12 +84,37 @@ export async function runDaemon(options: DaemonOptions, log: Logger): Promise<vo
     kernel.close();
     throw err;
   }
-  log.info(`netacct counting; serving atop on ${options.atopSocket}`);
+
+  let running = config;
+  applyReload = () => {
+    let next: Config;
+    let nextGroup: number | null;
+    try {
+      next = reload();
+      nextGroup = groupId(next.allProcessesGroup);
+    } catch (err) {
+      log.error(`SIGHUP: ${(err as Error).message}; keeping the running configuration`);
+      return;
+    }
+    for (const key of RESTART_ONLY) {
+      if (next[key] !== running[key]) {
+        log.warn(`SIGHUP: ${key} changes only on restart; still ${JSON.stringify(running[key])}`);
+        (next as Record<string, unknown>)[key] = running[key];
+      }
+    }
+    server.reconfigure(parseInt(next.atopSocketMode, 8), nextGroup);
+    table.setExitedRetention(next.exitedRetentionMs);
+    log.setVerbose(next.verbose);
+    running = next;
+    log.info('SIGHUP: configuration reloaded');
+  };
+  log.info(`netacct counting; serving atop on ${config.atopSocket}`);
 
   const signal = await stopSignal;
   log.info(`${signal}: shutting down`);
+  process.off('SIGHUP', onHangup);
   clearInterval(housekeeping);
-  await server.close(options.shutdownGraceMs);
+  await server.close(SHUTDOWN_GRACE_MS);
   collector.stop();
   kernel.close();
   log.info('stopped');

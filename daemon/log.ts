@@ -11,10 +11,16 @@ export interface Logger {
 
 const PRIORITY: Record<LogLevel, number> = { error: 3, warn: 4, info: 6, debug: 7 };
 
-export function createLogger(options: { verbose: boolean; journal?: boolean }): Logger {
+/** A logger whose debug messages can be switched on and off (SIGHUP reload). */
+export interface DaemonLogger extends Logger {
+  setVerbose(verbose: boolean): void;
+}
+
+export function createLogger(options: { verbose: boolean; journal?: boolean }): DaemonLogger {
   const journal = options.journal ?? process.env['JOURNAL_STREAM'] !== undefined;
+  let verbose = options.verbose;
   const write = (level: LogLevel, message: string): void => {
-    if (level === 'debug' && !options.verbose) return;
+    if (level === 'debug' && !verbose) return;
     const line = journal
       ? `<${PRIORITY[level]}>${message}\n`
       : `${new Date().toISOString()} ${level} ${message}\n`;
@@ -25,5 +31,6 @@ export function createLogger(options: { verbose: boolean; journal?: boolean }): 
     warn: (m) => write('warn', m),
     info: (m) => write('info', m),
     debug: (m) => write('debug', m),
+    setVerbose: (v) => (verbose = v),
   };
 }

@@ -114,6 +114,11 @@ export class ProcessTable {
 
   constructor(private readonly options: ProcessTableOptions) {}
 
+  /** Applied from the next forgetServedExits (configuration reload). */
+  setExitedRetention(ms: number): void {
+    this.options.exitedRetentionMs = ms;
+  }
+
   get exitedCount(): number {
     return this.exited.length;
   }

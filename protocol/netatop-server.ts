@@ -3,6 +3,7 @@
 // slices of whole records (at most 340), one write in flight at a time, so
 // that atop's recv(fd, buf, 96, 0) without MSG_WAITALL never sees a record
 // split across two kernel buffers (shared/atop-protocol.md, framing rule).
+import fs from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../daemon/log.js';
 import { MAX_WRITE_BYTES, RECORD_SIZE } from './netatop-record.js';
@@ -82,6 +83,13 @@ export class NetatopServer {
 
   listen(): Promise<void> {
     return listenUnix(this.server, this.options.socketPath, this.options.mode);
+  }
+
+  /** Configuration reload: the socket's mode now, the group for clients that connect from now on. */
+  reconfigure(mode: number, allProcessesGroup: number | null): void {
+    fs.chmodSync(this.options.socketPath, mode);
+    this.options.mode = mode;
+    this.options.allProcessesGroup = allProcessesGroup;
   }
 
   /** The lowest exit seq every connected client has been served; null with no client. */

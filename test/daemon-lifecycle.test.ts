@@ -25,10 +25,10 @@ function runNetacct(args: string[], options: { asNobody?: boolean } = {}) {
 test('a bad option is refused with a message naming it and exit code 2', () => {
   const result = runNetacct(['daemon', '--overflow-capacity', 'lots']);
   expect(result.status).toBe(2);
-  expect(result.stderr).toContain("--overflow-capacity must be an integer of at least 1, not 'lots'");
+  expect(result.stderr).toContain("--overflow-capacity 'lots': must be a whole number");
   const slots = runNetacct(['daemon', '--slots', '1000']);
   expect(slots.status).toBe(2);
-  expect(slots.stderr).toContain('--slots must be a power of two, not 1000');
+  expect(slots.stderr).toContain("--slots '1000': must be a power of two");
   const unknown = runNetacct(['daemon', '--no-such-option']);
   expect(unknown.status).toBe(2);
   expect(unknown.stderr).toContain('--no-such-option');

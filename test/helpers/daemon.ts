@@ -7,6 +7,12 @@ import { tempPath } from './fixtures.js';
 
 export const NETACCT = path.join(import.meta.dirname, '..', '..', 'bin', 'netacct.js');
 
+function emptyConfig(): string {
+  const file = path.join(path.dirname(tempPath('config')), 'empty.json');
+  fs.writeFileSync(file, '{}');
+  return file;
+}
+
 export class TestDaemon {
   log = '';
 
@@ -19,8 +25,10 @@ export class TestDaemon {
 
   static async start(extraArgs: string[] = []): Promise<TestDaemon> {
     const socketPath = tempPath('atop');
+    // Never the host's /etc/netacct/config.json: an empty one unless the test gives its own.
+    const config = extraArgs.includes('--config') ? [] : ['--config', emptyConfig()];
     // Through the bin's shebang, with the node flags a deployed daemon has.
-    const child = spawn(NETACCT, ['daemon', '--atop-socket', socketPath, ...extraArgs], {
+    const child = spawn(NETACCT, ['daemon', '--atop-socket', socketPath, ...config, ...extraArgs], {
       stdio: ['ignore', 'inherit', 'pipe'],
     });
     const daemon = new TestDaemon(child, socketPath);

@@ -1,0 +1,109 @@
+// The daemon's configuration: defaults, then the JSON file (validated with
+// zod, strictly: an unknown key is an error, not a silent default), then
+// command-line flags. A bad key or value is one line that names it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { packageRoot } from './package-root.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/netacct/config.json';
+
+const powerOfTwo = z
+  .number()
+  .int()
+  .positive()
+  .refine((n) => Number.isInteger(Math.log2(n)), 'must be a power of two');
+
+export const ConfigSchema = z.strictObject({
+  /** atop's socket. */
+  atopSocket: z.string().startsWith('/', 'must be an absolute path'),
+  /** Its file mode, octal, as a string ("0666"). */
+  atopSocketMode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"'),
+  /** Group (name or gid) whose members see every process, as root does. */
+  allProcessesGroup: z.union([z.string().min(1), z.number().int().nonnegative()]).nullable(),
+  /** The compiled BPF object. */
+  bpfObject: z.string().min(1),
+  /** Process slots in the kernel. */
+  slots: powerOfTwo,
+  /** Kernel entries for counters that found no slot. */
+  overflowCapacity: z.number().int().min(1),
+  /** Kernel entries for exited processes between two drains. */
+  exitedCapacity: z.number().int().min(1),
+  /** Exited processes are kept at least this long after every client had them. */
+  exitedRetentionMs: z.number().int().min(0),
+  /** Debug messages in the log. */
+  verbose: z.boolean(),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** Settings that take effect only when the daemon starts. */
+export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
+  'atopSocket',
+  'bpfObject',
+  'slots',
+  'overflowCapacity',
+  'exitedCapacity',
+];
+
+export function defaultConfig(): Config {
+  return {
+    atopSocket: '/run/netatop-bpf-socket',
+    atopSocketMode: '0666',
+    allProcessesGroup: null,
+    bpfObject: path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
+    slots: 32768,
+    overflowCapacity: 16384,
+    exitedCapacity: 32768,
+    exitedRetentionMs: 10_000,
+    verbose: false,
+  };
+}
+
+export class ConfigError extends Error {}
+
+/** The first problem zod found, as "<where>: <key>: <what>". */
+function describeIssue(where: string, error: z.ZodError): string {
+  const issue = error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') return `${where}: unknown key '${issue.keys.join("', '")}'`;
+  const key = issue.path.join('.') || '(top level)';
+  return `${where}: ${key}: ${issue.message}`;
+}
+
+/** The file's settings; {} when `file` is the default path and does not exist. */
+export function readConfigFile(file: string): Partial<Config> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && file === DEFAULT_CONFIG_PATH) return {};
+    throw new ConfigError(`config ${file}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config ${file}: not valid JSON: ${(err as Error).message}`);
+  }
+  const parsed = ConfigSchema.partial().safeParse(json);
+  if (!parsed.success) throw new ConfigError(describeIssue(`config ${file}`, parsed.error));
+  return parsed.data as Partial<Config>;
+}
+
+/** Defaults, then the file, then the flags; validated as a whole. */
+export function resolveConfig(file: Partial<Config>, flags: Partial<Config>): Config {
+  const parsed = ConfigSchema.safeParse({ ...defaultConfig(), ...file, ...flags });
+  if (!parsed.success) throw new ConfigError(describeIssue('configuration', parsed.error));
+  return parsed.data;
+}
+
+/** A group by name (from /etc/group) or number; null when not set. */
+export function groupId(group: string | number | null): number | null {
+  if (group === null || typeof group === 'number') return group;
+  if (/^\d+$/.test(group)) return Number(group);
+  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined) return Number(gid);
+  }
+  throw new ConfigError(`allProcessesGroup: no group named '${group}' in /etc/group`);
+}

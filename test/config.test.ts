@@ -1,0 +1,81 @@
+// The configuration file: validated strictly, one line naming the bad key or
+// value and no half-configured start; flags override it; SIGHUP reloads what
+// can change at run time, names what needs a restart, and keeps the running
+// configuration whole when the new file is bad.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { expect, test } from 'vitest';
+import { requestOnce } from './helpers/atop-reader.js';
+import { NETACCT, TestDaemon } from './helpers/daemon.js';
+import { tempPath } from './helpers/fixtures.js';
+import { describeWithBpf } from './helpers/requirements.js';
+
+function configFile(content: unknown): string {
+  const file = path.join(path.dirname(tempPath('config')), 'config.json');
+  fs.writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
+  return file;
+}
+
+function startWith(config: string, ...args: string[]) {
+  const socket = tempPath('atop');
+  const result = spawnSync(NETACCT, ['daemon', '--config', config, '--atop-socket', socket, ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { ...result, socket };
+}
+
+test.each([
+  [{ slot: 4096 }, "unknown key 'slot'"],
+  [{ slots: 1000 }, 'slots: must be a power of two'],
+  [{ atopSocketMode: 'rw-rw-rw-' }, 'atopSocketMode: must be an octal mode such as "0660"'],
+  [{ exitedRetentionMs: -1 }, 'exitedRetentionMs: Too small'],
+  ['{"slots": ', 'not valid JSON'],
+])('a bad configuration file %j: one line naming it, exit code 2, nothing started', (content, message) => {
+  const file = configFile(content);
+  const result = startWith(file);
+  expect(result.status).toBe(2);
+  expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  expect(result.stderr).toContain(`config ${file}: ${message}`);
+  expect(fs.existsSync(result.socket)).toBe(false);
+});
+
+test('a configuration file given with --config must exist', () => {
+  const result = startWith('/nonexistent/netacct.json');
+  expect(result.status).toBe(2);
+  expect(result.stderr).toContain('config /nonexistent/netacct.json: ENOENT');
+});
+
+describeWithBpf('configuration at run time (real daemon)', () => {
+  test('the file sets the socket mode, a flag overrides the file', async () => {
+    const file = configFile({ atopSocketMode: '0640', exitedRetentionMs: 5 });
+    const fromFile = await TestDaemon.start(['--config', file]);
+    expect(fs.statSync(fromFile.socketPath).mode & 0o777).toBe(0o640);
+    expect(await fromFile.stop()).toBe(0);
+    const overridden = await TestDaemon.start(['--config', file, '--atop-socket-mode', '0600']);
+    expect(fs.statSync(overridden.socketPath).mode & 0o777).toBe(0o600);
+    expect(await overridden.stop()).toBe(0);
+  });
+
+  test('SIGHUP applies a new file, names restart-only changes, and keeps everything when the file is bad', async () => {
+    const file = configFile({ atopSocketMode: '0640' });
+    const daemon = await TestDaemon.start(['--config', file]);
+    try {
+      fs.writeFileSync(file, JSON.stringify({ atopSocketMode: '0600', slots: 4096, verbose: true }));
+      daemon.child.kill('SIGHUP');
+      await daemon.waitForLog(/SIGHUP: configuration reloaded/);
+      expect(fs.statSync(daemon.socketPath).mode & 0o777).toBe(0o600);
+      expect(daemon.log).toContain('SIGHUP: slots changes only on restart; still 32768');
+
+      fs.writeFileSync(file, JSON.stringify({ atopSocketMode: '0666', slot: 1 }));
+      daemon.child.kill('SIGHUP');
+      await daemon.waitForLog(/unknown key 'slot'; keeping the running configuration/);
+      expect(fs.statSync(daemon.socketPath).mode & 0o777).toBe(0o600);
+      await requestOnce(daemon.socketPath);
+      expect(daemon.running).toBe(true);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  });
+});
