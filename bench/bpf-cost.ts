@@ -35,6 +35,7 @@ function main(): void {
   const root = packageRoot();
   // NETACCT_OBJECT: measure a variant of netacct's programs (same program names).
   const netacct = loadNetacctObject({
+    pinDir: null,
     objectPath: process.env['NETACCT_OBJECT'] ?? path.join(root, 'bpf', 'netacct.bpf.o'),
     slots: 32768,
     overflowCapacity: 16384,

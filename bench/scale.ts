@@ -92,6 +92,7 @@ async function measure(n: number, client: string): Promise<void> {
   const slots = Math.max(32768, nextPowerOfTwo(n * 2));
   const rssBefore = process.memoryUsage().rss;
   const kernel = KernelCounters.open({
+    pinDir: null,
     objectPath: path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
     slots,
     overflowCapacity: n + 1024,
@@ -192,6 +193,7 @@ async function main(): Promise<void> {
   }
   // The kernel's own accounting on this machine, to check the formula.
   const kernel = KernelCounters.open({
+    pinDir: null,
     objectPath: path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
     slots: defaults.slots,
     overflowCapacity: defaults.overflow,

@@ -9,6 +9,10 @@
 
 #include <linux/types.h>
 
+/* Bumped whenever a map's key or value layout changes: pinned maps live in
+ * <pin dir>/v<NA_LAYOUT_VERSION>, so an upgrade never reads another layout. */
+#define NA_LAYOUT_VERSION 1
+
 /* Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
 enum netacct_family { NA_IPV4 = 0, NA_IPV6 = 1 };
 enum netacct_protocol { NA_TCP = 0, NA_UDP = 1 };

@@ -1,5 +1,6 @@
 // One BPF object file through libbpf: open, size its maps, load, attach and
 // detach programs by name, close. Errors name the step and the errno.
+import fs from 'node:fs';
 import {
   type BpfLinkPtr,
   type BpfMapPtr,
@@ -11,6 +12,9 @@ import {
 } from './libbpf.js';
 
 export class BpfError extends Error {}
+
+/** Pinned maps that this object cannot reuse (another layout or capacity). */
+export class PinMismatchError extends Error {}
 
 const EPERM = 1;
 
@@ -27,10 +31,15 @@ export class BpfObject {
 
   /**
    * Opens and loads `path`. Before the load, `capacities` sets maps'
-   * max_entries and `rodata` the initial value of its `const volatile`
-   * globals (the whole .rodata section, byte for byte).
+   * max_entries, `rodata` the initial value of its `const volatile` globals
+   * (the whole .rodata section, byte for byte), and `pinned` the maps that
+   * live in `pinned.dir`: reused when pinned there already (after checking
+   * they are what this object defines), pinned there otherwise.
    */
-  static load(path: string, setup: { capacities?: Record<string, number>; rodata?: Buffer } = {}): BpfObject {
+  static load(
+    path: string,
+    setup: { capacities?: Record<string, number>; rodata?: Buffer; pinned?: { dir: string; maps: string[] } } = {},
+  ): BpfObject {
     const object = native.openFile(path, null) as BpfObjectPtr | null;
     if (!object) fail(`opening ${path}`, lastErrno());
     const loaded = new BpfObject(object);
@@ -39,6 +48,7 @@ export class BpfObject {
         const ret: number = native.setMaxEntries(loaded.map(name), entries);
         if (ret < 0) fail(`setting the capacity of map ${name} to ${entries}`, -ret);
       }
+      if (setup.pinned) loaded.pinMaps(setup.pinned.dir, setup.pinned.maps);
       if (setup.rodata) {
         const ret: number = native.setInitialValue(loaded.map('.rodata'), setup.rodata, setup.rodata.length);
         if (ret < 0) fail(`setting the ${setup.rodata.length} bytes of .rodata`, -ret);
@@ -50,6 +60,19 @@ export class BpfObject {
       throw err;
     }
     return loaded;
+  }
+
+  private pinMaps(dir: string, names: string[]): void {
+    const mismatches: string[] = [];
+    for (const name of names) {
+      const file = `${dir}/${name}`;
+      const map = this.map(name);
+      const mismatch = pinnedMismatch(map, file);
+      if (mismatch) mismatches.push(`${name}: ${mismatch}`);
+      const ret: number = native.setPinPath(map, file);
+      if (ret < 0) fail(`setting the pin path of map ${name}`, -ret);
+    }
+    if (mismatches.length > 0) throw new PinMismatchError(mismatches.join('; '));
   }
 
   map(name: string): BpfMapPtr {
@@ -93,5 +116,36 @@ export class BpfObject {
     for (const link of this.links) native.destroyLink(link);
     this.links.clear();
     native.close(this.object);
+  }
+}
+
+/**
+ * Why the map pinned at `file` cannot stand for `map`, or null when it can
+ * (or nothing is pinned there). Compares what struct bpf_map_info reports
+ * (type @0, key_size @8, value_size @12, max_entries @16, map_flags @20).
+ */
+function pinnedMismatch(map: BpfMapPtr, file: string): string | null {
+  if (!fs.existsSync(file)) return null;
+  const fd: number = native.objGet(file);
+  if (fd < 0) return `cannot open the pinned map: ${errnoText(-fd)}`;
+  try {
+    const info = Buffer.alloc(96);
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(info.length);
+    const ret: number = native.objGetInfoByFd(fd, info, length);
+    if (ret < 0) return `cannot read the pinned map: ${errnoText(-ret)}`;
+    const wanted: Array<[string, number, number]> = [
+      ['type', native.mapType(map), info.readUInt32LE(0)],
+      ['key size', native.mapKeySize(map), info.readUInt32LE(8)],
+      ['value size', native.mapValueSize(map), info.readUInt32LE(12)],
+      ['capacity', native.mapMaxEntries(map), info.readUInt32LE(16)],
+      ['flags', native.mapFlags(map), info.readUInt32LE(20)],
+    ];
+    const different = wanted.filter(([, ours, pinned]) => ours !== pinned);
+    return different.length === 0
+      ? null
+      : different.map(([what, ours, pinned]) => `${what} ${pinned}, this daemon needs ${ours}`).join(', ');
+  } finally {
+    fs.closeSync(fd);
   }
 }

@@ -15,6 +15,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --all-processes-group G  members of group G (name or gid) see every process,
                            as root does
   --bpf-object PATH        compiled BPF object (default: the package's bpf/netacct.bpf.o)
+  --pin-dir PATH           bpffs directory for the maps, so that counters survive a
+                           restart (default /sys/fs/bpf/netacct)
   --slots N                process slots in the kernel, a power of two (default 32768);
                            a process whose slot is taken is counted in the overflow map
   --overflow-capacity N    kernel entries for counters that found no slot (default 16384)
@@ -33,6 +35,7 @@ const FLAGS = {
   'atop-socket-mode': 'atopSocketMode',
   'all-processes-group': 'allProcessesGroup',
   'bpf-object': 'bpfObject',
+  'pin-dir': 'pinDir',
   slots: 'slots',
   'overflow-capacity': 'overflowCapacity',
   'exited-capacity': 'exitedCapacity',

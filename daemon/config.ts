@@ -23,6 +23,8 @@ export const ConfigSchema = z.strictObject({
   allProcessesGroup: z.union([z.string().min(1), z.number().int().nonnegative()]).nullable(),
   /** The compiled BPF object. */
   bpfObject: z.string().min(1),
+  /** bpffs directory where the maps are pinned so that counters survive a restart; null: not pinned. */
+  pinDir: z.string().startsWith('/', 'must be an absolute path').nullable(),
   /** Process slots in the kernel. */
   slots: powerOfTwo,
   /** Kernel entries for counters that found no slot. */
@@ -41,6 +43,7 @@ export type Config = z.infer<typeof ConfigSchema>;
 export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'atopSocket',
   'bpfObject',
+  'pinDir',
   'slots',
   'overflowCapacity',
   'exitedCapacity',
@@ -52,6 +55,7 @@ export function defaultConfig(): Config {
     atopSocketMode: '0666',
     allProcessesGroup: null,
     bpfObject: path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
+    pinDir: '/sys/fs/bpf/netacct',
     slots: 32768,
     overflowCapacity: 16384,
     exitedCapacity: 32768,

@@ -9,7 +9,7 @@ import { type Config, RESTART_ONLY, groupId } from './config.js';
 import { KernelCounters } from './kernel-counters.js';
 import { routeLibbpfMessages } from './libbpf.js';
 import type { DaemonLogger } from './log.js';
-import { checkKernelSupport, checkPrivileges, ensureTracefs } from './preflight.js';
+import { checkKernelSupport, checkPrivileges, ensureBpffs, ensureTracefs } from './preflight.js';
 import { ProcessTable } from './process-table.js';
 import { NetatopServer } from '../protocol/netatop-server.js';
 import { claimSocketPath } from '../protocol/unix-socket-path.js';
@@ -41,14 +41,22 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   await claimSocketPath(config.atopSocket); // refuse a second instance before loading anything
   ensureTracefs();
   checkKernelSupport();
+  if (config.pinDir) ensureBpffs(config.pinDir);
   routeLibbpfMessages((level, message) => log[level](message));
 
-  const kernel = KernelCounters.open({
-    objectPath: config.bpfObject,
-    slots: config.slots,
-    overflowCapacity: config.overflowCapacity,
-    exitedCapacity: config.exitedCapacity,
-  });
+  const kernel = KernelCounters.open(
+    {
+      objectPath: config.bpfObject,
+      pinDir: config.pinDir,
+      slots: config.slots,
+      overflowCapacity: config.overflowCapacity,
+      exitedCapacity: config.exitedCapacity,
+    },
+    (message) => log.warn(message),
+  );
+  if (kernel.retiredOrphans > 0) {
+    log.info(`${kernel.retiredOrphans} processes counted in the pinned maps exited while no daemon ran: retired with their last counters`);
+  }
   const table = new ProcessTable({
     exitedRetentionMs: config.exitedRetentionMs,
     maxExited: MAX_EXITED,

@@ -3,9 +3,11 @@
 // current cgroup), overflow parts (counters that did not fit a slot), exit
 // records, and who each live process is (through a task iterator).
 import fs from 'node:fs';
-import { BpfObject, BpfError, fail } from './bpf-object.js';
+import path from 'node:path';
+import { BpfObject, BpfError, PinMismatchError, fail } from './bpf-object.js';
 import {
   COUNTERS_SIZE,
+  LAYOUT_VERSION,
   OWNER_SIZE,
   PartKey,
   ProcId,
@@ -70,6 +72,11 @@ export interface KernelStats {
 
 export interface KernelCountersOptions {
   objectPath: string;
+  /**
+   * Where the maps are pinned so that counters survive a restart (in a
+   * subdirectory per layout version), or null for maps of this process only.
+   */
+  pinDir: string | null;
   /** Process slots: a power of two. */
   slots: number;
   overflowCapacity: number;
@@ -79,8 +86,10 @@ export interface KernelCountersOptions {
 const ENOENT = 2;
 const ENOSPC = 28;
 
-const EVENT_PROGRAMS = ['on_process_exit', 'on_cgroup_attach', 'on_send', 'on_recv'] as const;
+const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach'] as const;
+const COUNTING_PROGRAMS = ['on_send', 'on_recv'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
+const PINNED_MAPS = ['owners', 'slots', 'overflow', 'exited', 'overflowed', 'stats'];
 
 /** A NUL-padded char[16] as a string. */
 function decodeComm(buf: Buffer, offset: number): string {
@@ -152,7 +161,7 @@ class BatchReader {
 }
 
 /** Loads bpf/netacct.bpf.o sized as configured, without attaching anything. */
-export function loadNetacctObject(options: KernelCountersOptions): BpfObject {
+export function loadNetacctObject(options: KernelCountersOptions, pinDir: string | null = null): BpfObject {
   const { slots } = options;
   if (!Number.isInteger(Math.log2(slots))) throw new BpfError(`the slot count must be a power of two, not ${slots}`);
   const rodata = Buffer.alloc(4); // const volatile __u32 slot_mask
@@ -160,7 +169,33 @@ export function loadNetacctObject(options: KernelCountersOptions): BpfObject {
   return BpfObject.load(options.objectPath, {
     capacities: { owners: slots, slots, overflow: options.overflowCapacity, exited: options.exitedCapacity },
     rodata,
+    ...(pinDir ? { pinned: { dir: pinDir, maps: PINNED_MAPS } } : {}),
   });
+}
+
+/**
+ * Loads with the maps pinned under `pinDir`/v<layout>: counters survive a
+ * restart. Pinned maps of another layout version, or that do not match this
+ * configuration (a changed capacity), are discarded with a `notice`: counters
+ * then start from zero, never from a misread layout.
+ */
+function loadPinned(options: KernelCountersOptions, pinDir: string, notice: (message: string) => void): BpfObject {
+  const dir = path.join(pinDir, `v${LAYOUT_VERSION}`);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (const other of fs.readdirSync(pinDir)) {
+    if (/^v\d+$/.test(other) && other !== `v${LAYOUT_VERSION}`) {
+      notice(`removing pinned maps of layout ${other} in ${pinDir} (this daemon uses v${LAYOUT_VERSION}): their counters are dropped`);
+      fs.rmSync(path.join(pinDir, other), { recursive: true, force: true });
+    }
+  }
+  try {
+    return loadNetacctObject(options, dir);
+  } catch (err) {
+    if (!(err instanceof PinMismatchError)) throw err;
+    notice(`pinned maps in ${dir} do not match this daemon (${err.message}): discarding them, counters start from zero`);
+    for (const file of fs.readdirSync(dir)) fs.rmSync(path.join(dir, file));
+    return loadNetacctObject(options, dir);
+  }
 }
 
 export class KernelCounters {
@@ -204,13 +239,42 @@ export class KernelCounters {
     this.statsValue = Buffer.alloc(8 * native.numPossibleCpus());
     // The exit and cgroup programs go first, so that no process gets counters
     // that could not be followed to its exit or across a cgroup move.
-    for (const name of EVENT_PROGRAMS) object.attach(name);
+    for (const name of FOLLOWING_PROGRAMS) object.attach(name);
     this.iterLinkFd = native.linkFd(object.attach(ITERATOR_PROGRAM));
+    this.retiredOrphans = this.retireOrphanSlots();
+    for (const name of COUNTING_PROGRAMS) object.attach(name);
   }
 
-  /** Loads, sizes and attaches; counting starts when this returns. */
-  static open(options: KernelCountersOptions): KernelCounters {
-    const object = loadNetacctObject(options);
+  /** Slots of reused (pinned) maps whose process exited while no daemon ran. */
+  readonly retiredOrphans: number;
+
+  /**
+   * With pinned maps, processes may have exited while nothing recorded it:
+   * their slots would still say ACTIVE, and a new process given the same PID
+   * would add to them. Before counting starts, every ACTIVE slot whose
+   * process the iterator does not list is marked EXITED (read and freed as
+   * any other; the process is retired with its final counters).
+   */
+  private retireOrphanSlots(): number {
+    const live = new Set(this.readLive().map((info) => `${info.tgid}:${info.startNs}`));
+    const orphans: Array<[number, number]> = [];
+    this.visitSlots((index, state, tgid, startNs) => {
+      if (state === SlotState.active && !live.has(`${tgid}:${startNs}`)) orphans.push([index, tgid]);
+    });
+    const owner = Buffer.alloc(OWNER_SIZE);
+    for (const [index, tgid] of orphans) {
+      this.indexKey.writeUInt32LE(index);
+      owner.writeUInt32LE(tgid, 0);
+      owner.writeUInt32LE(SlotState.exited, 4);
+      const ret: number = native.updateElem(this.ownersFd, this.indexKey, owner, 0);
+      if (ret < 0) fail(`retiring slot ${index}`, -ret);
+    }
+    return orphans.length;
+  }
+
+  /** Loads, sizes and attaches; counting starts when this returns. `notice` gets what to log. */
+  static open(options: KernelCountersOptions, notice: (message: string) => void = () => {}): KernelCounters {
+    const object = options.pinDir ? loadPinned(options, options.pinDir, notice) : loadNetacctObject(options);
     try {
       return new KernelCounters(object, options.slots);
     } catch (err) {

@@ -1,6 +1,9 @@
 // Byte layouts of bpf/netacct.h, the single source of truth. test/layout.test.ts
 // compiles that header with cc and checks every size, offset and enum here.
 
+/** Pinned maps live in <pin dir>/v<LAYOUT_VERSION>. */
+export const LAYOUT_VERSION = 1;
+
 /** Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
 export const Family = { ipv4: 0, ipv6: 1 } as const;
 export const Protocol = { tcp: 0, udp: 1 } as const;

@@ -37,6 +37,30 @@ export function ensureTracefs(): void {
   }
 }
 
+const BPFFS = '/sys/fs/bpf';
+
+/** Mount points of bpf filesystems, from /proc/self/mountinfo. */
+function bpffsMounts(): string[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((line) => line.split(' - ')[1]?.startsWith('bpf '))
+    .map((line) => line.split(' ')[4]!);
+}
+
+/** Makes sure `dir` is on a bpf filesystem, mounting one at /sys/fs/bpf if needed. */
+export function ensureBpffs(dir: string): void {
+  const onBpffs = (): boolean => bpffsMounts().some((mount) => dir === mount || dir.startsWith(`${mount}/`));
+  if (onBpffs()) return;
+  if (!dir.startsWith(`${BPFFS}/`)) throw new PreflightError(`pin directory ${dir} is not on a bpf filesystem`);
+  const ret: number = native.mount('bpf', BPFFS, 'bpf', 0, null);
+  if (ret !== 0 || !onBpffs()) {
+    throw new PreflightError(
+      `no bpf filesystem at ${BPFFS} and mounting one failed: ${errnoText(lastErrno())} (try: mount -t bpf bpf ${BPFFS})`,
+    );
+  }
+}
+
 export function checkKernelSupport(): void {
   for (const tracepoint of TRACEPOINTS) {
     if (!fs.existsSync(`${TRACEFS}/events/${tracepoint}`)) {

@@ -8,6 +8,7 @@ import { expect, test } from 'vitest';
 import * as layout from '../daemon/layout.js';
 
 const expressions: Record<string, [number, string]> = {
+  LAYOUT_VERSION: [layout.LAYOUT_VERSION, 'NA_LAYOUT_VERSION'],
   COUNTERS: [layout.COUNTERS, 'NA_COUNTERS'],
   COUNTERS_SIZE: [layout.COUNTERS_SIZE, 'sizeof(struct netacct_counters)'],
   OWNER_SIZE: [layout.OWNER_SIZE, 'sizeof(__u64)'],

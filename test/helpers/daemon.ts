@@ -7,6 +7,18 @@ import { tempPath } from './fixtures.js';
 
 export const NETACCT = path.join(import.meta.dirname, '..', '..', 'bin', 'netacct.js');
 
+const pinDirs: string[] = [];
+process.once('exit', () => {
+  for (const dir of pinDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A pin directory of this test run's own (removed when the test process exits). */
+export function scratchPinDir(): string {
+  const dir = `/sys/fs/bpf/netacct-test-${process.pid}-${pinDirs.length + 1}`;
+  pinDirs.push(dir);
+  return dir;
+}
+
 function emptyConfig(): string {
   const file = path.join(path.dirname(tempPath('config')), 'empty.json');
   fs.writeFileSync(file, '{}');
@@ -27,6 +39,8 @@ export class TestDaemon {
     const socketPath = tempPath('atop');
     // Never the host's /etc/netacct/config.json: an empty one unless the test gives its own.
     const config = extraArgs.includes('--config') ? [] : ['--config', emptyConfig()];
+    // Never the default pin directory: maps of its own unless the test gives a directory.
+    if (!extraArgs.includes('--pin-dir')) config.push('--pin-dir', scratchPinDir());
     // Through the bin's shebang, with the node flags a deployed daemon has.
     const child = spawn(NETACCT, ['daemon', '--atop-socket', socketPath, ...config, ...extraArgs], {
       stdio: ['ignore', 'inherit', 'pipe'],
