@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
     // koffi and BPF links live in the worker process: use processes, not threads.
     pool: 'forks',
     testTimeout: 60_000,

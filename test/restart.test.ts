@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
 import { requestOnce } from './helpers/atop-reader.js';
-import { TestDaemon, scratchPinDir } from './helpers/daemon.js';
+import { TestDaemon, removePinDir, scratchPinDir } from './helpers/daemon.js';
 import { BASIC_SCENARIO, expectedCounters, wireCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
@@ -40,6 +40,7 @@ describeWithBpf('restarts with pinned maps (real daemon, real BPF)', () => {
     } finally {
       await staying.finish();
       await leaving.finish();
+      removePinDir(pinDir);
     }
   });
 
@@ -66,6 +67,7 @@ describeWithBpf('restarts with pinned maps (real daemon, real BPF)', () => {
       }
     } finally {
       await child.finish();
+      removePinDir(pinDir);
     }
   });
 });

@@ -7,16 +7,20 @@ import { tempPath } from './fixtures.js';
 
 export const NETACCT = path.join(import.meta.dirname, '..', '..', 'bin', 'netacct.js');
 
-const pinDirs: string[] = [];
-process.once('exit', () => {
-  for (const dir of pinDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
+const SCRATCH_PIN_PREFIX = '/sys/fs/bpf/netacct-test-';
+let pinDirs = 0;
 
-/** A pin directory of this test run's own (removed when the test process exits). */
+/**
+ * A pin directory of this test's own. Pinned maps outlive processes and hold
+ * kernel memory: remove it with removePinDir (test/global-setup.ts sweeps
+ * what a failed run left).
+ */
 export function scratchPinDir(): string {
-  const dir = `/sys/fs/bpf/netacct-test-${process.pid}-${pinDirs.length + 1}`;
-  pinDirs.push(dir);
-  return dir;
+  return `${SCRATCH_PIN_PREFIX}${process.pid}-${++pinDirs}`;
+}
+
+export function removePinDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
 }
 
 function emptyConfig(): string {
@@ -31,6 +35,7 @@ export class TestDaemon {
   private constructor(
     readonly child: ChildProcess,
     readonly socketPath: string,
+    private readonly ownPinDir: string | null,
   ) {
     child.stderr!.on('data', (chunk: Buffer) => (this.log += chunk.toString()));
   }
@@ -40,12 +45,13 @@ export class TestDaemon {
     // Never the host's /etc/netacct/config.json: an empty one unless the test gives its own.
     const config = extraArgs.includes('--config') ? [] : ['--config', emptyConfig()];
     // Never the default pin directory: maps of its own unless the test gives a directory.
-    if (!extraArgs.includes('--pin-dir')) config.push('--pin-dir', scratchPinDir());
+    const ownPinDir = extraArgs.includes('--pin-dir') ? null : scratchPinDir();
+    if (ownPinDir) config.push('--pin-dir', ownPinDir);
     // Through the bin's shebang, with the node flags a deployed daemon has.
     const child = spawn(NETACCT, ['daemon', '--atop-socket', socketPath, ...config, ...extraArgs], {
       stdio: ['ignore', 'inherit', 'pipe'],
     });
-    const daemon = new TestDaemon(child, socketPath);
+    const daemon = new TestDaemon(child, socketPath, ownPinDir);
     await daemon.waitForLog(/serving atop on/);
     return daemon;
   }
@@ -87,12 +93,14 @@ export class TestDaemon {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Sends `signal` and resolves with the exit code. */
-  stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    return new Promise((resolve) => {
+  /** Sends `signal` and resolves with the exit code; removes the maps it pinned in a directory of its own. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const code = await new Promise<number | null>((resolve) => {
       if (!this.running) return resolve(this.child.exitCode);
-      this.child.once('exit', (code) => resolve(code));
+      this.child.once('exit', (exitCode) => resolve(exitCode));
       this.child.kill(signal);
     });
+    if (this.ownPinDir) removePinDir(this.ownPinDir);
+    return code;
   }
 }
