@@ -47,7 +47,9 @@ export async function listenUnix(server: net.Server, socketPath: string, mode: n
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(socketPath, () => {
+      // A deep backlog: a thousand clients connecting at once must not get EAGAIN
+      // (Node's default is 511; the kernel caps it at net.core.somaxconn).
+      server.listen({ path: socketPath, backlog: 4096 }, () => {
         server.off('error', reject);
         resolve();
       });
