@@ -31,8 +31,6 @@ export class Collector {
   private readonly slots: KernelRead['slots'] = (visit) => this.kernel.visitSlots(visit);
   /** Counts full reads: answers built from the same read can be shared. */
   readGeneration = 0;
-  /** Duration of the last full read, for stats and benchmarks. */
-  lastFullReadDurationMs = 0;
 
   constructor(
     private readonly kernel: KernelCounters,
@@ -67,7 +65,6 @@ export class Collector {
     if (liveDue) this.lastLiveInfoMs = started;
     const live = liveDue ? this.kernel.readLive() : null;
     this.finish({ exited, slots: this.slots, overflow, live });
-    this.lastFullReadDurationMs = performance.now() - started;
   }
 
   private tick(): void {
@@ -85,9 +82,16 @@ export class Collector {
   }
 
   private finish(read: KernelRead): void {
+    const { lostExits, droppedExits } = this.table;
     const chores = this.table.apply(read, Date.now());
     this.kernel.freeSlots(chores.freeSlots);
     this.kernel.deleteOverflow(chores.deleteOverflow);
+    if (this.table.lostExits > lostExits) {
+      this.log.warn(`${this.table.lostExits - lostExits} processes ended without an exit record: retired with their last counters`);
+    }
+    if (this.table.droppedExits > droppedExits) {
+      this.log.warn(`${this.table.droppedExits - droppedExits} exited processes dropped before every atop client had them (a client that never asks?)`);
+    }
   }
 
   private reportKernelDrops(stats: KernelStats): void {

@@ -8,13 +8,11 @@ export type BpfMapPtr = bigint & { readonly __brand: 'bpf_map' };
 export type BpfProgramPtr = bigint & { readonly __brand: 'bpf_program' };
 export type BpfLinkPtr = bigint & { readonly __brand: 'bpf_link' };
 
-export class LibbpfMissingError extends Error {}
-
 function loadLibrary(name: string, hint: string): LibraryHandle {
   try {
     return koffi.load(name);
   } catch (err) {
-    throw new LibbpfMissingError(`cannot load ${name} (${hint}): ${(err as Error).message}`);
+    throw new Error(`cannot load ${name} (${hint}): ${(err as Error).message}`);
   }
 }
 

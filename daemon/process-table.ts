@@ -219,6 +219,9 @@ export class ProcessTable {
           this.describe(entry, { tgid, startNs, uid, comm, cgroupId });
         }
         if (state === SlotState.active) entry.cgroupId = cgroupId;
+        // An EXITED slot proves the exit even when no exit record came (the
+        // exited map was full, or the process exited while no daemon ran).
+        if (state === SlotState.exited && !entry.exit) exiting.add(entry);
         const since = state === SlotState.active ? nowMs : (this.settling.get(index) ?? nowMs);
         if (state !== SlotState.active && nowMs - since >= this.options.slotSettleMs) {
           settle(entry, cgroupId, counters);

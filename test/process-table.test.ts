@@ -91,6 +91,15 @@ test('exited processes: overflow entries deleted at the exit, final parts kept',
   expect(exitedCalls(t)).toEqual([[5, 10, 4]]);
 });
 
+test('an EXITED slot retires its process even without an exit record', () => {
+  const t = table(10);
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 2)), overflow: [], live: null }, 0);
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 3, SlotState.exited)), overflow: [], live: null }, 1);
+  expect(liveCalls(t)).toEqual([]);
+  expect(exitedCalls(t)).toEqual([[5, 10, 3]]);
+  expect(t.lostExits).toBe(0);
+});
+
 test('a live process missing from two live reads without an exit record is retired as lost; a late record corrects it', () => {
   const t = table();
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 2)), overflow: [], live: [info(5, 10)] }, 0);
