@@ -12,6 +12,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --atop-socket PATH       atop's socket (default /run/netatop-bpf-socket)
   --atop-socket-mode MODE  its file mode, octal (default 0666: any user's atop may
                            connect, and sees only its own user's processes)
+  --api-socket PATH        the HTTP API's socket (default /run/netacct/api.sock)
+  --api-socket-mode MODE   its file mode, octal (default 0666, same visibility rules)
   --all-processes-group G  members of group G (name or gid) see every process,
                            as root does
   --bpf-object PATH        compiled BPF object (default: the package's bpf/netacct.bpf.o)
@@ -33,6 +35,8 @@ class UsageError extends Error {}
 const FLAGS = {
   'atop-socket': 'atopSocket',
   'atop-socket-mode': 'atopSocketMode',
+  'api-socket': 'apiSocket',
+  'api-socket-mode': 'apiSocketMode',
   'all-processes-group': 'allProcessesGroup',
   'bpf-object': 'bpfObject',
   'pin-dir': 'pinDir',

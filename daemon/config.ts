@@ -19,6 +19,10 @@ export const ConfigSchema = z.strictObject({
   atopSocket: z.string().startsWith('/', 'must be an absolute path'),
   /** Its file mode, octal, as a string ("0666"). */
   atopSocketMode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"'),
+  /** The HTTP API's socket, or null for none. */
+  apiSocket: z.string().startsWith('/', 'must be an absolute path').nullable(),
+  /** Its file mode, octal, as a string. */
+  apiSocketMode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"'),
   /** Group (name or gid) whose members see every process, as root does. */
   allProcessesGroup: z.union([z.string().min(1), z.number().int().nonnegative()]).nullable(),
   /** The compiled BPF object. */
@@ -42,6 +46,7 @@ export type Config = z.infer<typeof ConfigSchema>;
 /** Settings that take effect only when the daemon starts. */
 export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'atopSocket',
+  'apiSocket',
   'bpfObject',
   'pinDir',
   'slots',
@@ -53,6 +58,8 @@ export function defaultConfig(): Config {
   return {
     atopSocket: '/run/netatop-bpf-socket',
     atopSocketMode: '0666',
+    apiSocket: '/run/netacct/api.sock',
+    apiSocketMode: '0666',
     allProcessesGroup: null,
     bpfObject: path.join(packageRoot(), 'bpf', 'netacct.bpf.o'),
     pinDir: '/sys/fs/bpf/netacct',

@@ -11,7 +11,10 @@ import { routeLibbpfMessages } from './libbpf.js';
 import type { DaemonLogger } from './log.js';
 import { checkKernelSupport, checkPrivileges, ensureBpffs, ensureTracefs } from './preflight.js';
 import { ProcessTable } from './process-table.js';
+import { ApiServer } from '../protocol/http-api.js';
 import { NetatopServer } from '../protocol/netatop-server.js';
+import { apiRoutes } from './api-routes.js';
+import { packageVersion } from './package-root.js';
 import { claimSocketPath } from '../protocol/unix-socket-path.js';
 
 const DRAIN_INTERVAL_MS = 1000;
@@ -38,7 +41,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
 
   checkPrivileges();
   const allProcessesGroup = groupId(config.allProcessesGroup);
-  await claimSocketPath(config.atopSocket); // refuse a second instance before loading anything
+  // Refuse a second instance before loading anything.
+  await claimSocketPath(config.atopSocket);
+  if (config.apiSocket) await claimSocketPath(config.apiSocket);
   ensureTracefs();
   checkKernelSupport();
   if (config.pinDir) ensureBpffs(config.pinDir);
@@ -83,11 +88,31 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     maxAnswersInFlight: 32,
     maxAnswersInFlightPerUser: 4,
   });
+  const api = config.apiSocket
+    ? new ApiServer({
+        socketPath: config.apiSocket,
+        mode: parseInt(config.apiSocketMode, 8),
+        allProcessesGroup,
+        handle: apiRoutes({
+          table,
+          collector,
+          bootEpoch: bootEpochSeconds(),
+          version: packageVersion(),
+          startedAtMs: Date.now(),
+          slots: config.slots,
+          kernelStats: () => kernel.readStats(),
+          atopClients: () => server.clientCount,
+        }),
+        log,
+      })
+    : null;
   const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
   try {
     await server.listen();
+    await api?.listen();
   } catch (err) {
     clearInterval(housekeeping);
+    await server.close(0);
     collector.stop();
     kernel.close();
     throw err;
@@ -111,18 +136,19 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       }
     }
     server.reconfigure(parseInt(next.atopSocketMode, 8), nextGroup);
+    api?.reconfigure(parseInt(next.apiSocketMode, 8), nextGroup);
     table.setExitedRetention(next.exitedRetentionMs);
     log.setVerbose(next.verbose);
     running = next;
     log.info('SIGHUP: configuration reloaded');
   };
-  log.info(`netacct counting; serving atop on ${config.atopSocket}`);
+  log.info(`netacct counting; serving atop on ${config.atopSocket}${api ? ` and the API on ${config.apiSocket}` : ''}`);
 
   const signal = await stopSignal;
   log.info(`${signal}: shutting down`);
   process.off('SIGHUP', onHangup);
   clearInterval(housekeeping);
-  await server.close(SHUTDOWN_GRACE_MS);
+  await Promise.all([server.close(SHUTDOWN_GRACE_MS), api?.close()]);
   collector.stop();
   kernel.close();
   log.info('stopped');

@@ -35,6 +35,7 @@ export class TestDaemon {
   private constructor(
     readonly child: ChildProcess,
     readonly socketPath: string,
+    readonly apiSocketPath: string,
     private readonly ownPinDir: string | null,
   ) {
     child.stderr!.on('data', (chunk: Buffer) => (this.log += chunk.toString()));
@@ -47,11 +48,14 @@ export class TestDaemon {
     // Never the default pin directory: maps of its own unless the test gives a directory.
     const ownPinDir = extraArgs.includes('--pin-dir') ? null : scratchPinDir();
     if (ownPinDir) config.push('--pin-dir', ownPinDir);
+    // Never the default API socket either.
+    const apiSocketPath = tempPath('api');
+    if (!extraArgs.includes('--api-socket')) config.push('--api-socket', apiSocketPath);
     // Through the bin's shebang, with the node flags a deployed daemon has.
     const child = spawn(NETACCT, ['daemon', '--atop-socket', socketPath, ...config, ...extraArgs], {
       stdio: ['ignore', 'inherit', 'pipe'],
     });
-    const daemon = new TestDaemon(child, socketPath, ownPinDir);
+    const daemon = new TestDaemon(child, socketPath, apiSocketPath, ownPinDir);
     await daemon.waitForLog(/serving atop on/);
     return daemon;
   }

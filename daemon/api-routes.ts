@@ -1,0 +1,139 @@
+// What the HTTP API answers, from the process table. Every query parameter is
+// validated with zod: a bad one is HTTP 400 naming the field, never a silent
+// default. Clients see only what their visibility allows (as on the atop socket).
+import { z } from 'zod';
+import type { ApiRequest, ApiResult } from '../protocol/http-api.js';
+import type { Visibility } from '../protocol/peer-credentials.js';
+import { startEpochSeconds } from './boot-time.js';
+import type { Collector } from './collector.js';
+import type { KernelStats } from './kernel-counters.js';
+import { Direction, Family, Kind, Protocol, counterIndex } from './layout.js';
+import type { ProcessEntry, ProcessTable } from './process-table.js';
+
+const PROTOCOLS = ['tcp', 'udp'] as const;
+const DIRECTIONS = ['send', 'recv'] as const;
+const KINDS = ['calls', 'bytes'] as const;
+const SORT_KEYS = PROTOCOLS.flatMap((p) => DIRECTIONS.flatMap((d) => KINDS.map((k) => `${p}.${d}.${k}`)));
+
+const whole = z.coerce.number().int().nonnegative();
+const ProcessQuery = z.strictObject({
+  pid: whole.optional(),
+  uid: whole.optional(),
+  cgroup: whole.optional(),
+  command: z.string().min(1).max(15).optional(),
+  state: z.enum(['live', 'exited', 'all']).default('all'),
+  sort: z.enum(['pid', 'command', ...SORT_KEYS] as [string, ...string[]]).default('pid'),
+  order: z.enum(['asc', 'desc']).default('asc'),
+  limit: z.coerce.number().int().min(1).max(1_000_000).default(1_000_000),
+});
+type ProcessFilter = z.infer<typeof ProcessQuery>;
+const NoQuery = z.strictObject({});
+
+type Counters = Record<(typeof PROTOCOLS)[number], Record<(typeof DIRECTIONS)[number], { calls: number; bytes: number }>>;
+
+function counters(total: ArrayLike<number>, families: number[]): Counters {
+  const pick = (protocol: number, direction: number, kind: number): number =>
+    families.reduce((sum, family) => sum + total[counterIndex(family, protocol, direction, kind)]!, 0);
+  const byDirection = (protocol: number) => ({
+    send: { calls: pick(protocol, Direction.send, Kind.calls), bytes: pick(protocol, Direction.send, Kind.bytes) },
+    recv: { calls: pick(protocol, Direction.recv, Kind.calls), bytes: pick(protocol, Direction.recv, Kind.bytes) },
+  });
+  return { tcp: byDirection(Protocol.tcp), udp: byDirection(Protocol.udp) };
+}
+
+export interface ApiContext {
+  table: ProcessTable;
+  collector: Collector;
+  bootEpoch: number;
+  version: string;
+  startedAtMs: number;
+  slots: number;
+  kernelStats: () => KernelStats;
+  atopClients: () => number;
+}
+
+function badRequest(error: z.ZodError): ApiResult {
+  const issue = error.issues[0]!;
+  const field = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.');
+  const message = issue.code === 'unrecognized_keys' ? 'unknown parameter' : issue.message;
+  return { status: 400, body: { error: `invalid parameter '${field}': ${message}`, field } };
+}
+
+export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResult {
+  const { table, collector, bootEpoch } = context;
+
+  const describe = (entry: ProcessEntry) => ({
+    pid: entry.tgid,
+    command: entry.comm,
+    uid: entry.uid,
+    startTime: startEpochSeconds(bootEpoch, entry.startNs),
+    state: entry.exit ? 'exited' : 'live',
+    cgroupId: entry.cgroupId,
+    counters: {
+      ...counters(entry.total, [Family.ipv4, Family.ipv6]),
+      ipv4: counters(entry.total, [Family.ipv4]),
+      ipv6: counters(entry.total, [Family.ipv6]),
+    },
+  });
+
+  const visible = (visibility: Visibility, filter: ProcessFilter): ProcessEntry[] => {
+    collector.ensureReadSince(performance.now());
+    const entries: ProcessEntry[] = [];
+    if (filter.state !== 'live') entries.push(...table.exitedAfter(0));
+    if (filter.state !== 'exited') table.forEachLive((entry) => entries.push(entry));
+    return entries.filter(
+      (e) =>
+        (visibility.seesAll || e.uid === visibility.uid) &&
+        (filter.pid === undefined || e.tgid === filter.pid) &&
+        (filter.uid === undefined || e.uid === filter.uid) &&
+        (filter.cgroup === undefined || e.cgroupId === filter.cgroup) &&
+        (filter.command === undefined || e.comm === filter.command),
+    );
+  };
+
+  const processes = (request: ApiRequest): ApiResult => {
+    const parsed = ProcessQuery.safeParse(Object.fromEntries(request.query));
+    if (!parsed.success) return badRequest(parsed.error);
+    const filter = parsed.data;
+    const rows = visible(request.visibility, filter).map(describe);
+    const key = (row: ReturnType<typeof describe>): number | string => {
+      if (filter.sort === 'pid') return row.pid;
+      if (filter.sort === 'command') return row.command;
+      const [protocol, direction, kind] = filter.sort.split('.') as [keyof Counters, 'send' | 'recv', 'calls' | 'bytes'];
+      return row.counters[protocol][direction][kind];
+    };
+    const sign = filter.order === 'asc' ? 1 : -1;
+    rows.sort((a, b) => (key(a) < key(b) ? -sign : key(a) > key(b) ? sign : a.pid - b.pid));
+    return { status: 200, body: { processes: rows.slice(0, filter.limit) } };
+  };
+
+  const oneProcess = (request: ApiRequest, pidText: string): ApiResult => {
+    const pid = whole.safeParse(pidText);
+    if (!pid.success) return { status: 400, body: { error: `invalid parameter 'pid': ${pid.error.issues[0]!.message}`, field: 'pid' } };
+    const matches = visible(request.visibility, { ...ProcessQuery.parse({}), pid: pid.data });
+    const entry = matches.find((e) => !e.exit) ?? matches.at(-1);
+    return entry ? { status: 200, body: describe(entry) } : { status: 404, body: { error: `no process ${pid.data} with counters that you may see` } };
+  };
+
+  const stats = (): ApiResult => ({
+    status: 200,
+    body: {
+      version: context.version,
+      uptimeSeconds: Math.floor((Date.now() - context.startedAtMs) / 1000),
+      processes: { live: table.liveCount, exited: table.exitedCount },
+      kernel: { slots: context.slots, ...context.kernelStats() },
+      clients: { atop: context.atopClients() },
+    },
+  });
+
+  return (request) => {
+    if (request.path === '/v1/processes') return processes(request);
+    const one = /^\/v1\/processes\/([^/]+)$/.exec(request.path);
+    if (one) return oneProcess(request, decodeURIComponent(one[1]!));
+    if (request.path === '/v1/stats') {
+      const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
+      return parsed.success ? stats() : badRequest(parsed.error);
+    }
+    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/v1/processes', '/v1/processes/{pid}', '/v1/stats'] } };
+  };
+}

@@ -1,0 +1,105 @@
+// The HTTP/1.1 API on a Unix socket, for scripts (curl --unix-socket …). It
+// keeps the atop socket's rules: every client's credentials come from the
+// kernel and decide what it may see, every byte is hostile (Node's parser
+// bounds headers; requests time out; only GET), and JSON or msgpack answers
+// as the client asks (Accept: application/msgpack).
+import fs from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
+import { pack } from 'msgpackr';
+import type { Logger } from '../daemon/log.js';
+import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
+import { listenUnix, removeSocketFile } from './unix-socket-path.js';
+
+export interface ApiRequest {
+  path: string;
+  query: URLSearchParams;
+  visibility: Visibility;
+}
+
+export interface ApiResult {
+  status: number;
+  body: unknown;
+}
+
+export interface ApiServerOptions {
+  socketPath: string;
+  mode: number;
+  /** The gid whose members see every process (root always does), or null. */
+  allProcessesGroup: number | null;
+  handle: (request: ApiRequest) => ApiResult;
+  log: Logger;
+}
+
+const MSGPACK = 'application/msgpack';
+const REQUEST_TIMEOUT_MS = 10_000;
+const MAX_CONNECTIONS = 1024;
+
+export class ApiServer {
+  private readonly server: http.Server;
+  private readonly visibilities = new WeakMap<net.Socket, Visibility>();
+
+  constructor(private readonly options: ApiServerOptions) {
+    this.server = http.createServer({ requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) =>
+      this.respond(req, res),
+    );
+    this.server.maxConnections = MAX_CONNECTIONS;
+    this.server.on('connection', (socket: net.Socket) => {
+      try {
+        this.visibilities.set(socket, visibilityOf(peerOf(socket), this.options.allProcessesGroup));
+      } catch (err) {
+        this.options.log.warn(`API socket: refusing a client whose credentials cannot be read: ${(err as Error).message}`);
+        socket.destroy();
+      }
+    });
+    this.server.on('clientError', (_err, socket) => {
+      // Malformed HTTP: answer 400 if the socket still takes it, never crash.
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    this.server.on('error', (err) => options.log.error(`API socket: ${err.message}`));
+  }
+
+  listen(): Promise<void> {
+    return listenUnix(this.server, this.options.socketPath, this.options.mode);
+  }
+
+  private respond(req: http.IncomingMessage, res: http.ServerResponse): void {
+    req.resume(); // a body is never read: GET only
+    const msgpack = (req.headers.accept ?? '').includes(MSGPACK);
+    const send = ({ status, body }: ApiResult): void => {
+      const payload = msgpack ? pack(body) : Buffer.from(`${JSON.stringify(body)}\n`);
+      res.writeHead(status, { 'Content-Type': msgpack ? MSGPACK : 'application/json', 'Content-Length': payload.length });
+      res.end(payload);
+    };
+    const visibility = this.visibilities.get(req.socket);
+    if (!visibility) return void res.destroy();
+    if (req.method !== 'GET') return send({ status: 405, body: { error: `method ${req.method} not allowed: the API is read-only (GET)` } });
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://netacct');
+    } catch {
+      return send({ status: 400, body: { error: 'malformed request target' } });
+    }
+    try {
+      send(this.options.handle({ path: url.pathname, query: url.searchParams, visibility }));
+    } catch (err) {
+      this.options.log.error(`API ${url.pathname}: ${(err as Error).message}`);
+      send({ status: 500, body: { error: 'internal error; see the daemon log' } });
+    }
+  }
+
+  /** Configuration reload: the socket's mode now, the group for clients that connect from now on. */
+  reconfigure(mode: number, allProcessesGroup: number | null): void {
+    fs.chmodSync(this.options.socketPath, mode);
+    this.options.mode = mode;
+    this.options.allProcessesGroup = allProcessesGroup;
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closed;
+    removeSocketFile(this.options.socketPath);
+  }
+}

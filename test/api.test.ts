@@ -1,0 +1,120 @@
+// The HTTP API over a Unix socket: exact counters for real traffic, JSON and
+// msgpack, a 400 naming the field for every bad parameter, the same
+// visibility rules as the atop socket, and hostile bytes.
+import net from 'node:net';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { apiGet, apiGetAsNobody } from './helpers/api-client.js';
+import { TestDaemon } from './helpers/daemon.js';
+import { describeWithBpf } from './helpers/requirements.js';
+import { TrafficChild } from './helpers/traffic.js';
+
+/** The basic scenario of test/fixtures/traffic.c as the API shows it. */
+const BASIC = {
+  tcp: { send: { calls: 151, bytes: 250_500 }, recv: { calls: 151, bytes: 250_500 } },
+  udp: { send: { calls: 31, bytes: 5000 }, recv: { calls: 31, bytes: 5000 } },
+  ipv4: {
+    tcp: { send: { calls: 101, bytes: 100_500 }, recv: { calls: 101, bytes: 100_500 } },
+    udp: { send: { calls: 20, bytes: 4000 }, recv: { calls: 20, bytes: 4000 } },
+  },
+  ipv6: {
+    tcp: { send: { calls: 50, bytes: 150_000 }, recv: { calls: 50, bytes: 150_000 } },
+    udp: { send: { calls: 11, bytes: 1000 }, recv: { calls: 11, bytes: 1000 } },
+  },
+};
+
+describeWithBpf('HTTP API (real daemon, real traffic)', () => {
+  let daemon: TestDaemon;
+  let rootProcess: TrafficChild;
+  let nobodyProcess: TrafficChild;
+  beforeAll(async () => {
+    daemon = await TestDaemon.start();
+    rootProcess = await TrafficChild.start('basic');
+    nobodyProcess = await TrafficChild.startAsNobody('mptcp');
+  });
+  afterAll(async () => {
+    await rootProcess?.finish();
+    await nobodyProcess?.finish();
+    if (daemon) expect(await daemon.stop()).toBe(0);
+  });
+
+  test('a process: exact counters, TCP/UDP × send/recv × calls/bytes, with the IPv4/IPv6 split', async () => {
+    const { status, contentType, body } = await apiGet(daemon.apiSocketPath, `/v1/processes/${rootProcess.pid}`);
+    expect(status).toBe(200);
+    expect(contentType).toBe('application/json');
+    expect(body).toMatchObject({ pid: rootProcess.pid, command: 'traffic', uid: 0, state: 'live', counters: BASIC });
+  });
+
+  test('listing: filters, sort and limit; msgpack gives the same data', async () => {
+    const json = await apiGet(daemon.apiSocketPath, '/v1/processes?command=traffic&sort=tcp.send.bytes&order=desc');
+    expect(json.status).toBe(200);
+    const pids = json.body.processes.map((p: { pid: number }) => p.pid);
+    expect(pids).toContain(rootProcess.pid);
+    expect(pids).toContain(nobodyProcess.pid);
+    const bytes = json.body.processes.map((p: { counters: typeof BASIC }) => p.counters.tcp.send.bytes);
+    expect(bytes).toEqual([...bytes].sort((a, b) => b - a));
+
+    const limited = await apiGet(daemon.apiSocketPath, '/v1/processes?command=traffic&limit=1');
+    expect(limited.body.processes).toHaveLength(1);
+
+    const path = `/v1/processes?pid=${rootProcess.pid}`;
+    const packed = await apiGet(daemon.apiSocketPath, path, 'application/msgpack');
+    expect(packed.contentType).toBe('application/msgpack');
+    expect(packed.body).toEqual((await apiGet(daemon.apiSocketPath, path)).body);
+  });
+
+  test.each([
+    ['/v1/processes?limit=abc', 'limit'],
+    ['/v1/processes?limit=0', 'limit'],
+    ['/v1/processes?sort=fastest', 'sort'],
+    ['/v1/processes?state=zombie', 'state'],
+    ['/v1/processes?pid=-3', 'pid'],
+    ['/v1/processes?colour=red', 'colour'],
+    ['/v1/processes/abc', 'pid'],
+    ['/v1/stats?verbose=1', 'verbose'],
+  ])('%s: HTTP 400 naming %s', async (path, field) => {
+    const { status, body } = await apiGet(daemon.apiSocketPath, path);
+    expect(status).toBe(400);
+    expect(body.field).toBe(field);
+    expect(body.error).toContain(`'${field}'`);
+  });
+
+  test('unknown endpoints are 404, other methods 405', async () => {
+    expect((await apiGet(daemon.apiSocketPath, '/v2/everything')).status).toBe(404);
+    const status = await new Promise<number>((resolve) => {
+      const socket = net.connect(daemon.apiSocketPath, () => socket.write('DELETE /v1/stats HTTP/1.1\r\nHost: x\r\n\r\n'));
+      socket.once('data', (chunk: Buffer) => {
+        resolve(Number(chunk.toString().split(' ')[1]));
+        socket.destroy();
+      });
+    });
+    expect(status).toBe(405);
+  });
+
+  test('stats: version, uptime, table and kernel figures, clients', async () => {
+    const { body } = await apiGet(daemon.apiSocketPath, '/v1/stats');
+    expect(body).toMatchObject({ kernel: { slots: 32768, overflowFull: 0, exitedFull: 0 }, clients: { atop: 0 } });
+    expect(body.processes.live).toBeGreaterThanOrEqual(2);
+    expect(typeof body.version).toBe('string');
+  });
+
+  test('another user sees only their own processes', async () => {
+    const body = await apiGetAsNobody(daemon.apiSocketPath, '/v1/processes');
+    const pids = body.processes.map((p: { pid: number }) => p.pid);
+    expect(pids).toContain(nobodyProcess.pid);
+    expect(pids).not.toContain(rootProcess.pid);
+    const hidden = await apiGetAsNobody(daemon.apiSocketPath, `/v1/processes/${rootProcess.pid}`);
+    expect(hidden.error).toContain(`no process ${rootProcess.pid}`);
+  });
+
+  test('garbage and half requests on the API socket do not stop it', async () => {
+    for (const bytes of ['\x00\xff garbage\r\n\r\n', 'GET /v1/stats HTTP/1.1\r\nHost: x', 'x'.repeat(100_000)]) {
+      const socket = net.connect(daemon.apiSocketPath);
+      socket.on('error', () => {});
+      socket.write(bytes);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      socket.destroy();
+    }
+    expect((await apiGet(daemon.apiSocketPath, '/v1/stats')).status).toBe(200);
+    expect(daemon.running).toBe(true);
+  });
+});
