@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { ApiRequest, ApiResult } from '../protocol/http-api.js';
 import type { Visibility } from '../protocol/peer-credentials.js';
 import { startEpochSeconds } from './boot-time.js';
+import type { CgroupNames } from './cgroup-names.js';
 import type { Collector } from './collector.js';
 import type { KernelStats } from './kernel-counters.js';
 import { Direction, Family, Kind, Protocol, counterIndex } from './layout.js';
@@ -27,6 +28,11 @@ const ProcessQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1_000_000).default(1_000_000),
 });
 type ProcessFilter = z.infer<typeof ProcessQuery>;
+const CgroupQuery = z.strictObject({
+  sort: z.enum(['id', 'path', ...SORT_KEYS] as [string, ...string[]]).default('id'),
+  order: z.enum(['asc', 'desc']).default('asc'),
+  limit: z.coerce.number().int().min(1).max(1_000_000).default(1_000_000),
+});
 const NoQuery = z.strictObject({});
 
 type Counters = Record<(typeof PROTOCOLS)[number], Record<(typeof DIRECTIONS)[number], { calls: number; bytes: number }>>;
@@ -49,6 +55,7 @@ export interface ApiContext {
   startedAtMs: number;
   slots: number;
   kernelStats: () => KernelStats;
+  cgroupNames: CgroupNames;
   atopClients: () => number;
 }
 
@@ -60,7 +67,29 @@ function badRequest(error: z.ZodError): ApiResult {
 }
 
 export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResult {
-  const { table, collector, bootEpoch } = context;
+  const { table, collector, bootEpoch, cgroupNames } = context;
+
+  const cgroup = (id: number) => {
+    const name = cgroupNames.nameOf(id);
+    return { id, path: name?.path ?? null, unit: name?.unit ?? null, containerId: name?.containerId ?? null };
+  };
+
+  const allCounters = (total: ArrayLike<number>) => ({
+    ...counters(total, [Family.ipv4, Family.ipv6]),
+    ipv4: counters(total, [Family.ipv4]),
+    ipv6: counters(total, [Family.ipv6]),
+  });
+
+  /** Sorts rows by `sort` (a field, or a dotted counter such as tcp.send.bytes). */
+  const sortRows = <Row extends { counters: Counters }>(rows: Row[], sort: string, order: 'asc' | 'desc', field: (row: Row) => number | string, tieBreak: (row: Row) => number): Row[] => {
+    const key = (row: Row): number | string => {
+      if (!sort.includes('.')) return field(row);
+      const [protocol, direction, kind] = sort.split('.') as [keyof Counters, 'send' | 'recv', 'calls' | 'bytes'];
+      return row.counters[protocol][direction][kind];
+    };
+    const sign = order === 'asc' ? 1 : -1;
+    return rows.sort((a, b) => (key(a) < key(b) ? -sign : key(a) > key(b) ? sign : tieBreak(a) - tieBreak(b)));
+  };
 
   const describe = (entry: ProcessEntry) => ({
     pid: entry.tgid,
@@ -68,12 +97,8 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     uid: entry.uid,
     startTime: startEpochSeconds(bootEpoch, entry.startNs),
     state: entry.exit ? 'exited' : 'live',
-    cgroupId: entry.cgroupId,
-    counters: {
-      ...counters(entry.total, [Family.ipv4, Family.ipv6]),
-      ipv4: counters(entry.total, [Family.ipv4]),
-      ipv6: counters(entry.total, [Family.ipv6]),
-    },
+    cgroup: cgroup(entry.cgroupId),
+    counters: allCounters(entry.total),
   });
 
   const visible = (visibility: Visibility, filter: ProcessFilter): ProcessEntry[] => {
@@ -96,15 +121,26 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     if (!parsed.success) return badRequest(parsed.error);
     const filter = parsed.data;
     const rows = visible(request.visibility, filter).map(describe);
-    const key = (row: ReturnType<typeof describe>): number | string => {
-      if (filter.sort === 'pid') return row.pid;
-      if (filter.sort === 'command') return row.command;
-      const [protocol, direction, kind] = filter.sort.split('.') as [keyof Counters, 'send' | 'recv', 'calls' | 'bytes'];
-      return row.counters[protocol][direction][kind];
-    };
-    const sign = filter.order === 'asc' ? 1 : -1;
-    rows.sort((a, b) => (key(a) < key(b) ? -sign : key(a) > key(b) ? sign : a.pid - b.pid));
+    const field = (row: ReturnType<typeof describe>): number | string => (filter.sort === 'command' ? row.command : row.pid);
+    sortRows(rows, filter.sort, filter.order, field, (row) => row.pid);
     return { status: 200, body: { processes: rows.slice(0, filter.limit) } };
+  };
+
+  /**
+   * Totals per cgroup, exited processes included. A client that does not see
+   * every process gets the totals of its own processes only (what other
+   * users' processes sent is theirs), without those already forgotten.
+   */
+  const cgroups = (request: ApiRequest): ApiResult => {
+    const parsed = CgroupQuery.safeParse(Object.fromEntries(request.query));
+    if (!parsed.success) return badRequest(parsed.error);
+    const { sort, order, limit } = parsed.data;
+    const { visibility } = request;
+    collector.ensureReadSince(performance.now());
+    const totals = table.cgroupTotals((e) => visibility.seesAll || e.uid === visibility.uid, visibility.seesAll);
+    const rows = [...totals].map(([id, total]) => ({ ...cgroup(id), counters: allCounters(total) }));
+    sortRows(rows, sort, order, (row) => (sort === 'path' ? (row.path ?? '') : row.id), (row) => row.id);
+    return { status: 200, body: { cgroups: rows.slice(0, limit) } };
   };
 
   const oneProcess = (request: ApiRequest, pidText: string): ApiResult => {
@@ -130,10 +166,11 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     if (request.path === '/v1/processes') return processes(request);
     const one = /^\/v1\/processes\/([^/]+)$/.exec(request.path);
     if (one) return oneProcess(request, decodeURIComponent(one[1]!));
+    if (request.path === '/v1/cgroups') return cgroups(request);
     if (request.path === '/v1/stats') {
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
       return parsed.success ? stats() : badRequest(parsed.error);
     }
-    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/v1/processes', '/v1/processes/{pid}', '/v1/stats'] } };
+    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/v1/processes', '/v1/processes/{pid}', '/v1/cgroups', '/v1/stats'] } };
   };
 }

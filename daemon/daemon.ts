@@ -14,6 +14,7 @@ import { ProcessTable } from './process-table.js';
 import { ApiServer } from '../protocol/http-api.js';
 import { NetatopServer } from '../protocol/netatop-server.js';
 import { apiRoutes } from './api-routes.js';
+import { CgroupNames } from './cgroup-names.js';
 import { packageVersion } from './package-root.js';
 import { claimSocketPath } from '../protocol/unix-socket-path.js';
 
@@ -101,6 +102,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
           startedAtMs: Date.now(),
           slots: config.slots,
           kernelStats: () => kernel.readStats(),
+          cgroupNames: new CgroupNames(),
           atopClients: () => server.clientCount,
         }),
         log,

@@ -111,6 +111,8 @@ export class ProcessTable {
   lostExits = 0;
   /** Exited entries dropped before every client had them (maxExited reached). */
   droppedExits = 0;
+  /** Per cgroup, the counters of exited processes already forgotten. */
+  private readonly forgottenByCgroup = new Map<number, number[]>();
 
   constructor(private readonly options: ProcessTableOptions) {}
 
@@ -125,6 +127,26 @@ export class ProcessTable {
 
   get latestExitSeq(): number {
     return this.lastExitSeq;
+  }
+
+  /**
+   * Counters per cgroup id: of every process in the table that `include`
+   * admits and, when `withForgotten`, of exited processes already forgotten.
+   */
+  cgroupTotals(include: (entry: ProcessEntry) => boolean, withForgotten: boolean): Map<number, number[]> {
+    const totals = new Map<number, number[]>();
+    const add = (cgroupId: number, counters: ArrayLike<number>): void => {
+      const sum = totals.get(cgroupId);
+      if (sum) addInto(sum, counters);
+      else totals.set(cgroupId, Array.from(counters));
+    };
+    if (withForgotten) for (const [cgroupId, counters] of this.forgottenByCgroup) add(cgroupId, counters);
+    for (const sameTgid of this.entries.values()) {
+      for (const entry of sameTgid) {
+        if (include(entry)) for (const [cgroupId, counters] of countersByCgroup(entry)) add(cgroupId, counters);
+      }
+    }
+    return totals;
   }
 
   /** Whether a live process is not yet known by name (it has overflow entries only). */
@@ -352,7 +374,14 @@ export class ProcessTable {
       drop += overflow;
     }
     if (drop === 0) return;
-    for (const entry of this.exited.slice(0, drop)) this.forget(entry);
+    for (const entry of this.exited.slice(0, drop)) {
+      for (const [cgroupId, counters] of countersByCgroup(entry)) {
+        const sum = this.forgottenByCgroup.get(cgroupId);
+        if (sum) addInto(sum, counters);
+        else this.forgottenByCgroup.set(cgroupId, counters);
+      }
+      this.forget(entry);
+    }
     this.exited = this.exited.slice(drop);
   }
 }

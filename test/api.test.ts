@@ -4,6 +4,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { apiGet, apiGetAsNobody } from './helpers/api-client.js';
+import { ScratchCgroup } from './helpers/cgroup.js';
 import { TestDaemon } from './helpers/daemon.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
@@ -42,6 +43,7 @@ describeWithBpf('HTTP API (real daemon, real traffic)', () => {
     expect(status).toBe(200);
     expect(contentType).toBe('application/json');
     expect(body).toMatchObject({ pid: rootProcess.pid, command: 'traffic', uid: 0, state: 'live', counters: BASIC });
+    expect(body.cgroup.path).toMatch(/^\//);
   });
 
   test('listing: filters, sort and limit; msgpack gives the same data', async () => {
@@ -116,5 +118,39 @@ describeWithBpf('HTTP API (real daemon, real traffic)', () => {
     }
     expect((await apiGet(daemon.apiSocketPath, '/v1/stats')).status).toBe(200);
     expect(daemon.running).toBe(true);
+  });
+});
+
+describeWithBpf('HTTP API: cgroups (real daemon, real cgroups)', () => {
+  const CONTAINER = '0123456789abcdef'.repeat(4);
+  const udp = (calls: number) => ({ send: { calls, bytes: calls * 100 }, recv: { calls, bytes: calls * 100 } });
+
+  test("a process in a container's cgroup: path, unit and container id; the cgroup keeps its traffic after the process is gone", async () => {
+    const daemon = await TestDaemon.start(['--exited-retention-ms', '0']);
+    const scratch = ScratchCgroup.create(`api.slice/docker-${CONTAINER}.scope`);
+    const child = await TrafficChild.start('interactive');
+    try {
+      scratch.add(child.pid);
+      await child.exchange(4);
+      const expectedCgroup = { id: scratch.id, path: scratch.relativePath, unit: `docker-${CONTAINER}.scope`, containerId: CONTAINER };
+      const process = await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}`);
+      expect(process.body.cgroup).toEqual(expectedCgroup);
+      expect(process.body.counters.udp).toEqual(udp(4));
+
+      const inCgroup = async () =>
+        (await apiGet(daemon.apiSocketPath, '/v1/cgroups?sort=udp.send.calls&order=desc')).body.cgroups.find(
+          (c: { id: number }) => c.id === scratch.id,
+        );
+      expect(await inCgroup()).toMatchObject({ ...expectedCgroup, counters: { udp: udp(4) } });
+
+      await child.finish();
+      await new Promise((resolve) => setTimeout(resolve, 2500)); // retired, its slot freed, forgotten
+      expect((await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}`)).status).toBe(404);
+      expect(await inCgroup()).toMatchObject({ ...expectedCgroup, counters: { udp: udp(4), tcp: udp(0) } });
+    } finally {
+      await child.finish();
+      scratch.remove();
+      await daemon.stop();
+    }
   });
 });

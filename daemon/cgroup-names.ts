@@ -1,0 +1,74 @@
+// cgroup v2 ids (what the kernel reports) to names: the directory whose inode
+// number is the id, under the cgroup2 mount found in /proc/self/mountinfo
+// (/sys/fs/cgroup on most hosts, /sys/fs/cgroup/unified on hybrid ones).
+// Names are cached; an unknown id triggers a rescan (at most one a second,
+// so unknown ids cannot make the daemon walk the tree in a loop), and the
+// name of a cgroup that was removed is kept.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export function cgroup2Mount(mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8')): string | null {
+  for (const line of mountinfo.split('\n')) {
+    const [mountFields, superFields] = line.split(' - ');
+    if (superFields?.split(' ')[0] === 'cgroup2') return mountFields!.split(' ')[4]!;
+  }
+  return null;
+}
+
+export interface CgroupName {
+  /** Path under the cgroup2 mount, "/" for the root. */
+  path: string;
+  /** The innermost systemd unit (*.service, *.scope, *.slice), if any. */
+  unit: string | null;
+  /** A container's 64-hex id (docker-, cri-containerd-, crio-, libpod- scopes or a bare id), if any. */
+  containerId: string | null;
+}
+
+const UNIT = /\.(service|scope|slice)$/;
+const CONTAINER = /^(?:docker-|cri-containerd-|crio-|libpod-)?([0-9a-f]{64})(?:\.scope)?$/;
+
+export function describeCgroupPath(cgroupPath: string): CgroupName {
+  const parts = cgroupPath.split('/').filter(Boolean);
+  const unit = [...parts].reverse().find((part) => UNIT.test(part)) ?? null;
+  const containerId = parts.map((part) => CONTAINER.exec(part)?.[1]).find((id) => id !== undefined) ?? null;
+  return { path: cgroupPath, unit, containerId };
+}
+
+const RESCAN_INTERVAL_MS = 1000;
+
+export class CgroupNames {
+  private readonly byId = new Map<number, CgroupName>();
+  private lastScanMs = -Infinity;
+
+  constructor(private readonly mount: string | null = cgroup2Mount()) {}
+
+  /** The cgroup's name, or null when no cgroup2 hierarchy has it (yet). */
+  nameOf(id: number): CgroupName | null {
+    let name = this.byId.get(id);
+    if (!name && this.mount && performance.now() - this.lastScanMs >= RESCAN_INTERVAL_MS) {
+      this.scan(this.mount);
+      name = this.byId.get(id);
+    }
+    return name ?? null;
+  }
+
+  /** Walks the hierarchy; names of cgroups removed since stay known. */
+  private scan(mount: string): void {
+    this.lastScanMs = performance.now();
+    const visit = (dir: string, relative: string): void => {
+      let stat: fs.Stats;
+      let entries: fs.Dirent[];
+      try {
+        stat = fs.statSync(dir);
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return; // removed while we walked
+      }
+      this.byId.set(stat.ino, describeCgroupPath(relative || '/'));
+      for (const entry of entries) {
+        if (entry.isDirectory()) visit(path.join(dir, entry.name), `${relative}/${entry.name}`);
+      }
+    };
+    visit(mount, '');
+  }
+}
