@@ -16,7 +16,7 @@ const DIRECTIONS = ['send', 'recv'] as const;
 const KINDS = ['calls', 'bytes'] as const;
 const SORT_KEYS = PROTOCOLS.flatMap((p) => DIRECTIONS.flatMap((d) => KINDS.map((k) => `${p}.${d}.${k}`)));
 
-const whole = z.coerce.number().int().nonnegative();
+const whole = z.coerce.number({ error: 'must be a whole number' }).int('must be a whole number').nonnegative('must not be negative');
 const ProcessQuery = z.strictObject({
   pid: whole.optional(),
   uid: whole.optional(),
@@ -25,13 +25,13 @@ const ProcessQuery = z.strictObject({
   state: z.enum(['live', 'exited', 'all']).default('all'),
   sort: z.enum(['pid', 'command', ...SORT_KEYS] as [string, ...string[]]).default('pid'),
   order: z.enum(['asc', 'desc']).default('asc'),
-  limit: z.coerce.number().int().min(1).max(1_000_000).default(1_000_000),
+  limit: whole.min(1, 'must be at least 1').max(1_000_000).default(1_000_000),
 });
 type ProcessFilter = z.infer<typeof ProcessQuery>;
 const CgroupQuery = z.strictObject({
   sort: z.enum(['id', 'path', ...SORT_KEYS] as [string, ...string[]]).default('id'),
   order: z.enum(['asc', 'desc']).default('asc'),
-  limit: z.coerce.number().int().min(1).max(1_000_000).default(1_000_000),
+  limit: whole.min(1, 'must be at least 1').max(1_000_000).default(1_000_000),
 });
 const NoQuery = z.strictObject({});
 

@@ -1,11 +1,29 @@
 // The `netacct` command line.
 import { parseArgs } from 'node:util';
-import { type Config, ConfigError, ConfigSchema, DEFAULT_CONFIG_PATH, readConfigFile, resolveConfig } from './config.js';
+import { ApiUnreachableError } from './api-client.js';
+import {
+  type Config,
+  ConfigError,
+  ConfigSchema,
+  DEFAULT_CONFIG_PATH,
+  defaultConfig,
+  readConfigFile,
+  resolveConfig,
+} from './config.js';
+import { listingRequest, runListing } from './listing.js';
 import { createLogger } from './log.js';
 import { packageVersion } from './package-root.js';
 
 const USAGE = `usage: netacct daemon [options]
+       netacct ps [--pid N] [--uid N] [--command NAME] [--cgroup ID] [--state live|exited|all]
+                  [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
+       netacct cgroups [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
+       netacct stats [--json] [--api-socket PATH]
        netacct --version
+
+ps, cgroups and stats ask the running daemon's API (--api-socket, default the
+configuration's apiSocket); sort keys: pid, command (ps), id, path (cgroups),
+and tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
 
 netacct daemon options (each overrides the same setting of the configuration file):
   --config PATH            configuration file (default ${DEFAULT_CONFIG_PATH}, used if present)
@@ -96,6 +114,46 @@ async function daemonCommand(args: string[]): Promise<number> {
   }
 }
 
+/** The API socket: the flag, else the configuration file's (if readable), else the default. */
+function apiSocketFor(flag: string | undefined): string {
+  if (flag !== undefined) return flag;
+  try {
+    return readConfigFile(DEFAULT_CONFIG_PATH).apiSocket ?? defaultConfig().apiSocket!;
+  } catch {
+    return defaultConfig().apiSocket!;
+  }
+}
+
+const LISTING_OPTIONS = {
+  ps: ['pid', 'uid', 'command', 'cgroup', 'state', 'sort', 'order', 'limit'],
+  cgroups: ['sort', 'order', 'limit'],
+  stats: [],
+} as const;
+
+async function listingCommand(command: keyof typeof LISTING_OPTIONS, args: string[]): Promise<number> {
+  const names: readonly string[] = LISTING_OPTIONS[command];
+  const { values } = parseArgs({
+    args,
+    options: {
+      json: { type: 'boolean' },
+      'api-socket': { type: 'string' },
+      ...Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const given = values as Record<string, string | boolean | undefined>;
+  const query = Object.fromEntries(names.map((name) => [name, given[name] as string | undefined]));
+  const path = command === 'stats' ? '/v1/stats' : listingRequest(command, query);
+  try {
+    return await runListing(command, apiSocketFor(values['api-socket']), path, values.json ?? false);
+  } catch (err) {
+    if (!(err instanceof ApiUnreachableError)) throw err;
+    process.stderr.write(`netacct: ${err.message}\n`);
+    return 1;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -108,6 +166,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (command === 'daemon') return await daemonCommand(rest);
+    if (command === 'ps' || command === 'cgroups' || command === 'stats') return await listingCommand(command, rest);
     throw new UsageError(command === undefined ? 'no command given' : `unknown command '${command}'`);
   } catch (err) {
     if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {

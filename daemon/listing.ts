@@ -1,0 +1,77 @@
+// `netacct ps`, `netacct cgroups` and `netacct stats`: the API's answers as
+// tables for people (human units) or as the API's JSON (--json).
+import { apiGet } from './api-client.js';
+
+interface Directions {
+  send: { calls: number; bytes: number };
+  recv: { calls: number; bytes: number };
+}
+interface Counters {
+  tcp: Directions;
+  udp: Directions;
+}
+
+/** 1536 → "1.5K": binary units, three significant figures at most. */
+export function humanBytes(bytes: number): string {
+  const units = ['B', 'K', 'M', 'G', 'T', 'P'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const text = unit === 0 ? String(value) : value < 10 ? value.toFixed(1) : value.toFixed(0);
+  return `${text}${units[unit]}`;
+}
+
+function table(headers: string[], rows: string[][], rightAligned: Set<number>): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, i) => (rightAligned.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+const TRAFFIC_HEADERS = ['TCP SENT', 'TCP RECV', 'UDP SENT', 'UDP RECV'];
+const traffic = (c: Counters): string[] => [c.tcp.send, c.tcp.recv, c.udp.send, c.udp.recv].map((d) => humanBytes(d.bytes));
+
+/** The API's path and query for a listing command's options. */
+export function listingRequest(command: 'ps' | 'cgroups', options: Record<string, string | undefined>): string {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(options)) if (value !== undefined) query.set(name, value);
+  const text = query.toString();
+  return `/v1/${command === 'ps' ? 'processes' : 'cgroups'}${text ? `?${text}` : ''}`;
+}
+
+export async function runListing(command: 'ps' | 'cgroups' | 'stats', socketPath: string, path: string, json: boolean): Promise<number> {
+  const { status, body } = await apiGet(socketPath, path);
+  if (status !== 200) {
+    process.stderr.write(`netacct: ${body.error ?? `the daemon answered ${status}`}\n`);
+    return status === 400 ? 2 : 1;
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    return 0;
+  }
+  if (command === 'ps') {
+    const rows = (body.processes as Array<{ pid: number; command: string; uid: number; state: string; counters: Counters }>).map((p) => [
+      String(p.pid), p.command, String(p.uid), p.state, ...traffic(p.counters),
+    ]);
+    process.stdout.write(table(['PID', 'COMMAND', 'UID', 'STATE', ...TRAFFIC_HEADERS], rows, new Set([0, 2, 4, 5, 6, 7])));
+  } else if (command === 'cgroups') {
+    const rows = (body.cgroups as Array<{ id: number; path: string | null; unit: string | null; containerId: string | null; counters: Counters }>).map((c) => [
+      c.path ?? `(id ${c.id})`, c.unit ?? '-', c.containerId?.slice(0, 12) ?? '-', ...traffic(c.counters),
+    ]);
+    process.stdout.write(table(['CGROUP', 'UNIT', 'CONTAINER', ...TRAFFIC_HEADERS], rows, new Set([3, 4, 5, 6])));
+  } else {
+    process.stdout.write(
+      `netacct ${body.version}, up ${body.uptimeSeconds} s\n` +
+        `processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)\n` +
+        `kernel: ${body.kernel.slots} slots; not recorded: ${body.kernel.overflowFull} events (overflow full), ${body.kernel.exitedFull} exits (exited map full)\n` +
+        `atop clients: ${body.clients.atop}\n`,
+    );
+  }
+  return 0;
+}
