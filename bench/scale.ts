@@ -109,7 +109,7 @@ async function measure(n: number, client: string): Promise<void> {
       return count;
     });
 
-    const table = new ProcessTable({ exitedRetentionMs: 60_000, maxExited: 1_000_000, slotSettleMs: 10 });
+    const table = new ProcessTable({ exitedRetentionMs: 60_000, maxExited: 1_000_000, slotSettleMs: 10, rateIntervalMs: 1000 });
     const collector = new Collector(kernel, table, { drainIntervalMs: 1000, liveInfoIntervalMs: 10_000 }, quiet);
     const build = atopAnswerBuilder(table, collector, bootEpochSeconds());
     const serverTimes: number[] = [];

@@ -14,7 +14,9 @@ import type { ProcessEntry, ProcessTable } from './process-table.js';
 const PROTOCOLS = ['tcp', 'udp'] as const;
 const DIRECTIONS = ['send', 'recv'] as const;
 const KINDS = ['calls', 'bytes'] as const;
-const SORT_KEYS = PROTOCOLS.flatMap((p) => DIRECTIONS.flatMap((d) => KINDS.map((k) => `${p}.${d}.${k}`)));
+const COUNTER_KEYS = PROTOCOLS.flatMap((p) => DIRECTIONS.flatMap((d) => KINDS.map((k) => `${p}.${d}.${k}`)));
+/** Counters, and for processes their rates ("rate.tcp.send.bytes"). */
+const SORT_KEYS = [...COUNTER_KEYS, ...COUNTER_KEYS.map((key) => `rate.${key}`)];
 
 const whole = z.coerce.number({ error: 'must be a whole number' }).int('must be a whole number').nonnegative('must not be negative');
 const ProcessQuery = z.strictObject({
@@ -29,7 +31,7 @@ const ProcessQuery = z.strictObject({
 });
 type ProcessFilter = z.infer<typeof ProcessQuery>;
 const CgroupQuery = z.strictObject({
-  sort: z.enum(['id', 'path', ...SORT_KEYS] as [string, ...string[]]).default('id'),
+  sort: z.enum(['id', 'path', ...COUNTER_KEYS] as [string, ...string[]]).default('id'),
   order: z.enum(['asc', 'desc']).default('asc'),
   limit: whole.min(1, 'must be at least 1').max(1_000_000).default(1_000_000),
 });
@@ -80,12 +82,20 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     ipv6: counters(total, [Family.ipv6]),
   });
 
-  /** Sorts rows by `sort` (a field, or a dotted counter such as tcp.send.bytes). */
-  const sortRows = <Row extends { counters: Counters }>(rows: Row[], sort: string, order: 'asc' | 'desc', field: (row: Row) => number | string, tieBreak: (row: Row) => number): Row[] => {
+  /** Sorts rows by `sort`: a field, a counter (tcp.send.bytes) or a rate (rate.tcp.send.bytes; none sorts lowest). */
+  const sortRows = <Row extends { counters: Counters; rates?: Counters | null }>(
+    rows: Row[],
+    sort: string,
+    order: 'asc' | 'desc',
+    field: (row: Row) => number | string,
+    tieBreak: (row: Row) => number,
+  ): Row[] => {
     const key = (row: Row): number | string => {
       if (!sort.includes('.')) return field(row);
-      const [protocol, direction, kind] = sort.split('.') as [keyof Counters, 'send' | 'recv', 'calls' | 'bytes'];
-      return row.counters[protocol][direction][kind];
+      const rate = sort.startsWith('rate.');
+      const [protocol, direction, kind] = (rate ? sort.slice(5) : sort).split('.') as [keyof Counters, 'send' | 'recv', 'calls' | 'bytes'];
+      const counters = rate ? row.rates : row.counters;
+      return counters ? counters[protocol][direction][kind] : -1;
     };
     const sign = order === 'asc' ? 1 : -1;
     return rows.sort((a, b) => (key(a) < key(b) ? -sign : key(a) > key(b) ? sign : tieBreak(a) - tieBreak(b)));
@@ -99,6 +109,8 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     state: entry.exit ? 'exited' : 'live',
     cgroup: cgroup(entry.cgroupId),
     counters: allCounters(entry.total),
+    /** Per second over the last sampling interval; null until the process was sampled twice. */
+    rates: entry.rates && !entry.exit ? allCounters(entry.rates) : null,
   });
 
   const visible = (visibility: Visibility, filter: ProcessFilter): ProcessEntry[] => {
@@ -123,7 +135,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const rows = visible(request.visibility, filter).map(describe);
     const field = (row: ReturnType<typeof describe>): number | string => (filter.sort === 'command' ? row.command : row.pid);
     sortRows(rows, filter.sort, filter.order, field, (row) => row.pid);
-    return { status: 200, body: { processes: rows.slice(0, filter.limit) } };
+    return { status: 200, body: { rateIntervalSeconds: table.rateIntervalSeconds, processes: rows.slice(0, filter.limit) } };
   };
 
   /**
@@ -148,7 +160,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     if (!pid.success) return { status: 400, body: { error: `invalid parameter 'pid': ${pid.error.issues[0]!.message}`, field: 'pid' } };
     const matches = visible(request.visibility, { ...ProcessQuery.parse({}), pid: pid.data });
     const entry = matches.find((e) => !e.exit) ?? matches.at(-1);
-    return entry ? { status: 200, body: describe(entry) } : { status: 404, body: { error: `no process ${pid.data} with counters that you may see` } };
+    return entry ? { status: 200, body: { ...describe(entry), rateIntervalSeconds: table.rateIntervalSeconds } } : { status: 404, body: { error: `no process ${pid.data} with counters that you may see` } };
   };
 
   const stats = (): ApiResult => ({

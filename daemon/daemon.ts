@@ -67,6 +67,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     exitedRetentionMs: config.exitedRetentionMs,
     maxExited: MAX_EXITED,
     slotSettleMs: 10,
+    rateIntervalMs: 1000,
   });
   const collector = new Collector(
     kernel,

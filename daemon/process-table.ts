@@ -28,6 +28,10 @@ export interface ProcessEntry {
   overflowParts: OverflowSample[];
   /** All parts summed: what clients are served. Never decreases. */
   readonly total: number[];
+  /** Per-second rates of the 16 counters over the table's last sampling interval; null until sampled twice. */
+  rates: number[] | null;
+  /** Totals at the last sampling, the base of the next rates. */
+  rateBase: number[] | null;
   /** Set once the process has exited; seq orders exits for delivery. */
   exit: { seq: number; atMs: number; lost: boolean } | null;
   /** Consecutive live reads that did not list this process. */
@@ -56,6 +60,8 @@ export interface ProcessTableOptions {
   exitedRetentionMs: number;
   /** Hard bound on exited entries kept for clients that never ask. */
   maxExited: number;
+  /** Rates are sampled on reads at least this far apart. */
+  rateIntervalMs: number;
   /**
    * An EXITED or MOVED slot is read for the last time only after staying so
    * this long, so that an add that passed its owner check just before the
@@ -102,6 +108,9 @@ export class ProcessTable {
   /** Exited entries in exit order (seq ascending). */
   private exited: ProcessEntry[] = [];
   private entryCount = 0;
+  /** When rates were last sampled (ms), and the interval they cover (s). */
+  private lastRateSampleMs: number | null = null;
+  rateIntervalSeconds: number | null = null;
   /** Entries whose totals must be added up again in this apply(); reused. */
   private readonly touched: ProcessEntry[] = [];
   /** EXITED or MOVED slots waiting to settle: index → first seen so (ms). */
@@ -196,6 +205,8 @@ export class ProcessTable {
         overflow: null,
         overflowParts: [],
         total: zeroCounters(),
+        rates: null,
+        rateBase: null,
         exit: null,
         missedReads: 0,
       };
@@ -315,6 +326,7 @@ export class ProcessTable {
       }
     }
     for (const entry of lost) this.retire(entry, nowMs, true);
+    if (read.slots) this.sampleRates(nowMs);
     for (const group of [exiting, lost]) {
       for (const entry of group) {
         chores.deleteOverflow.push(...entry.overflowParts);
@@ -323,6 +335,28 @@ export class ProcessTable {
       }
     }
     return chores;
+  }
+
+  /**
+   * Rates of every live process over the interval since the last sampling,
+   * taken when a read comes at least rateIntervalMs after it: a client that
+   * asks every second gets per-second rates; reads in between do not shorten
+   * the interval.
+   */
+  private sampleRates(nowMs: number): void {
+    const last = this.lastRateSampleMs;
+    if (last !== null && nowMs - last < this.options.rateIntervalMs) return;
+    const seconds = last === null ? null : (nowMs - last) / 1000;
+    this.forEachLive((entry) => {
+      if (seconds !== null && entry.rateBase) {
+        entry.rates ??= zeroCounters();
+        for (let i = 0; i < COUNTERS; i++) entry.rates[i] = (entry.total[i]! - entry.rateBase[i]!) / seconds;
+      }
+      entry.rateBase ??= zeroCounters();
+      for (let i = 0; i < COUNTERS; i++) entry.rateBase[i] = entry.total[i]!;
+    });
+    this.lastRateSampleMs = nowMs;
+    this.rateIntervalSeconds = seconds;
   }
 
   private describe(entry: ProcessEntry, info: ProcInfoSample): void {

@@ -154,3 +154,41 @@ describeWithBpf('HTTP API: cgroups (real daemon, real cgroups)', () => {
     }
   });
 });
+
+describeWithBpf('HTTP API: rates (real daemon, real traffic)', () => {
+  test('rates over the last sampling interval: rate × interval is the traffic of that interval, exactly', async () => {
+    const daemon = await TestDaemon.start();
+    const child = await TrafficChild.start('interactive');
+    try {
+      await child.exchange(10);
+      const first = await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}`);
+      expect(first.body.counters.udp.send.calls).toBe(10);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await child.exchange(30);
+      // Samples are at least a second apart and may also be taken by the
+      // daemon's own reads: poll until the sample that covers the 30 exchanges.
+      let covered = false;
+      for (let tries = 0; tries < 30 && !covered; tries++) {
+        const { body } = await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}`);
+        const interval: number | null = body.rateIntervalSeconds;
+        if (body.rates && interval) {
+          const calls = body.rates.udp.send.calls * interval;
+          expect(Math.abs(calls - Math.round(calls))).toBeLessThan(1e-6); // whole calls per interval
+          if (Math.round(calls) === 30) {
+            expect(body.rates.udp.send.bytes * interval).toBeCloseTo(3000, 6);
+            expect(body.rates.udp.recv.calls * interval).toBeCloseTo(30, 6);
+            expect(body.rates.tcp.send.calls).toBe(0);
+            covered = true;
+          }
+        }
+        if (!covered) await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      expect(covered).toBe(true);
+      const sorted = await apiGet(daemon.apiSocketPath, '/v1/processes?sort=rate.udp.send.bytes&order=desc&state=live');
+      expect(sorted.status).toBe(200);
+    } finally {
+      await child.finish();
+      await daemon.stop();
+    }
+  });
+});

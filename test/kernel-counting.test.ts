@@ -17,7 +17,7 @@ const OBJECT = path.join(import.meta.dirname, '..', 'bpf', 'netacct.bpf.o');
 /** The daemon's reading path on its own BPF object, with `slots` process slots. */
 class Counting {
   readonly kernel: KernelCounters;
-  readonly table = new ProcessTable({ exitedRetentionMs: 3_600_000, maxExited: 100_000, slotSettleMs: 0 });
+  readonly table = new ProcessTable({ exitedRetentionMs: 3_600_000, maxExited: 100_000, slotSettleMs: 0, rateIntervalMs: 1000 });
   readonly warnings: string[] = [];
   private readonly collector: Collector;
 

@@ -28,7 +28,7 @@ function part(tgid: number, startNs: number, calls: number, cgroupId = 1): Overf
   return { tgid, startNs, cgroupId, counters: counters(calls), startLow: startNs, startHigh: 0, cgroupLow: cgroupId, cgroupHigh: 0 };
 }
 
-const table = (settleMs = 0): ProcessTable => new ProcessTable({ exitedRetentionMs: 0, maxExited: 1000, slotSettleMs: settleMs });
+const table = (settleMs = 0): ProcessTable => new ProcessTable({ exitedRetentionMs: 0, maxExited: 1000, slotSettleMs: settleMs, rateIntervalMs: 1000 });
 const liveCalls = (t: ProcessTable): Array<[number, number, number]> => [...t.live()].map((e) => [e.tgid, e.startNs, e.total[0]!]);
 const exitedCalls = (t: ProcessTable, after = 0): Array<[number, number, number]> =>
   t.exitedAfter(after).map((e) => [e.tgid, e.startNs, e.total[0]!]);
@@ -123,7 +123,7 @@ test('counters served never go backwards', () => {
 });
 
 test('exited entries stay until every connected client was served them, the retention passed and their slot was freed', () => {
-  const t = new ProcessTable({ exitedRetentionMs: 1000, maxExited: 1000, slotSettleMs: 0 });
+  const t = new ProcessTable({ exitedRetentionMs: 1000, maxExited: 1000, slotSettleMs: 0, rateIntervalMs: 1000 });
   t.apply({ exited: [info(1, 1), info(2, 2)], slots: slots(), overflow: [part(1, 1, 1), part(2, 2, 1)], live: null }, 0);
   expect(t.latestExitSeq).toBe(2);
   t.forgetServedExits(1, 5000); // one client has had only the first
@@ -135,9 +135,22 @@ test('exited entries stay until every connected client was served them, the rete
 });
 
 test('beyond maxExited the oldest exited entries are dropped and counted', () => {
-  const t = new ProcessTable({ exitedRetentionMs: 0, maxExited: 2, slotSettleMs: 0 });
+  const t = new ProcessTable({ exitedRetentionMs: 0, maxExited: 2, slotSettleMs: 0, rateIntervalMs: 1000 });
   t.apply({ exited: [1, 2, 3, 4].map((pid) => info(pid, pid)), slots: slots(), overflow: [], live: null }, 0);
   t.forgetServedExits(0, 0); // a client that never asks
   expect(exitedCalls(t).map(([pid]) => pid)).toEqual([3, 4]);
   expect(t.droppedExits).toBe(2);
+});
+
+test('rates: per second over the interval between samples at least rateIntervalMs apart', () => {
+  const t = table();
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 100)), overflow: [], live: null }, 0);
+  expect(t.live()[0]!.rates).toBeNull(); // sampled once
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 150)), overflow: [], live: null }, 500); // too soon: no sample
+  expect(t.live()[0]!.rates).toBeNull();
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 400)), overflow: [], live: null }, 2000);
+  expect(t.rateIntervalSeconds).toBe(2);
+  expect(t.live()[0]!.rates![0]).toBe(150); // (400 - 100) / 2 s
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 400)), overflow: [], live: null }, 3000);
+  expect(t.live()[0]!.rates![0]).toBe(0); // idle: its rate falls to 0
 });
