@@ -47,10 +47,15 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/daemon-resources needs root');
   const traffic = compileFixture('traffic');
   const client = compileFixture('atop-client');
-  const socketPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-resources-')), 'atop');
-  const daemon = spawn(path.join(packageRoot(), 'bin', 'netacct.js'), ['daemon', '--atop-socket', socketPath], {
-    stdio: ['ignore', 'inherit', 'pipe'],
-  });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-resources-'));
+  const socketPath = path.join(dir, 'atop');
+  // Maps and sockets of its own: never the defaults, never an earlier run's pinned maps.
+  const pinDir = `/sys/fs/bpf/netacct-bench-${process.pid}`;
+  const daemon = spawn(
+    path.join(packageRoot(), 'bin', 'netacct.js'),
+    ['daemon', '--atop-socket', socketPath, '--api-socket', path.join(dir, 'api'), '--pin-dir', pinDir],
+    { stdio: ['ignore', 'inherit', 'pipe'] },
+  );
   try {
     await untilLine(daemon, daemon.stderr!, /serving atop on/);
     const pid = daemon.pid!;
@@ -84,6 +89,8 @@ async function main(): Promise<void> {
     spawner.stdin!.end();
   } finally {
     daemon.kill('SIGTERM');
+    await new Promise((resolve) => daemon.once('exit', resolve));
+    fs.rmSync(pinDir, { recursive: true, force: true });
   }
 }
 

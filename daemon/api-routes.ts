@@ -114,6 +114,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   });
 
   const visible = (visibility: Visibility, filter: ProcessFilter): ProcessEntry[] => {
+    table.wantRates(Date.now());
     collector.ensureReadSince(performance.now());
     const entries: ProcessEntry[] = [];
     if (filter.state !== 'live') entries.push(...table.exitedAfter(0));

@@ -1,6 +1,5 @@
 // The `netacct` command line.
 import { parseArgs } from 'node:util';
-import { ApiUnreachableError } from './api-client.js';
 import {
   type Config,
   ConfigError,
@@ -10,7 +9,6 @@ import {
   readConfigFile,
   resolveConfig,
 } from './config.js';
-import { listingRequest, runListing } from './listing.js';
 import { createLogger } from './log.js';
 import { packageVersion } from './package-root.js';
 
@@ -144,6 +142,9 @@ async function listingCommand(command: keyof typeof LISTING_OPTIONS, args: strin
   });
   const given = values as Record<string, string | boolean | undefined>;
   const query = Object.fromEntries(names.map((name) => [name, given[name] as string | undefined]));
+  // Loaded only for these commands: the daemon need not carry the API client.
+  const { ApiUnreachableError } = await import('./api-client.js');
+  const { listingRequest, runListing } = await import('./listing.js');
   const path = command === 'stats' ? '/v1/stats' : listingRequest(command, query);
   try {
     return await runListing(command, apiSocketFor(values['api-socket']), path, values.json ?? false);

@@ -70,6 +70,9 @@ export interface ProcessTableOptions {
   slotSettleMs: number;
 }
 
+/** How long rates keep being sampled after a client last asked for them. */
+const RATES_WANTED_MS = 60_000;
+
 /** A live process that live reads stop listing without an exit record exited unseen. */
 const MISSED_READS_BEFORE_LOST = 2;
 
@@ -111,6 +114,8 @@ export class ProcessTable {
   /** When rates were last sampled (ms), and the interval they cover (s). */
   private lastRateSampleMs: number | null = null;
   rateIntervalSeconds: number | null = null;
+  /** Rates are sampled only while someone asks for them (they cost memory per process). */
+  private ratesWantedUntilMs = -Infinity;
   /** Entries whose totals must be added up again in this apply(); reused. */
   private readonly touched: ProcessEntry[] = [];
   /** EXITED or MOVED slots waiting to settle: index → first seen so (ms). */
@@ -344,6 +349,10 @@ export class ProcessTable {
    * the interval.
    */
   private sampleRates(nowMs: number): void {
+    if (nowMs > this.ratesWantedUntilMs) {
+      if (this.lastRateSampleMs !== null) this.dropRates();
+      return;
+    }
     const last = this.lastRateSampleMs;
     if (last !== null && nowMs - last < this.options.rateIntervalMs) return;
     const seconds = last === null ? null : (nowMs - last) / 1000;
@@ -357,6 +366,20 @@ export class ProcessTable {
     });
     this.lastRateSampleMs = nowMs;
     this.rateIntervalSeconds = seconds;
+  }
+
+  /** A client asks for rates: sample them for the next RATES_WANTED_MS. */
+  wantRates(nowMs: number): void {
+    this.ratesWantedUntilMs = nowMs + RATES_WANTED_MS;
+  }
+
+  private dropRates(): void {
+    this.forEachLive((entry) => {
+      entry.rates = null;
+      entry.rateBase = null;
+    });
+    this.lastRateSampleMs = null;
+    this.rateIntervalSeconds = null;
   }
 
   private describe(entry: ProcessEntry, info: ProcInfoSample): void {

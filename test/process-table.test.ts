@@ -145,6 +145,9 @@ test('beyond maxExited the oldest exited entries are dropped and counted', () =>
 test('rates: per second over the interval between samples at least rateIntervalMs apart', () => {
   const t = table();
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 100)), overflow: [], live: null }, 0);
+  expect(t.rateIntervalSeconds).toBeNull(); // nobody asked: nothing sampled
+  t.wantRates(0);
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 100)), overflow: [], live: null }, 0);
   expect(t.live()[0]!.rates).toBeNull(); // sampled once
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 150)), overflow: [], live: null }, 500); // too soon: no sample
   expect(t.live()[0]!.rates).toBeNull();
@@ -153,4 +156,6 @@ test('rates: per second over the interval between samples at least rateIntervalM
   expect(t.live()[0]!.rates![0]).toBe(150); // (400 - 100) / 2 s
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 400)), overflow: [], live: null }, 3000);
   expect(t.live()[0]!.rates![0]).toBe(0); // idle: its rate falls to 0
+  t.apply({ exited: [], slots: slots(slot(5, 5, 10, 400)), overflow: [], live: null }, 70_000);
+  expect(t.live()[0]!.rates).toBeNull(); // not asked for a minute: dropped
 });
