@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import type { Logger } from '../daemon/log.js';
+import { ApiStreams } from './api-stream.js';
 import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
 import { listenUnix, removeSocketFile } from './unix-socket-path.js';
 
@@ -44,8 +45,10 @@ const MAX_CONNECTIONS = 1024;
 export class ApiServer {
   private readonly server: http.Server;
   private readonly visibilities = new WeakMap<net.Socket, Visibility>();
+  private readonly streams: ApiStreams;
 
   constructor(private readonly options: ApiServerOptions) {
+    this.streams = new ApiStreams(options.handle, options.log);
     this.server = http.createServer({ requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) =>
       this.respond(req, res),
     );
@@ -57,6 +60,14 @@ export class ApiServer {
         this.options.log.warn(`API socket: refusing a client whose credentials cannot be read: ${(err as Error).message}`);
         socket.destroy();
       }
+    });
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      const visibility = this.visibilities.get(socket);
+      if (!visibility) return void socket.destroy();
+      this.streams.upgrade(req, socket, head, visibility).catch((err: Error) => {
+        this.options.log.error(`API stream: ${err.message}`);
+        socket.destroy();
+      });
     });
     this.server.on('clientError', (_err, socket) => {
       // Malformed HTTP: answer 400 if the socket still takes it, never crash.
@@ -115,6 +126,7 @@ export class ApiServer {
   }
 
   async close(): Promise<void> {
+    this.streams.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
     await closed;
