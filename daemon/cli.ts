@@ -17,9 +17,10 @@ const USAGE = `usage: netacct daemon [options]
                   [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
        netacct cgroups [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
        netacct stats [--json] [--api-socket PATH]
+       netacct top [--api-socket PATH]
        netacct --version
 
-ps, cgroups and stats ask the running daemon's API (--api-socket, default the
+ps, cgroups, stats and top ask the running daemon's API (--api-socket, default the
 configuration's apiSocket); sort keys: pid, command (ps), id, path (cgroups),
 and tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
 
@@ -155,6 +156,21 @@ async function listingCommand(command: keyof typeof LISTING_OPTIONS, args: strin
   }
 }
 
+async function topCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { 'api-socket': { type: 'string' } }, strict: true, allowPositionals: false });
+  const socketPath = apiSocketFor(values['api-socket']);
+  const { apiGet, ApiUnreachableError } = await import('./api-client.js');
+  try {
+    await apiGet(socketPath, '/v1/stats'); // fail with one clear line before taking the terminal
+  } catch (err) {
+    if (!(err instanceof ApiUnreachableError)) throw err;
+    process.stderr.write(`netacct: ${err.message}\n`);
+    return 1;
+  }
+  const { runTop } = await import('./top.js');
+  return runTop(socketPath);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -168,6 +184,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (command === 'daemon') return await daemonCommand(rest);
     if (command === 'ps' || command === 'cgroups' || command === 'stats') return await listingCommand(command, rest);
+    if (command === 'top') return await topCommand(rest);
     throw new UsageError(command === undefined ? 'no command given' : `unknown command '${command}'`);
   } catch (err) {
     if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
