@@ -1,8 +1,9 @@
 // netacct top in a real terminal (tmux): it shows the process making traffic
 // with its rate, switches view and sort on keys, and restores the terminal
 // when it quits.
-import { execFileSync } from 'node:child_process';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { expect, test } from 'vitest';
 import { NETACCT, TestDaemon } from './helpers/daemon.js';
 import { fixture } from './helpers/fixtures.js';
@@ -17,8 +18,12 @@ describeWithBpf('netacct top (real daemon, real terminal)', () => {
     const load = spawn(fixture('traffic'), ['rate', '20000', '20'], { stdio: ['pipe', 'ignore', 'inherit'] });
     const session = `netacct-top-${process.pid}`;
     try {
-      tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '30', `${NETACCT} top --api-socket ${daemon.apiSocketPath}`);
+      // remain-on-exit before top starts, so that whatever it prints stays visible.
+      tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '30', 'sleep 600');
       tmux('set-option', '-t', session, 'remain-on-exit', 'on');
+      const exitFile = `${path.dirname(daemon.apiSocketPath)}/top-exit-code`;
+      tmux('respawn-pane', '-k', '-t', session, `sh -c '${NETACCT} top --api-socket ${daemon.apiSocketPath}; echo $? > ${exitFile}'`);
+      const alternateScreen = (): string => tmux('display-message', '-p', '-t', session, '#{alternate_on}').trim();
       const screen = (): string => tmux('capture-pane', '-p', '-t', session);
       const waitFor = async (pattern: RegExp): Promise<string> => {
         for (let i = 0; i < 40; i++) {
@@ -41,12 +46,11 @@ describeWithBpf('netacct top (real daemon, real terminal)', () => {
       tmux('send-keys', '-t', session, 'r');
       await waitFor(/tcp\.recv\.bytes total ↑/);
 
+      expect(alternateScreen()).toBe('1'); // top draws on the alternate screen
       tmux('send-keys', '-t', session, 'q');
-      const paneDead = (): boolean => tmux('display-message', '-p', '-t', session, '#{pane_dead}').trim() === '1';
-      for (let i = 0; i < 40 && !paneDead(); i++) await sleep(100);
-      expect(paneDead()).toBe(true);
-      expect(tmux('display-message', '-p', '-t', session, '#{pane_dead_status}').trim()).toBe('0');
-      expect(screen()).not.toContain('netacct top'); // back on the main screen
+      for (let i = 0; i < 40 && !fs.existsSync(exitFile); i++) await sleep(100);
+      expect(fs.readFileSync(exitFile, 'utf8').trim(), screen()).toBe('0');
+      expect(alternateScreen()).toBe('0'); // the terminal is back on its main screen
     } finally {
       execFileSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' });
       load.kill();
