@@ -2,11 +2,12 @@
 // tables for people (human units) or as the API's JSON (--json).
 import { apiGet } from './api-client.js';
 
-interface Directions {
+/** A process's or cgroup's counters as the API gives them. */
+export interface Directions {
   send: { calls: number; bytes: number };
   recv: { calls: number; bytes: number };
 }
-interface Counters {
+export interface Counters {
   tcp: Directions;
   udp: Directions;
 }

@@ -4,16 +4,7 @@
 // reverses it. The terminal is always restored: on q, Ctrl-C, SIGTERM, or an
 // error.
 import { apiGet } from './api-client.js';
-import { humanBytes } from './listing.js';
-
-interface Directions {
-  send: { calls: number; bytes: number };
-  recv: { calls: number; bytes: number };
-}
-interface Counters {
-  tcp: Directions;
-  udp: Directions;
-}
+import { type Counters, humanBytes } from './listing.js';
 
 const SORTS = ['tcp.send.bytes', 'tcp.recv.bytes', 'udp.send.bytes', 'udp.recv.bytes'] as const;
 const TERMINAL = { altScreen: '\x1b[?1049h', mainScreen: '\x1b[?1049l', hideCursor: '\x1b[?25l', showCursor: '\x1b[?25h', home: '\x1b[H\x1b[2J' };
