@@ -45,9 +45,3 @@ export const STATS = 4;
 export function readU64(buf: Buffer, offset: number): number {
   return buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * 0x1_0000_0000;
 }
-
-export function readCounters(buf: Buffer, offset: number): Float64Array {
-  const counters = new Float64Array(COUNTERS);
-  for (let i = 0; i < COUNTERS; i++) counters[i] = readU64(buf, offset + i * 8);
-  return counters;
-}

@@ -173,13 +173,6 @@ export class ProcessTable {
     return this.settling.size;
   }
 
-  /** Live processes, in order of first sight. */
-  live(): ProcessEntry[] {
-    const live: ProcessEntry[] = [];
-    this.forEachLive((entry) => live.push(entry));
-    return live;
-  }
-
   /** Calls `visit` for each live process, in order of first sight, allocating nothing. */
   forEachLive(visit: (entry: ProcessEntry) => void): void {
     for (const sameTgid of this.entries.values()) {

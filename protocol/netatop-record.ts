@@ -26,15 +26,6 @@ const WIRE_COUNTERS: ReadonlyArray<readonly [number, number]> = (() => {
   return order;
 })();
 
-export interface NetatopProcess {
-  readonly tgid: number;
-  /** Start time, seconds since the epoch. */
-  readonly btime: number;
-  readonly comm: string;
-  /** The 16 counters of bpf/netacct.h (IPv4 and IPv6 are summed on the wire). */
-  readonly counters: ArrayLike<number>;
-}
-
 /**
  * Writes one answer: records added one by one, then the terminator. Numbers
  * go through a Uint32Array view of the buffer (records are 96 bytes, so every
@@ -83,13 +74,6 @@ export function encodeCommand(comm: string): Uint8Array {
   return command;
 }
 
-/** One whole answer: the records, then the terminator. */
-export function encodeAnswer(processes: readonly NetatopProcess[]): Buffer {
-  const encoder = new AnswerEncoder(processes.length);
-  for (const p of processes) encoder.add(p.tgid, p.btime, encodeCommand(p.comm), p.counters);
-  return encoder.finish();
-}
-
 export interface DecodedRecord {
   id: number;
   btime: number;
@@ -98,7 +82,7 @@ export interface DecodedRecord {
   counters: number[];
 }
 
-/** Decodes one record (tests and the benchmark client read answers with it). */
+/** Decodes one record: the client side of the format (the tests read answers with it). */
 export function decodeRecord(buf: Buffer, offset = 0): DecodedRecord {
   const u64 = (at: number): number => buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x1_0000_0000;
   const command = buf.subarray(offset + Offset.command, offset + Offset.command + Offset.commandSize);

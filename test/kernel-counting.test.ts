@@ -8,6 +8,7 @@ import { KernelCounters } from '../daemon/kernel-counters.js';
 import type { Logger } from '../daemon/log.js';
 import { type ProcessEntry, ProcessTable, countersByCgroup } from '../daemon/process-table.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
+import { liveOf } from './helpers/live.js';
 import { BASIC_SCENARIO, expectedCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
@@ -30,7 +31,7 @@ class Counting {
   /** The process's entry after a fresh read of everything. */
   process(pid: number): ProcessEntry | undefined {
     this.collector.readAll();
-    const entries = [...this.table.live(), ...this.table.exitedAfter(0)].filter((e) => e.tgid === pid);
+    const entries = [...liveOf(this.table), ...this.table.exitedAfter(0)].filter((e) => e.tgid === pid);
     return entries.at(-1);
   }
 
@@ -40,29 +41,35 @@ class Counting {
   }
 }
 
-describeWithBpf('kernel counting (real BPF)', () => {
-  let counting: Counting;
+/** A Counting for the enclosing suite, opened before its tests and closed after. */
+function useCounting(slots: number): () => Counting {
+  let counting: Counting | undefined;
   beforeAll(() => {
-    counting = new Counting(32768);
+    counting = new Counting(slots);
   });
   afterAll(() => counting?.kernel.close());
+  return () => counting!;
+}
+
+describeWithBpf('kernel counting (real BPF)', () => {
+  const counting = useCounting(32768);
 
   test('TCP and UDP over IPv4 and IPv6, exact; EAGAIN, MSG_PEEK, EOF, failed and empty calls not counted', async () => {
     const child = await TrafficChild.start('basic');
-    const live = counting.process(child.pid)!;
+    const live = counting().process(child.pid)!;
     expect(live.comm).toBe('traffic');
     expect(live.uid).toBe(0);
     expect(live.exit).toBeNull();
     expect(Array.from(live.total)).toEqual(BASIC_SCENARIO);
     await child.finish();
-    const exited = counting.process(child.pid)!;
+    const exited = counting().process(child.pid)!;
     expect(exited.exit).not.toBeNull();
     expect(Array.from(exited.total)).toEqual(BASIC_SCENARIO);
   });
 
   test('MPTCP counts as TCP', async () => {
     const child = await TrafficChild.start('mptcp');
-    expect(counting.counters(child.pid)).toEqual(
+    expect(counting().counters(child.pid)).toEqual(
       expectedCounters({ 'ipv4 tcp send': [10, 7000], 'ipv4 tcp recv': [10, 7000] }),
     );
     await child.finish();
@@ -70,7 +77,7 @@ describeWithBpf('kernel counting (real BPF)', () => {
 
   test('UDP-Lite counts as UDP', async () => {
     const child = await TrafficChild.start('udplite');
-    expect(counting.counters(child.pid)).toEqual(
+    expect(counting().counters(child.pid)).toEqual(
       expectedCounters({ 'ipv4 udp send': [7, 2100], 'ipv4 udp recv': [7, 2100] }),
     );
     await child.finish();
@@ -78,7 +85,7 @@ describeWithBpf('kernel counting (real BPF)', () => {
 
   test('other protocols (raw ICMP) are ignored', async () => {
     const child = await TrafficChild.start('raw');
-    expect(counting.process(child.pid)).toBeUndefined(); // never counted at all
+    expect(counting().process(child.pid)).toBeUndefined(); // never counted at all
     await child.finish();
   });
 
@@ -88,7 +95,7 @@ describeWithBpf('kernel counting (real BPF)', () => {
     const child = await TrafficChild.start('interactive');
     const udp = (calls: number): number[] => expectedCounters({ 'ipv4 udp send': [calls, calls * 100], 'ipv4 udp recv': [calls, calls * 100] });
     const byCgroup = (): Map<number, number[]> =>
-      new Map([...countersByCgroup(counting.process(child.pid)!)].map(([id, c]) => [id, Array.from(c)]));
+      new Map([...countersByCgroup(counting().process(child.pid)!)].map(([id, c]) => [id, Array.from(c)]));
     try {
       first.add(child.pid);
       await child.exchange(5);
@@ -98,10 +105,10 @@ describeWithBpf('kernel counting (real BPF)', () => {
 
       await child.exchange(2); // after the old slot was read and freed: claimed again in the new cgroup
       expect(byCgroup()).toEqual(new Map([[first.id, udp(5)], [second.id, udp(5)]]));
-      expect(counting.process(child.pid)!.cgroupId).toBe(second.id);
+      expect(counting().process(child.pid)!.cgroupId).toBe(second.id);
 
       await child.finish();
-      const exited = counting.process(child.pid)!;
+      const exited = counting().process(child.pid)!;
       expect(exited.exit).not.toBeNull();
       expect(Array.from(exited.total)).toEqual(udp(10));
       expect(byCgroup()).toEqual(new Map([[first.id, udp(5)], [second.id, udp(5)]]));
@@ -113,35 +120,31 @@ describeWithBpf('kernel counting (real BPF)', () => {
   });
 
   test('nothing was dropped', () => {
-    expect(counting.kernel.readStats()).toMatchObject({ overflowFull: 0, exitedFull: 0, noStorage: 0 });
-    expect(counting.warnings).toEqual([]);
+    expect(counting().kernel.readStats()).toMatchObject({ overflowFull: 0, exitedFull: 0, noStorage: 0 });
+    expect(counting().warnings).toEqual([]);
   });
 });
 
 describeWithBpf('kernel counting with one slot for every process (real BPF)', () => {
   // With a single slot, every process but the one holding it is counted in
   // the overflow map: the slow path must be as exact as the fast one.
-  let counting: Counting;
-  beforeAll(() => {
-    counting = new Counting(1);
-  });
-  afterAll(() => counting?.kernel.close());
+  const counting = useCounting(1);
 
   test('concurrent processes are all exact, live and after their exit; their kernel entries are freed', async () => {
     const children = await Promise.all([1, 2, 3].map(() => TrafficChild.start('basic')));
-    for (const child of children) expect(counting.counters(child.pid), `pid ${child.pid}`).toEqual(BASIC_SCENARIO);
+    for (const child of children) expect(counting().counters(child.pid), `pid ${child.pid}`).toEqual(BASIC_SCENARIO);
     await Promise.all(children.map((c) => c.finish()));
     for (const child of children) {
-      const exited = counting.process(child.pid)!;
+      const exited = counting().process(child.pid)!;
       expect(exited.exit).not.toBeNull();
       expect(Array.from(exited.total)).toEqual(BASIC_SCENARIO);
     }
-    counting.process(0); // one more read: exited slots settle and are freed
+    counting().process(0); // one more read: exited slots settle and are freed
     const pids = new Set(children.map((c) => c.pid));
-    expect(counting.kernel.readOverflow().filter((p) => pids.has(p.tgid))).toEqual([]);
+    expect(counting().kernel.readOverflow().filter((p) => pids.has(p.tgid))).toEqual([]);
     const slotHolders: number[] = [];
-    counting.kernel.visitSlots((_index, _state, tgid) => slotHolders.push(tgid));
+    counting().kernel.visitSlots((_index, _state, tgid) => slotHolders.push(tgid));
     expect(slotHolders.filter((tgid) => pids.has(tgid))).toEqual([]);
-    expect(counting.kernel.readStats()).toMatchObject({ overflowFull: 0, exitedFull: 0, noStorage: 0 });
+    expect(counting().kernel.readStats()).toMatchObject({ overflowFull: 0, exitedFull: 0, noStorage: 0 });
   });
 });

@@ -1,7 +1,14 @@
 // The bytes atop reads: struct netpertask, 96 bytes, little-endian.
 import { expect, test } from 'vitest';
 import { COUNTERS, Direction, Family, Kind, Protocol, counterIndex } from '../daemon/layout.js';
-import { RECORD_SIZE, decodeRecord, encodeAnswer } from '../protocol/netatop-record.js';
+import { AnswerEncoder, RECORD_SIZE, decodeRecord, encodeCommand } from '../protocol/netatop-record.js';
+
+/** One answer, written as the daemon writes it. */
+function encodeAnswer(processes: Array<{ tgid: number; btime: number; comm: string; counters: Float64Array }>): Buffer {
+  const encoder = new AnswerEncoder(processes.length);
+  for (const p of processes) encoder.add(p.tgid, p.btime, encodeCommand(p.comm), p.counters);
+  return encoder.finish();
+}
 
 function counters(values: Array<[number, number, number, number, number]>): Float64Array {
   const c = new Float64Array(COUNTERS);

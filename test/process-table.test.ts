@@ -4,6 +4,7 @@ import { expect, test } from 'vitest';
 import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../daemon/kernel-counters.js';
 import { COUNTERS, SlotState } from '../daemon/layout.js';
 import { ProcessTable } from '../daemon/process-table.js';
+import { liveOf } from './helpers/live.js';
 
 const info = (tgid: number, startNs: number): ProcInfoSample => ({ tgid, startNs, uid: 0, cgroupId: 1, comm: 'p' });
 
@@ -29,7 +30,7 @@ function part(tgid: number, startNs: number, calls: number, cgroupId = 1): Overf
 }
 
 const table = (settleMs = 0): ProcessTable => new ProcessTable({ exitedRetentionMs: 0, maxExited: 1000, slotSettleMs: settleMs, rateIntervalMs: 1000 });
-const liveCalls = (t: ProcessTable): Array<[number, number, number]> => [...t.live()].map((e) => [e.tgid, e.startNs, e.total[0]!]);
+const liveCalls = (t: ProcessTable): Array<[number, number, number]> => [...liveOf(t)].map((e) => [e.tgid, e.startNs, e.total[0]!]);
 const exitedCalls = (t: ProcessTable, after = 0): Array<[number, number, number]> =>
   t.exitedAfter(after).map((e) => [e.tgid, e.startNs, e.total[0]!]);
 
@@ -37,7 +38,7 @@ test('a process is the sum of its slot and its overflow parts, named by its slot
   const t = table();
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 7)), overflow: [part(5, 10, 3, 2)], live: null }, 0);
   expect(liveCalls(t)).toEqual([[5, 10, 10]]);
-  expect(t.live()[0]!.comm).toBe('p');
+  expect(liveOf(t)[0]!.comm).toBe('p');
   expect(t.hasUnknownLive()).toBe(false);
 });
 
@@ -47,7 +48,7 @@ test('a process with overflow entries only is unnamed until a live read names it
   expect(t.hasUnknownLive()).toBe(true);
   t.apply({ exited: [], slots: slots(), overflow: [part(5, 10, 3)], live: [{ ...info(5, 10), comm: 'named' }] }, 0);
   expect(t.hasUnknownLive()).toBe(false);
-  expect(t.live()[0]!.comm).toBe('named');
+  expect(liveOf(t)[0]!.comm).toBe('named');
 });
 
 test('a reused PID is a new process: its traffic never adds to the exited one', () => {
@@ -148,14 +149,14 @@ test('rates: per second over the interval between samples at least rateIntervalM
   expect(t.rateIntervalSeconds).toBeNull(); // nobody asked: nothing sampled
   t.wantRates(0);
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 100)), overflow: [], live: null }, 0);
-  expect(t.live()[0]!.rates).toBeNull(); // sampled once
+  expect(liveOf(t)[0]!.rates).toBeNull(); // sampled once
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 150)), overflow: [], live: null }, 500); // too soon: no sample
-  expect(t.live()[0]!.rates).toBeNull();
+  expect(liveOf(t)[0]!.rates).toBeNull();
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 400)), overflow: [], live: null }, 2000);
   expect(t.rateIntervalSeconds).toBe(2);
-  expect(t.live()[0]!.rates![0]).toBe(150); // (400 - 100) / 2 s
+  expect(liveOf(t)[0]!.rates![0]).toBe(150); // (400 - 100) / 2 s
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 400)), overflow: [], live: null }, 3000);
-  expect(t.live()[0]!.rates![0]).toBe(0); // idle: its rate falls to 0
+  expect(liveOf(t)[0]!.rates![0]).toBe(0); // idle: its rate falls to 0
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 400)), overflow: [], live: null }, 70_000);
-  expect(t.live()[0]!.rates).toBeNull(); // not asked for a minute: dropped
+  expect(liveOf(t)[0]!.rates).toBeNull(); // not asked for a minute: dropped
 });
