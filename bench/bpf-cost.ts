@@ -34,21 +34,22 @@ function main(): void {
   if (process.getuid?.() !== 0) throw new Error('bench/bpf-cost needs root');
   const root = packageRoot();
   // NETACCT_OBJECT: measure a variant of netacct's programs (same program names).
-  const netacct = loadNetacctObject({
-    pinDir: null,
-    objectPath: process.env['NETACCT_OBJECT'] ?? path.join(root, 'bpf', 'netacct.bpf.o'),
-    slots: 32768,
-    overflowCapacity: 16384,
-    exitedCapacity: 32768,
-  });
+  const objectPath = process.env['NETACCT_OBJECT'] ?? path.join(root, 'bpf', 'netacct.bpf.o');
+  const sized = { pinDir: null, objectPath, slots: 32768, overflowCapacity: 16384, exitedCapacity: 32768 };
+  const netacct = loadNetacctObject({ ...sized, threadCapacity: 0 });
+  // The same programs with per-thread counting switched on (.rodata).
+  const withThreads = loadNetacctObject({ ...sized, threadCapacity: 16384 });
   const baselines = BpfObject.load(path.join(root, 'bench', 'baselines.bpf.o'));
   // netacct's exit and cgroup programs run beside the hot path, as in the daemon.
-  netacct.attach('on_process_exit');
-  netacct.attach('on_cgroup_attach');
+  for (const object of [netacct, withThreads]) {
+    object.attach('on_process_exit');
+    object.attach('on_cgroup_attach');
+  }
   const groups: Group[] = [
     { label: 'empty (tp_btf)', object: baselines, programs: ['empty_btf_send', 'empty_btf_recv'] },
     { label: 'empty (classic tracepoint)', object: baselines, programs: ['empty_tp_send', 'empty_tp_recv'] },
     { label: 'netacct', object: netacct, programs: ['on_send', 'on_recv'] },
+    { label: 'netacct, per-thread counting on', object: withThreads, programs: ['on_send', 'on_recv'] },
     { label: 'original-style (per-CPU hash by tgid)', object: baselines, programs: ['original_send', 'original_recv'] },
   ];
   const traffic = compileFixture('traffic');
@@ -78,6 +79,7 @@ function main(): void {
   } finally {
     fs.writeFileSync(STATS_SYSCTL, previousStats);
     netacct.close();
+    withThreads.close();
     baselines.close();
   }
 
@@ -97,6 +99,8 @@ function main(): void {
   console.log(`netacct / empty (tp_btf):            ${(ours / cost('empty (tp_btf)')).toFixed(2)}`);
   console.log(`netacct / empty (classic tracepoint): ${(ours / cost('empty (classic tracepoint)')).toFixed(2)}`);
   console.log(`netacct / original-style:             ${(ours / cost('original-style (per-CPU hash by tgid)')).toFixed(2)}`);
+  const threads = cost('netacct, per-thread counting on');
+  console.log(`per-thread counting on / off:         ${(threads / ours).toFixed(2)} (+${(threads - ours).toFixed(1)} ns per event)`);
 }
 
 main();

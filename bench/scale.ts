@@ -97,6 +97,7 @@ async function measure(n: number, client: string): Promise<void> {
     slots,
     overflowCapacity: n + 1024,
     exitedCapacity: 1024,
+    threadCapacity: 0,
   });
   const socketPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-scale-')), 'atop');
   const real = n <= 20_000;
@@ -198,6 +199,7 @@ async function main(): Promise<void> {
     slots: defaults.slots,
     overflowCapacity: defaults.overflow,
     exitedCapacity: defaults.exited,
+    threadCapacity: 0,
   });
   let memlock = 0;
   for (const name of ['owners', 'slots', 'overflow', 'exited', 'stats']) {

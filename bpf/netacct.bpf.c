@@ -30,8 +30,8 @@
 #define MSG_PEEK 2
 #define DEFAULT_HIERARCHY_ID 0 /* cgroup v2; v1 hierarchies have ids >= 1 */
 
-/* Set by the daemon before loading: slot count - 1 (a power of two - 1). */
-const volatile __u32 slot_mask = 0;
+/* Set by the daemon before loading. */
+const volatile struct netacct_settings settings = {};
 
 /* Only the kernel fields we read. preserve_access_index makes libbpf
  * relocate their offsets against the running kernel's BTF (CO-RE). */
@@ -139,6 +139,14 @@ struct {
 	__type(value, __u32);
 } overflowed SEC(".maps");
 
+/* Per-thread counters; sized 1 by the daemon when per-thread counting is off. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct netacct_thread_key);
+	__type(value, struct netacct_thread);
+} threads SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NA_STATS);
@@ -171,7 +179,7 @@ static __always_inline void add_call(struct netacct_counters *c, __u32 calls_ind
 static __noinline int claim_slot(__u64 *owner, __u32 tgid, struct task_struct *leader,
 				 __u32 calls_index, int ret)
 {
-	__u32 idx = tgid & slot_mask;
+	__u32 idx = tgid & settings.slot_mask;
 
 	if (__sync_val_compare_and_swap(owner, 0, owner_tag(tgid, NA_SLOT_CLAIMING)) != 0)
 		return -1; /* another thread of the process claimed it first */
@@ -221,6 +229,29 @@ static __noinline int count_slow(__u64 *owner, __u32 tgid, __u32 calls_index, in
 	return 0;
 }
 
+static __noinline int count_thread(__u32 calls_index, int ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct netacct_thread_key key = {
+		.tid = (__u32)bpf_get_current_pid_tgid(),
+		.tgid = task->tgid,
+		.start_ns = task->start_boottime,
+	};
+	struct netacct_thread *thread = bpf_map_lookup_elem(&threads, &key);
+	if (!thread) {
+		struct netacct_thread fresh = { .process_start_ns = task->group_leader->start_boottime };
+		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+		bpf_map_update_elem(&threads, &key, &fresh, BPF_NOEXIST);
+		thread = bpf_map_lookup_elem(&threads, &key);
+		if (!thread) {
+			stat_add(NA_STAT_THREADS_FULL);
+			return 0;
+		}
+	}
+	add_call(&thread->c, calls_index, ret);
+	return 0;
+}
+
 static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction)
 {
 	if (ret < 0) /* failed call, EAGAIN included */
@@ -250,8 +281,10 @@ static __always_inline int count_call(struct sock *sk, int ret, int flags, int d
 	}
 
 	__u32 calls_index = ((family * 2 + protocol) * 2 + direction) * 2 + NA_CALLS;
+	if (settings.count_threads) /* a constant for the verifier: no cost when off */
+		count_thread(calls_index, ret);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 idx = tgid & slot_mask;
+	__u32 idx = tgid & settings.slot_mask;
 	__u64 *owner = bpf_map_lookup_elem(&owners, &idx);
 	if (!owner)
 		return 0;
@@ -281,7 +314,7 @@ static __always_inline __u64 *owned_slot(struct task_struct *leader, __u64 state
 					 struct netacct_slot **slot_out)
 {
 	__u32 tgid = leader->tgid;
-	__u32 idx = tgid & slot_mask;
+	__u32 idx = tgid & settings.slot_mask;
 	__u64 *owner = bpf_map_lookup_elem(&owners, &idx);
 	if (!owner)
 		return 0;
@@ -332,6 +365,14 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_process_exit)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	if (settings.count_threads) {
+		struct netacct_thread_key key = { .tid = task->pid, .tgid = task->tgid, .start_ns = task->start_boottime };
+		struct netacct_thread *thread = bpf_map_lookup_elem(&threads, &key);
+		if (thread) {
+			thread->state = NA_THREAD_EXITED;
+			stat_add(NA_STAT_THREADS_EXITED);
+		}
+	}
 	if (task->signal->live.counter) /* decremented before this tracepoint */
 		return 0;
 	struct task_struct *leader = task->group_leader;

@@ -11,7 +11,17 @@
 
 /* Bumped whenever a map's key or value layout changes: pinned maps live in
  * <pin dir>/v<NA_LAYOUT_VERSION>, so an upgrade never reads another layout. */
-#define NA_LAYOUT_VERSION 1
+#define NA_LAYOUT_VERSION 2
+
+/*
+ * Settings the daemon writes into .rodata before loading (a const volatile
+ * global): the verifier sees them as constants and removes the code they
+ * switch off, so per-thread counting costs nothing per event when off.
+ */
+struct netacct_settings {
+	__u32 slot_mask;     /* slot count - 1 (a power of two - 1) */
+	__u32 count_threads; /* 1: also count per thread, in the `threads` map */
+};
 
 /* Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
 enum netacct_family { NA_IPV4 = 0, NA_IPV6 = 1 };
@@ -72,13 +82,34 @@ struct netacct_proc_info {
 	char comm[16];
 };
 
+/* A thread: its id, its process and its start time never repeat together. */
+struct netacct_thread_key {
+	__u32 tid;
+	__u32 tgid;
+	__u64 start_ns; /* the thread's start_boottime */
+};
+
+enum netacct_thread_state { NA_THREAD_LIVE = 0, NA_THREAD_EXITED = 1 };
+
+/* Counters of one thread (per-thread counting is opt-in). The daemon deletes
+ * an entry once it has read it in state NA_THREAD_EXITED. */
+struct netacct_thread {
+	__u64 process_start_ns; /* the group leader's start_boottime */
+	char comm[16];          /* the thread's name at its first counted call */
+	__u32 state;            /* enum netacct_thread_state */
+	__u32 pad;
+	struct netacct_counters c;
+};
+
 /* Per-CPU counters of what could not be recorded (never silently lost). */
 enum netacct_stat {
 	NA_STAT_OVERFLOW_FULL = 0, /* events dropped: the overflow map was full */
 	NA_STAT_EXITED_FULL = 1,   /* exits not recorded: the exited map was full */
 	NA_STAT_NO_STORAGE = 2,    /* overflow users not marked for their exit (no task storage) */
 	NA_STAT_SLOTS_RETIRED = 3, /* slots marked EXITED or MOVED: tells the daemon to read them */
-	NA_STATS = 4,
+	NA_STAT_THREADS_FULL = 4,   /* thread calls not counted per thread: the threads map was full */
+	NA_STAT_THREADS_EXITED = 5, /* threads marked exited: tells the daemon to read and delete them */
+	NA_STATS = 6,
 };
 
 #endif

@@ -161,7 +161,24 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     if (!pid.success) return { status: 400, body: { error: `invalid parameter 'pid': ${pid.error.issues[0]!.message}`, field: 'pid' } };
     const matches = visible(request.visibility, { ...ProcessQuery.parse({}), pid: pid.data });
     const entry = matches.find((e) => !e.exit) ?? matches.at(-1);
-    return entry ? { status: 200, body: { ...describe(entry), rateIntervalSeconds: table.rateIntervalSeconds } } : { status: 404, body: { error: `no process ${pid.data} with counters that you may see` } };
+    if (!entry) return { status: 404, body: { error: `no process ${pid.data} with counters that you may see` } };
+    const threads = collector.threadsOf(entry.tgid, entry.startNs);
+    return {
+      status: 200,
+      body: {
+        ...describe(entry),
+        rateIntervalSeconds: table.rateIntervalSeconds,
+        /** null when per-thread counting is off (config `threads`). */
+        threads:
+          threads?.map((thread) => ({
+            tid: thread.tid,
+            command: thread.comm,
+            startTime: startEpochSeconds(bootEpoch, thread.startNs),
+            state: thread.exitedAtMs === null ? 'live' : 'exited',
+            counters: allCounters(thread.counters),
+          })) ?? null,
+      },
+    };
   };
 
   const stats = (): ApiResult => ({
@@ -171,6 +188,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
       uptimeSeconds: Math.floor((Date.now() - context.startedAtMs) / 1000),
       processes: { live: table.liveCount, exited: table.exitedCount },
       kernel: { slots: context.slots, ...context.kernelStats() },
+      threads: collector.threads ? { exitedKept: collector.threads.exitedCount } : null,
       clients: { atop: context.atopClients() },
     },
   });

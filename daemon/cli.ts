@@ -42,6 +42,11 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --exited-capacity N      kernel entries for exited processes between drains (default 32768)
   --exited-retention-ms N  keep exited processes at least N ms after every atop
                            client has had them (default 10000)
+  --threads                per-thread counters too (served by /v1/processes/{pid});
+                           costs a hash lookup per event
+  --thread-capacity N      kernel entries for per-thread counters (default 16384)
+  --listen HOST:PORT       serve the API on TCP too, such as 127.0.0.1:9817 (default
+                           off); TCP clients have no credentials and see every process
   --verbose                debug messages
 
 SIGHUP reloads the configuration file; settings that need a restart are named in the log.
@@ -61,8 +66,12 @@ const FLAGS = {
   'overflow-capacity': 'overflowCapacity',
   'exited-capacity': 'exitedCapacity',
   'exited-retention-ms': 'exitedRetentionMs',
+  'thread-capacity': 'threadCapacity',
+  listen: 'listen',
 } as const satisfies Record<string, keyof Config>;
-const NUMERIC = new Set<keyof Config>(['slots', 'overflowCapacity', 'exitedCapacity', 'exitedRetentionMs']);
+const NUMERIC = new Set<keyof Config>(['slots', 'overflowCapacity', 'exitedCapacity', 'exitedRetentionMs', 'threadCapacity']);
+/** Flags that switch a setting on. */
+const SWITCHES = { verbose: 'verbose', threads: 'threads' } as const satisfies Record<string, keyof Config>;
 
 /** The settings given as flags, checked one by one so that errors name the flag. */
 function settingsFromFlags(values: Record<string, string | boolean | undefined>): Partial<Config> {
@@ -75,7 +84,7 @@ function settingsFromFlags(values: Record<string, string | boolean | undefined>)
     const checked = ConfigSchema.shape[key].safeParse(settings[key]);
     if (!checked.success) throw new UsageError(`--${flag} '${text}': ${checked.error.issues[0]!.message}`);
   }
-  if (values['verbose'] === true) settings['verbose'] = true;
+  for (const [flag, key] of Object.entries(SWITCHES)) if (values[flag] === true) settings[key] = true;
   return settings as Partial<Config>;
 }
 
@@ -85,7 +94,7 @@ async function daemonCommand(args: string[]): Promise<number> {
     options: {
       config: { type: 'string' },
       ...Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: 'string' as const }])),
-      verbose: { type: 'boolean' },
+      ...Object.fromEntries(Object.keys(SWITCHES).map((flag) => [flag, { type: 'boolean' as const }])),
     },
     strict: true,
     allowPositionals: false,

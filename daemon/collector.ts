@@ -9,6 +9,7 @@
 import type { KernelCounters, KernelStats } from './kernel-counters.js';
 import type { Logger } from './log.js';
 import type { KernelRead, ProcessTable } from './process-table.js';
+import type { ThreadRecord, ThreadTable } from './thread-table.js';
 
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
@@ -26,7 +27,14 @@ export class Collector {
   private lastFullReadStartMs = -Infinity;
   private lastLiveInfoMs = -Infinity;
   private timer: NodeJS.Timeout | null = null;
-  private reportedStats: KernelStats = { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0 };
+  private reportedStats: KernelStats = {
+    overflowFull: 0,
+    exitedFull: 0,
+    noStorage: 0,
+    slotsRetired: 0,
+    threadsFull: 0,
+    threadsExited: 0,
+  };
   /** The slots are read in place, while the table applies them. */
   private readonly slots: KernelRead['slots'] = (visit) => this.kernel.visitSlots(visit);
   /** Counts full reads: answers built from the same read can be shared. */
@@ -37,6 +45,8 @@ export class Collector {
     private readonly table: ProcessTable,
     private readonly options: CollectorOptions,
     private readonly log: Logger,
+    /** Per-thread counters, or null when per-thread counting is off. */
+    readonly threads: ThreadTable | null = null,
   ) {}
 
   start(): void {
@@ -67,6 +77,17 @@ export class Collector {
     this.finish({ exited, slots: this.slots, overflow, live });
   }
 
+  /** A process's threads, read from the kernel now; null when per-thread counting is off. */
+  threadsOf(tgid: number, processStartNs: number): ThreadRecord[] | null {
+    if (!this.threads) return null;
+    this.readThreads(this.threads);
+    return this.threads.threadsOf(tgid, processStartNs);
+  }
+
+  private readThreads(threads: ThreadTable): void {
+    this.kernel.deleteThreads(threads.apply(this.kernel.readThreads(), Date.now()));
+  }
+
   private tick(): void {
     try {
       const exited = this.kernel.drainExited();
@@ -75,6 +96,9 @@ export class Collector {
       if (exited.length > 0 || slotsRetired || this.table.settlingSlots > 0) {
         this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
       }
+      // Exited threads' entries are deleted as soon as they are read, so that they never fill the map.
+      if (this.threads && stats.threadsExited !== this.reportedStats.threadsExited) this.readThreads(this.threads);
+      else this.threads?.expire(Date.now());
       this.reportKernelDrops(stats);
     } catch (err) {
       this.log.error(`draining exited processes failed: ${(err as Error).message}`);
@@ -101,6 +125,8 @@ export class Collector {
       this.log.warn(`kernel: overflow map full, ${grew('overflowFull')} events not counted (raise --overflow-capacity)`);
     if (grew('exitedFull') > 0)
       this.log.warn(`kernel: exited map full, ${grew('exitedFull')} exits not recorded: those processes are retired with their last counters (raise --exited-capacity)`);
+    if (grew('threadsFull') > 0)
+      this.log.warn(`kernel: threads map full, ${grew('threadsFull')} calls not counted per thread (process counters are complete; raise --thread-capacity)`);
     if (grew('noStorage') > 0)
       this.log.warn(`kernel: ${grew('noStorage')} processes could not be marked for their exit (no task storage)`);
     this.reportedStats = stats;

@@ -37,6 +37,22 @@ export const ConfigSchema = z.strictObject({
   exitedCapacity: z.number().int().min(1),
   /** Exited processes are kept at least this long after every client had them. */
   exitedRetentionMs: z.number().int().min(0),
+  /** Per-thread counters too (costs a hash lookup per event and map entries; see README). */
+  threads: z.boolean(),
+  /** Kernel entries for per-thread counters: threads with traffic, live or exited since the last read. */
+  threadCapacity: z.number().int().min(1),
+  /**
+   * The API (and /metrics) on TCP too, "host:port" such as "127.0.0.1:9817",
+   * or null for none. TCP clients have no credentials: they see every process.
+   */
+  listen: z
+    .string()
+    .regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'must be host:port, such as "127.0.0.1:9817" or "[::1]:9817"')
+    .refine((text) => {
+      const port = Number(text.slice(text.lastIndexOf(':') + 1));
+      return port <= 65535;
+    }, 'the port must be 0 to 65535 (0: any free port, named in the log)')
+    .nullable(),
   /** Debug messages in the log. */
   verbose: z.boolean(),
 });
@@ -52,6 +68,9 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'slots',
   'overflowCapacity',
   'exitedCapacity',
+  'threads',
+  'threadCapacity',
+  'listen',
 ];
 
 export function defaultConfig(): Config {
@@ -67,6 +86,9 @@ export function defaultConfig(): Config {
     overflowCapacity: 16384,
     exitedCapacity: 32768,
     exitedRetentionMs: 10_000,
+    threads: false,
+    threadCapacity: 16384,
+    listen: null,
     verbose: false,
   };
 }
@@ -106,6 +128,12 @@ export function resolveConfig(file: Partial<Config>, flags: Partial<Config>): Co
   const parsed = ConfigSchema.safeParse({ ...defaultConfig(), ...file, ...flags });
   if (!parsed.success) throw new ConfigError(describeIssue('configuration', parsed.error));
   return parsed.data;
+}
+
+/** "host:port" split; IPv6 hosts lose their brackets. */
+export function listenAddress(listen: string): { host: string; port: number } {
+  const colon = listen.lastIndexOf(':');
+  return { host: listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(colon + 1)) };
 }
 
 /** A group by name (from /etc/group) or number; null when not set. */

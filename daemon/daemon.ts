@@ -5,7 +5,7 @@
 import { atopAnswerBuilder } from './atop-answers.js';
 import { bootEpochSeconds } from './boot-time.js';
 import { Collector } from './collector.js';
-import { type Config, RESTART_ONLY, groupId } from './config.js';
+import { type Config, RESTART_ONLY, groupId, listenAddress } from './config.js';
 import { KernelCounters } from './kernel-counters.js';
 import { routeLibbpfMessages } from './libbpf.js';
 import type { DaemonLogger } from './log.js';
@@ -17,11 +17,16 @@ import { apiRoutes } from './api-routes.js';
 import { CgroupNames } from './cgroup-names.js';
 import { packageVersion } from './package-root.js';
 import { claimSocketPath } from '../protocol/unix-socket-path.js';
+import { ThreadTable } from './thread-table.js';
 
 const DRAIN_INTERVAL_MS = 1000;
 const LIVE_INFO_INTERVAL_MS = 10_000;
 const MAX_EXITED = 200_000;
 const SHUTDOWN_GRACE_MS = 5000;
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
 
 /**
  * Runs until SIGTERM or SIGINT; resolves once everything is released.
@@ -57,6 +62,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       slots: config.slots,
       overflowCapacity: config.overflowCapacity,
       exitedCapacity: config.exitedCapacity,
+      threadCapacity: config.threads ? config.threadCapacity : 0,
     },
     (message) => log.warn(message),
   );
@@ -74,6 +80,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     table,
     { drainIntervalMs: DRAIN_INTERVAL_MS, liveInfoIntervalMs: LIVE_INFO_INTERVAL_MS },
     log,
+    config.threads ? new ThreadTable(config.exitedRetentionMs) : null,
   );
   collector.start();
 
@@ -90,32 +97,35 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     maxAnswersInFlight: 32,
     maxAnswersInFlightPerUser: 4,
   });
-  const api = config.apiSocket
-    ? new ApiServer({
-        socketPath: config.apiSocket,
-        mode: parseInt(config.apiSocketMode, 8),
-        allProcessesGroup,
-        handle: apiRoutes({
-          table,
-          collector,
-          bootEpoch: bootEpochSeconds(),
-          version: packageVersion(),
-          startedAtMs: Date.now(),
-          slots: config.slots,
-          kernelStats: () => kernel.readStats(),
-          cgroupNames: new CgroupNames(),
-          atopClients: () => server.clientCount,
-        }),
-        log,
-      })
-    : null;
+  const handle = apiRoutes({
+    table,
+    collector,
+    bootEpoch: bootEpochSeconds(),
+    version: packageVersion(),
+    startedAtMs: Date.now(),
+    slots: config.slots,
+    kernelStats: () => kernel.readStats(),
+    cgroupNames: new CgroupNames(),
+    atopClients: () => server.clientCount,
+  });
+  const apiServers: ApiServer[] = [];
+  if (config.apiSocket) {
+    apiServers.push(
+      new ApiServer({ endpoint: { socketPath: config.apiSocket, mode: parseInt(config.apiSocketMode, 8) }, allProcessesGroup, handle, log }),
+    );
+  }
+  if (config.listen) {
+    const { host, port } = listenAddress(config.listen);
+    if (!isLoopback(host)) log.warn(`the API listens on ${config.listen}: anyone who can reach it sees every process's traffic`);
+    apiServers.push(new ApiServer({ endpoint: { host, port }, allProcessesGroup, handle, log }));
+  }
   const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
   try {
     await server.listen();
-    await api?.listen();
+    for (const api of apiServers) await api.listen();
   } catch (err) {
     clearInterval(housekeeping);
-    await server.close(0);
+    await Promise.all([server.close(0), ...apiServers.map((api) => api.close())]);
     collector.stop();
     kernel.close();
     throw err;
@@ -139,19 +149,23 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       }
     }
     server.reconfigure(parseInt(next.atopSocketMode, 8), nextGroup);
-    api?.reconfigure(parseInt(next.apiSocketMode, 8), nextGroup);
+    for (const api of apiServers) api.reconfigure(parseInt(next.apiSocketMode, 8), nextGroup);
     table.setExitedRetention(next.exitedRetentionMs);
+    collector.threads?.setRetention(next.exitedRetentionMs);
     log.setVerbose(next.verbose);
     running = next;
     log.info('SIGHUP: configuration reloaded');
   };
-  log.info(`netacct counting; serving atop on ${config.atopSocket}${api ? ` and the API on ${config.apiSocket}` : ''}`);
+  const apiPlaces = apiServers.map((api) => api.where);
+  log.info(
+    `netacct counting${config.threads ? ' (and per thread)' : ''}; serving atop on ${config.atopSocket}${apiPlaces.length > 0 ? ` and the API on ${apiPlaces.join(' and ')}` : ''}`,
+  );
 
   const signal = await stopSignal;
   log.info(`${signal}: shutting down`);
   process.off('SIGHUP', onHangup);
   clearInterval(housekeeping);
-  await Promise.all([server.close(SHUTDOWN_GRACE_MS), api?.close()]);
+  await Promise.all([server.close(SHUTDOWN_GRACE_MS), ...apiServers.map((api) => api.close())]);
   collector.stop();
   kernel.close();
   log.info('stopped');

@@ -13,9 +13,13 @@ import {
   ProcId,
   ProcInfo,
   STATS,
+  Settings,
   Slot,
   SlotState,
   Stat,
+  Thread,
+  ThreadKey,
+  ThreadState,
   readU64,
 } from './layout.js';
 import { mapShared, native } from './libbpf.js';
@@ -63,11 +67,27 @@ export interface OverflowSample extends PartSample {
   cgroupHigh: number;
 }
 
+/** One thread's counters (per-thread counting is on). */
+export interface ThreadSample {
+  tid: number;
+  tgid: number;
+  /** The thread's start (CLOCK_BOOTTIME ns); with tid, the thread identity. */
+  startNs: number;
+  processStartNs: number;
+  comm: string;
+  exited: boolean;
+  counters: number[];
+  /** The exact key, for deleting the entry (startNs may exceed 2^53). */
+  key: Buffer;
+}
+
 export interface KernelStats {
   overflowFull: number;
   exitedFull: number;
   noStorage: number;
   slotsRetired: number;
+  threadsFull: number;
+  threadsExited: number;
 }
 
 export interface KernelCountersOptions {
@@ -81,6 +101,8 @@ export interface KernelCountersOptions {
   slots: number;
   overflowCapacity: number;
   exitedCapacity: number;
+  /** Per-thread counters in a map of this many threads, or 0 for none (no cost per event). */
+  threadCapacity: number;
 }
 
 const ENOENT = 2;
@@ -164,10 +186,17 @@ class BatchReader {
 export function loadNetacctObject(options: KernelCountersOptions, pinDir: string | null = null): BpfObject {
   const { slots } = options;
   if (!Number.isInteger(Math.log2(slots))) throw new BpfError(`the slot count must be a power of two, not ${slots}`);
-  const rodata = Buffer.alloc(4); // const volatile __u32 slot_mask
-  rodata.writeUInt32LE(slots - 1);
+  const rodata = Buffer.alloc(Settings.size); // const volatile struct netacct_settings
+  rodata.writeUInt32LE(slots - 1, Settings.slotMask);
+  rodata.writeUInt32LE(options.threadCapacity > 0 ? 1 : 0, Settings.countThreads);
   return BpfObject.load(options.objectPath, {
-    capacities: { owners: slots, slots, overflow: options.overflowCapacity, exited: options.exitedCapacity },
+    capacities: {
+      owners: slots,
+      slots,
+      overflow: options.overflowCapacity,
+      exited: options.exitedCapacity,
+      threads: Math.max(1, options.threadCapacity), // a hash needs one entry even when unused
+    },
     rodata,
     ...(pinDir ? { pinned: { dir: pinDir, maps: PINNED_MAPS } } : {}),
   });
@@ -213,6 +242,8 @@ export class KernelCounters {
   private readonly overflow: BatchReader;
   private readonly overflowFd: number;
   private readonly exited: BatchReader;
+  private readonly threads: BatchReader;
+  private readonly threadsFd: number;
   private readonly statsFd: number;
   private readonly statsValue: Buffer;
   private readonly indexKey = Buffer.alloc(4);
@@ -235,6 +266,8 @@ export class KernelCounters {
     this.overflowFd = object.mapFd('overflow');
     this.overflow = new BatchReader(this.overflowFd, PartKey.size, COUNTERS_SIZE, 1024);
     this.exited = new BatchReader(object.mapFd('exited'), ProcId.size, ProcInfo.size, 1024);
+    this.threadsFd = object.mapFd('threads');
+    this.threads = new BatchReader(this.threadsFd, ThreadKey.size, Thread.size, 1024);
     this.statsFd = object.mapFd('stats');
     this.statsValue = Buffer.alloc(8 * native.numPossibleCpus());
     // The exit and cgroup programs go first, so that no process gets counters
@@ -387,6 +420,33 @@ export class KernelCounters {
     return samples;
   }
 
+  /** Every thread's counters (empty unless per-thread counting is on). */
+  readThreads(): ThreadSample[] {
+    const samples: ThreadSample[] = [];
+    this.threads.read(false, (keys, values, i) => {
+      const k = i * ThreadKey.size;
+      const v = i * Thread.size;
+      const counters: number[] = [];
+      for (let c = 0; c < 16; c++) counters.push(readU64(values, v + Thread.counters + c * 8));
+      samples.push({
+        tid: keys.readUInt32LE(k + ThreadKey.tid),
+        tgid: keys.readUInt32LE(k + ThreadKey.tgid),
+        startNs: readU64(keys, k + ThreadKey.startNs),
+        processStartNs: readU64(values, v + Thread.processStartNs),
+        comm: decodeComm(values, v + Thread.comm),
+        exited: values.readUInt32LE(v + Thread.state) === ThreadState.exited,
+        counters,
+        key: Buffer.from(keys.subarray(k, k + ThreadKey.size)),
+      });
+    });
+    return samples;
+  }
+
+  /** Deletes entries of threads that exited, once read for the last time. */
+  deleteThreads(threads: readonly ThreadSample[]): void {
+    for (const thread of threads) native.deleteElem(this.threadsFd, thread.key);
+  }
+
   /** Frees slots the daemon has read for the last time (EXITED or MOVED). */
   freeSlots(indexes: readonly number[]): void {
     for (const index of indexes) {
@@ -423,6 +483,8 @@ export class KernelCounters {
       exitedFull: totals[Stat.exitedFull]!,
       noStorage: totals[Stat.noStorage]!,
       slotsRetired: totals[Stat.slotsRetired]!,
+      threadsFull: totals[Stat.threadsFull]!,
+      threadsExited: totals[Stat.threadsExited]!,
     };
   }
 

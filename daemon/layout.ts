@@ -2,7 +2,10 @@
 // compiles that header with cc and checks every size, offset and enum here.
 
 /** Pinned maps live in <pin dir>/v<LAYOUT_VERSION>. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
+
+/** struct netacct_settings, the .rodata the daemon writes before loading. */
+export const Settings = { size: 8, slotMask: 0, countThreads: 4 } as const;
 
 /** Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
 export const Family = { ipv4: 0, ipv6: 1 } as const;
@@ -34,8 +37,14 @@ export const ProcId = { size: 16, tgid: 0, startNs: 8 } as const;
 
 export const ProcInfo = { size: 40, tgid: 0, uid: 4, startNs: 8, cgroupId: 16, comm: 24, commSize: 16 } as const;
 
-export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3 } as const;
-export const STATS = 4;
+export const ThreadKey = { size: 16, tid: 0, tgid: 4, startNs: 8 } as const;
+
+export const ThreadState = { live: 0, exited: 1 } as const;
+
+export const Thread = { size: 160, processStartNs: 0, comm: 8, commSize: 16, state: 24, counters: 32 } as const;
+
+export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5 } as const;
+export const STATS = 6;
 
 /**
  * Reads a u64 as a Number: exact below 2^53 (9 PB of bytes, 104 days of ns of

@@ -1,11 +1,12 @@
-// The HTTP/1.1 API on a Unix socket, for scripts (curl --unix-socket …). It
-// keeps the atop socket's rules: every client's credentials come from the
-// kernel and decide what it may see, every byte is hostile (Node's parser
+// The HTTP/1.1 API on a Unix socket, for scripts (curl --unix-socket …), and
+// optionally on TCP (Prometheus, a browser). On the Unix socket it keeps the
+// atop socket's rules: every client's credentials come from the kernel and
+// decide what it may see. Everywhere every byte is hostile (Node's parser
 // bounds headers; requests time out; only GET), and JSON or msgpack answers
 // as the client asks (Accept: application/msgpack).
 import fs from 'node:fs';
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import type { Logger } from '../daemon/log.js';
 import { ApiStreams } from './api-stream.js';
 import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
@@ -22,9 +23,11 @@ export interface ApiResult {
   body: unknown;
 }
 
+/** Where the API listens: a Unix socket with its file mode, or a TCP address. */
+export type ApiEndpoint = { socketPath: string; mode: number } | { host: string; port: number };
+
 export interface ApiServerOptions {
-  socketPath: string;
-  mode: number;
+  endpoint: ApiEndpoint;
   /** The gid whose members see every process (root always does), or null. */
   allProcessesGroup: number | null;
   handle: (request: ApiRequest) => ApiResult;
@@ -41,6 +44,30 @@ async function msgpackEncoder(): Promise<(value: unknown) => Buffer> {
 }
 const REQUEST_TIMEOUT_MS = 10_000;
 const MAX_CONNECTIONS = 1024;
+/** TCP clients have no credentials: whoever may connect sees every process (the operator chose the address). */
+const TCP_VISIBILITY: Visibility = { seesAll: true, uid: -1 };
+
+/**
+ * On TCP, a web page from another site must not read the API through the
+ * user's browser: a Host that names a domain (DNS rebinding) and a WebSocket
+ * whose Origin is another site (WebSockets ignore CORS) are refused. IP
+ * literals and localhost are what a local user or Prometheus puts there.
+ */
+function trustedHost(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  return name === 'localhost' || net.isIP(name) !== 0;
+}
+
+function sameOrigin(req: http.IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true; // not a browser
+  try {
+    return new URL(origin).host === req.headers.host;
+  } catch {
+    return false;
+  }
+}
 
 export class ApiServer {
   private readonly server: http.Server;
@@ -54,6 +81,7 @@ export class ApiServer {
     );
     this.server.maxConnections = MAX_CONNECTIONS;
     this.server.on('connection', (socket: net.Socket) => {
+      if (!this.isUnix) return void this.visibilities.set(socket, TCP_VISIBILITY);
       try {
         this.visibilities.set(socket, visibilityOf(peerOf(socket), this.options.allProcessesGroup));
       } catch (err) {
@@ -64,6 +92,9 @@ export class ApiServer {
     this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       const visibility = this.visibilities.get(socket);
       if (!visibility) return void socket.destroy();
+      if (!this.isUnix && !(trustedHost(req.headers.host) && sameOrigin(req))) {
+        return void socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      }
       this.streams.upgrade(req, socket, head, visibility).catch((err: Error) => {
         this.options.log.error(`API stream: ${err.message}`);
         socket.destroy();
@@ -77,8 +108,29 @@ export class ApiServer {
     this.server.on('error', (err) => options.log.error(`API socket: ${err.message}`));
   }
 
+  private get isUnix(): boolean {
+    return 'socketPath' in this.options.endpoint;
+  }
+
   listen(): Promise<void> {
-    return listenUnix(this.server, this.options.socketPath, this.options.mode);
+    const { endpoint } = this.options;
+    if ('socketPath' in endpoint) return listenUnix(this.server, endpoint.socketPath, endpoint.mode);
+    return new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: endpoint.host, port: endpoint.port, backlog: 4096 }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Where it listens, for the log: the socket path, or "tcp HOST:PORT" with the port the kernel gave for port 0. */
+  get where(): string {
+    const { endpoint } = this.options;
+    if ('socketPath' in endpoint) return endpoint.socketPath;
+    const address = this.server.address();
+    const port = address && typeof address === 'object' ? address.port : endpoint.port;
+    return `tcp ${net.isIPv6(endpoint.host) ? `[${endpoint.host}]` : endpoint.host}:${port}`;
   }
 
   private respond(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -103,6 +155,9 @@ export class ApiServer {
     };
     const visibility = this.visibilities.get(req.socket);
     if (!visibility) return void res.destroy();
+    if (!this.isUnix && !trustedHost(req.headers.host)) {
+      return send({ status: 403, body: { error: 'Host must be an IP address or localhost (DNS rebinding protection)' } });
+    }
     if (req.method !== 'GET') return send({ status: 405, body: { error: `method ${req.method} not allowed: the API is read-only (GET)` } });
     let url: URL;
     try {
@@ -118,10 +173,13 @@ export class ApiServer {
     }
   }
 
-  /** Configuration reload: the socket's mode now, the group for clients that connect from now on. */
+  /** Configuration reload: a Unix socket's mode now, the group for clients that connect from now on. */
   reconfigure(mode: number, allProcessesGroup: number | null): void {
-    fs.chmodSync(this.options.socketPath, mode);
-    this.options.mode = mode;
+    const { endpoint } = this.options;
+    if ('socketPath' in endpoint) {
+      fs.chmodSync(endpoint.socketPath, mode);
+      endpoint.mode = mode;
+    }
     this.options.allProcessesGroup = allProcessesGroup;
   }
 
@@ -130,6 +188,7 @@ export class ApiServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
     await closed;
-    removeSocketFile(this.options.socketPath);
+    const { endpoint } = this.options;
+    if ('socketPath' in endpoint) removeSocketFile(endpoint.socketPath);
   }
 }

@@ -23,7 +23,7 @@ class Counting {
   private readonly collector: Collector;
 
   constructor(slots: number) {
-    this.kernel = KernelCounters.open({ pinDir: null, objectPath: OBJECT, slots, overflowCapacity: 4096, exitedCapacity: 4096 });
+    this.kernel = KernelCounters.open({ pinDir: null, objectPath: OBJECT, slots, overflowCapacity: 4096, exitedCapacity: 4096, threadCapacity: 0 });
     const log: Logger = { error: (m) => this.warnings.push(m), warn: (m) => this.warnings.push(m), info() {}, debug() {} };
     this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: 10_000 }, log);
   }

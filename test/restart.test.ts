@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
+import { LAYOUT_VERSION } from '../daemon/layout.js';
 import { requestOnce } from './helpers/atop-reader.js';
 import { TestDaemon, removePinDir, scratchPinDir } from './helpers/daemon.js';
 import { BASIC_SCENARIO, expectedCounters, wireCounters } from './helpers/expected.js';
@@ -24,7 +25,7 @@ describeWithBpf('restarts with pinned maps (real daemon, real BPF)', () => {
       await staying.exchange(5);
       expect((await requestOnce(first.socketPath)).get(staying.pid)?.counters).toEqual(udp(5));
       expect(await first.stop()).toBe(0);
-      expect(fs.existsSync(path.join(pinDir, 'v1', 'slots'))).toBe(true);
+      expect(fs.existsSync(path.join(pinDir, `v${LAYOUT_VERSION}`, 'slots'))).toBe(true);
 
       await leaving.finish(); // exits while no daemon runs
       const second = await TestDaemon.start(['--pin-dir', pinDir]);
@@ -58,7 +59,7 @@ describeWithBpf('restarts with pinned maps (real daemon, real BPF)', () => {
       try {
         expect(second.log).toContain(`removing pinned maps of layout v0 in ${pinDir}`);
         expect(second.log).toMatch(
-          /pinned maps in \S+\/v1 do not match this daemon \(owners: capacity 32768, this daemon needs 4096.*\): discarding them, counters start from zero/,
+          /pinned maps in \S+\/v\d+ do not match this daemon \(owners: capacity 32768, this daemon needs 4096.*\): discarding them, counters start from zero/,
         );
         await child.exchange(1);
         expect((await requestOnce(second.socketPath)).get(child.pid)?.counters).toEqual(udp(1));

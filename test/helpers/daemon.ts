@@ -87,6 +87,13 @@ export class TestDaemon {
     });
   }
 
+  /** The TCP port of the API (started with --listen HOST:0), from the ready line. */
+  get tcpPort(): number {
+    const port = / tcp [^\s]*:(\d+)/.exec(this.log)?.[1];
+    if (!port) throw new Error(`the daemon logged no TCP listener:\n${this.log}`);
+    return Number(port);
+  }
+
   /** The daemon's resident memory, MiB. */
   rssMiB(): number {
     const status = fs.readFileSync(`/proc/${this.child.pid}/status`, 'utf8');

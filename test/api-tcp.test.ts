@@ -1,0 +1,71 @@
+// The API on TCP (--listen, off by default): the same answers as on the Unix
+// socket, every process visible (TCP has no credentials), and a web page from
+// another site kept out (DNS rebinding, cross-site WebSockets).
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import WebSocket from 'ws';
+import { apiGet, tcpGet } from './helpers/api-client.js';
+import { TestDaemon } from './helpers/daemon.js';
+import { describeWithBpf } from './helpers/requirements.js';
+import { TrafficChild } from './helpers/traffic.js';
+
+function upgradeStatus(port: number, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/stream`, { headers });
+    ws.once('open', () => {
+      ws.close();
+      resolve(101);
+    });
+    ws.once('unexpected-response', (_req, res) => resolve(res.statusCode!));
+    ws.once('error', (err) => (err.message.includes('Unexpected server response') ? undefined : reject(err)));
+  });
+}
+
+describeWithBpf('API on TCP (real daemon)', () => {
+  let daemon: TestDaemon;
+  let nobodyProcess: TrafficChild;
+  beforeAll(async () => {
+    daemon = await TestDaemon.start(['--listen', '127.0.0.1:0']);
+    nobodyProcess = await TrafficChild.startAsNobody('mptcp');
+  });
+  afterAll(async () => {
+    await nobodyProcess?.finish();
+    if (daemon) expect(await daemon.stop()).toBe(0);
+  });
+
+  test('the same process, with the same exact counters, as on the Unix socket', async () => {
+    const path = `/v1/processes/${nobodyProcess.pid}`;
+    const tcp = await tcpGet(daemon.tcpPort, path);
+    expect(tcp.status).toBe(200);
+    expect(tcp.headers['content-type']).toBe('application/json');
+    const body = JSON.parse(tcp.text);
+    expect(body).toMatchObject({ pid: nobodyProcess.pid, uid: 65534, command: 'traffic' });
+    expect(body.counters.tcp.send).toEqual({ calls: 10, bytes: 7000 });
+    const unix = await apiGet(daemon.apiSocketPath, path);
+    expect(body.counters).toEqual(unix.body.counters);
+  });
+
+  test('a Host that is a domain name is refused (DNS rebinding); IP literals and localhost are served', async () => {
+    const rebinding = await tcpGet(daemon.tcpPort, '/v1/stats', { Host: 'attacker.example:9817' });
+    expect(rebinding.status).toBe(403);
+    expect(JSON.parse(rebinding.text).error).toMatch(/Host/);
+    expect((await tcpGet(daemon.tcpPort, '/v1/stats', { Host: `localhost:${daemon.tcpPort}` })).status).toBe(200);
+    expect((await tcpGet(daemon.tcpPort, '/v1/stats', { Host: `[::1]:${daemon.tcpPort}` })).status).toBe(200);
+  });
+
+  test('a WebSocket from another origin is refused; one from the page itself is accepted', async () => {
+    const port = daemon.tcpPort;
+    expect(await upgradeStatus(port, { Origin: 'http://attacker.example' })).toBe(403);
+    expect(await upgradeStatus(port, { Origin: `http://127.0.0.1:${port}` })).toBe(101);
+    expect(await upgradeStatus(port, {})).toBe(101);
+  });
+
+  test('off by default: a daemon started without --listen logs no TCP listener', async () => {
+    expect(daemon.log).toMatch(/the API on \S+ and tcp 127\.0\.0\.1:\d+/);
+    const plain = await TestDaemon.start();
+    try {
+      expect(plain.log).not.toMatch(/ tcp /);
+    } finally {
+      expect(await plain.stop()).toBe(0);
+    }
+  });
+});
