@@ -7,7 +7,7 @@ import type { Visibility } from '../protocol/peer-credentials.js';
 import { startEpochSeconds } from './boot-time.js';
 import type { CgroupNames } from './cgroup-names.js';
 import type { Collector } from './collector.js';
-import type { KernelStats } from './kernel-counters.js';
+import type { DaemonHealth } from './health.js';
 import { Direction, Family, Kind, Protocol, counterIndex } from './layout.js';
 import type { ProcessEntry, ProcessTable } from './process-table.js';
 
@@ -55,10 +55,8 @@ export interface ApiContext {
   bootEpoch: number;
   version: string;
   startedAtMs: number;
-  slots: number;
-  kernelStats: () => KernelStats;
+  health: () => DaemonHealth;
   cgroupNames: CgroupNames;
-  atopClients: () => number;
 }
 
 function badRequest(error: z.ZodError): ApiResult {
@@ -181,17 +179,20 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     };
   };
 
-  const stats = (): ApiResult => ({
-    status: 200,
-    body: {
-      version: context.version,
-      uptimeSeconds: Math.floor((Date.now() - context.startedAtMs) / 1000),
-      processes: { live: table.liveCount, exited: table.exitedCount },
-      kernel: { slots: context.slots, ...context.kernelStats() },
-      threads: collector.threads ? { exitedKept: collector.threads.exitedCount } : null,
-      clients: { atop: context.atopClients() },
-    },
-  });
+  const stats = (): ApiResult => {
+    const { kernel, ...health } = context.health();
+    return {
+      status: 200,
+      body: {
+        version: context.version,
+        uptimeSeconds: Math.floor((Date.now() - context.startedAtMs) / 1000),
+        processes: { live: table.liveCount, exited: table.exitedCount },
+        kernel: { slots: health.maps.slots.capacity, ...kernel },
+        ...health,
+        threads: collector.threads ? { exitedKept: collector.threads.exitedCount } : null,
+      },
+    };
+  };
 
   return (request) => {
     if (request.path === '/v1/processes') return processes(request);

@@ -105,6 +105,11 @@ export class BpfObject {
     return link;
   }
 
+  /** How many programs are attached now. */
+  get attachedCount(): number {
+    return this.links.size;
+  }
+
   detach(link: BpfLinkPtr): void {
     if (this.links.delete(link)) native.destroyLink(link);
   }

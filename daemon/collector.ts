@@ -39,6 +39,10 @@ export class Collector {
   private readonly slots: KernelRead['slots'] = (visit) => this.kernel.visitSlots(visit);
   /** Counts full reads: answers built from the same read can be shared. */
   readGeneration = 0;
+  /** How long the last read of the kernel's maps took, ms. */
+  lastReadMs = 0;
+  /** Overflow entries at the last read. */
+  overflowEntries = 0;
 
   constructor(
     private readonly kernel: KernelCounters,
@@ -75,6 +79,7 @@ export class Collector {
     if (liveDue) this.lastLiveInfoMs = started;
     const live = liveDue ? this.kernel.readLive() : null;
     this.finish({ exited, slots: this.slots, overflow, live });
+    this.lastReadMs = performance.now() - started;
   }
 
   /** A process's threads, read from the kernel now; null when per-thread counting is off. */
@@ -94,7 +99,9 @@ export class Collector {
       const stats = this.kernel.readStats();
       const slotsRetired = stats.slotsRetired !== this.reportedStats.slotsRetired;
       if (exited.length > 0 || slotsRetired || this.table.settlingSlots > 0) {
+        const started = performance.now();
         this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
+        this.lastReadMs = performance.now() - started;
       }
       // Exited threads' entries are deleted as soon as they are read, so that they never fill the map.
       if (this.threads && stats.threadsExited !== this.reportedStats.threadsExited) this.readThreads(this.threads);
@@ -106,6 +113,7 @@ export class Collector {
   }
 
   private finish(read: KernelRead): void {
+    if (read.overflow) this.overflowEntries = read.overflow.length;
     const { lostExits, droppedExits } = this.table;
     const chores = this.table.apply(read, Date.now());
     this.kernel.freeSlots(chores.freeSlots);

@@ -103,10 +103,25 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     bootEpoch: bootEpochSeconds(),
     version: packageVersion(),
     startedAtMs: Date.now(),
-    slots: config.slots,
-    kernelStats: () => kernel.readStats(),
+    health: () => ({
+      programsAttached: kernel.attachedPrograms,
+      maps: {
+        slots: { entries: kernel.slotsInUse(), capacity: config.slots },
+        overflow: { entries: collector.overflowEntries, capacity: config.overflowCapacity },
+        exited: { entries: null, capacity: config.exitedCapacity },
+        threads: collector.threads
+          ? { entries: collector.threads.liveCount, capacity: config.threadCapacity }
+          : null,
+      },
+      kernel: kernel.readStats(),
+      lastReadSeconds: collector.lastReadMs / 1000,
+      clients: {
+        atop: server.clientCount,
+        api: apiServers.reduce((sum, api) => sum + api.clients.connections, 0),
+        streams: apiServers.reduce((sum, api) => sum + api.clients.streams, 0),
+      },
+    }),
     cgroupNames: new CgroupNames(),
-    atopClients: () => server.clientCount,
   });
   const apiServers: ApiServer[] = [];
   if (config.apiSocket) {

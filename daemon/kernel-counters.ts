@@ -488,6 +488,18 @@ export class KernelCounters {
     };
   }
 
+  /** BPF programs attached (counting, exit, cgroup moves, the iterator). */
+  get attachedPrograms(): number {
+    return this.object.attachedCount;
+  }
+
+  /** Slots that hold a process's counters now (any state but free). */
+  slotsInUse(): number {
+    let used = 0;
+    for (let index = 0; index < this.slotCount; index++) if (this.ownerWords[index * 2 + 1] !== 0) used++;
+    return used;
+  }
+
   /** A map's fd, for benchmarks that fill the maps from user space. */
   mapFd(name: string): number {
     return this.object.mapFd(name);

@@ -3,6 +3,10 @@
 import { apiGet } from './api-client.js';
 
 /** A process's or cgroup's counters as the API gives them. */
+function mapFill(name: string, fill: { entries: number; capacity: number }): string {
+  return `${name} ${fill.entries}/${fill.capacity}`;
+}
+
 export interface Directions {
   send: { calls: number; bytes: number };
   recv: { calls: number; bytes: number };
@@ -71,7 +75,9 @@ export async function runListing(command: 'ps' | 'cgroups' | 'stats', socketPath
       `netacct ${body.version}, up ${body.uptimeSeconds} s\n` +
         `processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)\n` +
         `kernel: ${body.kernel.slots} slots; not recorded: ${body.kernel.overflowFull} events (overflow full), ${body.kernel.exitedFull} exits (exited map full)\n` +
-        `atop clients: ${body.clients.atop}\n`,
+        `maps: ${mapFill('slots', body.maps.slots)}, ${mapFill('overflow', body.maps.overflow)}${body.maps.threads ? `, ${mapFill('threads', body.maps.threads)}` : ''}\n` +
+        `${body.programsAttached} BPF programs attached; last kernel read ${(body.lastReadSeconds * 1000).toFixed(1)} ms\n` +
+        `clients: ${body.clients.atop} atop, ${body.clients.api} API (${body.clients.streams} streams)\n`,
     );
   }
   return 0;

@@ -70,6 +70,11 @@ export class ThreadTable {
     return [...this.live.filter(mine).sort(byTid), ...[...this.exited.values()].filter(mine).sort(byTid)];
   }
 
+  /** Live threads with counters, as of the last read. */
+  get liveCount(): number {
+    return this.live.length;
+  }
+
   get exitedCount(): number {
     return this.exited.size;
   }

@@ -103,6 +103,11 @@ export class ApiStreams {
     ws.on('error', (err) => this.log.debug(`API stream: ${err.message}`));
   }
 
+  /** WebSocket clients connected now. */
+  get clientCount(): number {
+    return this.server?.clients.size ?? 0;
+  }
+
   close(): void {
     for (const timer of this.timers) clearInterval(timer);
     this.timers.clear();

@@ -73,6 +73,7 @@ export class ApiServer {
   private readonly server: http.Server;
   private readonly visibilities = new WeakMap<net.Socket, Visibility>();
   private readonly streams: ApiStreams;
+  private connections = 0;
 
   constructor(private readonly options: ApiServerOptions) {
     this.streams = new ApiStreams(options.handle, options.log);
@@ -81,6 +82,8 @@ export class ApiServer {
     );
     this.server.maxConnections = MAX_CONNECTIONS;
     this.server.on('connection', (socket: net.Socket) => {
+      this.connections++;
+      socket.once('close', () => this.connections--);
       if (!this.isUnix) return void this.visibilities.set(socket, TCP_VISIBILITY);
       try {
         this.visibilities.set(socket, visibilityOf(peerOf(socket), this.options.allProcessesGroup));
@@ -106,6 +109,11 @@ export class ApiServer {
       else socket.destroy();
     });
     this.server.on('error', (err) => options.log.error(`API socket: ${err.message}`));
+  }
+
+  /** Clients connected now: all connections, of which WebSocket streams. */
+  get clients(): { connections: number; streams: number } {
+    return { connections: this.connections, streams: this.streams.clientCount };
   }
 
   private get isUnix(): boolean {

@@ -68,7 +68,9 @@ describeWithBpf('netacct ps, cgroups, stats (real daemon)', () => {
     expect((await netacct('cgroups', '--api-socket', daemon.apiSocketPath)).stdout).toMatch(/^CGROUP\s+UNIT\s+CONTAINER/);
     const stats = await netacct('stats', '--api-socket', daemon.apiSocketPath);
     expect(stats.stdout).toMatch(/^netacct \S+, up \d+ s\n/);
-    expect(stats.stdout).toContain('atop clients: 0');
+    expect(stats.stdout).toContain('clients: 0 atop, 1 API (0 streams)'); // the CLI itself
+    expect(stats.stdout).toContain('5 BPF programs attached'); // send, recv, exit, cgroup moves, iterator
+    expect(stats.stdout).toMatch(/maps: slots \d+\/32768, overflow \d+\/16384\n/);
     expect(JSON.parse((await netacct('stats', '--json', '--api-socket', daemon.apiSocketPath)).stdout).kernel.slots).toBe(32768);
   });
 
