@@ -5,7 +5,7 @@ import { unpack } from 'msgpackr';
 export interface ApiResponse {
   status: number;
   contentType: string;
-  /** The decoded body, as the API sent it. */
+  /** The decoded body, as the API sent it (text for text types). */
   body: any; // JSON of any shape: callers know what the endpoint returns
 }
 
@@ -23,7 +23,12 @@ export function apiGet(socketPath: string, path: string, accept = 'application/j
           resolve({
             status: res.statusCode!,
             contentType,
-            body: contentType === 'application/msgpack' ? unpack(raw) : JSON.parse(raw.toString()),
+            body:
+              contentType === 'application/msgpack'
+                ? unpack(raw)
+                : contentType === 'application/json'
+                  ? JSON.parse(raw.toString())
+                  : raw.toString(), // /metrics, the web page
           });
         } catch (err) {
           reject(new Error(`the daemon's answer to ${path} could not be decoded: ${(err as Error).message}`));

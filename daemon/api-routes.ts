@@ -8,6 +8,7 @@ import { startEpochSeconds } from './boot-time.js';
 import type { CgroupNames } from './cgroup-names.js';
 import type { Collector } from './collector.js';
 import type { DaemonHealth } from './health.js';
+import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { Direction, Family, Kind, Protocol, counterIndex } from './layout.js';
 import type { ProcessEntry, ProcessTable } from './process-table.js';
 
@@ -57,6 +58,8 @@ export interface ApiContext {
   startedAtMs: number;
   health: () => DaemonHealth;
   cgroupNames: CgroupNames;
+  /** /metrics: per-process series for this many processes (0: none); read per scrape (SIGHUP changes it). */
+  metricsTopProcesses: () => number;
 }
 
 function badRequest(error: z.ZodError): ApiResult {
@@ -154,6 +157,38 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     return { status: 200, body: { cgroups: rows.slice(0, limit) } };
   };
 
+  /**
+   * Prometheus metrics. Cgroups are labelled by path: a cgroup removed and
+   * created again under the same path (a restarted service) is one series,
+   * whose counters keep growing across the two.
+   */
+  const metrics = (request: ApiRequest): ApiResult => {
+    const { visibility } = request;
+    const mayRead = (e: ProcessEntry): boolean => visibility.seesAll || e.uid === visibility.uid;
+    collector.ensureReadSince(performance.now());
+    const cgroups = [...table.cgroupTotals(mayRead, visibility.seesAll)].map(([id, counters]) => {
+      const name = cgroupNames.nameOf(id);
+      return { path: name?.path ?? `(removed, id ${id})`, unit: name?.unit ?? '', containerId: name?.containerId ?? '', counters };
+    });
+    const top = context.metricsTopProcesses();
+    let processes = null;
+    if (top > 0) {
+      const entries = table.exitedAfter(0).filter(mayRead);
+      table.forEachLive((entry) => mayRead(entry) && entries.push(entry));
+      processes = entries.map((entry) => ({ pid: entry.tgid, command: entry.comm, counters: entry.total }));
+    }
+    const body = renderMetrics({
+      version: context.version,
+      startTimeSeconds: Math.floor(context.startedAtMs / 1000),
+      processCounts: { live: table.liveCount, exited: table.exitedCount },
+      health: context.health(),
+      cgroups,
+      processes,
+      topProcesses: top,
+    });
+    return { status: 200, body, contentType: METRICS_CONTENT_TYPE };
+  };
+
   const oneProcess = (request: ApiRequest, pidText: string): ApiResult => {
     const pid = whole.safeParse(pidText);
     if (!pid.success) return { status: 400, body: { error: `invalid parameter 'pid': ${pid.error.issues[0]!.message}`, field: 'pid' } };
@@ -199,10 +234,14 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const one = /^\/v1\/processes\/([^/]+)$/.exec(request.path);
     if (one) return oneProcess(request, decodeURIComponent(one[1]!));
     if (request.path === '/v1/cgroups') return cgroups(request);
+    if (request.path === '/metrics') {
+      const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
+      return parsed.success ? metrics(request) : badRequest(parsed.error);
+    }
     if (request.path === '/v1/stats') {
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
       return parsed.success ? stats() : badRequest(parsed.error);
     }
-    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/v1/processes', '/v1/processes/{pid}', '/v1/cgroups', '/v1/stats'] } };
+    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/v1/processes', '/v1/processes/{pid}', '/v1/cgroups', '/v1/stats', '/v1/stream', '/metrics'] } };
   };
 }

@@ -1,9 +1,11 @@
 // cgroup v2 ids (what the kernel reports) to names: the directory whose inode
 // number is the id, under the cgroup2 mount found in /proc/self/mountinfo
 // (/sys/fs/cgroup on most hosts, /sys/fs/cgroup/unified on hybrid ones).
-// Names are cached; an unknown id triggers a rescan (at most one a second,
-// so unknown ids cannot make the daemon walk the tree in a loop), and the
-// name of a cgroup that was removed is kept.
+// Names are cached; an id never seen triggers a rescan at once (a cgroup
+// just created must not show up nameless), an id still missing after a scan
+// (removed before it could be seen) only one a second, so that such ids
+// cannot make the daemon walk the tree in a loop; the name of a cgroup that
+// was removed is kept.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -38,6 +40,8 @@ const RESCAN_INTERVAL_MS = 1000;
 
 export class CgroupNames {
   private readonly byId = new Map<number, CgroupName>();
+  /** Ids that a scan did not find. */
+  private readonly missing = new Set<number>();
   private lastScanMs = -Infinity;
 
   constructor(private readonly mount: string | null = cgroup2Mount()) {}
@@ -45,9 +49,11 @@ export class CgroupNames {
   /** The cgroup's name, or null when no cgroup2 hierarchy has it (yet). */
   nameOf(id: number): CgroupName | null {
     let name = this.byId.get(id);
-    if (!name && this.mount && performance.now() - this.lastScanMs >= RESCAN_INTERVAL_MS) {
+    if (!name && this.mount && (!this.missing.has(id) || performance.now() - this.lastScanMs >= RESCAN_INTERVAL_MS)) {
       this.scan(this.mount);
       name = this.byId.get(id);
+      if (name) this.missing.delete(id);
+      else this.missing.add(id);
     }
     return name ?? null;
   }

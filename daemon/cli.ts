@@ -47,6 +47,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --thread-capacity N      kernel entries for per-thread counters (default 16384)
   --listen HOST:PORT       serve the API on TCP too, such as 127.0.0.1:9817 (default
                            off); TCP clients have no credentials and see every process
+  --metrics-top-processes N  /metrics also has series for the top N processes by
+                           traffic and one 'other' (default 0: per cgroup only)
   --verbose                debug messages
 
 SIGHUP reloads the configuration file; settings that need a restart are named in the log.
@@ -68,8 +70,9 @@ const FLAGS = {
   'exited-retention-ms': 'exitedRetentionMs',
   'thread-capacity': 'threadCapacity',
   listen: 'listen',
+  'metrics-top-processes': 'metricsTopProcesses',
 } as const satisfies Record<string, keyof Config>;
-const NUMERIC = new Set<keyof Config>(['slots', 'overflowCapacity', 'exitedCapacity', 'exitedRetentionMs', 'threadCapacity']);
+const NUMERIC = new Set<keyof Config>(['slots', 'overflowCapacity', 'exitedCapacity', 'exitedRetentionMs', 'threadCapacity', 'metricsTopProcesses']);
 /** Flags that switch a setting on. */
 const SWITCHES = { verbose: 'verbose', threads: 'threads' } as const satisfies Record<string, keyof Config>;
 

@@ -53,6 +53,8 @@ export const ConfigSchema = z.strictObject({
       return port <= 65535;
     }, 'the port must be 0 to 65535 (0: any free port, named in the log)')
     .nullable(),
+  /** /metrics: per-process series for the top N processes by traffic (and one `other`); 0: none. */
+  metricsTopProcesses: z.number().int().min(0).max(1000),
   /** Debug messages in the log. */
   verbose: z.boolean(),
 });
@@ -89,6 +91,7 @@ export function defaultConfig(): Config {
     threads: false,
     threadCapacity: 16384,
     listen: null,
+    metricsTopProcesses: 0,
     verbose: false,
   };
 }

@@ -97,6 +97,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     maxAnswersInFlight: 32,
     maxAnswersInFlightPerUser: 4,
   });
+  let running = config;
   const handle = apiRoutes({
     table,
     collector,
@@ -122,6 +123,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       },
     }),
     cgroupNames: new CgroupNames(),
+    metricsTopProcesses: () => running.metricsTopProcesses,
   });
   const apiServers: ApiServer[] = [];
   if (config.apiSocket) {
@@ -146,7 +148,6 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     throw err;
   }
 
-  let running = config;
   applyReload = () => {
     let next: Config;
     let nextGroup: number | null;

@@ -20,7 +20,11 @@ export interface ApiRequest {
 
 export interface ApiResult {
   status: number;
+  /** Sent as JSON or msgpack, as the client asks; or as is when `contentType` is set (a string or bytes). */
   body: unknown;
+  contentType?: string;
+  /** Extra response headers (Content-Security-Policy for the web page). */
+  headers?: Record<string, string>;
 }
 
 /** Where the API listens: a Unix socket with its file mode, or a TCP address. */
@@ -156,7 +160,12 @@ export class ApiServer {
   /** Answers in JSON, or in msgpack with `pack`. */
   private answer(req: http.IncomingMessage, res: http.ServerResponse, pack: ((value: unknown) => Buffer) | null): void {
     const msgpack = pack !== null;
-    const send = ({ status, body }: ApiResult): void => {
+    const send = ({ status, body, contentType, headers }: ApiResult): void => {
+      if (contentType !== undefined) {
+        const raw = typeof body === 'string' ? Buffer.from(body) : (body as Buffer);
+        res.writeHead(status, { ...headers, 'Content-Type': contentType, 'Content-Length': raw.length });
+        return void res.end(raw);
+      }
       const payload = pack ? pack(body) : Buffer.from(`${JSON.stringify(body)}\n`);
       res.writeHead(status, { 'Content-Type': msgpack ? MSGPACK : 'application/json', 'Content-Length': payload.length });
       res.end(payload);

@@ -33,6 +33,7 @@ test.each([
   [{ exitedRetentionMs: -1 }, 'exitedRetentionMs: Too small'],
   [{ listen: '9817' }, 'listen: must be host:port, such as "127.0.0.1:9817" or "[::1]:9817"'],
   [{ listen: '127.0.0.1:70000' }, 'listen: the port must be 0 to 65535'],
+  [{ metricsTopProcesses: 5000 }, "metricsTopProcesses: Too big: expected number to be <=1000"],
   [{ threads: 'yes' }, 'threads: Invalid input: expected boolean, received string'],
   ['{"slots": ', 'not valid JSON'],
 ])('a bad configuration file %j: one line naming it, exit code 2, nothing started', (content, message) => {

@@ -1,0 +1,155 @@
+// Prometheus text exposition (format 0.0.4) of the accounting and of the
+// daemon's health. Per cgroup: bytes and calls sent and received, by
+// protocol, labelled with the cgroup's path, systemd unit and container id.
+// Per process only when asked for, and bounded: the top K processes by
+// traffic and one `other` series, because PIDs are unbounded label values.
+import type { DaemonHealth } from './health.js';
+import { Direction, Family, Kind, Protocol, counterIndex } from './layout.js';
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+export interface CgroupSeries {
+  path: string;
+  unit: string;
+  containerId: string;
+  counters: ArrayLike<number>;
+}
+
+export interface ProcessSeries {
+  pid: number;
+  command: string;
+  counters: ArrayLike<number>;
+}
+
+export interface MetricsInput {
+  version: string;
+  startTimeSeconds: number;
+  processCounts: { live: number; exited: number };
+  health: DaemonHealth;
+  cgroups: CgroupSeries[];
+  /** Every process the client may see, or null when per-process series are off. */
+  processes: ProcessSeries[] | null;
+  /** How many processes get series of their own; the rest add up in `other`. */
+  topProcesses: number;
+}
+
+type Labels = Record<string, string>;
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+/** One metric family: HELP, TYPE, and its samples; samples with equal labels add up. */
+class MetricFamily {
+  private readonly samples = new Map<string, number>();
+
+  constructor(
+    readonly name: string,
+    readonly type: 'counter' | 'gauge',
+    readonly help: string,
+  ) {}
+
+  add(labels: Labels, value: number): void {
+    const text = Object.entries(labels)
+      .map(([name, v]) => `${name}="${escapeLabel(v)}"`)
+      .join(',');
+    this.samples.set(text, (this.samples.get(text) ?? 0) + value);
+  }
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
+    for (const [labels, value] of this.samples) out.push(`${this.name}${labels ? `{${labels}}` : ''} ${value}`);
+  }
+}
+
+const PROTOCOLS = [
+  ['tcp', Protocol.tcp],
+  ['udp', Protocol.udp],
+] as const;
+
+/** The four traffic families of one kind of subject (cgroup, process). */
+function trafficFamilies(subject: 'cgroup' | 'process', what: string) {
+  const family = (name: string, help: string) => new MetricFamily(`netacct_${subject}_${name}_total`, 'counter', `${help} ${what}`);
+  return {
+    [counterIndex(0, 0, Direction.send, Kind.bytes)]: family('sent_bytes', 'Bytes sent by'),
+    [counterIndex(0, 0, Direction.recv, Kind.bytes)]: family('received_bytes', 'Bytes received by'),
+    [counterIndex(0, 0, Direction.send, Kind.calls)]: family('send_calls', 'Send calls (that moved data) by'),
+    [counterIndex(0, 0, Direction.recv, Kind.calls)]: family('receive_calls', 'Receive calls (that moved data) by'),
+  };
+}
+
+/** Adds `counters` (IPv4 and IPv6 together) to the traffic families, one sample per protocol. */
+function addTraffic(families: Record<number, MetricFamily>, labels: Labels, counters: ArrayLike<number>): void {
+  for (const [protocol, p] of PROTOCOLS) {
+    for (const direction of [Direction.send, Direction.recv]) {
+      for (const kind of [Kind.calls, Kind.bytes]) {
+        const value =
+          counters[counterIndex(Family.ipv4, p, direction, kind)]! + counters[counterIndex(Family.ipv6, p, direction, kind)]!;
+        families[counterIndex(0, 0, direction, kind)]!.add({ ...labels, protocol }, value);
+      }
+    }
+  }
+}
+
+function totalBytes(counters: ArrayLike<number>): number {
+  let sum = 0;
+  for (const family of [Family.ipv4, Family.ipv6])
+    for (const [, p] of PROTOCOLS)
+      for (const direction of [Direction.send, Direction.recv]) sum += counters[counterIndex(family, p, direction, Kind.bytes)]!;
+  return sum;
+}
+
+export function renderMetrics(input: MetricsInput): string {
+  const families: MetricFamily[] = [];
+  const family = (name: string, type: 'counter' | 'gauge', help: string): MetricFamily => {
+    const f = new MetricFamily(name, type, help);
+    families.push(f);
+    return f;
+  };
+
+  const cgroupTraffic = trafficFamilies('cgroup', 'the processes of a cgroup v2, exited ones included.');
+  families.push(...Object.values(cgroupTraffic));
+  for (const cgroup of input.cgroups) {
+    addTraffic(cgroupTraffic, { cgroup: cgroup.path, unit: cgroup.unit, container_id: cgroup.containerId }, cgroup.counters);
+  }
+
+  if (input.processes) {
+    const processTraffic = trafficFamilies('process', `a process: the top ${input.topProcesses} by bytes, the rest in pid="other".`);
+    families.push(...Object.values(processTraffic));
+    const ranked = input.processes
+      .map((process) => ({ process, bytes: totalBytes(process.counters) }))
+      .sort((a, b) => b.bytes - a.bytes || a.process.pid - b.process.pid);
+    ranked.forEach(({ process }, rank) => {
+      const labels = rank < input.topProcesses ? { pid: String(process.pid), command: process.command } : { pid: 'other', command: 'other' };
+      addTraffic(processTraffic, labels, process.counters);
+    });
+  }
+
+  const { health } = input;
+  family('netacct_build_info', 'gauge', 'The running netacct version (value 1).').add({ version: input.version }, 1);
+  family('netacct_start_time_seconds', 'gauge', 'When the daemon started, Unix time.').add({}, input.startTimeSeconds);
+  const processes = family('netacct_processes', 'gauge', 'Processes with counters: live, and exited but still kept for clients.');
+  processes.add({ state: 'live' }, input.processCounts.live);
+  processes.add({ state: 'exited' }, input.processCounts.exited);
+  family('netacct_bpf_programs_attached', 'gauge', 'BPF programs attached (0 means nothing is counted).').add({}, health.programsAttached);
+  const entries = family('netacct_map_entries', 'gauge', 'Entries in use in a kernel map.');
+  const capacity = family('netacct_map_capacity', 'gauge', 'Capacity of a kernel map, entries.');
+  for (const [map, fill] of Object.entries(health.maps)) {
+    if (!fill) continue;
+    if (fill.entries !== null) entries.add({ map }, fill.entries);
+    capacity.add({ map }, fill.capacity);
+  }
+  const k = health.kernel;
+  family('netacct_dropped_events_total', 'counter', 'Send/receive calls not counted because the overflow map was full.').add({}, k.overflowFull);
+  family('netacct_unrecorded_exits_total', 'counter', 'Process exits not recorded because the exited map was full.').add({}, k.exitedFull);
+  family('netacct_thread_dropped_events_total', 'counter', 'Calls not counted per thread because the threads map was full.').add({}, k.threadsFull);
+  family('netacct_last_read_duration_seconds', 'gauge', 'How long the last read of the kernel maps took.').add({}, health.lastReadSeconds);
+  const clients = family('netacct_clients', 'gauge', 'Clients connected now, by protocol.');
+  clients.add({ protocol: 'atop' }, health.clients.atop);
+  clients.add({ protocol: 'http' }, health.clients.api - health.clients.streams);
+  clients.add({ protocol: 'websocket' }, health.clients.streams);
+
+  const out: string[] = [];
+  for (const f of families) f.render(out);
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,110 @@
+// /metrics for Prometheus: exact per-cgroup counters with path, unit and
+// container labels, one series across a cgroup that is removed and created
+// again (a restarted service), health gauges, bounded per-process series, and
+// an exposition that promtool accepts.
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { apiGet, tcpGet } from './helpers/api-client.js';
+import { ScratchCgroup } from './helpers/cgroup.js';
+import { TestDaemon } from './helpers/daemon.js';
+import { describeWithBpf } from './helpers/requirements.js';
+import { TrafficChild } from './helpers/traffic.js';
+
+const CONTAINER = 'c0ffee'.repeat(10) + 'abcd';
+
+/** The value of the sample with exactly these labels (in the daemon's label order), or undefined. */
+function sample(text: string, name: string, labels: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+async function scrape(port: number): Promise<string> {
+  const { status, headers, text } = await tcpGet(port, '/metrics');
+  expect(status).toBe(200);
+  expect(headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+  return text;
+}
+
+describeWithBpf('/metrics (real daemon, real traffic)', () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await TestDaemon.start(['--listen', '127.0.0.1:0', '--metrics-top-processes', '1']);
+  });
+  afterAll(async () => {
+    if (daemon) expect(await daemon.stop()).toBe(0);
+  });
+
+  test('per cgroup: exact bytes and calls by protocol, labelled with path, unit and container id; one series across a re-created cgroup', async () => {
+    const unit = `docker-${CONTAINER}.scope`;
+    let scratch = ScratchCgroup.create(`metrics.slice/${unit}`);
+    const labels = (protocol: string) => `cgroup="${scratch.relativePath}",unit="${unit}",container_id="${CONTAINER}",protocol="${protocol}"`;
+    const first = await TrafficChild.start('interactive');
+    try {
+      scratch.add(first.pid);
+      await first.exchange(5); // 5 UDP datagrams of 100 bytes, each sent and received
+      let text = await scrape(daemon.tcpPort);
+      expect(sample(text, 'netacct_cgroup_sent_bytes_total', labels('udp'))).toBe(500);
+      expect(sample(text, 'netacct_cgroup_received_bytes_total', labels('udp'))).toBe(500);
+      expect(sample(text, 'netacct_cgroup_send_calls_total', labels('udp'))).toBe(5);
+      expect(sample(text, 'netacct_cgroup_receive_calls_total', labels('udp'))).toBe(5);
+      expect(sample(text, 'netacct_cgroup_sent_bytes_total', labels('tcp'))).toBe(0);
+
+      // The service restarts: its cgroup is removed and created again (a new id, the same path).
+      scratch.remove();
+      scratch = ScratchCgroup.create(`metrics.slice/${unit}`);
+      const second = await TrafficChild.start('interactive');
+      try {
+        scratch.add(second.pid);
+        await second.exchange(2);
+        text = await scrape(daemon.tcpPort);
+        expect(sample(text, 'netacct_cgroup_sent_bytes_total', labels('udp'))).toBe(700);
+        expect(sample(text, 'netacct_cgroup_send_calls_total', labels('udp'))).toBe(7);
+      } finally {
+        await second.finish();
+      }
+    } finally {
+      await first.finish();
+      scratch.remove();
+    }
+  });
+
+  test('health: programs attached, map fill and capacity, drops, clients, build info', async () => {
+    const text = await scrape(daemon.tcpPort);
+    expect(text).toMatch(/^netacct_bpf_programs_attached 5$/m);
+    expect(sample(text, 'netacct_map_capacity', 'map="slots"')).toBe(32768);
+    expect(sample(text, 'netacct_map_capacity', 'map="overflow"')).toBe(16384);
+    expect(sample(text, 'netacct_map_entries', 'map="slots"')).toBeGreaterThan(0);
+    expect(text).toMatch(/^netacct_dropped_events_total 0$/m);
+    expect(sample(text, 'netacct_clients', 'protocol="http"')).toBe(1); // this scrape
+    expect(text).toMatch(/^netacct_build_info\{version="\d+\.\d+\.\d+"\} 1$/m);
+    expect(text).toMatch(/^netacct_last_read_duration_seconds [\d.e-]+$/m);
+  });
+
+  test('per-process series are bounded: the top K by traffic and one "other"', async () => {
+    const heavy = await TrafficChild.start('loop', '30000'); // 30,000 TCP sends and receives of 64 bytes
+    try {
+      const text = await scrape(daemon.tcpPort);
+      const pids = new Set([...text.matchAll(/^netacct_process_sent_bytes_total\{pid="([^"]+)"/gm)].map((m) => m[1]));
+      expect([...pids].sort()).toEqual([String(heavy.pid), 'other'].sort());
+      expect(sample(text, 'netacct_process_sent_bytes_total', `pid="${heavy.pid}",command="traffic",protocol="tcp"`)).toBe(30000 * 64);
+      expect(sample(text, 'netacct_process_receive_calls_total', `pid="${heavy.pid}",command="traffic",protocol="tcp"`)).toBe(30000);
+    } finally {
+      await heavy.finish();
+    }
+  });
+
+  test('promtool check metrics accepts the exposition (format and naming conventions)', async () => {
+    const text = await scrape(daemon.tcpPort);
+    const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(promtool.error, 'promtool (Debian package prometheus) must be installed').toBeUndefined();
+    expect({ status: promtool.status, output: promtool.stdout + promtool.stderr }).toEqual({ status: 0, output: '' });
+  });
+
+  test('also on the Unix socket; a parameter is a 400 naming it', async () => {
+    const { status, contentType } = await apiGet(daemon.apiSocketPath, '/metrics');
+    expect({ status, contentType }).toEqual({ status: 200, contentType: 'text/plain; version=0.0.4; charset=utf-8' });
+    const bad = await apiGet(daemon.apiSocketPath, '/metrics?format=json');
+    expect(bad.status).toBe(400);
+    expect(bad.body.field).toBe('format');
+  });
+});
