@@ -3,12 +3,17 @@
 // again (a restarted service), health gauges, bounded per-process series, and
 // an exposition that promtool accepts.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { apiGet, tcpGet } from './helpers/api-client.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { TestDaemon } from './helpers/daemon.js';
 import { describeWithBpf } from './helpers/requirements.js';
+import { tempPath } from './helpers/fixtures.js';
 import { TrafficChild } from './helpers/traffic.js';
+
+const PACKAGING = path.join(import.meta.dirname, '..', 'packaging');
 
 const CONTAINER = 'c0ffee'.repeat(10) + 'abcd';
 
@@ -98,6 +103,27 @@ describeWithBpf('/metrics (real daemon, real traffic)', () => {
     const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(promtool.error, 'promtool (Debian package prometheus) must be installed').toBeUndefined();
     expect({ status: promtool.status, output: promtool.stdout + promtool.stderr }).toEqual({ status: 0, output: '' });
+  });
+
+  test('the shipped Grafana dashboard: every query parses (promtool) and uses only metrics the daemon serves', async () => {
+    const dashboard = JSON.parse(fs.readFileSync(path.join(PACKAGING, 'grafana', 'netacct-dashboard.json'), 'utf8'));
+    const exprs: string[] = dashboard.panels.flatMap((panel: { targets: Array<{ expr: string }> }) => panel.targets.map((t) => t.expr));
+    expect(exprs.length).toBeGreaterThan(5);
+    // Grafana's variables, as Grafana would substitute them.
+    const promql = exprs.map((expr) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*'));
+    const rules = tempPath('rules.yml');
+    fs.writeFileSync(rules, `groups:\n  - name: dashboard\n    rules:\n${promql.map((expr, i) => `      - record: dashboard:query${i}\n        expr: ${JSON.stringify(expr)}\n`).join('')}`);
+    const check = spawnSync('promtool', ['check', 'rules', rules], { encoding: 'utf8' });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+
+    const served = new Set([...(await scrape(daemon.tcpPort)).matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
+    const used = new Set(promql.flatMap((expr) => [...expr.matchAll(/\b(netacct_\w+)/g)].map((m) => m[1]!)));
+    expect([...used].filter((name) => !served.has(name))).toEqual([]);
+  });
+
+  test('the shipped Prometheus configuration is valid (promtool check config)', () => {
+    const check = spawnSync('promtool', ['check', 'config', path.join(PACKAGING, 'prometheus.yml')], { encoding: 'utf8' });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
   });
 
   test('also on the Unix socket; a parameter is a 400 naming it', async () => {
