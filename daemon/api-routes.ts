@@ -16,8 +16,10 @@ const PROTOCOLS = ['tcp', 'udp'] as const;
 const DIRECTIONS = ['send', 'recv'] as const;
 const KINDS = ['calls', 'bytes'] as const;
 const COUNTER_KEYS = PROTOCOLS.flatMap((p) => DIRECTIONS.flatMap((d) => KINDS.map((k) => `${p}.${d}.${k}`)));
+/** total.bytes: sent and received, TCP and UDP together. */
+const TOTAL_KEYS = ['total.bytes', 'total.calls'];
 /** Counters, and for processes their rates ("rate.tcp.send.bytes"). */
-const SORT_KEYS = [...COUNTER_KEYS, ...COUNTER_KEYS.map((key) => `rate.${key}`)];
+const SORT_KEYS = [...COUNTER_KEYS, ...TOTAL_KEYS, ...[...COUNTER_KEYS, ...TOTAL_KEYS].map((key) => `rate.${key}`)];
 
 const whole = z.coerce.number({ error: 'must be a whole number' }).int('must be a whole number').nonnegative('must not be negative');
 const ProcessQuery = z.strictObject({
@@ -32,7 +34,7 @@ const ProcessQuery = z.strictObject({
 });
 type ProcessFilter = z.infer<typeof ProcessQuery>;
 const CgroupQuery = z.strictObject({
-  sort: z.enum(['id', 'path', ...COUNTER_KEYS] as [string, ...string[]]).default('id'),
+  sort: z.enum(['id', 'path', ...COUNTER_KEYS, ...TOTAL_KEYS] as [string, ...string[]]).default('id'),
   order: z.enum(['asc', 'desc']).default('asc'),
   limit: whole.min(1, 'must be at least 1').max(1_000_000).default(1_000_000),
 });
@@ -58,6 +60,8 @@ export interface ApiContext {
   startedAtMs: number;
   health: () => DaemonHealth;
   cgroupNames: CgroupNames;
+  /** The live web page's files by path, or null for another path. */
+  webPage: (path: string) => ApiResult | null;
   /** /metrics: per-process series for this many processes (0: none); read per scrape (SIGHUP changes it). */
   metricsTopProcesses: () => number;
 }
@@ -94,9 +98,15 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const key = (row: Row): number | string => {
       if (!sort.includes('.')) return field(row);
       const rate = sort.startsWith('rate.');
-      const [protocol, direction, kind] = (rate ? sort.slice(5) : sort).split('.') as [keyof Counters, 'send' | 'recv', 'calls' | 'bytes'];
       const counters = rate ? row.rates : row.counters;
-      return counters ? counters[protocol][direction][kind] : -1;
+      if (!counters) return -1;
+      const path = (rate ? sort.slice(5) : sort).split('.');
+      if (path[0] === 'total') {
+        const kind = path[1] as 'calls' | 'bytes';
+        return PROTOCOLS.reduce((sum, p) => sum + counters[p].send[kind] + counters[p].recv[kind], 0);
+      }
+      const [protocol, direction, kind] = path as [keyof Counters, 'send' | 'recv', 'calls' | 'bytes'];
+      return counters[protocol][direction][kind];
     };
     const sign = order === 'asc' ? 1 : -1;
     return rows.sort((a, b) => (key(a) < key(b) ? -sign : key(a) > key(b) ? sign : tieBreak(a) - tieBreak(b)));
@@ -234,6 +244,8 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const one = /^\/v1\/processes\/([^/]+)$/.exec(request.path);
     if (one) return oneProcess(request, decodeURIComponent(one[1]!));
     if (request.path === '/v1/cgroups') return cgroups(request);
+    const page = context.webPage(request.path);
+    if (page) return page;
     if (request.path === '/metrics') {
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
       return parsed.success ? metrics(request) : badRequest(parsed.error);
@@ -242,6 +254,6 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
       return parsed.success ? stats() : badRequest(parsed.error);
     }
-    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/v1/processes', '/v1/processes/{pid}', '/v1/cgroups', '/v1/stats', '/v1/stream', '/metrics'] } };
+    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/', '/v1/processes', '/v1/processes/{pid}', '/v1/cgroups', '/v1/stats', '/v1/stream', '/metrics'] } };
   };
 }

@@ -18,6 +18,7 @@ import { CgroupNames } from './cgroup-names.js';
 import { packageVersion } from './package-root.js';
 import { claimSocketPath } from '../protocol/unix-socket-path.js';
 import { ThreadTable } from './thread-table.js';
+import { webPage } from './web-page.js';
 
 const DRAIN_INTERVAL_MS = 1000;
 const LIVE_INFO_INTERVAL_MS = 10_000;
@@ -124,6 +125,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     }),
     cgroupNames: new CgroupNames(),
     metricsTopProcesses: () => running.metricsTopProcesses,
+    webPage: webPage(),
   });
   const apiServers: ApiServer[] = [];
   if (config.apiSocket) {

@@ -54,6 +54,11 @@ describeWithBpf('HTTP API (real daemon, real traffic)', () => {
     expect(pids).toContain(nobodyProcess.pid);
     const bytes = json.body.processes.map((p: { counters: typeof BASIC }) => p.counters.tcp.send.bytes);
     expect(bytes).toEqual([...bytes].sort((a, b) => b - a));
+    const byTotal = await apiGet(daemon.apiSocketPath, '/v1/processes?command=traffic&sort=total.bytes&order=desc');
+    const totals = byTotal.body.processes.map(({ counters: c }: { counters: typeof BASIC }) =>
+      c.tcp.send.bytes + c.tcp.recv.bytes + c.udp.send.bytes + c.udp.recv.bytes);
+    expect(totals).toEqual([...totals].sort((a, b) => b - a));
+    expect(totals).toContain(2 * 250_500 + 2 * 5000); // the basic scenario's process
 
     const limited = await apiGet(daemon.apiSocketPath, '/v1/processes?command=traffic&limit=1');
     expect(limited.body.processes).toHaveLength(1);

@@ -19,6 +19,11 @@ export class TrafficChild {
     return TrafficChild.run([fixture('traffic'), args]);
   }
 
+  /** Runs the fixture through another path (a symlink): the process is named after it. */
+  static startFrom(executable: string, ...args: string[]): Promise<TrafficChild> {
+    return TrafficChild.run([executable, args]);
+  }
+
   /** As user nobody (setpriv execs the program: the pid is the same). */
   static startAsNobody(...args: string[]): Promise<TrafficChild> {
     return TrafficChild.run(asNobody(fixture('traffic'), ...args));
