@@ -19,6 +19,7 @@ import { packageVersion } from './package-root.js';
 import { claimSocketPath } from '../protocol/unix-socket-path.js';
 import { ThreadTable } from './thread-table.js';
 import { webPage } from './web-page.js';
+import { systemdNotifier } from './sd-notify.js';
 
 const DRAIN_INTERVAL_MS = 1000;
 const LIVE_INFO_INTERVAL_MS = 10_000;
@@ -46,6 +47,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   };
   process.on('SIGHUP', onHangup);
 
+  const notify = systemdNotifier((message) => log.warn(message));
   checkPrivileges();
   const allProcessesGroup = groupId(config.allProcessesGroup);
   // Refuse a second instance before loading anything.
@@ -175,12 +177,14 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     log.info('SIGHUP: configuration reloaded');
   };
   const apiPlaces = apiServers.map((api) => api.where);
-  log.info(
-    `netacct counting${config.threads ? ' (and per thread)' : ''}; serving atop on ${config.atopSocket}${apiPlaces.length > 0 ? ` and the API on ${apiPlaces.join(' and ')}` : ''}`,
-  );
+  const status = `netacct counting${config.threads ? ' (and per thread)' : ''}; serving atop on ${config.atopSocket}${apiPlaces.length > 0 ? ` and the API on ${apiPlaces.join(' and ')}` : ''}`;
+  // Ready only now: BPF is attached and every socket listens (atop.service starts after this).
+  notify?.(`READY=1\nSTATUS=${status}`);
+  log.info(status);
 
   const signal = await stopSignal;
   log.info(`${signal}: shutting down`);
+  notify?.('STOPPING=1');
   process.off('SIGHUP', onHangup);
   clearInterval(housekeeping);
   await Promise.all([server.close(SHUTDOWN_GRACE_MS), ...apiServers.map((api) => api.close())]);

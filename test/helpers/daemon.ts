@@ -41,7 +41,11 @@ export class TestDaemon {
     child.stderr!.on('data', (chunk: Buffer) => (this.log += chunk.toString()));
   }
 
-  static async start(extraArgs: string[] = []): Promise<TestDaemon> {
+  /**
+   * `launcher`: a command that execs the daemon (setpriv with fewer
+   * capabilities, say); `env`: extra environment (NOTIFY_SOCKET).
+   */
+  static async start(extraArgs: string[] = [], options: { launcher?: string[]; env?: Record<string, string> } = {}): Promise<TestDaemon> {
     const socketPath = tempPath('atop');
     // Never the host's /etc/netacct/config.json: an empty one unless the test gives its own.
     const config = extraArgs.includes('--config') ? [] : ['--config', emptyConfig()];
@@ -52,9 +56,8 @@ export class TestDaemon {
     const apiSocketPath = tempPath('api');
     if (!extraArgs.includes('--api-socket')) config.push('--api-socket', apiSocketPath);
     // Through the bin's shebang, with the node flags a deployed daemon has.
-    const child = spawn(NETACCT, ['daemon', '--atop-socket', socketPath, ...config, ...extraArgs], {
-      stdio: ['ignore', 'inherit', 'pipe'],
-    });
+    const [command, ...args] = [...(options.launcher ?? []), NETACCT, 'daemon', '--atop-socket', socketPath, ...config, ...extraArgs];
+    const child = spawn(command!, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...options.env } });
     const daemon = new TestDaemon(child, socketPath, apiSocketPath, ownPinDir);
     await daemon.waitForLog(/serving atop on/);
     return daemon;

@@ -1,0 +1,98 @@
+// Running under systemd (packaging/netacct.service): READY=1 only once both
+// sockets listen, STOPPING=1 at shutdown, through libsystemd or without it;
+// the unit passes systemd-analyze verify; and the daemon really works with
+// nothing but the capabilities the unit leaves it.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
+import { afterEach, expect, test } from 'vitest';
+import { notifyDirect } from '../daemon/sd-notify.js';
+import { requestOnce } from './helpers/atop-reader.js';
+import { TestDaemon } from './helpers/daemon.js';
+import { BASIC_SCENARIO, wireCounters } from './helpers/expected.js';
+import { fixture, tempPath } from './helpers/fixtures.js';
+import { describeWithBpf } from './helpers/requirements.js';
+import { TrafficChild } from './helpers/traffic.js';
+
+const UNIT = path.join(import.meta.dirname, '..', 'packaging', 'netacct.service');
+
+/** systemd's end of the notification socket: its messages, one per line. */
+class NotifyListener {
+  private readonly lines: AsyncIterator<string>;
+  private constructor(
+    readonly socketPath: string,
+    private readonly child: ChildProcess,
+  ) {
+    this.lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  }
+
+  static async start(): Promise<NotifyListener> {
+    const socketPath = tempPath('notify');
+    const listener = new NotifyListener(socketPath, spawn(fixture('notify-listener'), [socketPath], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    expect(await listener.next()).toBe('listening');
+    return listener;
+  }
+
+  async next(): Promise<string> {
+    const line = await this.lines.next();
+    if (line.done) throw new Error('the notify listener ended');
+    return line.value;
+  }
+
+  stop(): void {
+    this.child.kill();
+  }
+}
+
+let listener: NotifyListener | null = null;
+afterEach(() => listener?.stop());
+
+test('without libsystemd: the datagram netacct sends itself reaches the socket', async () => {
+  listener = await NotifyListener.start();
+  notifyDirect(listener.socketPath, 'READY=1\nSTATUS=testing');
+  expect(await listener.next()).toBe('READY=1|STATUS=testing');
+  expect(() => notifyDirect(`${listener!.socketPath}-missing`, 'READY=1')).toThrow(/sendto .* failed: errno 2/);
+});
+
+test('packaging/netacct.service passes systemd-analyze verify', () => {
+  // The unit names /usr/bin/netacct and its man page, which exist once the
+  // package is installed (test/packaging.test.ts verifies it there too).
+  const unit = path.join(path.dirname(tempPath('unit')), 'netacct.service');
+  fs.writeFileSync(unit, fs.readFileSync(UNIT, 'utf8').replace('/usr/bin/netacct', path.join(import.meta.dirname, '..', 'bin', 'netacct.js')));
+  const result = execFileSync('systemd-analyze', ['verify', '--man=no', unit], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  expect(result).toBe('');
+});
+
+describeWithBpf('under systemd (real daemon)', () => {
+  test('READY=1 (with a status line) once both sockets accept clients, STOPPING=1 at SIGTERM', async () => {
+    listener = await NotifyListener.start();
+    const daemon = await TestDaemon.start([], { env: { NOTIFY_SOCKET: listener.socketPath } });
+    const ready = await listener.next();
+    expect(ready).toMatch(/^READY=1\|STATUS=netacct counting; serving atop on \S+ and the API on \S+$/);
+    for (const socketPath of [daemon.socketPath, daemon.apiSocketPath]) {
+      await new Promise<void>((resolve, reject) => net.connect(socketPath, resolve).once('error', reject).unref());
+    }
+    const stopping = listener.next();
+    expect(await daemon.stop()).toBe(0);
+    expect(await stopping).toBe('STOPPING=1');
+  });
+
+  test("the unit's capabilities are enough: the daemon counts exactly with only them", async () => {
+    const bounding = /^CapabilityBoundingSet=(.*)$/m.exec(fs.readFileSync(UNIT, 'utf8'))![1]!.split(/\s+/);
+    expect(bounding).toEqual(['CAP_BPF', 'CAP_PERFMON']);
+    const caps = bounding.map((cap) => `+${cap.slice(4).toLowerCase()}`).join(',');
+    const daemon = await TestDaemon.start([], { launcher: ['setpriv', `--bounding-set=-all,${caps}`, '--inh-caps=-all', '--'] });
+    const child = await TrafficChild.start('basic');
+    try {
+      const status = fs.readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8');
+      expect(/^CapEff:\s*(\w+)$/m.exec(status)![1]).toBe(((1n << 39n) | (1n << 38n)).toString(16).padStart(16, '0')); // CAP_BPF, CAP_PERFMON
+      const records = await requestOnce(daemon.socketPath);
+      expect(records.get(child.pid)?.counters).toEqual(wireCounters(BASIC_SCENARIO));
+    } finally {
+      await child.finish();
+      expect(await daemon.stop()).toBe(0);
+    }
+  });
+});
