@@ -10,5 +10,12 @@ if (!existsSync(cli)) {
   process.stderr.write("netacct: not built yet: run 'npm run build' in the package directory\n");
   process.exit(1);
 }
+// Before anything else: an older Node.js would fail later in obscure ways.
+const { nodeVersionProblem, requiredNodeRange } = await import(new URL('../dist/daemon/node-version.js', import.meta.url).href);
+const problem = nodeVersionProblem(process.versions.node, requiredNodeRange());
+if (problem) {
+  process.stderr.write(`netacct: ${problem}\n`);
+  process.exit(1);
+}
 const { main } = await import(cli.href);
 process.exit(await main(process.argv.slice(2)));

@@ -1,4 +1,5 @@
 // The `netacct` command line.
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   type Config,
@@ -26,6 +27,8 @@ and tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
 
 netacct daemon options (each overrides the same setting of the configuration file):
   --config PATH            configuration file (default ${DEFAULT_CONFIG_PATH}, used if present)
+  --check                  dry run: check the configuration, privileges, kernel and BPF
+                           programs (loaded, never attached), print a line each, exit
   --atop-socket PATH       atop's socket (default /run/netatop-bpf-socket)
   --atop-socket-mode MODE  its file mode, octal (default 0666: any user's atop may
                            connect, and sees only its own user's processes)
@@ -98,6 +101,7 @@ async function daemonCommand(args: string[]): Promise<number> {
       config: { type: 'string' },
       ...Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: 'string' as const }])),
       ...Object.fromEntries(Object.keys(SWITCHES).map((flag) => [flag, { type: 'boolean' as const }])),
+      check: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -112,6 +116,11 @@ async function daemonCommand(args: string[]): Promise<number> {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`netacct: ${err.message}\n`);
     return 2;
+  }
+  if (values.check) {
+    const { selfCheck } = await import('./self-check.js');
+    const source = fs.existsSync(configPath) ? configPath : `defaults (no ${configPath})`;
+    return (await selfCheck(config, source, process.stdout)) ? 0 : 1;
   }
   const log = createLogger({ verbose: config.verbose });
   try {

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
+import { nodeVersionProblem, requiredNodeRange } from '../daemon/node-version.js';
 import { requestOnce } from './helpers/atop-reader.js';
 import { NETACCT, TestDaemon } from './helpers/daemon.js';
 import { tempPath } from './helpers/fixtures.js';
@@ -82,4 +83,13 @@ describeWithBpf('configuration at run time (real daemon)', () => {
       expect(await daemon.stop()).toBe(0);
     }
   });
+});
+
+test('the Node.js version check: engines.node of package.json against the running version', () => {
+  expect(requiredNodeRange()).toBe('>=20.19');
+  expect(nodeVersionProblem(process.versions.node, requiredNodeRange())).toBeNull();
+  expect(nodeVersionProblem('18.19.0', '>=20.19')).toBe('netacct needs Node.js >=20.19, this is 18.19.0');
+  expect(nodeVersionProblem('20.18.3', '>=20.19')).toMatch(/needs Node.js >=20.19/);
+  expect(nodeVersionProblem('20.19.0', '>=20.19')).toBeNull();
+  expect(nodeVersionProblem('22.1.0', '>=20.19')).toBeNull();
 });

@@ -1,0 +1,63 @@
+// `netacct daemon --check`: a dry run for operators and packagers. It checks
+// what the daemon would need (configuration, Node.js, privileges, kernel,
+// libbpf, and the kernel verifier's verdict on the BPF programs, loaded but
+// never attached nor pinned) and changes nothing on the host: no socket, no
+// mount, no counting.
+import fs from 'node:fs';
+import { type Config, groupId } from './config.js';
+import { nodeVersionProblem, requiredNodeRange } from './node-version.js';
+import { TRACEFS, checkKernelSupport, checkPrivileges } from './preflight.js';
+
+export interface CheckResult {
+  what: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** Runs every check (a failed one does not stop the others) and prints one line each. */
+export async function selfCheck(config: Config, configSource: string, out: NodeJS.WritableStream): Promise<boolean> {
+  const results: CheckResult[] = [];
+  const check = async (what: string, run: () => string | Promise<string>): Promise<void> => {
+    try {
+      results.push({ what, ok: true, detail: await run() });
+    } catch (err) {
+      results.push({ what, ok: false, detail: (err as Error).message });
+    }
+  };
+  await check('configuration', () => `valid: ${configSource}`);
+  await check('Node.js', () => {
+    const problem = nodeVersionProblem(process.versions.node, requiredNodeRange());
+    if (problem) throw new Error(problem);
+    return `${process.versions.node} (needs ${requiredNodeRange()})`;
+  });
+  await check('all-processes group', () => {
+    const gid = groupId(config.allProcessesGroup);
+    return gid === null ? 'none (only root sees every process)' : `gid ${gid}`;
+  });
+  await check('privileges', () => {
+    checkPrivileges();
+    return 'CAP_BPF and CAP_PERFMON (or root)';
+  });
+  await check('kernel', () => {
+    if (!fs.existsSync(`${TRACEFS}/events`)) return `tracefs not mounted at ${TRACEFS}: the daemon mounts it at start`;
+    checkKernelSupport();
+    return 'sock:sock_send_length and sock:sock_recv_length tracepoints, BTF';
+  });
+  await check('BPF programs', async () => {
+    const { loadNetacctObject } = await import('./kernel-counters.js'); // loads libbpf.so.1: a missing one is this check's failure
+    const object = loadNetacctObject({
+      objectPath: config.bpfObject,
+      pinDir: null,
+      slots: config.slots,
+      overflowCapacity: config.overflowCapacity,
+      exitedCapacity: config.exitedCapacity,
+      threadCapacity: config.threads ? config.threadCapacity : 0,
+    });
+    object.close();
+    return `${config.bpfObject}: accepted by the kernel's verifier (loaded, not attached)`;
+  });
+  for (const { what, ok, detail } of results) out.write(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${detail}\n`);
+  const passed = results.every((r) => r.ok);
+  out.write(passed ? 'netacct daemon can start with this configuration\n' : 'netacct daemon would not start: see FAIL above\n');
+  return passed;
+}
