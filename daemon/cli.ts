@@ -29,6 +29,7 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --config PATH            configuration file (default ${DEFAULT_CONFIG_PATH}, used if present)
   --check                  dry run: check the configuration, privileges, kernel and BPF
                            programs (loaded, never attached), print a line each, exit
+  --help                   this text
   --atop-socket PATH       atop's socket (default /run/netatop-bpf-socket)
   --atop-socket-mode MODE  its file mode, octal (default 0666: any user's atop may
                            connect, and sees only its own user's processes)
@@ -199,7 +200,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`netacct ${packageVersion()}\n`);
       return 0;
     }
-    if (command === '--help' || command === '-h' || command === 'help') {
+    if (command === '--help' || command === '-h' || command === 'help' || rest.includes('--help')) {
       process.stdout.write(USAGE);
       return 0;
     }
