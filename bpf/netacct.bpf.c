@@ -139,7 +139,23 @@ struct {
 	__type(value, __u32);
 } overflowed SEC(".maps");
 
-/* Per-thread counters; sized 1 by the daemon when per-thread counting is off. */
+/* Per-thread counters (see netacct.h); sized 1 by the daemon when off. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} thread_owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct netacct_thread);
+} thread_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -229,27 +245,88 @@ static __noinline int count_slow(__u64 *owner, __u32 tgid, __u32 calls_index, in
 	return 0;
 }
 
-static __noinline int count_thread(__u32 calls_index, int ret)
+static __always_inline void fill_thread(struct netacct_thread *thread, struct task_struct *task)
+{
+	thread->tid = task->pid;
+	thread->tgid = task->tgid;
+	thread->start_ns = task->start_boottime;
+	thread->process_start_ns = task->group_leader->start_boottime;
+	bpf_get_current_comm(thread->comm, sizeof(thread->comm));
+}
+
+/* A thread's first call, or one whose slot is another's: its hash entry, or
+ * the free slot, or a new hash entry (a thread stays where it started). */
+static __noinline int count_thread_slow(__u64 *owner, __u32 idx, __u32 calls_index, int ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct netacct_thread_key key = {
-		.tid = (__u32)bpf_get_current_pid_tgid(),
-		.tgid = task->tgid,
-		.start_ns = task->start_boottime,
-	};
+	struct netacct_thread_key key = { .tid = task->pid, .tgid = task->tgid, .start_ns = task->start_boottime };
 	struct netacct_thread *thread = bpf_map_lookup_elem(&threads, &key);
-	if (!thread) {
-		struct netacct_thread fresh = { .process_start_ns = task->group_leader->start_boottime };
-		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-		bpf_map_update_elem(&threads, &key, &fresh, BPF_NOEXIST);
-		thread = bpf_map_lookup_elem(&threads, &key);
+	if (thread) {
+		add_call(&thread->c, calls_index, ret);
+		return 0;
+	}
+	if (*owner == 0 && __sync_val_compare_and_swap(owner, 0, owner_tag(key.tid, NA_SLOT_CLAIMING)) == 0) {
+		thread = bpf_map_lookup_elem(&thread_slots, &idx);
 		if (!thread) {
-			stat_add(NA_STAT_THREADS_FULL);
+			*owner = 0;
 			return 0;
 		}
+		fill_thread(thread, task);
+		for (int i = 0; i < NA_COUNTERS; i++)
+			thread->c.v[i] = 0;
+		add_call(&thread->c, calls_index, ret);
+		__sync_lock_test_and_set(owner, owner_tag(key.tid, NA_SLOT_ACTIVE));
+		return 0;
+	}
+	struct netacct_thread fresh = {};
+	fill_thread(&fresh, task);
+	bpf_map_update_elem(&threads, &key, &fresh, BPF_NOEXIST);
+	thread = bpf_map_lookup_elem(&threads, &key);
+	if (!thread) {
+		stat_add(NA_STAT_THREADS_FULL);
+		return 0;
 	}
 	add_call(&thread->c, calls_index, ret);
 	return 0;
+}
+
+/* The same fast path as a process's: an owner-tag compare, two atomic adds. */
+static __always_inline void count_thread(__u32 tid, __u32 calls_index, int ret)
+{
+	__u32 idx = tid & settings.thread_mask;
+	__u64 *owner = bpf_map_lookup_elem(&thread_owners, &idx);
+	if (!owner)
+		return;
+	if (*owner == owner_tag(tid, NA_SLOT_ACTIVE)) {
+		struct netacct_thread *thread = bpf_map_lookup_elem(&thread_slots, &idx);
+		if (thread)
+			add_call(&thread->c, calls_index, ret);
+		return;
+	}
+	count_thread_slow(owner, idx, calls_index, ret);
+}
+
+/* A thread exits: its slot or hash entry is marked for the daemon's last read. */
+static __always_inline void mark_thread_exited(struct task_struct *task)
+{
+	__u32 tid = task->pid;
+	__u32 idx = tid & settings.thread_mask;
+	__u64 *owner = bpf_map_lookup_elem(&thread_owners, &idx);
+	if (owner && *owner == owner_tag(tid, NA_SLOT_ACTIVE)) {
+		struct netacct_thread *slot = bpf_map_lookup_elem(&thread_slots, &idx);
+		if (slot && slot->start_ns == task->start_boottime &&
+		    __sync_val_compare_and_swap(owner, owner_tag(tid, NA_SLOT_ACTIVE),
+						owner_tag(tid, NA_SLOT_EXITED)) == owner_tag(tid, NA_SLOT_ACTIVE)) {
+			stat_add(NA_STAT_THREADS_EXITED);
+			return;
+		}
+	}
+	struct netacct_thread_key key = { .tid = tid, .tgid = task->tgid, .start_ns = task->start_boottime };
+	struct netacct_thread *thread = bpf_map_lookup_elem(&threads, &key);
+	if (thread) {
+		thread->state = NA_THREAD_EXITED;
+		stat_add(NA_STAT_THREADS_EXITED);
+	}
 }
 
 static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction)
@@ -281,9 +358,10 @@ static __always_inline int count_call(struct sock *sk, int ret, int flags, int d
 	}
 
 	__u32 calls_index = ((family * 2 + protocol) * 2 + direction) * 2 + NA_CALLS;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (settings.count_threads) /* a constant for the verifier: no cost when off */
-		count_thread(calls_index, ret);
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		count_thread((__u32)pid_tgid, calls_index, ret);
+	__u32 tgid = pid_tgid >> 32;
 	__u32 idx = tgid & settings.slot_mask;
 	__u64 *owner = bpf_map_lookup_elem(&owners, &idx);
 	if (!owner)
@@ -365,14 +443,8 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_process_exit)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	if (settings.count_threads) {
-		struct netacct_thread_key key = { .tid = task->pid, .tgid = task->tgid, .start_ns = task->start_boottime };
-		struct netacct_thread *thread = bpf_map_lookup_elem(&threads, &key);
-		if (thread) {
-			thread->state = NA_THREAD_EXITED;
-			stat_add(NA_STAT_THREADS_EXITED);
-		}
-	}
+	if (settings.count_threads)
+		mark_thread_exited(task);
 	if (task->signal->live.counter) /* decremented before this tracepoint */
 		return 0;
 	struct task_struct *leader = task->group_leader;

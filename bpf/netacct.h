@@ -20,7 +20,8 @@
  */
 struct netacct_settings {
 	__u32 slot_mask;     /* slot count - 1 (a power of two - 1) */
-	__u32 count_threads; /* 1: also count per thread, in the `threads` map */
+	__u32 count_threads; /* 1: also count per thread */
+	__u32 thread_mask;   /* thread slot count - 1 (a power of two - 1) */
 };
 
 /* Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
@@ -82,7 +83,13 @@ struct netacct_proc_info {
 	char comm[16];
 };
 
-/* A thread: its id, its process and its start time never repeat together. */
+/*
+ * Per-thread counting (opt-in) follows the scheme of processes: a thread owns
+ * slot tid & thread_mask of thread_owners[] (tag tid | state << 32, states
+ * NA_SLOT_ACTIVE, _EXITED, _CLAIMING) and thread_slots[]; a thread whose slot
+ * is taken is counted in the `threads` hash instead, for its whole life. Only
+ * the daemon frees a slot or deletes an entry, after reading it as exited.
+ */
 struct netacct_thread_key {
 	__u32 tid;
 	__u32 tgid;
@@ -91,12 +98,14 @@ struct netacct_thread_key {
 
 enum netacct_thread_state { NA_THREAD_LIVE = 0, NA_THREAD_EXITED = 1 };
 
-/* Counters of one thread (per-thread counting is opt-in). The daemon deletes
- * an entry once it has read it in state NA_THREAD_EXITED. */
+/* A thread's counters: the value of thread_slots[] and of the `threads` hash. */
 struct netacct_thread {
+	__u32 tid;
+	__u32 tgid;
+	__u64 start_ns;         /* the thread's start_boottime */
 	__u64 process_start_ns; /* the group leader's start_boottime */
 	char comm[16];          /* the thread's name at its first counted call */
-	__u32 state;            /* enum netacct_thread_state */
+	__u32 state;            /* in the hash: enum netacct_thread_state (slots use their owner tag) */
 	__u32 pad;
 	struct netacct_counters c;
 };

@@ -48,7 +48,9 @@ netacct daemon options (each overrides the same setting of the configuration fil
                            client has had them (default 10000)
   --threads                per-thread counters too (served by /v1/processes/{pid});
                            costs a hash lookup per event
-  --thread-capacity N      kernel entries for per-thread counters (default 16384)
+  --thread-capacity N      thread slots in the kernel, a power of two (default 16384)
+  --thread-overflow-capacity N  kernel entries for threads whose slot is taken
+                           (default 16384)
   --listen HOST:PORT       serve the API on TCP too, such as 127.0.0.1:9817 (default
                            off); TCP clients have no credentials and see every process
   --metrics-top-processes N  /metrics also has series for the top N processes by
@@ -73,10 +75,11 @@ const FLAGS = {
   'exited-capacity': 'exitedCapacity',
   'exited-retention-ms': 'exitedRetentionMs',
   'thread-capacity': 'threadCapacity',
+  'thread-overflow-capacity': 'threadOverflowCapacity',
   listen: 'listen',
   'metrics-top-processes': 'metricsTopProcesses',
 } as const satisfies Record<string, keyof Config>;
-const NUMERIC = new Set<keyof Config>(['slots', 'overflowCapacity', 'exitedCapacity', 'exitedRetentionMs', 'threadCapacity', 'metricsTopProcesses']);
+const NUMERIC = new Set<keyof Config>(['slots', 'overflowCapacity', 'exitedCapacity', 'exitedRetentionMs', 'threadCapacity', 'threadOverflowCapacity', 'metricsTopProcesses']);
 /** Flags that switch a setting on. */
 const SWITCHES = { verbose: 'verbose', threads: 'threads' } as const satisfies Record<string, keyof Config>;
 

@@ -39,8 +39,10 @@ export const ConfigSchema = z.strictObject({
   exitedRetentionMs: z.number().int().min(0),
   /** Per-thread counters too (costs a hash lookup per event and map entries; see README). */
   threads: z.boolean(),
-  /** Kernel entries for per-thread counters: threads with traffic, live or exited since the last read. */
-  threadCapacity: z.number().int().min(1),
+  /** Thread slots in the kernel (a power of two), and entries for threads whose slot is taken. */
+  threadCapacity: powerOfTwo,
+  /** Kernel entries for the counters of threads whose slot is taken. */
+  threadOverflowCapacity: z.number().int().min(1),
   /**
    * The API (and /metrics) on TCP too, "host:port" such as "127.0.0.1:9817",
    * or null for none. TCP clients have no credentials: they see every process.
@@ -72,6 +74,7 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'exitedCapacity',
   'threads',
   'threadCapacity',
+  'threadOverflowCapacity',
   'listen',
 ];
 
@@ -90,6 +93,7 @@ export function defaultConfig(): Config {
     exitedRetentionMs: 10_000,
     threads: false,
     threadCapacity: 16384,
+    threadOverflowCapacity: 16384,
     listen: null,
     metricsTopProcesses: 0,
     verbose: false,

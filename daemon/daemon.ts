@@ -66,6 +66,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       overflowCapacity: config.overflowCapacity,
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
+      threadOverflowCapacity: config.threadOverflowCapacity,
     },
     (message) => log.warn(message),
   );
@@ -114,7 +115,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
         overflow: { entries: collector.overflowEntries, capacity: config.overflowCapacity },
         exited: { entries: null, capacity: config.exitedCapacity },
         threads: collector.threads
-          ? { entries: collector.threads.liveCount, capacity: config.threadCapacity }
+          ? { entries: collector.threads.liveCount, capacity: config.threadCapacity + config.threadOverflowCapacity }
           : null,
       },
       kernel: kernel.readStats(),

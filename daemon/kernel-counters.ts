@@ -77,8 +77,8 @@ export interface ThreadSample {
   comm: string;
   exited: boolean;
   counters: number[];
-  /** The exact key, for deleting the entry (startNs may exceed 2^53). */
-  key: Buffer;
+  /** Where it is: a thread slot's index, or the exact hash key (startNs may exceed 2^53). */
+  where: { slot: number } | { key: Buffer };
 }
 
 export interface KernelStats {
@@ -101,8 +101,10 @@ export interface KernelCountersOptions {
   slots: number;
   overflowCapacity: number;
   exitedCapacity: number;
-  /** Per-thread counters in a map of this many threads, or 0 for none (no cost per event). */
+  /** Per-thread counters: this many thread slots (a power of two) and as many overflow entries, or 0 for none (no cost per event). */
   threadCapacity: number;
+  /** Entries for threads whose slot is taken (default: threadCapacity). */
+  threadOverflowCapacity?: number;
 }
 
 const ENOENT = 2;
@@ -186,16 +188,22 @@ class BatchReader {
 export function loadNetacctObject(options: KernelCountersOptions, pinDir: string | null = null): BpfObject {
   const { slots } = options;
   if (!Number.isInteger(Math.log2(slots))) throw new BpfError(`the slot count must be a power of two, not ${slots}`);
+  // Arrays and a hash need one entry even when per-thread counting is off.
+  const threads = Math.max(1, options.threadCapacity);
+  if (!Number.isInteger(Math.log2(threads))) throw new BpfError(`the thread capacity must be a power of two, not ${threads}`);
   const rodata = Buffer.alloc(Settings.size); // const volatile struct netacct_settings
   rodata.writeUInt32LE(slots - 1, Settings.slotMask);
   rodata.writeUInt32LE(options.threadCapacity > 0 ? 1 : 0, Settings.countThreads);
+  rodata.writeUInt32LE(threads - 1, Settings.threadMask);
   return BpfObject.load(options.objectPath, {
     capacities: {
       owners: slots,
       slots,
       overflow: options.overflowCapacity,
       exited: options.exitedCapacity,
-      threads: Math.max(1, options.threadCapacity), // a hash needs one entry even when unused
+      thread_owners: threads,
+      thread_slots: threads,
+      threads: options.threadCapacity > 0 ? (options.threadOverflowCapacity ?? threads) : 1,
     },
     rodata,
     ...(pinDir ? { pinned: { dir: pinDir, maps: PINNED_MAPS } } : {}),
@@ -244,6 +252,9 @@ export class KernelCounters {
   private readonly exited: BatchReader;
   private readonly threads: BatchReader;
   private readonly threadsFd: number;
+  private readonly threadOwnersFd: number;
+  /** thread_owners[] and thread_slots[] mapped in, when per-thread counting is on. */
+  private readonly threadSlots: { count: number; owners: Uint32Array; words: Uint32Array; doubles: Float64Array; bytes: Buffer } | null = null;
   private readonly statsFd: number;
   private readonly statsValue: Buffer;
   private readonly indexKey = Buffer.alloc(4);
@@ -253,6 +264,7 @@ export class KernelCounters {
   private constructor(
     private readonly object: BpfObject,
     private readonly slotCount: number,
+    threadCount: number,
   ) {
     this.ownersFd = object.mapFd('owners');
     const owners = mapShared(this.ownersFd, slotCount * OWNER_SIZE);
@@ -268,6 +280,20 @@ export class KernelCounters {
     this.exited = new BatchReader(object.mapFd('exited'), ProcId.size, ProcInfo.size, 1024);
     this.threadsFd = object.mapFd('threads');
     this.threads = new BatchReader(this.threadsFd, ThreadKey.size, Thread.size, 1024);
+    this.threadOwnersFd = object.mapFd('thread_owners');
+    if (threadCount > 0) {
+      const owners = mapShared(this.threadOwnersFd, threadCount * OWNER_SIZE);
+      this.unmap.push(owners.unmap);
+      const slots = mapShared(object.mapFd('thread_slots'), threadCount * Thread.size);
+      this.unmap.push(slots.unmap);
+      this.threadSlots = {
+        count: threadCount,
+        owners: new Uint32Array(owners.view),
+        words: new Uint32Array(slots.view),
+        doubles: new Float64Array(slots.view),
+        bytes: Buffer.from(slots.view),
+      };
+    }
     this.statsFd = object.mapFd('stats');
     this.statsValue = Buffer.alloc(8 * native.numPossibleCpus());
     // The exit and cgroup programs go first, so that no process gets counters
@@ -309,7 +335,7 @@ export class KernelCounters {
   static open(options: KernelCountersOptions, notice: (message: string) => void = () => {}): KernelCounters {
     const object = options.pinDir ? loadPinned(options, options.pinDir, notice) : loadNetacctObject(options);
     try {
-      return new KernelCounters(object, options.slots);
+      return new KernelCounters(object, options.slots, options.threadCapacity);
     } catch (err) {
       object.close();
       throw err;
@@ -355,8 +381,6 @@ export class KernelCounters {
     const words = this.slotWords;
     const doubles = this.slotDoubles;
     const counters = this.scratchCounters;
-    const scratch = this.scratchDouble;
-    const halves = this.scratchHalves;
     const SLOT_WORDS = Slot.size / 4;
     const SLOT_DOUBLES = Slot.size / 8;
     for (let index = 0; index < this.slotCount; index++) {
@@ -364,13 +388,7 @@ export class KernelCounters {
       if (state === 0 || state === SlotState.claiming) continue;
       const base = index * SLOT_WORDS;
       const countersBase = index * SLOT_DOUBLES + Slot.counters / 8;
-      for (let i = 0; i < 16; i++) {
-        // One 8-byte load per counter, so that an atomic add in flight is
-        // never seen half done (two 4-byte loads could straddle a carry).
-        // Counters stay far below the bit patterns of NaNs.
-        scratch[0] = doubles[countersBase + i]!;
-        counters[i] = halves[0]! + halves[1]! * 0x1_0000_0000;
-      }
+      for (let i = 0; i < 16; i++) counters[i] = this.loadU64(doubles, countersBase + i);
       visit(
         index,
         state,
@@ -420,9 +438,30 @@ export class KernelCounters {
     return samples;
   }
 
-  /** Every thread's counters (empty unless per-thread counting is on). */
+  /** Every thread's counters, from the thread slots and the hash (empty unless per-thread counting is on). */
   readThreads(): ThreadSample[] {
     const samples: ThreadSample[] = [];
+    const slots = this.threadSlots;
+    if (!slots) return samples;
+    const THREAD_WORDS = Thread.size / 4;
+    for (let index = 0; index < slots.count; index++) {
+      const state = slots.owners[index * 2 + 1]!;
+      if (state !== SlotState.active && state !== SlotState.exited) continue; // free, or being claimed
+      const base = index * THREAD_WORDS;
+      const countersBase = (index * Thread.size + Thread.counters) / 8;
+      const counters: number[] = [];
+      for (let c = 0; c < 16; c++) counters.push(this.loadU64(slots.doubles, countersBase + c));
+      samples.push({
+        tid: slots.words[base + Thread.tid / 4]!,
+        tgid: slots.words[base + Thread.tgid / 4]!,
+        startNs: slots.words[base + Thread.startNs / 4]! + slots.words[base + Thread.startNs / 4 + 1]! * 0x1_0000_0000,
+        processStartNs: slots.words[base + Thread.processStartNs / 4]! + slots.words[base + Thread.processStartNs / 4 + 1]! * 0x1_0000_0000,
+        comm: decodeComm(slots.bytes, index * Thread.size + Thread.comm),
+        exited: state === SlotState.exited,
+        counters,
+        where: { slot: index },
+      });
+    }
     this.threads.read(false, (keys, values, i) => {
       const k = i * ThreadKey.size;
       const v = i * Thread.size;
@@ -436,15 +475,33 @@ export class KernelCounters {
         comm: decodeComm(values, v + Thread.comm),
         exited: values.readUInt32LE(v + Thread.state) === ThreadState.exited,
         counters,
-        key: Buffer.from(keys.subarray(k, k + ThreadKey.size)),
+        where: { key: Buffer.from(keys.subarray(k, k + ThreadKey.size)) },
       });
     });
     return samples;
   }
 
-  /** Deletes entries of threads that exited, once read for the last time. */
+  /** Frees the slots and deletes the entries of threads that exited, once read for the last time. */
   deleteThreads(threads: readonly ThreadSample[]): void {
-    for (const thread of threads) native.deleteElem(this.threadsFd, thread.key);
+    for (const { where } of threads) {
+      if ('key' in where) {
+        native.deleteElem(this.threadsFd, where.key);
+        continue;
+      }
+      this.indexKey.writeUInt32LE(where.slot);
+      const ret: number = native.updateElem(this.threadOwnersFd, this.indexKey, this.freeOwner, 0);
+      if (ret < 0) fail(`freeing thread slot ${where.slot}`, -ret);
+    }
+  }
+
+  /**
+   * A u64 of a mapped array as a Number, in one 8-byte load, so that an
+   * atomic add in flight is never seen half done (two 4-byte loads could
+   * straddle a carry). Counters stay far below the bit patterns of NaNs.
+   */
+  private loadU64(doubles: Float64Array, index: number): number {
+    this.scratchDouble[0] = doubles[index]!;
+    return this.scratchHalves[0]! + this.scratchHalves[1]! * 0x1_0000_0000;
   }
 
   /** Frees slots the daemon has read for the last time (EXITED or MOVED). */

@@ -5,7 +5,7 @@
 export const LAYOUT_VERSION = 2;
 
 /** struct netacct_settings, the .rodata the daemon writes before loading. */
-export const Settings = { size: 8, slotMask: 0, countThreads: 4 } as const;
+export const Settings = { size: 12, slotMask: 0, countThreads: 4, threadMask: 8 } as const;
 
 /** Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
 export const Family = { ipv4: 0, ipv6: 1 } as const;
@@ -41,7 +41,7 @@ export const ThreadKey = { size: 16, tid: 0, tgid: 4, startNs: 8 } as const;
 
 export const ThreadState = { live: 0, exited: 1 } as const;
 
-export const Thread = { size: 160, processStartNs: 0, comm: 8, commSize: 16, state: 24, counters: 32 } as const;
+export const Thread = { size: 176, tid: 0, tgid: 4, startNs: 8, processStartNs: 16, comm: 24, commSize: 16, state: 40, counters: 48 } as const;
 
 export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5 } as const;
 export const STATS = 6;

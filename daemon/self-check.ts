@@ -52,6 +52,7 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
       overflowCapacity: config.overflowCapacity,
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
+      threadOverflowCapacity: config.threadOverflowCapacity,
     });
     object.close();
     return `${config.bpfObject}: accepted by the kernel's verifier (loaded, not attached)`;

@@ -18,13 +18,19 @@ interface ThreadRow {
 
 const udpSend = (calls: number, bytes: number) => ({ udp: { send: { calls, bytes }, recv: { calls: 0, bytes: 0 } } });
 
-describeWithBpf('per-thread counters (real daemon, real threads)', () => {
+const CONFIGURATIONS: Array<[string, string[]]> = [
+  ['each thread in its slot', ['--threads']],
+  // Two slots for the whole machine: nearly every thread is counted in the overflow hash.
+  ['threads whose slot is taken', ['--threads', '--thread-capacity', '2', '--thread-overflow-capacity', '4096']],
+];
+
+for (const [name, threadArgs] of CONFIGURATIONS) describeWithBpf(`per-thread counters, ${name} (real daemon, real threads)`, () => {
   let daemon: TestDaemon;
   let child: TrafficChild;
   /** Each worker as the fixture printed it: tid, name, and whether it has exited. */
   let workers: Array<{ tid: number; name: string; state: string }>;
   beforeAll(async () => {
-    daemon = await TestDaemon.start(['--threads', '--exited-retention-ms', '60000']);
+    daemon = await TestDaemon.start([...threadArgs, '--exited-retention-ms', '60000']);
     child = await TrafficChild.start('threads', String(WORKERS));
     workers = child.announced.map((line) => {
       const [tid, name, state] = line.split(' ');
