@@ -1,6 +1,7 @@
-// Per-thread counters (opt-in), as the API serves them: the kernel's `threads`
-// map holds live threads and those that exited since the last read; an exited
-// thread's entry is deleted once read, and its final counters are kept here
+// Per-thread counters (opt-in), as the API serves them: the kernel's thread
+// slots and `threads` hash hold live threads and those that exited since the
+// last read; an exited thread's slot is freed (or its entry deleted) once
+// read, and its final counters are kept here
 // for the retention time of exited processes, so that a process's threads,
 // live and exited, add up to the process's own counters.
 import type { ThreadSample } from './kernel-counters.js';
