@@ -39,9 +39,15 @@ function escapeLabel(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
-/** One metric family: HELP, TYPE, and its samples; samples with equal labels add up. */
+function labelText(labels: Labels): string {
+  return Object.entries(labels)
+    .map(([name, v]) => `${name}="${escapeLabel(v)}"`)
+    .join(',');
+}
+
+/** A small metric family (health): HELP, TYPE and its samples. */
 class MetricFamily {
-  private readonly samples = new Map<string, number>();
+  private readonly samples: string[] = [];
 
   constructor(
     readonly name: string,
@@ -50,15 +56,12 @@ class MetricFamily {
   ) {}
 
   add(labels: Labels, value: number): void {
-    const text = Object.entries(labels)
-      .map(([name, v]) => `${name}="${escapeLabel(v)}"`)
-      .join(',');
-    this.samples.set(text, (this.samples.get(text) ?? 0) + value);
+    const text = labelText(labels);
+    this.samples.push(`${this.name}${text ? `{${text}}` : ''} ${value}`);
   }
 
   render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
-    for (const [labels, value] of this.samples) out.push(`${this.name}${labels ? `{${labels}}` : ''} ${value}`);
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`, ...this.samples);
   }
 }
 
@@ -67,25 +70,32 @@ const PROTOCOLS = [
   ['udp', Protocol.udp],
 ] as const;
 
-/** The four traffic families of one kind of subject (cgroup, process). */
-function trafficFamilies(subject: 'cgroup' | 'process', what: string) {
-  const family = (name: string, help: string) => new MetricFamily(`netacct_${subject}_${name}_total`, 'counter', `${help} ${what}`);
-  return {
-    [counterIndex(0, 0, Direction.send, Kind.bytes)]: family('sent_bytes', 'Bytes sent by'),
-    [counterIndex(0, 0, Direction.recv, Kind.bytes)]: family('received_bytes', 'Bytes received by'),
-    [counterIndex(0, 0, Direction.send, Kind.calls)]: family('send_calls', 'Send calls (that moved data) by'),
-    [counterIndex(0, 0, Direction.recv, Kind.calls)]: family('receive_calls', 'Receive calls (that moved data) by'),
-  };
+const TRAFFIC = [
+  { name: 'sent_bytes', help: 'Bytes sent by', direction: Direction.send, kind: Kind.bytes },
+  { name: 'received_bytes', help: 'Bytes received by', direction: Direction.recv, kind: Kind.bytes },
+  { name: 'send_calls', help: 'Send calls (that moved data) by', direction: Direction.send, kind: Kind.calls },
+  { name: 'receive_calls', help: 'Receive calls (that moved data) by', direction: Direction.recv, kind: Kind.calls },
+] as const;
+
+/**
+ * Adds `counters` to the subject with these labels (subjects whose labels are
+ * equal add up: one series per label set, as the exposition requires).
+ */
+function addSubject(subjects: Map<string, number[]>, labels: string, counters: ArrayLike<number>): void {
+  const sum = subjects.get(labels);
+  if (!sum) return void subjects.set(labels, Array.from(counters));
+  for (let i = 0; i < sum.length; i++) sum[i]! += counters[i]!;
 }
 
-/** Adds `counters` (IPv4 and IPv6 together) to the traffic families, one sample per protocol. */
-function addTraffic(families: Record<number, MetricFamily>, labels: Labels, counters: ArrayLike<number>): void {
-  for (const [protocol, p] of PROTOCOLS) {
-    for (const direction of [Direction.send, Direction.recv]) {
-      for (const kind of [Kind.calls, Kind.bytes]) {
-        const value =
-          counters[counterIndex(Family.ipv4, p, direction, kind)]! + counters[counterIndex(Family.ipv6, p, direction, kind)]!;
-        families[counterIndex(0, 0, direction, kind)]!.add({ ...labels, protocol }, value);
+/** The four traffic families of a kind of subject, one sample per subject and protocol (IPv4 and IPv6 together). */
+function renderTraffic(out: string[], subject: 'cgroup' | 'process', what: string, subjects: Map<string, number[]>): void {
+  for (const { name, help, direction, kind } of TRAFFIC) {
+    const metric = `netacct_${subject}_${name}_total`;
+    out.push(`# HELP ${metric} ${help} ${what}`, `# TYPE ${metric} counter`);
+    for (const [labels, counters] of subjects) {
+      for (const [protocol, p] of PROTOCOLS) {
+        const value = counters[counterIndex(Family.ipv4, p, direction, kind)]! + counters[counterIndex(Family.ipv6, p, direction, kind)]!;
+        out.push(`${metric}{${labels},protocol="${protocol}"} ${value}`);
       }
     }
   }
@@ -100,31 +110,32 @@ function totalBytes(counters: ArrayLike<number>): number {
 }
 
 export function renderMetrics(input: MetricsInput): string {
+  const out: string[] = [];
+  const cgroups = new Map<string, number[]>();
+  for (const cgroup of input.cgroups) {
+    addSubject(cgroups, labelText({ cgroup: cgroup.path, unit: cgroup.unit, container_id: cgroup.containerId }), cgroup.counters);
+  }
+  renderTraffic(out, 'cgroup', 'the processes of a cgroup v2, exited ones included.', cgroups);
+
+  if (input.processes) {
+    const processes = new Map<string, number[]>();
+    const ranked = input.processes
+      .map((process) => ({ process, bytes: totalBytes(process.counters) }))
+      .sort((a, b) => b.bytes - a.bytes || a.process.pid - b.process.pid);
+    const other = labelText({ pid: 'other', command: 'other' });
+    ranked.forEach(({ process }, rank) => {
+      const labels = rank < input.topProcesses ? labelText({ pid: String(process.pid), command: process.command }) : other;
+      addSubject(processes, labels, process.counters);
+    });
+    renderTraffic(out, 'process', `a process: the top ${input.topProcesses} by bytes, the rest in pid="other".`, processes);
+  }
+
   const families: MetricFamily[] = [];
   const family = (name: string, type: 'counter' | 'gauge', help: string): MetricFamily => {
     const f = new MetricFamily(name, type, help);
     families.push(f);
     return f;
   };
-
-  const cgroupTraffic = trafficFamilies('cgroup', 'the processes of a cgroup v2, exited ones included.');
-  families.push(...Object.values(cgroupTraffic));
-  for (const cgroup of input.cgroups) {
-    addTraffic(cgroupTraffic, { cgroup: cgroup.path, unit: cgroup.unit, container_id: cgroup.containerId }, cgroup.counters);
-  }
-
-  if (input.processes) {
-    const processTraffic = trafficFamilies('process', `a process: the top ${input.topProcesses} by bytes, the rest in pid="other".`);
-    families.push(...Object.values(processTraffic));
-    const ranked = input.processes
-      .map((process) => ({ process, bytes: totalBytes(process.counters) }))
-      .sort((a, b) => b.bytes - a.bytes || a.process.pid - b.process.pid);
-    ranked.forEach(({ process }, rank) => {
-      const labels = rank < input.topProcesses ? { pid: String(process.pid), command: process.command } : { pid: 'other', command: 'other' };
-      addTraffic(processTraffic, labels, process.counters);
-    });
-  }
-
   const { health } = input;
   family('netacct_build_info', 'gauge', 'The running netacct version (value 1).').add({ version: input.version }, 1);
   family('netacct_start_time_seconds', 'gauge', 'When the daemon started, Unix time.').add({}, input.startTimeSeconds);
@@ -149,7 +160,6 @@ export function renderMetrics(input: MetricsInput): string {
   clients.add({ protocol: 'http' }, health.clients.api - health.clients.streams);
   clients.add({ protocol: 'websocket' }, health.clients.streams);
 
-  const out: string[] = [];
   for (const f of families) f.render(out);
   return `${out.join('\n')}\n`;
 }

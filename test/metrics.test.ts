@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { renderMetrics } from '../daemon/metrics.js';
 import { apiGet, tcpGet } from './helpers/api-client.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { TestDaemon } from './helpers/daemon.js';
@@ -29,6 +30,32 @@ async function scrape(port: number): Promise<string> {
   expect(headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
   return text;
 }
+
+test('label values are escaped: a cgroup or command with quotes, backslashes and newlines stays one valid sample', () => {
+  const counters = Array.from({ length: 16 }, (_, i) => i); // TCP bytes sent: [1] (IPv4) + [9] (IPv6) = 10
+  const text = renderMetrics({
+    version: 'test',
+    startTimeSeconds: 0,
+    processCounts: { live: 1, exited: 0 },
+    health: {
+      programsAttached: 5,
+      maps: { slots: { entries: 1, capacity: 2 }, overflow: { entries: 0, capacity: 2 }, exited: { entries: null, capacity: 2 }, threads: null },
+      kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0 },
+      lastReadSeconds: 0,
+      clients: { atop: 0, api: 1, streams: 0 },
+    },
+    cgroups: [
+      { path: '/a"b\\c\nd.service', unit: 'x', containerId: '', counters },
+      { path: '/a"b\\c\nd.service', unit: 'x', containerId: '', counters }, // the same labels: one series, summed
+    ],
+    processes: [{ pid: 7, command: 'say "hi"\\', counters }],
+    topProcesses: 1,
+  });
+  expect(text).toContain('netacct_cgroup_sent_bytes_total{cgroup="/a\\"b\\\\c\\nd.service",unit="x",container_id="",protocol="tcp"} 20');
+  expect(text).toContain('netacct_process_sent_bytes_total{pid="7",command="say \\"hi\\"\\\\",protocol="tcp"} 10');
+  const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  expect({ status: promtool.status, output: promtool.stdout + promtool.stderr }).toEqual({ status: 0, output: '' });
+});
 
 describeWithBpf('/metrics (real daemon, real traffic)', () => {
   let daemon: TestDaemon;
