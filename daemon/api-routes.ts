@@ -87,29 +87,42 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     ipv6: counters(total, [Family.ipv6]),
   });
 
-  /** Sorts rows by `sort`: a field, a counter (tcp.send.bytes) or a rate (rate.tcp.send.bytes; none sorts lowest). */
-  const sortRows = <Row extends { counters: Counters; rates?: Counters | null }>(
+  /**
+   * Sorts rows by `sort`: a field, a counter (tcp.send.bytes, total.bytes) or
+   * a rate (rate.tcp.send.bytes; a row without rates sorts lowest), read from
+   * the raw 16 counters, so that only the rows a client gets are described.
+   */
+  const sortRows = <Row>(
     rows: Row[],
     sort: string,
     order: 'asc' | 'desc',
     field: (row: Row) => number | string,
+    raw: (row: Row) => { counters: ArrayLike<number>; rates: ArrayLike<number> | null },
     tieBreak: (row: Row) => number,
   ): Row[] => {
     const key = (row: Row): number | string => {
       if (!sort.includes('.')) return field(row);
       const rate = sort.startsWith('rate.');
-      const counters = rate ? row.rates : row.counters;
-      if (!counters) return -1;
-      const path = (rate ? sort.slice(5) : sort).split('.');
-      if (path[0] === 'total') {
-        const kind = path[1] as 'calls' | 'bytes';
-        return PROTOCOLS.reduce((sum, p) => sum + counters[p].send[kind] + counters[p].recv[kind], 0);
-      }
-      const [protocol, direction, kind] = path as [keyof Counters, 'send' | 'recv', 'calls' | 'bytes'];
-      return counters[protocol][direction][kind];
+      const { counters, rates } = raw(row);
+      const source = rate ? rates : counters;
+      if (!source) return -1;
+      const [first, second, third] = (rate ? sort.slice(5) : sort).split('.') as [string, string, string];
+      const total = first === 'total';
+      const protocols = total ? [Protocol.tcp, Protocol.udp] : [Protocol[first as keyof typeof Protocol]];
+      const directions = total ? [Direction.send, Direction.recv] : [Direction[second as keyof typeof Direction]];
+      const kind = Kind[(total ? second : third) as keyof typeof Kind];
+      let sum = 0;
+      for (const family of [Family.ipv4, Family.ipv6])
+        for (const protocol of protocols) for (const direction of directions) sum += source[counterIndex(family, protocol, direction, kind)]!;
+      return sum;
     };
+    const keys = new Map(rows.map((row) => [row, key(row)]));
     const sign = order === 'asc' ? 1 : -1;
-    return rows.sort((a, b) => (key(a) < key(b) ? -sign : key(a) > key(b) ? sign : tieBreak(a) - tieBreak(b)));
+    return rows.sort((a, b) => {
+      const x = keys.get(a)!;
+      const y = keys.get(b)!;
+      return x < y ? -sign : x > y ? sign : tieBreak(a) - tieBreak(b);
+    });
   };
 
   const describe = (entry: ProcessEntry) => ({
@@ -144,10 +157,11 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const parsed = ProcessQuery.safeParse(Object.fromEntries(request.query));
     if (!parsed.success) return badRequest(parsed.error);
     const filter = parsed.data;
-    const rows = visible(request.visibility, filter).map(describe);
-    const field = (row: ReturnType<typeof describe>): number | string => (filter.sort === 'command' ? row.command : row.pid);
-    sortRows(rows, filter.sort, filter.order, field, (row) => row.pid);
-    return { status: 200, body: { rateIntervalSeconds: table.rateIntervalSeconds, processes: rows.slice(0, filter.limit) } };
+    const entries = visible(request.visibility, filter);
+    const field = (entry: ProcessEntry): number | string => (filter.sort === 'command' ? entry.comm : entry.tgid);
+    const raw = (entry: ProcessEntry) => ({ counters: entry.total, rates: entry.exit ? null : entry.rates });
+    sortRows(entries, filter.sort, filter.order, field, raw, (entry) => entry.tgid);
+    return { status: 200, body: { rateIntervalSeconds: table.rateIntervalSeconds, processes: entries.slice(0, filter.limit).map(describe) } };
   };
 
   /**
@@ -162,9 +176,10 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const { visibility } = request;
     collector.ensureReadSince(performance.now());
     const totals = table.cgroupTotals((e) => visibility.seesAll || e.uid === visibility.uid, visibility.seesAll);
-    const rows = [...totals].map(([id, total]) => ({ ...cgroup(id), counters: allCounters(total) }));
-    sortRows(rows, sort, order, (row) => (sort === 'path' ? (row.path ?? '') : row.id), (row) => row.id);
-    return { status: 200, body: { cgroups: rows.slice(0, limit) } };
+    const rows = [...totals];
+    const field = ([id]: [number, number[]]): number | string => (sort === 'path' ? (cgroupNames.nameOf(id)?.path ?? '') : id);
+    sortRows(rows, sort, order, field, ([, total]) => ({ counters: total, rates: null }), ([id]) => id);
+    return { status: 200, body: { cgroups: rows.slice(0, limit).map(([id, total]) => ({ ...cgroup(id), counters: allCounters(total) })) } };
   };
 
   /**
