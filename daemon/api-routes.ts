@@ -249,7 +249,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
         processes: { live: table.liveCount, exited: table.exitedCount },
         kernel: { slots: health.maps.slots.capacity, ...kernel },
         ...health,
-        threads: collector.threads ? { exitedKept: collector.threads.exitedCount } : null,
+        threads: collector.threads ? { exitedKept: collector.threads.exitedCount, exitedDropped: collector.threads.droppedExited } : null,
       },
     };
   };

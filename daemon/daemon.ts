@@ -24,6 +24,7 @@ import { systemdNotifier } from './sd-notify.js';
 const DRAIN_INTERVAL_MS = 1000;
 const LIVE_INFO_INTERVAL_MS = 10_000;
 const MAX_EXITED = 200_000;
+const MAX_EXITED_THREADS = 50_000;
 const SHUTDOWN_GRACE_MS = 5000;
 
 function isLoopback(host: string): boolean {
@@ -84,7 +85,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     table,
     { drainIntervalMs: DRAIN_INTERVAL_MS, liveInfoIntervalMs: LIVE_INFO_INTERVAL_MS },
     log,
-    config.threads ? new ThreadTable(config.exitedRetentionMs) : null,
+    config.threads ? new ThreadTable(config.exitedRetentionMs, MAX_EXITED_THREADS) : null,
   );
   collector.start();
 

@@ -23,7 +23,14 @@ export class ThreadTable {
   /** Live threads as of the last read. */
   private live: ThreadRecord[] = [];
 
-  constructor(private retentionMs: number) {}
+  /** Exited threads dropped before their retention time ended, because more than maxExited were kept. */
+  droppedExited = 0;
+
+  constructor(
+    private retentionMs: number,
+    /** Bounds the memory a process that churns threads can take. */
+    private readonly maxExited: number,
+  ) {}
 
   /**
    * Applies a read of the kernel map; returns the exited threads' samples,
@@ -50,6 +57,11 @@ export class ThreadTable {
       }
     }
     this.expire(nowMs);
+    for (const key of this.exited.keys()) {
+      if (this.exited.size <= this.maxExited) break;
+      this.exited.delete(key); // the oldest first: a Map iterates in insertion order
+      this.droppedExited++;
+    }
     return done;
   }
 
