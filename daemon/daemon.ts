@@ -19,6 +19,7 @@ import { packageVersion } from './package-root.js';
 import { claimSocketPath } from '../protocol/unix-socket-path.js';
 import { ThreadTable } from './thread-table.js';
 import { webPage } from './web-page.js';
+import { readHealth } from './health.js';
 import { systemdNotifier } from './sd-notify.js';
 
 const DRAIN_INTERVAL_MS = 1000;
@@ -109,24 +110,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     bootEpoch: bootEpochSeconds(),
     version: packageVersion(),
     startedAtMs: Date.now(),
-    health: () => ({
-      programsAttached: kernel.attachedPrograms,
-      maps: {
-        slots: { entries: kernel.slotsInUse(), capacity: config.slots },
-        overflow: { entries: collector.overflowEntries, capacity: config.overflowCapacity },
-        exited: { entries: null, capacity: config.exitedCapacity },
-        threads: collector.threads
-          ? { entries: collector.threads.liveCount, capacity: config.threadCapacity + config.threadOverflowCapacity }
-          : null,
-      },
-      kernel: kernel.readStats(),
-      lastReadSeconds: collector.lastReadMs / 1000,
-      clients: {
-        atop: server.clientCount,
-        api: apiServers.reduce((sum, api) => sum + api.clients.connections, 0),
-        streams: apiServers.reduce((sum, api) => sum + api.clients.streams, 0),
-      },
-    }),
+    health: () => readHealth(config, kernel, collector, server, apiServers),
     cgroupNames: new CgroupNames(),
     metricsTopProcesses: () => running.metricsTopProcesses,
     webPage: webPage(),

@@ -1,7 +1,11 @@
 // The daemon's own state, as /v1/stats and /metrics report it: what is
 // attached, how full each kernel map is, what could not be recorded, how long
 // reading the kernel takes, and who is connected.
-import type { KernelStats } from './kernel-counters.js';
+import type { ApiServer } from '../protocol/http-api.js';
+import type { NetatopServer } from '../protocol/netatop-server.js';
+import type { Collector } from './collector.js';
+import type { Config } from './config.js';
+import type { KernelCounters, KernelStats } from './kernel-counters.js';
 
 export interface MapFill {
   /** Entries in use now, or null where the map is only a queue between two drains. */
@@ -17,4 +21,32 @@ export interface DaemonHealth {
   /** Duration of the last read of the kernel's maps, seconds. */
   lastReadSeconds: number;
   clients: { atop: number; api: number; streams: number };
+}
+
+/** The daemon's health now, from its parts. */
+export function readHealth(
+  config: Config,
+  kernel: KernelCounters,
+  collector: Collector,
+  atop: NetatopServer,
+  apiServers: readonly ApiServer[],
+): DaemonHealth {
+  return {
+    programsAttached: kernel.attachedPrograms,
+    maps: {
+      slots: { entries: kernel.slotsInUse(), capacity: config.slots },
+      overflow: { entries: collector.overflowEntries, capacity: config.overflowCapacity },
+      exited: { entries: null, capacity: config.exitedCapacity },
+      threads: collector.threads
+        ? { entries: collector.threads.liveCount, capacity: config.threadCapacity + config.threadOverflowCapacity }
+        : null,
+    },
+    kernel: kernel.readStats(),
+    lastReadSeconds: collector.lastReadMs / 1000,
+    clients: {
+      atop: atop.clientCount,
+      api: apiServers.reduce((sum, api) => sum + api.clients.connections, 0),
+      streams: apiServers.reduce((sum, api) => sum + api.clients.streams, 0),
+    },
+  };
 }
