@@ -183,6 +183,17 @@ static __always_inline void stat_add(__u32 which)
 		*slot += 1; /* per-CPU slot: no other writer */
 }
 
+/* ACTIVE -> `state` (EXITED, MOVED) for the daemon's last read, counted in
+ * `stat` so that the daemon knows to read; 0 if it was not ACTIVE. */
+static __always_inline int retire_owner(__u64 *owner, __u32 id, __u64 state, __u32 stat)
+{
+	if (__sync_val_compare_and_swap(owner, owner_tag(id, NA_SLOT_ACTIVE), owner_tag(id, state)) !=
+	    owner_tag(id, NA_SLOT_ACTIVE))
+		return 0;
+	stat_add(stat);
+	return 1;
+}
+
 static __always_inline void add_call(struct netacct_counters *c, __u32 calls_index, int ret)
 {
 	if (calls_index >= NA_COUNTERS - 1) /* for the verifier: calls_index + 1 is in bounds */
@@ -254,37 +265,46 @@ static __always_inline void fill_thread(struct netacct_thread *thread, struct ta
 	bpf_get_current_comm(thread->comm, sizeof(thread->comm));
 }
 
-/* A thread's first call, or one whose slot is another's: its hash entry, or
- * the free slot, or a new hash entry (a thread stays where it started). */
+/* A thread's first call when its slot is free: make the slot its own. */
+static __noinline int claim_thread_slot(__u64 *owner, __u32 idx, struct task_struct *task,
+					__u32 calls_index, int ret)
+{
+	__u32 tid = task->pid;
+
+	if (__sync_val_compare_and_swap(owner, 0, owner_tag(tid, NA_SLOT_CLAIMING)) != 0)
+		return -1;
+	struct netacct_thread *thread = bpf_map_lookup_elem(&thread_slots, &idx);
+	if (!thread) {
+		*owner = 0;
+		return -1;
+	}
+	fill_thread(thread, task);
+	for (int i = 0; i < NA_COUNTERS; i++)
+		thread->c.v[i] = 0;
+	add_call(&thread->c, calls_index, ret);
+	/* An atomic exchange orders the stores above before the slot goes live. */
+	__sync_lock_test_and_set(owner, owner_tag(tid, NA_SLOT_ACTIVE));
+	return 0;
+}
+
+/* A thread's call that its slot does not take: its hash entry if it has one
+ * (a thread stays where it started), else the free slot, else a new entry. */
 static __noinline int count_thread_slow(__u64 *owner, __u32 idx, __u32 calls_index, int ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct netacct_thread_key key = { .tid = task->pid, .tgid = task->tgid, .start_ns = task->start_boottime };
 	struct netacct_thread *thread = bpf_map_lookup_elem(&threads, &key);
-	if (thread) {
-		add_call(&thread->c, calls_index, ret);
-		return 0;
-	}
-	if (*owner == 0 && __sync_val_compare_and_swap(owner, 0, owner_tag(key.tid, NA_SLOT_CLAIMING)) == 0) {
-		thread = bpf_map_lookup_elem(&thread_slots, &idx);
+	if (!thread) {
+		if (*owner == 0 && claim_thread_slot(owner, idx, task, calls_index, ret) == 0)
+			return 0;
+		struct netacct_thread fresh = {};
+		fill_thread(&fresh, task);
+		bpf_map_update_elem(&threads, &key, &fresh, BPF_NOEXIST);
+		thread = bpf_map_lookup_elem(&threads, &key);
 		if (!thread) {
-			*owner = 0;
+			stat_add(NA_STAT_THREADS_FULL);
 			return 0;
 		}
-		fill_thread(thread, task);
-		for (int i = 0; i < NA_COUNTERS; i++)
-			thread->c.v[i] = 0;
-		add_call(&thread->c, calls_index, ret);
-		__sync_lock_test_and_set(owner, owner_tag(key.tid, NA_SLOT_ACTIVE));
-		return 0;
-	}
-	struct netacct_thread fresh = {};
-	fill_thread(&fresh, task);
-	bpf_map_update_elem(&threads, &key, &fresh, BPF_NOEXIST);
-	thread = bpf_map_lookup_elem(&threads, &key);
-	if (!thread) {
-		stat_add(NA_STAT_THREADS_FULL);
-		return 0;
 	}
 	add_call(&thread->c, calls_index, ret);
 	return 0;
@@ -315,11 +335,8 @@ static __always_inline void mark_thread_exited(struct task_struct *task)
 	if (owner && *owner == owner_tag(tid, NA_SLOT_ACTIVE)) {
 		struct netacct_thread *slot = bpf_map_lookup_elem(&thread_slots, &idx);
 		if (slot && slot->start_ns == task->start_boottime &&
-		    __sync_val_compare_and_swap(owner, owner_tag(tid, NA_SLOT_ACTIVE),
-						owner_tag(tid, NA_SLOT_EXITED)) == owner_tag(tid, NA_SLOT_ACTIVE)) {
-			stat_add(NA_STAT_THREADS_EXITED);
+		    retire_owner(owner, tid, NA_SLOT_EXITED, NA_STAT_THREADS_EXITED))
 			return;
-		}
 	}
 	struct netacct_thread_key key = { .tid = tid, .tgid = task->tgid, .start_ns = task->start_boottime };
 	struct netacct_thread *thread = bpf_map_lookup_elem(&threads, &key);
@@ -421,10 +438,7 @@ int BPF_PROG(on_cgroup_attach, struct cgroup *dst, const char *path, struct task
 	__u64 *owner = owned_slot(leader, NA_SLOT_ACTIVE, &slot);
 	if (!owner || slot->cgroup_id == dst->kn->id)
 		return 0;
-	__u32 tgid = leader->tgid;
-	if (__sync_val_compare_and_swap(owner, owner_tag(tgid, NA_SLOT_ACTIVE),
-					owner_tag(tgid, NA_SLOT_MOVED)) == owner_tag(tgid, NA_SLOT_ACTIVE))
-		stat_add(NA_STAT_SLOTS_RETIRED);
+	retire_owner(owner, leader->tgid, NA_SLOT_MOVED, NA_STAT_SLOTS_RETIRED);
 	return 0;
 }
 
@@ -448,12 +462,10 @@ int BPF_PROG(on_process_exit)
 	if (task->signal->live.counter) /* decremented before this tracepoint */
 		return 0;
 	struct task_struct *leader = task->group_leader;
-	__u32 tgid = leader->tgid;
 	struct netacct_slot *slot = 0;
 	__u64 *owner = owned_slot(leader, NA_SLOT_ACTIVE | NA_SLOT_MOVED, &slot);
-	if (owner && __sync_val_compare_and_swap(owner, owner_tag(tgid, NA_SLOT_ACTIVE),
-						 owner_tag(tgid, NA_SLOT_EXITED)) == owner_tag(tgid, NA_SLOT_ACTIVE))
-		stat_add(NA_STAT_SLOTS_RETIRED);
+	if (owner)
+		retire_owner(owner, leader->tgid, NA_SLOT_EXITED, NA_STAT_SLOTS_RETIRED);
 	if (!owner && !bpf_task_storage_get(&overflowed, leader, 0, 0))
 		return 0; /* never sent or received */
 

@@ -9,7 +9,8 @@ import type { CgroupNames } from './cgroup-names.js';
 import type { Collector } from './collector.js';
 import type { DaemonHealth } from './health.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
-import { Direction, Family, Kind, Protocol, counterIndex } from './layout.js';
+import { sumCounters } from './counter-math.js';
+import { Direction, Family, Kind, Protocol } from './layout.js';
 import type { ProcessEntry, ProcessTable } from './process-table.js';
 
 const PROTOCOLS = ['tcp', 'udp'] as const;
@@ -43,8 +44,7 @@ const NoQuery = z.strictObject({});
 type Counters = Record<(typeof PROTOCOLS)[number], Record<(typeof DIRECTIONS)[number], { calls: number; bytes: number }>>;
 
 function counters(total: ArrayLike<number>, families: number[]): Counters {
-  const pick = (protocol: number, direction: number, kind: number): number =>
-    families.reduce((sum, family) => sum + total[counterIndex(family, protocol, direction, kind)]!, 0);
+  const pick = (protocol: number, direction: number, kind: number): number => sumCounters(total, kind, [protocol], [direction], families);
   const byDirection = (protocol: number) => ({
     send: { calls: pick(protocol, Direction.send, Kind.calls), bytes: pick(protocol, Direction.send, Kind.bytes) },
     recv: { calls: pick(protocol, Direction.recv, Kind.calls), bytes: pick(protocol, Direction.recv, Kind.bytes) },
@@ -64,6 +64,11 @@ export interface ApiContext {
   webPage: (path: string) => ApiResult | null;
   /** /metrics: per-process series for this many processes (0: none); read per scrape (SIGHUP changes it). */
   metricsTopProcesses: () => number;
+}
+
+/** Whether a client with `visibility` may read `entry` (the atop socket's rule). */
+function mayRead(visibility: Visibility, entry: ProcessEntry): boolean {
+  return visibility.seesAll || entry.uid === visibility.uid;
 }
 
 function badRequest(error: z.ZodError): ApiResult {
@@ -107,14 +112,8 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
       const source = rate ? rates : counters;
       if (!source) return -1;
       const [first, second, third] = (rate ? sort.slice(5) : sort).split('.') as [string, string, string];
-      const total = first === 'total';
-      const protocols = total ? [Protocol.tcp, Protocol.udp] : [Protocol[first as keyof typeof Protocol]];
-      const directions = total ? [Direction.send, Direction.recv] : [Direction[second as keyof typeof Direction]];
-      const kind = Kind[(total ? second : third) as keyof typeof Kind];
-      let sum = 0;
-      for (const family of [Family.ipv4, Family.ipv6])
-        for (const protocol of protocols) for (const direction of directions) sum += source[counterIndex(family, protocol, direction, kind)]!;
-      return sum;
+      if (first === 'total') return sumCounters(source, Kind[second as keyof typeof Kind]);
+      return sumCounters(source, Kind[third as keyof typeof Kind], [Protocol[first as keyof typeof Protocol]], [Direction[second as keyof typeof Direction]]);
     };
     const keys = new Map(rows.map((row) => [row, key(row)]));
     const sign = order === 'asc' ? 1 : -1;
@@ -137,15 +136,19 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     rates: entry.rates && !entry.exit ? allCounters(entry.rates) : null,
   });
 
+  /** The processes in the table (as last read) in `state` that `visibility` lets a client read. */
+  const readableEntries = (visibility: Visibility, state: ProcessFilter['state']): ProcessEntry[] => {
+    const entries: ProcessEntry[] = [];
+    if (state !== 'live') entries.push(...table.exitedAfter(0));
+    if (state !== 'exited') table.forEachLive((entry) => entries.push(entry));
+    return entries.filter((e) => mayRead(visibility, e));
+  };
+
   const visible = (visibility: Visibility, filter: ProcessFilter): ProcessEntry[] => {
     table.wantRates(Date.now());
     collector.ensureReadSince(performance.now());
-    const entries: ProcessEntry[] = [];
-    if (filter.state !== 'live') entries.push(...table.exitedAfter(0));
-    if (filter.state !== 'exited') table.forEachLive((entry) => entries.push(entry));
-    return entries.filter(
+    return readableEntries(visibility, filter.state).filter(
       (e) =>
-        (visibility.seesAll || e.uid === visibility.uid) &&
         (filter.pid === undefined || e.tgid === filter.pid) &&
         (filter.uid === undefined || e.uid === filter.uid) &&
         (filter.cgroup === undefined || e.cgroupId === filter.cgroup) &&
@@ -175,7 +178,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const { sort, order, limit } = parsed.data;
     const { visibility } = request;
     collector.ensureReadSince(performance.now());
-    const totals = table.cgroupTotals((e) => visibility.seesAll || e.uid === visibility.uid, visibility.seesAll);
+    const totals = table.cgroupTotals((e) => mayRead(visibility, e), visibility.seesAll);
     const rows = [...totals];
     const field = ([id]: [number, number[]]): number | string => (sort === 'path' ? (cgroupNames.nameOf(id)?.path ?? '') : id);
     sortRows(rows, sort, order, field, ([, total]) => ({ counters: total, rates: null }), ([id]) => id);
@@ -189,19 +192,14 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
    */
   const metrics = (request: ApiRequest): ApiResult => {
     const { visibility } = request;
-    const mayRead = (e: ProcessEntry): boolean => visibility.seesAll || e.uid === visibility.uid;
     collector.ensureReadSince(performance.now());
-    const cgroups = [...table.cgroupTotals(mayRead, visibility.seesAll)].map(([id, counters]) => {
+    const cgroups = [...table.cgroupTotals((e) => mayRead(visibility, e), visibility.seesAll)].map(([id, counters]) => {
       const name = cgroupNames.nameOf(id);
       return { path: name?.path ?? `(removed, id ${id})`, unit: name?.unit ?? '', containerId: name?.containerId ?? '', counters };
     });
     const top = context.metricsTopProcesses();
-    let processes = null;
-    if (top > 0) {
-      const entries = table.exitedAfter(0).filter(mayRead);
-      table.forEachLive((entry) => mayRead(entry) && entries.push(entry));
-      processes = entries.map((entry) => ({ pid: entry.tgid, command: entry.comm, counters: entry.total }));
-    }
+    const processes =
+      top > 0 ? readableEntries(visibility, 'all').map((entry) => ({ pid: entry.tgid, command: entry.comm, counters: entry.total })) : null;
     const body = renderMetrics({
       version: context.version,
       startTimeSeconds: Math.floor(context.startedAtMs / 1000),

@@ -37,9 +37,9 @@ export const ConfigSchema = z.strictObject({
   exitedCapacity: z.number().int().min(1),
   /** Exited processes are kept at least this long after every client had them. */
   exitedRetentionMs: z.number().int().min(0),
-  /** Per-thread counters too (costs a hash lookup per event and map entries; see README). */
+  /** Per-thread counters too (costs time per event and kernel memory; see README). */
   threads: z.boolean(),
-  /** Thread slots in the kernel (a power of two), and entries for threads whose slot is taken. */
+  /** Thread slots in the kernel (a power of two). */
   threadCapacity: powerOfTwo,
   /** Kernel entries for the counters of threads whose slot is taken. */
   threadOverflowCapacity: z.number().int().min(1),
@@ -50,10 +50,7 @@ export const ConfigSchema = z.strictObject({
   listen: z
     .string()
     .regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'must be host:port, such as "127.0.0.1:9817" or "[::1]:9817"')
-    .refine((text) => {
-      const port = Number(text.slice(text.lastIndexOf(':') + 1));
-      return port <= 65535;
-    }, 'the port must be 0 to 65535 (0: any free port, named in the log)')
+    .refine((text) => listenAddress(text).port <= 65535, 'the port must be 0 to 65535 (0: any free port, named in the log)')
     .nullable(),
   /** /metrics: per-process series for the top N processes by traffic (and one `other`); 0: none. */
   metricsTopProcesses: z.number().int().min(0).max(1000),

@@ -101,7 +101,7 @@ export interface KernelCountersOptions {
   slots: number;
   overflowCapacity: number;
   exitedCapacity: number;
-  /** Per-thread counters: this many thread slots (a power of two) and as many overflow entries, or 0 for none (no cost per event). */
+  /** Per-thread counters in this many thread slots (a power of two), or 0 for none (no cost per event). */
   threadCapacity: number;
   /** Entries for threads whose slot is taken (default: threadCapacity). */
   threadOverflowCapacity?: number;
@@ -120,6 +120,11 @@ function decodeComm(buf: Buffer, offset: number): string {
   const comm = buf.subarray(offset, offset + ProcInfo.commSize);
   const nul = comm.indexOf(0);
   return comm.toString('utf8', 0, nul < 0 ? comm.length : nul);
+}
+
+/** The u64 whose little-endian halves are words[i] and words[i + 1], as a Number (see readU64). */
+function wordsU64(words: Uint32Array, i: number): number {
+  return words[i]! + words[i + 1]! * 0x1_0000_0000;
 }
 
 function decodeInfo(buf: Buffer, offset: number): ProcInfoSample {
@@ -258,7 +263,7 @@ export class KernelCounters {
   private readonly statsFd: number;
   private readonly statsValue: Buffer;
   private readonly indexKey = Buffer.alloc(4);
-  private readonly freeOwner = Buffer.alloc(OWNER_SIZE);
+  private readonly freeTag = Buffer.alloc(OWNER_SIZE);
   private iterBuffer = Buffer.alloc(256 * 1024);
 
   private constructor(
@@ -393,8 +398,8 @@ export class KernelCounters {
         index,
         state,
         owners[index * 2]!,
-        words[base + Slot.startNs / 4]! + words[base + Slot.startNs / 4 + 1]! * 0x1_0000_0000,
-        words[base + Slot.cgroupId / 4]! + words[base + Slot.cgroupId / 4 + 1]! * 0x1_0000_0000,
+        wordsU64(words, base + Slot.startNs / 4),
+        wordsU64(words, base + Slot.cgroupId / 4),
         counters,
         this.claimedBy,
       );
@@ -419,7 +424,7 @@ export class KernelCounters {
       const v = (i * COUNTERS_SIZE) / 4;
       // A plain array: allocating one is several times cheaper than a Float64Array.
       const counters: number[] = [];
-      for (let c = 0; c < 16; c++) counters.push(valueWords![v + c * 2]! + valueWords![v + c * 2 + 1]! * 0x1_0000_0000);
+      for (let c = 0; c < 16; c++) counters.push(wordsU64(valueWords!, v + c * 2));
       const startLow = keyWords![k + PartKey.startNs / 4]!;
       const startHigh = keyWords![k + PartKey.startNs / 4 + 1]!;
       const cgroupLow = keyWords![k + PartKey.cgroupId / 4]!;
@@ -454,8 +459,8 @@ export class KernelCounters {
       samples.push({
         tid: slots.words[base + Thread.tid / 4]!,
         tgid: slots.words[base + Thread.tgid / 4]!,
-        startNs: slots.words[base + Thread.startNs / 4]! + slots.words[base + Thread.startNs / 4 + 1]! * 0x1_0000_0000,
-        processStartNs: slots.words[base + Thread.processStartNs / 4]! + slots.words[base + Thread.processStartNs / 4 + 1]! * 0x1_0000_0000,
+        startNs: wordsU64(slots.words, base + Thread.startNs / 4),
+        processStartNs: wordsU64(slots.words, base + Thread.processStartNs / 4),
         comm: decodeComm(slots.bytes, index * Thread.size + Thread.comm),
         exited: state === SlotState.exited,
         counters,
@@ -488,10 +493,15 @@ export class KernelCounters {
         native.deleteElem(this.threadsFd, where.key);
         continue;
       }
-      this.indexKey.writeUInt32LE(where.slot);
-      const ret: number = native.updateElem(this.threadOwnersFd, this.indexKey, this.freeOwner, 0);
-      if (ret < 0) fail(`freeing thread slot ${where.slot}`, -ret);
+      this.freeOwner(this.threadOwnersFd, where.slot, 'thread slot');
     }
+  }
+
+  /** Writes 0 (free) into owners[index] of the map `ownersFd`. */
+  private freeOwner(ownersFd: number, index: number, what: string): void {
+    this.indexKey.writeUInt32LE(index);
+    const ret: number = native.updateElem(ownersFd, this.indexKey, this.freeTag, 0);
+    if (ret < 0) fail(`freeing ${what} ${index}`, -ret);
   }
 
   /**
@@ -506,12 +516,9 @@ export class KernelCounters {
 
   /** Frees slots the daemon has read for the last time (EXITED or MOVED). */
   freeSlots(indexes: readonly number[]): void {
-    for (const index of indexes) {
-      this.indexKey.writeUInt32LE(index);
-      const ret: number = native.updateElem(this.ownersFd, this.indexKey, this.freeOwner, 0);
-      if (ret < 0) fail(`freeing slot ${index}`, -ret);
-    }
+    for (const index of indexes) this.freeOwner(this.ownersFd, index, 'slot');
   }
+
 
   /** Deletes overflow entries of processes that have exited (nothing writes them any more). */
   deleteOverflow(parts: readonly OverflowSample[]): void {

@@ -67,6 +67,9 @@ export const native = {
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  sendto: libc.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+  closeFd: libc.func('int close(int fd)'),
   mount: libc.func(
     'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
   ),

@@ -3,10 +3,6 @@
 import { apiGet } from './api-client.js';
 
 /** A process's or cgroup's counters as the API gives them. */
-function mapFill(name: string, fill: { entries: number; capacity: number }): string {
-  return `${name} ${fill.entries}/${fill.capacity}`;
-}
-
 export interface Directions {
   send: { calls: number; bytes: number };
   recv: { calls: number; bytes: number };
@@ -17,6 +13,10 @@ export interface Counters {
 }
 
 /** 1536 → "1.5K": binary units, three significant figures at most. */
+function mapFill(name: string, fill: { entries: number; capacity: number }): string {
+  return `${name} ${fill.entries}/${fill.capacity}`;
+}
+
 export function humanBytes(bytes: number): string {
   const units = ['B', 'K', 'M', 'G', 'T', 'P'];
   let value = bytes;

@@ -4,7 +4,8 @@
 // Per process only when asked for, and bounded: the top K processes by
 // traffic and one `other` series, because PIDs are unbounded label values.
 import type { DaemonHealth } from './health.js';
-import { Direction, Family, Kind, Protocol, counterIndex } from './layout.js';
+import { addUnder, sumCounters } from './counter-math.js';
+import { Direction, Kind, Protocol } from './layout.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -78,54 +79,41 @@ const TRAFFIC = [
 ] as const;
 
 /**
- * Adds `counters` to the subject with these labels (subjects whose labels are
- * equal add up: one series per label set, as the exposition requires).
+ * The four traffic families of a kind of subject, one sample per subject and
+ * protocol (IPv4 and IPv6 together). `subjects` are keyed by label text:
+ * subjects with equal labels were added up (one series per label set, as the
+ * exposition requires).
  */
-function addSubject(subjects: Map<string, number[]>, labels: string, counters: ArrayLike<number>): void {
-  const sum = subjects.get(labels);
-  if (!sum) return void subjects.set(labels, Array.from(counters));
-  for (let i = 0; i < sum.length; i++) sum[i]! += counters[i]!;
-}
-
-/** The four traffic families of a kind of subject, one sample per subject and protocol (IPv4 and IPv6 together). */
 function renderTraffic(out: string[], subject: 'cgroup' | 'process', what: string, subjects: Map<string, number[]>): void {
   for (const { name, help, direction, kind } of TRAFFIC) {
     const metric = `netacct_${subject}_${name}_total`;
     out.push(`# HELP ${metric} ${help} ${what}`, `# TYPE ${metric} counter`);
     for (const [labels, counters] of subjects) {
       for (const [protocol, p] of PROTOCOLS) {
-        const value = counters[counterIndex(Family.ipv4, p, direction, kind)]! + counters[counterIndex(Family.ipv6, p, direction, kind)]!;
+        const value = sumCounters(counters, kind, [p], [direction]);
         out.push(`${metric}{${labels},protocol="${protocol}"} ${value}`);
       }
     }
   }
 }
 
-function totalBytes(counters: ArrayLike<number>): number {
-  let sum = 0;
-  for (const family of [Family.ipv4, Family.ipv6])
-    for (const [, p] of PROTOCOLS)
-      for (const direction of [Direction.send, Direction.recv]) sum += counters[counterIndex(family, p, direction, Kind.bytes)]!;
-  return sum;
-}
-
 export function renderMetrics(input: MetricsInput): string {
   const out: string[] = [];
   const cgroups = new Map<string, number[]>();
   for (const cgroup of input.cgroups) {
-    addSubject(cgroups, labelText({ cgroup: cgroup.path, unit: cgroup.unit, container_id: cgroup.containerId }), cgroup.counters);
+    addUnder(cgroups, labelText({ cgroup: cgroup.path, unit: cgroup.unit, container_id: cgroup.containerId }), cgroup.counters);
   }
   renderTraffic(out, 'cgroup', 'the processes of a cgroup v2, exited ones included.', cgroups);
 
   if (input.processes) {
     const processes = new Map<string, number[]>();
     const ranked = input.processes
-      .map((process) => ({ process, bytes: totalBytes(process.counters) }))
+      .map((process) => ({ process, bytes: sumCounters(process.counters, Kind.bytes) }))
       .sort((a, b) => b.bytes - a.bytes || a.process.pid - b.process.pid);
     const other = labelText({ pid: 'other', command: 'other' });
     ranked.forEach(({ process }, rank) => {
       const labels = rank < input.topProcesses ? labelText({ pid: String(process.pid), command: process.command }) : other;
-      addSubject(processes, labels, process.counters);
+      addUnder(processes, labels, process.counters);
     });
     renderTraffic(out, 'process', `a process: the top ${input.topProcesses} by bytes, the rest in pid="other".`, processes);
   }

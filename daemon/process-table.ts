@@ -4,6 +4,7 @@
 // slot as last read, its overflow entries as last read, and slots already
 // read for the last time (settled). Exited processes keep their final
 // counters until every connected atop client has been served them.
+import { addInto, addUnder, zeroCounters } from './counter-math.js';
 import { COUNTERS } from './layout.js';
 import type { OverflowSample, ProcInfoSample, SlotVisitor } from './kernel-counters.js';
 import { SlotState } from './layout.js';
@@ -76,26 +77,12 @@ const RATES_WANTED_MS = 60_000;
 /** A live process that live reads stop listing without an exit record exited unseen. */
 const MISSED_READS_BEFORE_LOST = 2;
 
-/** Plain arrays: per entry they take far less memory than small typed arrays. */
-function zeroCounters(): number[] {
-  return new Array<number>(COUNTERS).fill(0);
-}
-
-export function addInto(into: number[], counters: ArrayLike<number>): void {
-  for (let i = 0; i < COUNTERS; i++) into[i]! += counters[i]!;
-}
-
 /** A process's counters per cgroup id, all parts summed. */
 export function countersByCgroup(entry: ProcessEntry): Map<number, number[]> {
   const byCgroup = new Map<number, number[]>();
-  const add = (cgroupId: number, counters: ArrayLike<number>): void => {
-    let sum = byCgroup.get(cgroupId);
-    if (!sum) byCgroup.set(cgroupId, (sum = zeroCounters()));
-    addInto(sum, counters);
-  };
-  for (const [cgroupId, counters] of entry.settled ?? []) add(cgroupId, counters);
-  if (entry.hasSlot) add(entry.slotCgroupId, entry.slotCounters);
-  for (const [cgroupId, counters] of entry.overflow ?? []) add(cgroupId, counters);
+  for (const [cgroupId, counters] of entry.settled ?? []) addUnder(byCgroup, cgroupId, counters);
+  if (entry.hasSlot) addUnder(byCgroup, entry.slotCgroupId, entry.slotCounters);
+  for (const [cgroupId, counters] of entry.overflow ?? []) addUnder(byCgroup, cgroupId, counters);
   return byCgroup;
 }
 
@@ -149,15 +136,10 @@ export class ProcessTable {
    */
   cgroupTotals(include: (entry: ProcessEntry) => boolean, withForgotten: boolean): Map<number, number[]> {
     const totals = new Map<number, number[]>();
-    const add = (cgroupId: number, counters: ArrayLike<number>): void => {
-      const sum = totals.get(cgroupId);
-      if (sum) addInto(sum, counters);
-      else totals.set(cgroupId, Array.from(counters));
-    };
-    if (withForgotten) for (const [cgroupId, counters] of this.forgottenByCgroup) add(cgroupId, counters);
+    if (withForgotten) for (const [cgroupId, counters] of this.forgottenByCgroup) addUnder(totals, cgroupId, counters);
     for (const sameTgid of this.entries.values()) {
       for (const entry of sameTgid) {
-        if (include(entry)) for (const [cgroupId, counters] of countersByCgroup(entry)) add(cgroupId, counters);
+        if (include(entry)) for (const [cgroupId, counters] of countersByCgroup(entry)) addUnder(totals, cgroupId, counters);
       }
     }
     return totals;
@@ -425,11 +407,7 @@ export class ProcessTable {
     }
     if (drop === 0) return;
     for (const entry of this.exited.slice(0, drop)) {
-      for (const [cgroupId, counters] of countersByCgroup(entry)) {
-        const sum = this.forgottenByCgroup.get(cgroupId);
-        if (sum) addInto(sum, counters);
-        else this.forgottenByCgroup.set(cgroupId, counters);
-      }
+      for (const [cgroupId, counters] of countersByCgroup(entry)) addUnder(this.forgottenByCgroup, cgroupId, counters);
       this.forget(entry);
     }
     this.exited = this.exited.slice(drop);
@@ -438,9 +416,7 @@ export class ProcessTable {
 
 function settle(entry: ProcessEntry, cgroupId: number, counters: ArrayLike<number>): void {
   entry.settled ??= new Map();
-  const settled = entry.settled.get(cgroupId);
-  if (settled) addInto(settled, counters);
-  else entry.settled.set(cgroupId, Array.from(counters));
+  addUnder(entry.settled, cgroupId, counters);
 }
 
 const scratchSum = zeroCounters();

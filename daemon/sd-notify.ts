@@ -4,8 +4,7 @@
 // sends the datagram itself with libc's socket/sendto (Node's dgram module
 // has no Unix datagram sockets). Without $NOTIFY_SOCKET it does nothing.
 import koffi, { type LibraryHandle } from 'koffi';
-
-type NativeFunction = ReturnType<LibraryHandle['func']>;
+import { errnoText, lastErrno, native } from './libbpf.js';
 
 export type Notify = (state: string) => void;
 
@@ -14,32 +13,22 @@ const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0o2000000;
 const SUN_PATH_MAX = 108;
 
-let libc: { socket: NativeFunction; sendto: NativeFunction; close: NativeFunction; errno: NativeFunction } | null = null;
-
 /** Sends `state` to the notification socket at `socketPath` ("@name": abstract) with libc. */
 export function notifyDirect(socketPath: string, state: string): void {
-  if (!libc) {
-    const lib = koffi.load('libc.so.6');
-    libc = {
-      socket: lib.func('int socket(int domain, int type, int protocol)'),
-      sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
-      close: lib.func('int close(int fd)'),
-      errno: lib.func('int *__errno_location(void)'),
-    };
-  }
-  const name = Buffer.from(socketPath.startsWith('@') ? `\0${socketPath.slice(1)}` : socketPath);
+  const abstract = socketPath.startsWith('@');
+  const name = Buffer.from(abstract ? `\0${socketPath.slice(1)}` : socketPath);
   if (name.length >= SUN_PATH_MAX) throw new Error(`NOTIFY_SOCKET is too long: ${socketPath}`);
-  const address = Buffer.alloc(2 + name.length + (socketPath.startsWith('@') ? 0 : 1)); // struct sockaddr_un
+  const address = Buffer.alloc(2 + name.length + (abstract ? 0 : 1)); // struct sockaddr_un
   address.writeUInt16LE(AF_UNIX, 0);
   name.copy(address, 2);
-  const fd: number = libc.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new Error(`socket(AF_UNIX) failed: errno ${koffi.decode(libc.errno(), 'int')}`);
+  const fd: number = native.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new Error(`socket(AF_UNIX) failed: ${errnoText(lastErrno())}`);
   try {
     const message = Buffer.from(state);
-    const sent = Number(libc.sendto(fd, message, message.length, 0, address, address.length));
-    if (sent !== message.length) throw new Error(`sendto ${socketPath} failed: errno ${koffi.decode(libc.errno(), 'int')}`);
+    const sent = Number(native.sendto(fd, message, message.length, 0, address, address.length));
+    if (sent !== message.length) throw new Error(`sendto ${socketPath} failed: ${errnoText(lastErrno())}`);
   } finally {
-    libc.close(fd);
+    native.closeFd(fd);
   }
 }
 
@@ -47,7 +36,7 @@ export function notifyDirect(socketPath: string, state: string): void {
 export function systemdNotifier(warn: (message: string) => void): Notify | null {
   const socketPath = process.env['NOTIFY_SOCKET'];
   if (!socketPath) return null;
-  let sdNotify: NativeFunction | null = null;
+  let sdNotify: ReturnType<LibraryHandle['func']> | null = null;
   try {
     sdNotify = koffi.load('libsystemd.so.0').func('int sd_notify(int unset_environment, const char *state)');
   } catch {
