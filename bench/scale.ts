@@ -128,6 +128,9 @@ async function measure(n: number, client: string): Promise<void> {
       maxPendingRequests: 16,
       answerTimeoutMs: 30_000,
       maxAnswersInFlight: 32,
+      limits: { total: 1024, perUser: 32, reservedForRoot: 64 },
+      firstRequestTimeoutMs: 10_000,
+      idleTimeoutMs: 3_600_000,
     maxAnswersInFlightPerUser: 4,
     });
     await server.listen();

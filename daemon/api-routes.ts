@@ -9,6 +9,7 @@ import type { CgroupNames } from './cgroup-names.js';
 import type { Collector } from './collector.js';
 import type { DaemonHealth } from './health.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
+import { Listing } from '../protocol/listing-body.js';
 import { sumCounters } from './counter-math.js';
 import { Direction, Family, Kind, Protocol } from './layout.js';
 import type { ProcessEntry, ProcessTable } from './process-table.js';
@@ -22,7 +23,11 @@ const TOTAL_KEYS = ['total.bytes', 'total.calls'];
 /** Counters, and for processes their rates ("rate.tcp.send.bytes"). */
 const SORT_KEYS = [...COUNTER_KEYS, ...TOTAL_KEYS, ...[...COUNTER_KEYS, ...TOTAL_KEYS].map((key) => `rate.${key}`)];
 
-const whole = z.coerce.number({ error: 'must be a whole number' }).int('must be a whole number').nonnegative('must not be negative');
+/** A query parameter that is a count or an id: decimal digits only (no sign, exponent, hex or spaces). */
+const whole = z
+  .string()
+  .regex(/^\d{1,15}$/, 'must be a whole number, in decimal digits')
+  .transform(Number);
 const ProcessQuery = z.strictObject({
   pid: whole.optional(),
   uid: whole.optional(),
@@ -31,13 +36,13 @@ const ProcessQuery = z.strictObject({
   state: z.enum(['live', 'exited', 'all']).default('all'),
   sort: z.enum(['pid', 'command', ...SORT_KEYS] as [string, ...string[]]).default('pid'),
   order: z.enum(['asc', 'desc']).default('asc'),
-  limit: whole.min(1, 'must be at least 1').max(1_000_000).default(1_000_000),
+  limit: whole.pipe(z.number().min(1, 'must be at least 1').max(1_000_000)).default(1_000_000),
 });
 type ProcessFilter = z.infer<typeof ProcessQuery>;
 const CgroupQuery = z.strictObject({
   sort: z.enum(['id', 'path', ...COUNTER_KEYS, ...TOTAL_KEYS] as [string, ...string[]]).default('id'),
   order: z.enum(['asc', 'desc']).default('asc'),
-  limit: whole.min(1, 'must be at least 1').max(1_000_000).default(1_000_000),
+  limit: whole.pipe(z.number().min(1, 'must be at least 1').max(1_000_000)).default(1_000_000),
 });
 const NoQuery = z.strictObject({});
 
@@ -138,15 +143,18 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
 
   /** The processes in the table (as last read) in `state` that `visibility` lets a client read. */
   const readableEntries = (visibility: Visibility, state: ProcessFilter['state']): ProcessEntry[] => {
+    // Pushed one by one: a spread of 200,000 exited entries would overflow the stack.
     const entries: ProcessEntry[] = [];
-    if (state !== 'live') entries.push(...table.exitedAfter(0));
-    if (state !== 'exited') table.forEachLive((entry) => entries.push(entry));
-    return entries.filter((e) => mayRead(visibility, e));
+    const add = (entry: ProcessEntry): void => void (mayRead(visibility, entry) && entries.push(entry));
+    if (state !== 'live') table.exitedAfter(0).forEach(add);
+    if (state !== 'exited') table.forEachLive(add);
+    return entries;
   };
 
-  const visible = (visibility: Visibility, filter: ProcessFilter): ProcessEntry[] => {
+  const visible = (request: ApiRequest, filter: ProcessFilter): ProcessEntry[] => {
+    const { visibility } = request;
     table.wantRates(Date.now());
-    collector.ensureReadSince(performance.now());
+    collector.ensureReadSince(request.asOfMs);
     return readableEntries(visibility, filter.state).filter(
       (e) =>
         (filter.pid === undefined || e.tgid === filter.pid) &&
@@ -160,11 +168,12 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const parsed = ProcessQuery.safeParse(Object.fromEntries(request.query));
     if (!parsed.success) return badRequest(parsed.error);
     const filter = parsed.data;
-    const entries = visible(request.visibility, filter);
+    const entries = visible(request, filter);
     const field = (entry: ProcessEntry): number | string => (filter.sort === 'command' ? entry.comm : entry.tgid);
     const raw = (entry: ProcessEntry) => ({ counters: entry.total, rates: entry.exit ? null : entry.rates });
     sortRows(entries, filter.sort, filter.order, field, raw, (entry) => entry.tgid);
-    return { status: 200, body: { rateIntervalSeconds: table.rateIntervalSeconds, processes: entries.slice(0, filter.limit).map(describe) } };
+    entries.length = Math.min(entries.length, filter.limit);
+    return { status: 200, body: new Listing({ rateIntervalSeconds: table.rateIntervalSeconds }, 'processes', entries, describe) };
   };
 
   /**
@@ -177,12 +186,13 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     if (!parsed.success) return badRequest(parsed.error);
     const { sort, order, limit } = parsed.data;
     const { visibility } = request;
-    collector.ensureReadSince(performance.now());
+    collector.ensureReadSince(request.asOfMs);
     const totals = table.cgroupTotals((e) => mayRead(visibility, e), visibility.seesAll);
     const rows = [...totals];
     const field = ([id]: [number, number[]]): number | string => (sort === 'path' ? (cgroupNames.nameOf(id)?.path ?? '') : id);
     sortRows(rows, sort, order, field, ([, total]) => ({ counters: total, rates: null }), ([id]) => id);
-    return { status: 200, body: { cgroups: rows.slice(0, limit).map(([id, total]) => ({ ...cgroup(id), counters: allCounters(total) })) } };
+    rows.length = Math.min(rows.length, limit);
+    return { status: 200, body: new Listing({}, 'cgroups', rows, ([id, total]) => ({ ...cgroup(id), counters: allCounters(total) })) };
   };
 
   /**
@@ -192,7 +202,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
    */
   const metrics = (request: ApiRequest): ApiResult => {
     const { visibility } = request;
-    collector.ensureReadSince(performance.now());
+    collector.ensureReadSince(request.asOfMs);
     const cgroups = [...table.cgroupTotals((e) => mayRead(visibility, e), visibility.seesAll)].map(([id, counters]) => {
       const name = cgroupNames.nameOf(id);
       return { path: name?.path ?? `(removed, id ${id})`, unit: name?.unit ?? '', containerId: name?.containerId ?? '', counters };
@@ -213,9 +223,15 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   };
 
   const oneProcess = (request: ApiRequest, pidText: string): ApiResult => {
-    const pid = whole.safeParse(pidText);
-    if (!pid.success) return { status: 400, body: { error: `invalid parameter 'pid': ${pid.error.issues[0]!.message}`, field: 'pid' } };
-    const matches = visible(request.visibility, { ...ProcessQuery.parse({}), pid: pid.data });
+    let decoded: string | null;
+    try {
+      decoded = decodeURIComponent(pidText);
+    } catch {
+      decoded = null; // "%" alone, say: a client's mistake, not the daemon's
+    }
+    const pid = whole.safeParse(decoded);
+    if (!pid.success) return { status: 400, body: { error: `invalid parameter 'pid': ${decoded === null ? 'malformed percent-encoding' : pid.error.issues[0]!.message}`, field: 'pid' } };
+    const matches = visible(request, { ...ProcessQuery.parse({}), pid: pid.data });
     const entry = matches.find((e) => !e.exit) ?? matches.at(-1);
     if (!entry) return { status: 404, body: { error: `no process ${pid.data} with counters that you may see` } };
     const threads = collector.threadsOf(entry.tgid, entry.startNs);
@@ -255,7 +271,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   return (request) => {
     if (request.path === '/v1/processes') return processes(request);
     const one = /^\/v1\/processes\/([^/]+)$/.exec(request.path);
-    if (one) return oneProcess(request, decodeURIComponent(one[1]!));
+    if (one) return oneProcess(request, one[1]!);
     if (request.path === '/v1/cgroups') return cgroups(request);
     const page = context.webPage(request.path);
     if (page) return page;

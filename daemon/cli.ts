@@ -55,6 +55,17 @@ netacct daemon options (each overrides the same setting of the configuration fil
                            off); TCP clients have no credentials and see every process
   --metrics-top-processes N  /metrics also has series for the top N processes by
                            traffic and one 'other' (default 0: per cgroup only)
+  --client-limit N         connections each socket (atop, API, TCP) holds (default 1024)
+  --client-limit-per-user N  connections one non-root user holds on each socket; on
+                           TCP, one remote address (default 32)
+  --clients-reserved-for-root N  of the client limit, places only root may take (default 64)
+  --stream-limit-per-user N  WebSocket streams one non-root user holds (default 16)
+  --request-timeout-ms N   an API request must arrive whole within N ms, and a
+                           connection that sends nothing for N ms is closed (default 10000)
+  --atop-idle-timeout-ms N an atop connection silent for N ms after its last request
+                           is closed (default 3600000)
+  --stream-stall-timeout-ms N  a stream client that takes no update for N ms is closed;
+                           updates it cannot take meanwhile are skipped (default 30000)
   --verbose                debug messages
 
 SIGHUP reloads the configuration file; settings that need a restart are named in the log.
@@ -78,8 +89,30 @@ const FLAGS = {
   'thread-overflow-capacity': 'threadOverflowCapacity',
   listen: 'listen',
   'metrics-top-processes': 'metricsTopProcesses',
+  'client-limit': 'clientLimit',
+  'client-limit-per-user': 'clientLimitPerUser',
+  'clients-reserved-for-root': 'clientsReservedForRoot',
+  'stream-limit-per-user': 'streamLimitPerUser',
+  'request-timeout-ms': 'requestTimeoutMs',
+  'atop-idle-timeout-ms': 'atopIdleTimeoutMs',
+  'stream-stall-timeout-ms': 'streamStallTimeoutMs',
 } as const satisfies Record<string, keyof Config>;
-const NUMERIC = new Set<keyof Config>(['slots', 'overflowCapacity', 'exitedCapacity', 'exitedRetentionMs', 'threadCapacity', 'threadOverflowCapacity', 'metricsTopProcesses']);
+const NUMERIC = new Set<keyof Config>([
+  'slots',
+  'overflowCapacity',
+  'exitedCapacity',
+  'exitedRetentionMs',
+  'threadCapacity',
+  'threadOverflowCapacity',
+  'metricsTopProcesses',
+  'clientLimit',
+  'clientLimitPerUser',
+  'clientsReservedForRoot',
+  'streamLimitPerUser',
+  'requestTimeoutMs',
+  'atopIdleTimeoutMs',
+  'streamStallTimeoutMs',
+]);
 /** Flags that switch a setting on. */
 const SWITCHES = { verbose: 'verbose', threads: 'threads' } as const satisfies Record<string, keyof Config>;
 

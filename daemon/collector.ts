@@ -6,8 +6,8 @@
 // periodic check (one drain and one stats lookup when idle) that reads the
 // slots only when processes exited or moved, so that their slots are freed
 // and exits never pile up in the kernel while no client asks.
-import type { KernelCounters, KernelStats } from './kernel-counters.js';
-import type { Logger } from './log.js';
+import type { KernelCounters, KernelStats, ProcInfoSample } from './kernel-counters.js';
+import { type Logger, type RateLimitedLog, rateLimited } from './log.js';
 import type { KernelRead, ProcessTable } from './process-table.js';
 import type { ThreadRecord, ThreadTable } from './thread-table.js';
 
@@ -43,6 +43,7 @@ export class Collector {
   lastReadMs = 0;
   /** Overflow entries at the last read. */
   overflowEntries = 0;
+  private readonly report: RateLimitedLog;
 
   constructor(
     private readonly kernel: KernelCounters,
@@ -51,7 +52,9 @@ export class Collector {
     private readonly log: Logger,
     /** Per-thread counters, or null when per-thread counting is off. */
     readonly threads: ThreadTable | null = null,
-  ) {}
+  ) {
+    this.report = rateLimited(log);
+  }
 
   start(): void {
     this.timer = setInterval(() => this.tick(), this.options.drainIntervalMs);
@@ -76,10 +79,25 @@ export class Collector {
     const exited = this.kernel.drainExited();
     const overflow = this.kernel.readOverflow();
     const liveDue = started - this.lastLiveInfoMs >= this.options.liveInfoIntervalMs || this.table.hasUnknownLive();
-    if (liveDue) this.lastLiveInfoMs = started;
-    const live = liveDue ? this.kernel.readLive() : null;
+    const live = liveDue ? this.readLive(started) : null;
     this.finish({ exited, slots: this.slots, overflow, live });
     this.lastReadMs = performance.now() - started;
+  }
+
+  /**
+   * Who the live processes are, or null when the iterator cannot run now
+   * (no file descriptor left, say): the exits already drained must still be
+   * applied, and the next read tries again.
+   */
+  private readLive(started: number): ProcInfoSample[] | null {
+    try {
+      const live = this.kernel.readLive();
+      this.lastLiveInfoMs = started;
+      return live;
+    } catch (err) {
+      this.report('error', 'live', `reading the live processes failed (retried at the next read): ${(err as Error).message}`);
+      return null;
+    }
   }
 
   /** A process's threads, read from the kernel now; null when per-thread counting is off. */
@@ -108,7 +126,7 @@ export class Collector {
       else this.threads?.expire(Date.now());
       this.reportKernelDrops(stats);
     } catch (err) {
-      this.log.error(`draining exited processes failed: ${(err as Error).message}`);
+      this.report('error', 'drain', `draining exited processes failed (retried in ${this.options.drainIntervalMs} ms): ${(err as Error).message}`);
     }
   }
 

@@ -54,6 +54,20 @@ export const ConfigSchema = z.strictObject({
     .nullable(),
   /** /metrics: per-process series for the top N processes by traffic (and one `other`); 0: none. */
   metricsTopProcesses: z.number().int().min(0).max(1000),
+  /** Connections each socket (atop, API, TCP) holds at most. */
+  clientLimit: z.number().int().min(2),
+  /** Connections one non-root user (on TCP: one remote address) holds at most on each socket. */
+  clientLimitPerUser: z.number().int().min(1),
+  /** Of clientLimit, the places only root may take. */
+  clientsReservedForRoot: z.number().int().min(1),
+  /** WebSocket streams one non-root user (on TCP: one remote address) holds at most. */
+  streamLimitPerUser: z.number().int().min(1),
+  /** An API request must arrive whole within this time; a connection silent this long is closed (atop: before its first request). */
+  requestTimeoutMs: z.number().int().min(100),
+  /** An atop connection silent this long after its last request is closed (atop asks every interval). */
+  atopIdleTimeoutMs: z.number().int().min(1000),
+  /** A stream client that takes none of its updates for this long is closed (updates are skipped meanwhile). */
+  streamStallTimeoutMs: z.number().int().min(1000),
   /** Debug messages in the log. */
   verbose: z.boolean(),
 });
@@ -73,6 +87,9 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'threadCapacity',
   'threadOverflowCapacity',
   'listen',
+  'requestTimeoutMs',
+  'atopIdleTimeoutMs',
+  'streamStallTimeoutMs',
 ];
 
 export function defaultConfig(): Config {
@@ -93,6 +110,13 @@ export function defaultConfig(): Config {
     threadOverflowCapacity: 16384,
     listen: null,
     metricsTopProcesses: 0,
+    clientLimit: 1024,
+    clientLimitPerUser: 32,
+    clientsReservedForRoot: 64,
+    streamLimitPerUser: 16,
+    requestTimeoutMs: 10_000,
+    atopIdleTimeoutMs: 3_600_000,
+    streamStallTimeoutMs: 30_000,
     verbose: false,
   };
 }
@@ -131,7 +155,11 @@ export function readConfigFile(file: string): Partial<Config> {
 export function resolveConfig(file: Partial<Config>, flags: Partial<Config>): Config {
   const parsed = ConfigSchema.safeParse({ ...defaultConfig(), ...file, ...flags });
   if (!parsed.success) throw new ConfigError(describeIssue('configuration', parsed.error));
-  return parsed.data;
+  const config = parsed.data;
+  if (config.clientsReservedForRoot >= config.clientLimit) {
+    throw new ConfigError(`configuration: clientsReservedForRoot: must be less than clientLimit (${config.clientLimit})`);
+  }
+  return config;
 }
 
 /** "host:port" split; IPv6 hosts lose their brackets. */

@@ -8,7 +8,7 @@ import { Collector } from './collector.js';
 import { type Config, RESTART_ONLY, groupId, listenAddress } from './config.js';
 import { KernelCounters } from './kernel-counters.js';
 import { routeLibbpfMessages } from './libbpf.js';
-import type { DaemonLogger } from './log.js';
+import { type DaemonLogger, guarded, rateLimited } from './log.js';
 import { checkKernelSupport, checkPrivileges, ensureBpffs, ensureTracefs } from './preflight.js';
 import { ProcessTable } from './process-table.js';
 import { ApiServer } from '../protocol/http-api.js';
@@ -90,18 +90,33 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   );
   collector.start();
 
-  const forgetServedExits = (): void => table.forgetServedExits(server.minServedExitSeq(), Date.now());
+  const report = rateLimited(log);
+  // Forgetting looks at every exited entry: after a burst of answers, once.
+  let forgetQueued = false;
+  const forgetServedExits = guarded(report, 'forgetting exited processes', () => {
+    forgetQueued = false;
+    table.forgetServedExits(server.servedExits(), Date.now());
+  });
+  const forgetSoon = (): void => {
+    if (forgetQueued) return;
+    forgetQueued = true;
+    setTimeout(forgetServedExits, 100).unref();
+  };
+  const limits = (c: Config) => ({ total: c.clientLimit, perUser: c.clientLimitPerUser, reservedForRoot: c.clientsReservedForRoot });
   const server: NetatopServer = new NetatopServer({
     socketPath: config.atopSocket,
     mode: parseInt(config.atopSocketMode, 8),
     answer: atopAnswerBuilder(table, collector, bootEpochSeconds()),
     allProcessesGroup,
-    onAnswered: forgetServedExits,
+    onAnswered: forgetSoon,
     log,
     maxPendingRequests: 1024,
     answerTimeoutMs: 10_000,
     maxAnswersInFlight: 32,
     maxAnswersInFlightPerUser: 4,
+    limits: limits(config),
+    firstRequestTimeoutMs: config.requestTimeoutMs,
+    idleTimeoutMs: config.atopIdleTimeoutMs,
   });
   let running = config;
   const handle = apiRoutes({
@@ -116,15 +131,22 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     webPage: webPage(),
   });
   const apiServers: ApiServer[] = [];
+  const apiOptions = {
+    allProcessesGroup,
+    handle,
+    log,
+    limits: limits(config),
+    streamLimitPerUser: config.streamLimitPerUser,
+    requestTimeoutMs: config.requestTimeoutMs,
+    streamStallTimeoutMs: config.streamStallTimeoutMs,
+  };
   if (config.apiSocket) {
-    apiServers.push(
-      new ApiServer({ endpoint: { socketPath: config.apiSocket, mode: parseInt(config.apiSocketMode, 8) }, allProcessesGroup, handle, log }),
-    );
+    apiServers.push(new ApiServer({ ...apiOptions, endpoint: { socketPath: config.apiSocket, mode: parseInt(config.apiSocketMode, 8) } }));
   }
   if (config.listen) {
     const { host, port } = listenAddress(config.listen);
     if (!isLoopback(host)) log.warn(`the API listens on ${config.listen}: anyone who can reach it sees every process's traffic`);
-    apiServers.push(new ApiServer({ endpoint: { host, port }, allProcessesGroup, handle, log }));
+    apiServers.push(new ApiServer({ ...apiOptions, endpoint: { host, port } }));
   }
   const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
   try {
@@ -154,8 +176,12 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
         (next as Record<string, unknown>)[key] = running[key];
       }
     }
-    server.reconfigure(parseInt(next.atopSocketMode, 8), nextGroup);
-    for (const api of apiServers) api.reconfigure(parseInt(next.apiSocketMode, 8), nextGroup);
+    try {
+      server.reconfigure(parseInt(next.atopSocketMode, 8), nextGroup, limits(next));
+      for (const api of apiServers) api.reconfigure(parseInt(next.apiSocketMode, 8), nextGroup, limits(next), next.streamLimitPerUser);
+    } catch (err) {
+      log.error(`SIGHUP: applying the socket settings failed: ${(err as Error).message}`);
+    }
     table.setExitedRetention(next.exitedRetentionMs);
     collector.threads?.setRetention(next.exitedRetentionMs);
     log.setVerbose(next.verbose);

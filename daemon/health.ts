@@ -3,6 +3,7 @@
 // reading the kernel takes, and who is connected.
 import type { ApiServer } from '../protocol/http-api.js';
 import type { NetatopServer } from '../protocol/netatop-server.js';
+import type { RefusalReason } from '../protocol/client-limits.js';
 import type { Collector } from './collector.js';
 import type { Config } from './config.js';
 import type { KernelCounters, KernelStats } from './kernel-counters.js';
@@ -21,6 +22,16 @@ export interface DaemonHealth {
   /** Duration of the last read of the kernel's maps, seconds. */
   lastReadSeconds: number;
   clients: { atop: number; api: number; streams: number };
+  /** Cumulative: connections refused by the client limits, by socket and reason; streams refused; stream updates skipped. */
+  limits: {
+    refused: Array<{ socket: string; reason: RefusalReason; count: number }>;
+    streamsRefused: number;
+    streamUpdatesSkipped: number;
+  };
+}
+
+function refusals(socket: string, refused: Readonly<Record<RefusalReason, number>>): DaemonHealth['limits']['refused'] {
+  return (Object.keys(refused) as RefusalReason[]).map((reason) => ({ socket, reason, count: refused[reason] }));
 }
 
 /** The daemon's health now, from its parts. */
@@ -47,6 +58,14 @@ export function readHealth(
       atop: atop.clientCount,
       api: apiServers.reduce((sum, api) => sum + api.clients.connections, 0),
       streams: apiServers.reduce((sum, api) => sum + api.clients.streams, 0),
+    },
+    limits: {
+      refused: [
+        ...refusals('atop', atop.refused),
+        ...apiServers.flatMap((api) => refusals(api.where.startsWith('tcp ') ? 'tcp' : 'api', api.clients.refused)),
+      ],
+      streamsRefused: apiServers.reduce((sum, api) => sum + api.clients.streamsRefused, 0),
+      streamUpdatesSkipped: apiServers.reduce((sum, api) => sum + api.clients.streamUpdatesSkipped, 0),
     },
   };
 }

@@ -34,3 +34,41 @@ export function createLogger(options: { verbose: boolean; journal?: boolean }): 
     setVerbose: (v) => (verbose = v),
   };
 }
+
+/**
+ * Reports a condition that a client can make happen again and again (an
+ * error on its request, a limit it hit): at most one line per `key` every
+ * `intervalMs`, the next one saying how many were held back. Keys are fixed
+ * strings chosen by the code, never taken from a client, so the map stays small.
+ */
+export type RateLimitedLog = (level: LogLevel, key: string, message: string) => void;
+
+export function rateLimited(log: Logger, intervalMs = 10_000): RateLimitedLog {
+  const last = new Map<string, { atMs: number; heldBack: number }>();
+  return (level, key, message) => {
+    const now = performance.now();
+    const seen = last.get(key);
+    if (seen && now - seen.atMs < intervalMs) {
+      seen.heldBack++;
+      return;
+    }
+    const heldBack = seen?.heldBack ?? 0;
+    last.set(key, { atMs: now, heldBack: 0 });
+    log[level](heldBack > 0 ? `${message} (and ${heldBack} more like it in the last ${Math.round(intervalMs / 1000)} s)` : message);
+  };
+}
+
+/**
+ * `run` as a callback that never throws: what it throws is logged
+ * (rate-limited under `what`) and the daemon goes on. For every timer, socket
+ * and stream callback, where an exception would otherwise end the process.
+ */
+export function guarded<Args extends unknown[]>(report: RateLimitedLog, what: string, run: (...args: Args) => void): (...args: Args) => void {
+  return (...args) => {
+    try {
+      run(...args);
+    } catch (err) {
+      report('error', what, `${what}: ${(err as Error).message}`);
+    }
+  };
+}

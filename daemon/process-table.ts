@@ -387,31 +387,45 @@ export class ProcessTable {
   }
 
   /**
-   * Forgets exited entries that every connected client has been served
-   * (all of them when `minServedSeq` is null: no client is connected), once
-   * they are older than the retention and their slot has been read for the
-   * last time; and the oldest beyond maxExited.
+   * Forgets exited entries that every connected client that may see them has
+   * been served (a client that sees only its own user's processes holds only
+   * those), once they are older than the retention and their slot has been
+   * read for the last time; and the oldest beyond maxExited.
    */
-  forgetServedExits(minServedSeq: number | null, nowMs: number): void {
-    let drop = 0;
+  forgetServedExits(served: ServedExits, nowMs: number): void {
+    const isServed = (entry: ProcessEntry): boolean => {
+      const { seq } = entry.exit!;
+      const ownUser = served.byUid.get(entry.uid);
+      return (served.all === null || seq <= served.all) && (ownUser === undefined || seq <= ownUser);
+    };
+    const kept: ProcessEntry[] = [];
+    const forgotten: ProcessEntry[] = [];
     for (const entry of this.exited) {
-      const exit = entry.exit!;
-      const served = minServedSeq === null || exit.seq <= minServedSeq;
-      if (!served || nowMs - exit.atMs < this.options.exitedRetentionMs || entry.hasSlot) break;
-      drop++;
+      const done = nowMs - entry.exit!.atMs >= this.options.exitedRetentionMs && !entry.hasSlot && isServed(entry);
+      (done ? forgotten : kept).push(entry);
     }
-    const overflow = this.exited.length - drop - this.options.maxExited;
+    const overflow = kept.length - this.options.maxExited;
     if (overflow > 0) {
       this.droppedExits += overflow;
-      drop += overflow;
+      for (let i = 0; i < overflow; i++) forgotten.push(kept[i]!);
     }
-    if (drop === 0) return;
-    for (const entry of this.exited.slice(0, drop)) {
+    if (forgotten.length === 0) return;
+    for (const entry of forgotten) {
       for (const [cgroupId, counters] of countersByCgroup(entry)) addUnder(this.forgottenByCgroup, cgroupId, counters);
       this.forget(entry);
     }
-    this.exited = this.exited.slice(drop);
+    this.exited = overflow > 0 ? kept.slice(overflow) : kept;
   }
+}
+
+/**
+ * What the connected atop clients have been served, as exit sequence numbers:
+ * the lowest among clients that see every process (null: none connected),
+ * and per uid the lowest among clients that see only that user's processes.
+ */
+export interface ServedExits {
+  all: number | null;
+  byUid: ReadonlyMap<number, number>;
 }
 
 function settle(entry: ProcessEntry, cgroupId: number, counters: ArrayLike<number>): void {

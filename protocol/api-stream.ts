@@ -2,13 +2,22 @@
 // a message and receives an update every interval, built by the same routes
 // as the HTTP endpoints (so the same validation and visibility apply). ws is
 // loaded on the first upgrade: loading it costs ~16 MiB of RSS.
+//
+// Many subscribers cost little more than one: subscribers of the same
+// interval are updated on one timer from one read of the kernel, and those
+// whose subscriptions and visibility are the same get one encoded payload.
+// A subscriber that does not take its updates is skipped (updates are whole
+// states, so the next one replaces what it missed) and closed when it has
+// taken nothing for the stall timeout: one update at most waits per client.
 import type http from 'node:http';
 import type net from 'node:net';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { z } from 'zod';
-import type { Logger } from '../daemon/log.js';
-import type { ApiRequest, ApiResult } from './http-api.js';
-import type { Visibility } from './peer-credentials.js';
+import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/log.js';
+import type { ApiHandler, ApiRequest } from './http-api.js';
+import { closingResponse, msgpackEncoder } from './http-api.js';
+import { jsonPieces, plainBody } from './listing-body.js';
+import type { ClientIdentity } from './socket-listener.js';
 
 const Subscription = z.strictObject({
   view: z.enum(['processes', 'cgroups']).default('processes'),
@@ -25,82 +34,204 @@ const Subscription = z.strictObject({
 });
 type Subscription = z.infer<typeof Subscription>;
 
+export interface ApiStreamsOptions {
+  handle: ApiHandler;
+  log: Logger;
+  /** Streams one non-root user (on TCP: one address) holds at most. */
+  limitPerUser: number;
+  /** A client that takes no update for this long is closed. */
+  stallTimeoutMs: number;
+}
+
+/** A client may replace its subscription this often with an update at once; more often, it waits for its timer. */
+const IMMEDIATE_UPDATE_INTERVAL_MS = 1000;
+/** Subscription messages a client may send in a second; a client that sends more is closed. */
+const MESSAGES_PER_SECOND = 10;
+
+interface Subscriber {
+  readonly ws: WebSocket;
+  readonly client: ClientIdentity;
+  subscription: Subscription;
+  /** Subscribers with the same key get the same bytes: the subscription and the visibility. */
+  key: string;
+  /** performance.now() when it last took an update (or subscribed). */
+  lastTakenMs: number;
+}
+
 /** The HTTP request the routes answer for one update of `subscription`. */
-function asRequest(subscription: Subscription, visibility: Visibility): ApiRequest {
+function asRequest(subscription: Subscription, client: ClientIdentity, asOfMs: number): ApiRequest {
   const { view, interval: _interval, format: _format, top, ...filters } = subscription;
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(filters)) if (value !== undefined) query.set(name, String(value));
   if (top !== undefined) query.set('limit', String(top));
-  return { path: `/v1/${view}`, query, visibility };
+  return { path: `/v1/${view}`, query, visibility: client.visibility, asOfMs };
 }
 
 export class ApiStreams {
   private server: WebSocketServer | null = null;
-  private pack: ((value: unknown) => Buffer) | null = null;
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly report: RateLimitedLog;
+  /** Subscribers by interval, each interval with its one timer. */
+  private readonly groups = new Map<number, { timer: NodeJS.Timeout; subscribers: Set<Subscriber> }>();
+  private readonly streamsByOwner = new Map<string, number>();
+  limitPerUser: number;
+  /** Upgrades refused by the per-user limit, and updates skipped for clients that had not taken the previous one. */
+  refused = 0;
+  skippedUpdates = 0;
 
-  constructor(
-    private readonly handle: (request: ApiRequest) => ApiResult,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly options: ApiStreamsOptions) {
+    this.report = rateLimited(options.log);
+    this.limitPerUser = options.limitPerUser;
+  }
 
-  async upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, visibility: Visibility): Promise<void> {
-    if (new URL(req.url ?? '/', 'http://netacct').pathname !== '/v1/stream') {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
+  async upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, client: ClientIdentity): Promise<void> {
+    let path: string | null = null;
+    try {
+      path = new URL(req.url ?? '/', 'http://netacct').pathname;
+    } catch {
+      // a malformed target: 404 below
+    }
+    if (path !== '/v1/stream') return void socket.end(closingResponse(404, 'Not Found'), () => socket.destroy());
+    const held = this.streamsByOwner.get(client.owner.key) ?? 0;
+    if (!client.owner.root && held >= this.limitPerUser) {
+      this.refused++;
+      this.report('warn', 'per user', `API stream refused: ${client.owner.key} already has ${this.limitPerUser} streams (the limit per user)`);
+      return void socket.end(closingResponse(429, 'Too Many Requests', `${client.owner.key} already has ${this.limitPerUser} streams (the limit per user)`), () => socket.destroy());
     }
     if (!this.server) {
       const { WebSocketServer: Server } = await import('ws');
       this.server = new Server({ noServer: true, maxPayload: 64 * 1024 });
     }
-    this.server.handleUpgrade(req, socket, head, (ws) => this.serve(ws, visibility));
+    this.streamsByOwner.set(client.owner.key, held + 1);
+    socket.once('close', () => {
+      const count = (this.streamsByOwner.get(client.owner.key) ?? 1) - 1;
+      if (count === 0) this.streamsByOwner.delete(client.owner.key);
+      else this.streamsByOwner.set(client.owner.key, count);
+    });
+    this.server.handleUpgrade(req, socket, head, (ws) => this.serve(ws, client));
   }
 
-  private serve(ws: WebSocket, visibility: Visibility): void {
-    let timer: NodeJS.Timeout | null = null;
-    const stop = (): void => {
-      if (timer) {
-        clearInterval(timer);
-        this.timers.delete(timer);
-      }
-      timer = null;
-    };
-    const send = async (message: object, format: 'json' | 'msgpack'): Promise<void> => {
-      if (format === 'msgpack') this.pack ??= (await import('msgpackr')).pack;
-      ws.send(format === 'msgpack' ? this.pack!(message) : JSON.stringify(message));
-    };
-    ws.on('message', (data, isBinary) => {
-      stop(); // a new subscription replaces the previous one
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(isBinary ? Buffer.from(data as Buffer).toString() : data.toString());
-      } catch {
-        void send({ type: 'error', error: 'a subscription is a JSON object' }, 'json');
-        return;
-      }
-      const subscription = Subscription.safeParse(parsed);
-      if (!subscription.success) {
-        const issue = subscription.error.issues[0]!;
-        const field = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.');
-        void send({ type: 'error', error: `invalid field '${field}': ${issue.message}`, field }, 'json');
-        return;
-      }
-      const { view, interval, format } = subscription.data;
-      const update = (): boolean => {
-        const { status, body } = this.handle(asRequest(subscription.data, visibility));
-        if (status !== 200) {
-          void send({ type: 'error', ...(body as object) }, 'json');
-          return false;
+  private serve(ws: WebSocket, client: ClientIdentity): void {
+    let subscriber: Subscriber | null = null;
+    let lastImmediateMs = -Infinity;
+    let second = { startMs: -Infinity, messages: 0 };
+    const refuse = (error: object): void => this.sendError(ws, error);
+    ws.on(
+      'message',
+      guarded(this.report, 'API stream: a subscription', (data: Buffer, isBinary: boolean) => {
+        const now = performance.now();
+        if (now - second.startMs >= 1000) second = { startMs: now, messages: 0 };
+        if (++second.messages > MESSAGES_PER_SECOND) {
+          this.report('warn', 'flood', `API stream: a client of ${client.owner.key} sent more than ${MESSAGES_PER_SECOND} subscriptions in a second: closed`);
+          return void ws.terminate();
         }
-        void send({ type: 'update', view, at: Date.now(), ...(body as object) }, format);
-        return true;
-      };
-      if (!update()) return; // the routes refused a filter: no subscription
-      timer = setInterval(update, interval);
-      this.timers.add(timer);
+        if (subscriber) this.leave(subscriber); // a new subscription replaces the previous one
+        subscriber = null;
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(isBinary ? Buffer.from(data).toString() : data.toString());
+        } catch {
+          return refuse({ error: 'a subscription is a JSON object' });
+        }
+        const checked = Subscription.safeParse(parsed);
+        if (!checked.success) {
+          const issue = checked.error.issues[0]!;
+          const field = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.');
+          return refuse({ error: `invalid field '${field}': ${issue.message}`, field });
+        }
+        const subscription = checked.data;
+        // The routes check the filters (without reading the kernel): a refused one is an error and no subscription.
+        const check = this.options.handle(asRequest(subscription, client, -Infinity));
+        if (check.status !== 200) return refuse(check.body as object);
+        const { interval: _interval, ...shape } = subscription;
+        const key = `${client.visibility.seesAll ? 'all' : `uid ${client.visibility.uid}`} ${JSON.stringify(shape)}`;
+        subscriber = { ws, client, subscription, key, lastTakenMs: now };
+        this.join(subscriber);
+        if (now - lastImmediateMs >= IMMEDIATE_UPDATE_INTERVAL_MS) {
+          lastImmediateMs = now;
+          void this.deliver([subscriber], now);
+        }
+      }),
+    );
+    ws.on('close', () => {
+      if (subscriber) this.leave(subscriber);
     });
-    ws.on('close', stop);
-    ws.on('error', (err) => this.log.debug(`API stream: ${err.message}`));
+    ws.on('error', (err) => this.options.log.debug(`API stream: ${err.message}`));
+  }
+
+  private sendError(ws: WebSocket, error: object): void {
+    ws.send(JSON.stringify({ type: 'error', ...error }));
+  }
+
+  private join(subscriber: Subscriber): void {
+    const { interval } = subscriber.subscription;
+    let group = this.groups.get(interval);
+    if (!group) {
+      const subscribers = new Set<Subscriber>();
+      const timer = setInterval(() => void this.deliver([...subscribers], performance.now()), interval);
+      this.groups.set(interval, (group = { timer, subscribers }));
+    }
+    group.subscribers.add(subscriber);
+  }
+
+  private leave(subscriber: Subscriber): void {
+    const group = this.groups.get(subscriber.subscription.interval);
+    if (!group?.subscribers.delete(subscriber) || group.subscribers.size > 0) return;
+    clearInterval(group.timer);
+    this.groups.delete(subscriber.subscription.interval);
+  }
+
+  /**
+   * One update for each of `subscribers`, as of `asOfMs` (one kernel read for
+   * all of them), one payload per distinct key. Never throws.
+   */
+  private async deliver(subscribers: readonly Subscriber[], asOfMs: number): Promise<void> {
+    const payloads = new Map<string, Promise<Buffer | string | null>>();
+    for (const subscriber of subscribers) {
+      const { ws } = subscriber;
+      if (ws.readyState !== ws.OPEN) continue;
+      if (ws.bufferedAmount > 0) {
+        // It has not taken the previous update: skip this one, or give up on it.
+        this.skippedUpdates++;
+        if (performance.now() - subscriber.lastTakenMs > this.options.stallTimeoutMs) {
+          this.report('warn', 'stalled', `API stream: a client of ${subscriber.client.owner.key} took no update for ${this.options.stallTimeoutMs} ms: closed`);
+          ws.terminate();
+        }
+        continue;
+      }
+      subscriber.lastTakenMs = performance.now();
+      let payload = payloads.get(subscriber.key);
+      if (!payload) payloads.set(subscriber.key, (payload = this.encode(subscriber, asOfMs)));
+      payload.then(
+        (bytes) => {
+          if (bytes !== null && ws.readyState === ws.OPEN) ws.send(bytes);
+        },
+        () => {},
+      );
+    }
+    await Promise.allSettled(payloads.values());
+  }
+
+  /** The update message for `subscriber`'s subscription, encoded; null (reported) when it could not be built. */
+  private async encode(subscriber: Subscriber, asOfMs: number): Promise<Buffer | string | null> {
+    const { subscription, client, ws } = subscriber;
+    try {
+      const { status, body } = this.options.handle(asRequest(subscription, client, asOfMs));
+      if (status !== 200) {
+        this.sendError(ws, body as object);
+        return null;
+      }
+      const head = { type: 'update', view: subscription.view, at: Date.now() };
+      if (subscription.format === 'msgpack') {
+        const pack = await msgpackEncoder();
+        return pack(await plainBody(body, head));
+      }
+      let text = '';
+      for await (const piece of jsonPieces(body, head)) text += piece;
+      return text;
+    } catch (err) {
+      this.report('error', 'update', `API stream: building an update failed: ${(err as Error).message}`);
+      return null;
+    }
   }
 
   /** WebSocket clients connected now. */
@@ -109,8 +240,8 @@ export class ApiStreams {
   }
 
   close(): void {
-    for (const timer of this.timers) clearInterval(timer);
-    this.timers.clear();
+    for (const { timer } of this.groups.values()) clearInterval(timer);
+    this.groups.clear();
     for (const client of this.server?.clients ?? []) client.terminate();
   }
 }

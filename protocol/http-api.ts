@@ -4,52 +4,72 @@
 // decide what it may see. Everywhere every byte is hostile (Node's parser
 // bounds headers; requests time out; only GET), and JSON or msgpack answers
 // as the client asks (Accept: application/msgpack).
-import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import type { Logger } from '../daemon/log.js';
+import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/log.js';
 import { ApiStreams } from './api-stream.js';
-import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
-import { listenUnix, removeSocketFile } from './unix-socket-path.js';
+import type { ClientLimits } from './client-limits.js';
+import { Listing, jsonPieces, plainBody } from './listing-body.js';
+import type { Visibility } from './peer-credentials.js';
+import { type ClientIdentity, type Endpoint, SocketListener } from './socket-listener.js';
 
 export interface ApiRequest {
   path: string;
   query: URLSearchParams;
   visibility: Visibility;
+  /**
+   * performance.now() of the moment the answer must cover: requests made
+   * for the same moment (stream subscribers of one interval) share one read
+   * of the kernel.
+   */
+  asOfMs: number;
 }
 
 export interface ApiResult {
   status: number;
-  /** Sent as JSON or msgpack, as the client asks; or as is when `contentType` is set (a string or bytes). */
+  /**
+   * Sent as JSON or msgpack, as the client asks (a Listing is encoded a
+   * chunk at a time); or as is when `contentType` is set (a string or bytes).
+   */
   body: unknown;
   contentType?: string;
   /** Extra response headers (Content-Security-Policy for the web page). */
   headers?: Record<string, string>;
 }
 
-/** Where the API listens: a Unix socket with its file mode, or a TCP address. */
-export type ApiEndpoint = { socketPath: string; mode: number } | { host: string; port: number };
+/** The routes: a bad request is a 4xx result; what they throw is a 500 (logged, rate-limited). */
+export type ApiHandler = (request: ApiRequest) => ApiResult;
 
 export interface ApiServerOptions {
-  endpoint: ApiEndpoint;
+  endpoint: Endpoint;
   /** The gid whose members see every process (root always does), or null. */
   allProcessesGroup: number | null;
-  handle: (request: ApiRequest) => ApiResult;
+  handle: ApiHandler;
   log: Logger;
+  limits: ClientLimits;
+  /** WebSocket streams one non-root user (on TCP: one address) holds at most. */
+  streamLimitPerUser: number;
+  /** A request must arrive whole within this time; a connection silent this long is closed. */
+  requestTimeoutMs: number;
+  /** A stream client that takes no update for this long is closed. */
+  streamStallTimeoutMs: number;
 }
 
 const MSGPACK = 'application/msgpack';
 
 /** msgpackr, loaded when a client first asks for msgpack: loading it costs ~9 MiB of RSS. */
 let packMsgpack: ((value: unknown) => Buffer) | null = null;
-async function msgpackEncoder(): Promise<(value: unknown) => Buffer> {
+export async function msgpackEncoder(): Promise<(value: unknown) => Buffer> {
   packMsgpack ??= (await import('msgpackr')).pack;
   return packMsgpack;
 }
-const REQUEST_TIMEOUT_MS = 10_000;
-const MAX_CONNECTIONS = 1024;
-/** TCP clients have no credentials: whoever may connect sees every process (the operator chose the address). */
-const TCP_VISIBILITY: Visibility = { seesAll: true, uid: -1 };
+
+/** A complete response that closes the connection, for a socket HTTP no longer handles. */
+export function closingResponse(status: number, reason: string, message = ''): string {
+  const body = message ? `${JSON.stringify({ error: message })}\n` : '';
+  const type = body ? 'Content-Type: application/json\r\n' : '';
+  return `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${type}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
 
 /**
  * On TCP, a web page from another site must not read the API through the
@@ -59,7 +79,7 @@ const TCP_VISIBILITY: Visibility = { seesAll: true, uid: -1 };
  */
 function trustedHost(host: string | undefined): boolean {
   if (!host) return false;
-  const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
   return name === 'localhost' || net.isIP(name) !== 0;
 }
 
@@ -67,57 +87,90 @@ function sameOrigin(req: http.IncomingMessage): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return true; // not a browser
   try {
-    return new URL(origin).host === req.headers.host;
+    return new URL(origin).host === req.headers.host?.toLowerCase();
   } catch {
     return false;
   }
 }
 
+/** Each query parameter once: a repeated one is ambiguous, so it is refused. */
+function repeatedParameter(query: URLSearchParams): string | null {
+  const seen = new Set<string>();
+  for (const name of query.keys()) {
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return null;
+}
+
 export class ApiServer {
   private readonly server: http.Server;
-  private readonly visibilities = new WeakMap<net.Socket, Visibility>();
+  private readonly listener: SocketListener;
+  private readonly clientsOf = new WeakMap<net.Socket, ClientIdentity>();
   private readonly streams: ApiStreams;
-  private connections = 0;
+  private readonly report: RateLimitedLog;
 
   constructor(private readonly options: ApiServerOptions) {
-    this.streams = new ApiStreams(options.handle, options.log);
-    this.server = http.createServer({ requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) =>
-      this.respond(req, res),
+    this.report = rateLimited(options.log);
+    this.streams = new ApiStreams({
+      handle: options.handle,
+      log: options.log,
+      limitPerUser: options.streamLimitPerUser,
+      stallTimeoutMs: options.streamStallTimeoutMs,
+    });
+    const timeout = options.requestTimeoutMs;
+    this.server = http.createServer(
+      // The checks run every second, so that a slow request is cut at its timeout, not up to 30 s later.
+      { requestTimeout: timeout, headersTimeout: timeout, connectionsCheckingInterval: 1000 },
+      guarded(this.report, 'API request', (req: http.IncomingMessage, res: http.ServerResponse) => this.respond(req, res)),
     );
-    this.server.maxConnections = MAX_CONNECTIONS;
-    this.server.on('connection', (socket: net.Socket) => {
-      this.connections++;
-      socket.once('close', () => this.connections--);
-      if (!this.isUnix) return void this.visibilities.set(socket, TCP_VISIBILITY);
-      try {
-        this.visibilities.set(socket, visibilityOf(peerOf(socket), this.options.allProcessesGroup));
-      } catch (err) {
-        this.options.log.warn(`API socket: refusing a client whose credentials cannot be read: ${(err as Error).message}`);
-        socket.destroy();
-      }
+    this.server.timeout = timeout; // a connection that sends nothing (or stops sending) for this long is destroyed
+    this.server.keepAliveTimeout = Math.min(5000, timeout);
+    this.listener = new SocketListener({
+      name: 'socketPath' in options.endpoint ? 'API' : 'API (TCP)',
+      endpoint: options.endpoint,
+      limits: options.limits,
+      allProcessesGroup: options.allProcessesGroup,
+      log: options.log,
+      onClient: (socket, client) => {
+        this.clientsOf.set(socket, client);
+        this.server.emit('connection', socket);
+      },
+      refusal: (why) => closingResponse(503, 'Service Unavailable', `too many connections: ${why}`),
     });
-    this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-      const visibility = this.visibilities.get(socket);
-      if (!visibility) return void socket.destroy();
-      if (!this.isUnix && !(trustedHost(req.headers.host) && sameOrigin(req))) {
-        return void socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      }
-      this.streams.upgrade(req, socket, head, visibility).catch((err: Error) => {
-        this.options.log.error(`API stream: ${err.message}`);
-        socket.destroy();
-      });
+    this.server.on(
+      'upgrade',
+      guarded(this.report, 'API stream upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+        const client = this.clientsOf.get(socket);
+        if (!client) return void socket.destroy();
+        if (!this.isUnix && !(trustedHost(req.headers.host) && sameOrigin(req))) {
+          return void socket.end(closingResponse(403, 'Forbidden'), () => socket.destroy());
+        }
+        this.streams.upgrade(req, socket, head, client).catch((err: Error) => {
+          this.report('error', 'stream', `API stream: ${err.message}`);
+          socket.destroy();
+        });
+      }),
+    );
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+      // Malformed or too slow: answer if the socket still takes it, then destroy it (never half-open).
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      if (!socket.writable) return void socket.destroy();
+      socket.end(timedOut ? closingResponse(408, 'Request Timeout', `the request did not arrive whole within ${timeout} ms`) : closingResponse(400, 'Bad Request'), () => socket.destroy());
+      setTimeout(() => socket.destroy(), 1000).unref(); // a peer that does not read the answer
     });
-    this.server.on('clientError', (_err, socket) => {
-      // Malformed HTTP: answer 400 if the socket still takes it, never crash.
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
-    });
-    this.server.on('error', (err) => options.log.error(`API socket: ${err.message}`));
+    this.server.on('error', (err) => this.report('error', 'server', `API: ${err.message}`));
   }
 
-  /** Clients connected now: all connections, of which WebSocket streams. */
-  get clients(): { connections: number; streams: number } {
-    return { connections: this.connections, streams: this.streams.clientCount };
+  /** Clients connected now: all connections, of which WebSocket streams; and connections refused by the limits. */
+  get clients(): { connections: number; streams: number; refused: SocketListener['refused']; streamsRefused: number; streamUpdatesSkipped: number } {
+    return {
+      connections: this.listener.connections,
+      streams: this.streams.clientCount,
+      refused: this.listener.refused,
+      streamsRefused: this.streams.refused,
+      streamUpdatesSkipped: this.streams.skippedUpdates,
+    };
   }
 
   private get isUnix(): boolean {
@@ -125,87 +178,106 @@ export class ApiServer {
   }
 
   listen(): Promise<void> {
-    const { endpoint } = this.options;
-    if ('socketPath' in endpoint) return listenUnix(this.server, endpoint.socketPath, endpoint.mode);
-    return new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host: endpoint.host, port: endpoint.port, backlog: 4096 }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    return this.listener.listen();
   }
 
-  /** Where it listens, for the log: the socket path, or "tcp HOST:PORT" with the port the kernel gave for port 0. */
+  /** Where it listens, for the log: the socket path, or "tcp HOST:PORT". */
   get where(): string {
-    const { endpoint } = this.options;
-    if ('socketPath' in endpoint) return endpoint.socketPath;
-    const address = this.server.address();
-    const port = address && typeof address === 'object' ? address.port : endpoint.port;
-    return `tcp ${net.isIPv6(endpoint.host) ? `[${endpoint.host}]` : endpoint.host}:${port}`;
+    return this.listener.where;
   }
 
   private respond(req: http.IncomingMessage, res: http.ServerResponse): void {
-    req.resume(); // a body is never read: GET only
-    if (!(req.headers.accept ?? '').includes(MSGPACK)) return this.answer(req, res, null);
+    const client = this.clientsOf.get(req.socket);
+    if (!client) return void res.destroy();
+    const refuse = (status: number, error: string): void => this.send(req, res, { status, body: { error } }, null);
+    // A body is never read: the API is GET only, and a client must not make the daemon take one in.
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (hasBody) {
+      res.shouldKeepAlive = false;
+      return refuse(413, 'requests have no body: the API is read-only (GET and HEAD)');
+    }
+    if (!this.isUnix && !trustedHost(req.headers.host)) {
+      return refuse(403, 'Host must be an IP address or localhost (DNS rebinding protection)');
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      return refuse(405, `method ${req.method} not allowed: the API is read-only (GET and HEAD)`);
+    }
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://netacct');
+    } catch {
+      return refuse(400, 'malformed request target');
+    }
+    const repeated = repeatedParameter(url.searchParams);
+    if (repeated) return refuse(400, `invalid parameter '${repeated}': given more than once`);
+    let result: ApiResult;
+    try {
+      result = this.options.handle({ path: url.pathname, query: url.searchParams, visibility: client.visibility, asOfMs: performance.now() });
+    } catch (err) {
+      this.report('error', 'route', `API ${url.pathname}: ${(err as Error).message}`);
+      result = { status: 500, body: { error: 'internal error; see the daemon log' } };
+    }
+    const wantsMsgpack = (req.headers.accept ?? '').includes(MSGPACK);
+    if (!wantsMsgpack || result.contentType !== undefined) return this.send(req, res, result, null);
     msgpackEncoder().then(
-      (pack) => this.answer(req, res, pack),
+      (pack) => this.send(req, res, result, pack),
       (err: Error) => {
-        this.options.log.error(`API: cannot load msgpackr: ${err.message}`);
+        this.report('error', 'msgpackr', `API: cannot load msgpackr: ${err.message}`);
         res.destroy();
       },
     );
   }
 
-  /** Answers in JSON, or in msgpack with `pack`. */
-  private answer(req: http.IncomingMessage, res: http.ServerResponse, pack: ((value: unknown) => Buffer) | null): void {
-    const msgpack = pack !== null;
-    const send = ({ status, body, contentType, headers }: ApiResult): void => {
-      if (contentType !== undefined) {
-        const raw = typeof body === 'string' ? Buffer.from(body) : (body as Buffer);
-        res.writeHead(status, { ...headers, 'Content-Type': contentType, 'Content-Length': raw.length });
-        return void res.end(raw);
-      }
-      const payload = pack ? pack(body) : Buffer.from(`${JSON.stringify(body)}\n`);
-      res.writeHead(status, { 'Content-Type': msgpack ? MSGPACK : 'application/json', 'Content-Length': payload.length });
-      res.end(payload);
+  /** Sends `result` as JSON, or msgpack with `pack`; HEAD gets the headers alone. */
+  private send(req: http.IncomingMessage, res: http.ServerResponse, result: ApiResult, pack: ((value: unknown) => Buffer) | null): void {
+    const { status, body, contentType, headers } = result;
+    const head = req.method === 'HEAD';
+    const whole = (type: string, raw: Buffer): void => {
+      res.writeHead(status, { ...headers, 'Content-Type': type, 'Content-Length': raw.length });
+      res.end(head ? undefined : raw);
     };
-    const visibility = this.visibilities.get(req.socket);
-    if (!visibility) return void res.destroy();
-    if (!this.isUnix && !trustedHost(req.headers.host)) {
-      return send({ status: 403, body: { error: 'Host must be an IP address or localhost (DNS rebinding protection)' } });
+    if (contentType !== undefined) return whole(contentType, typeof body === 'string' ? Buffer.from(body) : (body as Buffer));
+    const failed = (err: Error): void => {
+      this.report('error', 'encode', `API ${req.url}: encoding the answer failed: ${err.message}`);
+      res.destroy();
+    };
+    if (pack) {
+      plainBody(body).then((plain) => whole(MSGPACK, pack(plain)), failed);
+      return;
     }
-    if (req.method !== 'GET') return send({ status: 405, body: { error: `method ${req.method} not allowed: the API is read-only (GET)` } });
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://netacct');
-    } catch {
-      return send({ status: 400, body: { error: 'malformed request target' } });
-    }
-    try {
-      send(this.options.handle({ path: url.pathname, query: url.searchParams, visibility }));
-    } catch (err) {
-      this.options.log.error(`API ${url.pathname}: ${(err as Error).message}`);
-      send({ status: 500, body: { error: 'internal error; see the daemon log' } });
-    }
+    if (!(body instanceof Listing)) return whole('application/json', Buffer.from(`${JSON.stringify(body)}\n`));
+    res.writeHead(status, { ...headers, 'Content-Type': 'application/json' }); // chunked: written as it is encoded
+    if (head) return void res.end();
+    writePieces(res, jsonPieces(body)).catch(failed);
   }
 
-  /** Configuration reload: a Unix socket's mode now, the group for clients that connect from now on. */
-  reconfigure(mode: number, allProcessesGroup: number | null): void {
-    const { endpoint } = this.options;
-    if ('socketPath' in endpoint) {
-      fs.chmodSync(endpoint.socketPath, mode);
-      endpoint.mode = mode;
-    }
-    this.options.allProcessesGroup = allProcessesGroup;
+  /** Configuration reload: a Unix socket's mode now; the group and limits for clients that connect from now on. */
+  reconfigure(mode: number, allProcessesGroup: number | null, limits: ClientLimits, streamLimitPerUser: number): void {
+    this.listener.reconfigure(mode, allProcessesGroup, limits);
+    this.streams.limitPerUser = streamLimitPerUser;
   }
 
   async close(): Promise<void> {
     this.streams.close();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
-    await closed;
-    const { endpoint } = this.options;
-    if ('socketPath' in endpoint) removeSocketFile(endpoint.socketPath);
+    await this.listener.close();
   }
+}
+
+/** Writes the pieces one after the other, waiting for the client to take each (memory stays one piece). */
+async function writePieces(res: http.ServerResponse, pieces: AsyncGenerator<string>): Promise<void> {
+  for await (const piece of pieces) {
+    if (res.destroyed) return void (await pieces.return(undefined));
+    if (res.write(piece)) continue;
+    await new Promise<void>((resolve) => {
+      const go = (): void => {
+        res.off('drain', go);
+        res.off('close', go);
+        resolve();
+      };
+      res.on('drain', go);
+      res.on('close', go);
+    });
+  }
+  res.end('\n');
 }

@@ -3,12 +3,13 @@
 // slices of whole records (at most 340), one write in flight at a time, so
 // that atop's recv(fd, buf, 96, 0) without MSG_WAITALL never sees a record
 // split across two kernel buffers (shared/atop-protocol.md, framing rule).
-import fs from 'node:fs';
-import net from 'node:net';
-import type { Logger } from '../daemon/log.js';
+import type net from 'node:net';
+import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/log.js';
+import type { ServedExits } from '../daemon/process-table.js';
+import type { ClientLimits } from './client-limits.js';
 import { MAX_WRITE_BYTES, RECORD_SIZE } from './netatop-record.js';
-import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
-import { listenUnix, removeSocketFile } from './unix-socket-path.js';
+import type { Visibility } from './peer-credentials.js';
+import { type ClientIdentity, SocketListener } from './socket-listener.js';
 
 export interface NetatopAnswer {
   records: Buffer;
@@ -45,6 +46,12 @@ export interface NetatopServerOptions {
    * unprivileged user that never read cannot hold the slots of everyone.
    */
   maxAnswersInFlightPerUser: number;
+  /** Connections held at most, in all and per user. */
+  limits: ClientLimits;
+  /** A client that sends no request within this time of connecting is closed (atop asks at once). */
+  firstRequestTimeoutMs: number;
+  /** A client silent this long after its last answer is closed (atop asks every interval). */
+  idleTimeoutMs: number;
 }
 
 interface Client {
@@ -62,7 +69,8 @@ interface Client {
 }
 
 export class NetatopServer {
-  private readonly server: net.Server;
+  private readonly listener: SocketListener;
+  private readonly report: RateLimitedLog;
   private readonly clients = new Set<Client>();
   private nextClientNumber = 1;
   private answersInFlight = 0;
@@ -73,44 +81,49 @@ export class NetatopServer {
   private readonly idleWaiters: Array<() => void> = [];
 
   constructor(private readonly options: NetatopServerOptions) {
-    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
-    this.server.on('error', (err) => options.log.error(`atop socket: ${err.message}`));
+    this.report = rateLimited(options.log);
+    this.listener = new SocketListener({
+      name: 'atop',
+      endpoint: { socketPath: options.socketPath, mode: options.mode },
+      limits: options.limits,
+      allProcessesGroup: options.allProcessesGroup,
+      log: options.log,
+      onClient: (socket, client) => this.accept(socket, client),
+      refusal: null, // atop's protocol has no way to say why
+    });
   }
 
   get clientCount(): number {
     return this.clients.size;
   }
 
+  /** Connections refused by the limits since start, by reason. */
+  get refused(): SocketListener['refused'] {
+    return this.listener.refused;
+  }
+
   listen(): Promise<void> {
-    return listenUnix(this.server, this.options.socketPath, this.options.mode);
+    return this.listener.listen();
   }
 
-  /** Configuration reload: the socket's mode now, the group for clients that connect from now on. */
-  reconfigure(mode: number, allProcessesGroup: number | null): void {
-    fs.chmodSync(this.options.socketPath, mode);
-    this.options.mode = mode;
-    this.options.allProcessesGroup = allProcessesGroup;
+  /** Configuration reload: the socket's mode now; the group and limits for clients that connect from now on. */
+  reconfigure(mode: number, allProcessesGroup: number | null, limits: ClientLimits): void {
+    this.listener.reconfigure(mode, allProcessesGroup, limits);
   }
 
-  /** The lowest exit seq every connected client has been served; null with no client. */
-  minServedExitSeq(): number | null {
-    let min: number | null = null;
-    for (const client of this.clients) {
-      if (min === null || client.servedExitSeq < min) min = client.servedExitSeq;
+  /** What the connected clients have been served, by whom they may see (ProcessTable.forgetServedExits). */
+  servedExits(): ServedExits {
+    let all: number | null = null;
+    const byUid = new Map<number, number>();
+    for (const { servedExitSeq, visibility } of this.clients) {
+      if (visibility.seesAll) all = all === null ? servedExitSeq : Math.min(all, servedExitSeq);
+      else byUid.set(visibility.uid, Math.min(byUid.get(visibility.uid) ?? servedExitSeq, servedExitSeq));
     }
-    return min;
+    return { all, byUid };
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: net.Socket, { visibility }: ClientIdentity): void {
     if (this.closing) {
-      socket.destroy();
-      return;
-    }
-    let visibility: Visibility;
-    try {
-      visibility = visibilityOf(peerOf(socket), this.options.allProcessesGroup);
-    } catch (err) {
-      this.options.log.warn(`atop socket: refusing a client whose credentials cannot be read: ${(err as Error).message}`);
       socket.destroy();
       return;
     }
@@ -127,24 +140,28 @@ export class NetatopServer {
     };
     this.clients.add(client);
     this.options.log.debug(`${client.name} connected`);
-    socket.on('data', (chunk: Buffer) => this.received(client, chunk.length));
+    // Silence closes a client: before its first request, and between answers.
+    socket.setTimeout(this.options.firstRequestTimeoutMs);
+    socket.on('timeout', () => {
+      this.report('info', 'idle', `${client.name} sent no request for ${client.lastRequestAtMs === 0 ? this.options.firstRequestTimeoutMs : this.options.idleTimeoutMs} ms: closed`);
+      socket.destroy();
+    });
+    socket.on('data', guarded(this.report, 'atop socket: a request', (chunk: Buffer) => this.received(client, chunk.length)));
     socket.on('end', () => {
       // The client will send nothing more; finish what it asked for, then close.
       if (!client.writing && client.pendingRequests === 0) socket.end();
     });
-    socket.on('error', (err) => this.options.log.debug(`${client.name}: ${err.message}`));
-    socket.on('close', () => this.forget(client));
+    socket.on('close', guarded(this.report, 'atop socket: a client leaving', () => this.forget(client)));
   }
 
   private received(client: Client, bytes: number): void {
+    if (client.lastRequestAtMs === 0) client.socket.setTimeout(this.options.idleTimeoutMs);
     client.lastRequestAtMs = performance.now();
     const total = client.partialBytes + bytes;
     client.pendingRequests += Math.floor(total / RECORD_SIZE);
     client.partialBytes = total % RECORD_SIZE;
     if (client.pendingRequests > this.options.maxPendingRequests) {
-      this.options.log.warn(
-        `${client.name} queued more than ${this.options.maxPendingRequests} requests without reading answers: disconnected`,
-      );
+      this.report('warn', 'queued', `${client.name} queued more than ${this.options.maxPendingRequests} requests without reading answers: disconnected`);
       client.socket.destroy();
       return;
     }
@@ -169,14 +186,14 @@ export class NetatopServer {
     try {
       answer = this.options.answer(client.servedExitSeq, client.lastRequestAtMs, client.visibility);
     } catch (err) {
-      this.options.log.error(`building an answer for ${client.name} failed: ${(err as Error).message}`);
+      this.report('error', 'answer', `building an answer for ${client.name} failed: ${(err as Error).message}`);
       socket.destroy();
       return;
     }
     client.writing = true;
     this.countInFlight(client, 1);
     client.answerTimer = setTimeout(() => {
-      this.options.log.warn(`${client.name} did not read its answer within ${this.options.answerTimeoutMs} ms: disconnected`);
+      this.report('warn', 'slow reader', `${client.name} did not read its answer within ${this.options.answerTimeoutMs} ms: disconnected`);
       socket.destroy();
     }, this.options.answerTimeoutMs);
     this.writeSlices(client, answer.records, 0, () => {
@@ -223,9 +240,12 @@ export class NetatopServer {
       return;
     }
     const end = Math.min(offset + MAX_WRITE_BYTES, records.length);
-    client.socket.write(records.subarray(offset, end), (err) => {
-      if (!err) this.writeSlices(client, records, end, done);
-    });
+    client.socket.write(
+      records.subarray(offset, end),
+      guarded(this.report, 'atop socket: writing an answer', (err?: Error | null) => {
+        if (!err) this.writeSlices(client, records, end, done);
+      }),
+    );
   }
 
   private forget(client: Client): void {
@@ -250,18 +270,13 @@ export class NetatopServer {
   /** Stops accepting, lets answers in flight finish (up to graceMs), closes the rest. */
   async close(graceMs: number): Promise<void> {
     this.closing = true;
-    const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (this.busy()) {
       await Promise.race([
         new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
         new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
       ]);
     }
-    for (const client of this.clients) {
-      client.pendingRequests = 0;
-      client.socket.destroy();
-    }
-    await stopped;
-    removeSocketFile(this.options.socketPath);
+    for (const client of this.clients) client.pendingRequests = 0;
+    await this.listener.close();
   }
 }

@@ -57,7 +57,36 @@ export async function listenUnix(server: net.Server, socketPath: string, mode: n
   } finally {
     process.umask(previousUmask);
   }
-  fs.chmodSync(socketPath, mode); // umask cannot add bits such as group write
+  setSocketMode(socketPath, mode, socketInode(socketPath)); // the umask is process-wide: say it exactly
+}
+
+/** The inode of the socket file at `socketPath` (not following a link), or null when there is none. */
+export function socketInode(socketPath: string): number | null {
+  try {
+    const stat = fs.lstatSync(socketPath);
+    return stat.isSocket() ? stat.ino : null;
+  } catch {
+    return null;
+  }
+}
+
+/** open(2) flags Node does not name: a handle on the file itself, never on what a link points to. */
+const O_PATH = 0o10000000;
+
+/**
+ * Sets the mode of the socket file at `socketPath` if it is still the inode
+ * `inode`, without following a link (chmod(2) would: a link put there
+ * would make root change the mode of its target).
+ */
+export function setSocketMode(socketPath: string, mode: number, inode: number | null): void {
+  const fd = fs.openSync(socketPath, O_PATH | fs.constants.O_NOFOLLOW);
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isSocket() || stat.ino !== inode) throw new Error(`${socketPath} is no longer the socket this daemon created`);
+    fs.chmodSync(`/proc/self/fd/${fd}`, mode);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export function removeSocketFile(socketPath: string): void {

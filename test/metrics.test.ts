@@ -43,6 +43,7 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
       kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0 },
       lastReadSeconds: 0,
       clients: { atop: 0, api: 1, streams: 0 },
+      limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },
     },
     cgroups: [
       { path: '/a"b\\c\nd.service', unit: 'x', containerId: '', counters },

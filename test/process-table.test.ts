@@ -3,7 +3,7 @@
 import { expect, test } from 'vitest';
 import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../daemon/kernel-counters.js';
 import { COUNTERS, SlotState } from '../daemon/layout.js';
-import { ProcessTable } from '../daemon/process-table.js';
+import { ProcessTable, type ServedExits } from '../daemon/process-table.js';
 import { liveOf } from './helpers/live.js';
 
 const info = (tgid: number, startNs: number): ProcInfoSample => ({ tgid, startNs, uid: 0, cgroupId: 1, comm: 'p' });
@@ -29,6 +29,8 @@ function part(tgid: number, startNs: number, calls: number, cgroupId = 1): Overf
   return { tgid, startNs, cgroupId, counters: counters(calls), startLow: startNs, startHigh: 0, cgroupLow: cgroupId, cgroupHigh: 0 };
 }
 
+/** Served up to `seq` to every client, all of which see every process (null: no client). */
+const servedToAll = (seq: number | null): ServedExits => ({ all: seq, byUid: new Map() });
 const table = (settleMs = 0): ProcessTable => new ProcessTable({ exitedRetentionMs: 0, maxExited: 1000, slotSettleMs: settleMs, rateIntervalMs: 1000 });
 const liveCalls = (t: ProcessTable): Array<[number, number, number]> => [...liveOf(t)].map((e) => [e.tgid, e.startNs, e.total[0]!]);
 const exitedCalls = (t: ProcessTable, after = 0): Array<[number, number, number]> =>
@@ -127,18 +129,29 @@ test('exited entries stay until every connected client was served them, the rete
   const t = new ProcessTable({ exitedRetentionMs: 1000, maxExited: 1000, slotSettleMs: 0, rateIntervalMs: 1000 });
   t.apply({ exited: [info(1, 1), info(2, 2)], slots: slots(), overflow: [part(1, 1, 1), part(2, 2, 1)], live: null }, 0);
   expect(t.latestExitSeq).toBe(2);
-  t.forgetServedExits(1, 5000); // one client has had only the first
+  t.forgetServedExits(servedToAll(1), 5000); // one client has had only the first
   expect(exitedCalls(t).map(([pid]) => pid)).toEqual([2]);
-  t.forgetServedExits(2, 500); // all served, but younger than the retention
+  t.forgetServedExits(servedToAll(2), 500); // all served, but younger than the retention
   expect(t.exitedCount).toBe(1);
-  t.forgetServedExits(null, 1000); // no client connected, retention passed
+  t.forgetServedExits(servedToAll(null), 1000); // no client connected, retention passed
+  expect(t.exitedCount).toBe(0);
+});
+
+test("a client that sees only its own user's processes holds only their exits", () => {
+  const t = new ProcessTable({ exitedRetentionMs: 0, maxExited: 1000, slotSettleMs: 0, rateIntervalMs: 1000 });
+  const ofUid = (tgid: number, uid: number): ProcInfoSample => ({ ...info(tgid, tgid), uid });
+  t.apply({ exited: [ofUid(1, 0), ofUid(2, 65534), ofUid(3, 1000)], slots: slots(), overflow: [], live: null }, 0);
+  // root's client had everything; nobody's client never asked.
+  t.forgetServedExits({ all: 3, byUid: new Map([[65534, 0]]) }, 0);
+  expect(exitedCalls(t).map(([pid]) => pid)).toEqual([2]);
+  t.forgetServedExits({ all: 3, byUid: new Map([[65534, 2]]) }, 0);
   expect(t.exitedCount).toBe(0);
 });
 
 test('beyond maxExited the oldest exited entries are dropped and counted', () => {
   const t = new ProcessTable({ exitedRetentionMs: 0, maxExited: 2, slotSettleMs: 0, rateIntervalMs: 1000 });
   t.apply({ exited: [1, 2, 3, 4].map((pid) => info(pid, pid)), slots: slots(), overflow: [], live: null }, 0);
-  t.forgetServedExits(0, 0); // a client that never asks
+  t.forgetServedExits(servedToAll(0), 0); // a client that never asks
   expect(exitedCalls(t).map(([pid]) => pid)).toEqual([3, 4]);
   expect(t.droppedExits).toBe(2);
 });

@@ -1,0 +1,184 @@
+// Where a server's clients come in: a Unix socket (credentials from the
+// kernel) or a TCP address (no credentials: the operator chose who may
+// reach it). It admits each connection under the client limits, says who the
+// client is, and keeps a Unix socket's file in place: a file removed or
+// replaced behind the daemon's back is noticed and created again, and its
+// mode is set without following links.
+import net from 'node:net';
+import type { Logger, RateLimitedLog } from '../daemon/log.js';
+import { guarded, rateLimited } from '../daemon/log.js';
+import { type ClientLimits, type ClientOwner, ClientCounts, type RefusalReason } from './client-limits.js';
+import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
+import { listenUnix, removeSocketFile, setSocketMode, socketInode } from './unix-socket-path.js';
+
+/** Where clients connect: a Unix socket with its file mode, or a TCP address. */
+export type Endpoint = { socketPath: string; mode: number } | { host: string; port: number };
+
+/** An admitted client: what it may see, and whose places it counts against. */
+export interface ClientIdentity {
+  visibility: Visibility;
+  owner: ClientOwner;
+}
+
+export interface SocketListenerOptions {
+  /** For the log and /metrics: "atop", "api", "tcp". */
+  name: string;
+  endpoint: Endpoint;
+  limits: ClientLimits;
+  /** The gid whose members see every process (root always does), or null. */
+  allProcessesGroup: number | null;
+  log: Logger;
+  /** An admitted client's socket; the listener releases its place when it closes. */
+  onClient: (socket: net.Socket, client: ClientIdentity) => void;
+  /**
+   * Written to a refused client before it is closed (an HTTP status line, so
+   * that curl says why); null: closed without a word (atop's protocol has none).
+   */
+  refusal: ((reason: string) => string) | null;
+}
+
+/** TCP clients have no credentials: whoever may connect sees every process. */
+const TCP_VISIBILITY: Visibility = { seesAll: true, uid: -1 };
+/** How often a Unix socket's file is checked (a removed file locks every new client out). */
+const PATH_CHECK_INTERVAL_MS = 2000;
+
+export class SocketListener {
+  private server: net.Server;
+  private readonly counts: ClientCounts;
+  private readonly report: RateLimitedLog;
+  private readonly sockets = new Set<net.Socket>();
+  /** The inode of the socket file this listener bound (Unix only). */
+  private inode: number | null = null;
+  private pathCheck: NodeJS.Timeout | null = null;
+  private closing = false;
+
+  constructor(private readonly options: SocketListenerOptions) {
+    this.counts = new ClientCounts(options.limits);
+    this.report = rateLimited(options.log);
+    this.server = this.createServer();
+  }
+
+  private createServer(): net.Server {
+    const server = net.createServer({ allowHalfOpen: true }, guarded(this.report, `${this.options.name} socket: accepting a client`, (socket: net.Socket) => this.accept(socket)));
+    server.on('error', (err) => this.report('error', 'server', `${this.options.name} socket: ${err.message}`));
+    return server;
+  }
+
+  private get unixPath(): string | null {
+    return 'socketPath' in this.options.endpoint ? this.options.endpoint.socketPath : null;
+  }
+
+  get connections(): number {
+    return this.counts.connections;
+  }
+
+  get refused(): Readonly<Record<RefusalReason, number>> {
+    return this.counts.refused;
+  }
+
+  private identify(socket: net.Socket): ClientIdentity {
+    if (!this.unixPath) {
+      return { visibility: TCP_VISIBILITY, owner: { key: socket.remoteAddress ?? 'unknown', root: false } };
+    }
+    const peer = peerOf(socket);
+    return { visibility: visibilityOf(peer, this.options.allProcessesGroup), owner: { key: `uid ${peer.uid}`, root: peer.uid === 0 } };
+  }
+
+  private accept(socket: net.Socket): void {
+    socket.on('error', (err) => this.options.log.debug(`${this.options.name} client: ${err.message}`));
+    if (this.closing) return void socket.destroy();
+    let client: ClientIdentity;
+    try {
+      client = this.identify(socket);
+    } catch (err) {
+      this.report('warn', 'credentials', `${this.options.name} socket: refusing a client whose credentials cannot be read: ${(err as Error).message}`);
+      return void socket.destroy();
+    }
+    const refusal = this.counts.admit(client.owner);
+    if (refusal) {
+      const { total, perUser } = this.options.limits;
+      const why =
+        refusal === 'per_user'
+          ? `${client.owner.key} already has ${perUser} connections (the limit per user)`
+          : `${total} connections are open (the limit; the last places are kept for root)`;
+      this.report('warn', `refused ${refusal}`, `${this.options.name} socket: refused a connection: ${why}`);
+      const text = this.options.refusal?.(why);
+      if (text) socket.end(text, () => socket.destroy());
+      else socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.counts.release(client.owner);
+    });
+    this.options.onClient(socket, client);
+  }
+
+  async listen(): Promise<void> {
+    const { endpoint } = this.options;
+    if ('socketPath' in endpoint) {
+      await listenUnix(this.server, endpoint.socketPath, endpoint.mode);
+      this.inode = socketInode(endpoint.socketPath);
+      this.pathCheck = setInterval(guarded(this.report, `${this.options.name} socket: checking its file`, () => this.checkPath()), PATH_CHECK_INTERVAL_MS);
+      this.pathCheck.unref();
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: endpoint.host, port: endpoint.port, backlog: 4096 }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Where it listens, for the log: the socket path, or "tcp HOST:PORT" with the port the kernel gave for port 0. */
+  get where(): string {
+    const { endpoint } = this.options;
+    if ('socketPath' in endpoint) return endpoint.socketPath;
+    const address = this.server.address();
+    const port = address && typeof address === 'object' ? address.port : endpoint.port;
+    return `tcp ${net.isIPv6(endpoint.host) ? `[${endpoint.host}]` : endpoint.host}:${port}`;
+  }
+
+  /**
+   * The socket file is still the one this listener bound; if it was removed
+   * or replaced, a new one is bound (clients already connected stay).
+   */
+  checkPath(): void {
+    const path = this.unixPath;
+    if (!path || this.closing || socketInode(path) === this.inode) return;
+    this.options.log.warn(`${this.options.name} socket ${path} was removed or replaced: creating it again`);
+    const old = this.server;
+    this.server = this.createServer();
+    old.close();
+    this.listen().catch((err: Error) => {
+      this.report('error', 'relisten', `${this.options.name} socket ${path}: cannot create it again (${err.message}); retrying`);
+      this.inode = null;
+    });
+  }
+
+  /** Configuration reload: the socket file's mode (links are never followed), the group, the limits. */
+  reconfigure(mode: number, allProcessesGroup: number | null, limits: ClientLimits): void {
+    const { endpoint } = this.options;
+    this.options.allProcessesGroup = allProcessesGroup;
+    this.counts.limits = limits;
+    if (!('socketPath' in endpoint)) return;
+    endpoint.mode = mode;
+    this.checkPath();
+    if (this.inode !== null) setSocketMode(endpoint.socketPath, mode, this.inode);
+  }
+
+  /** Stops accepting and destroys every client; removes the socket file if it is still this listener's. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.pathCheck) clearInterval(this.pathCheck);
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+    const path = this.unixPath;
+    if (path && this.inode !== null && socketInode(path) === this.inode) removeSocketFile(path);
+  }
+
+}
