@@ -163,6 +163,16 @@ struct {
 	__type(value, struct netacct_thread);
 } threads SEC(".maps");
 
+/* Written by the daemon only, never by a program: per cgroup id, the counters
+ * of processes the daemon has forgotten (key 0: cgroups removed since), kept
+ * here so that cgroup totals survive a daemon restart as the slots do. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct netacct_counters);
+} cgroup_totals SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NA_STATS);

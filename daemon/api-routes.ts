@@ -205,7 +205,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     collector.ensureReadSince(request.asOfMs);
     const cgroups = [...table.cgroupTotals((e) => mayRead(visibility, e), visibility.seesAll)].map(([id, counters]) => {
       const name = cgroupNames.nameOf(id);
-      return { path: name?.path ?? `(removed, id ${id})`, unit: name?.unit ?? '', containerId: name?.containerId ?? '', counters };
+      return { path: name?.path ?? '(removed)', unit: name?.unit ?? '', containerId: name?.containerId ?? '', counters };
     });
     const top = context.metricsTopProcesses();
     const processes =

@@ -23,6 +23,35 @@ export function fail(what: string, errno: number): never {
   throw new BpfError(`${what}: ${errnoText(errno)}${hint}`);
 }
 
+const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
+const EM_BPF = 247;
+
+/**
+ * What libbpf would only call "errno 4001": a path that is not a file, or a
+ * file that is not a compiled BPF object (ELF for machine BPF).
+ */
+function checkObjectFile(path: string): void {
+  const header = Buffer.alloc(20);
+  let length: number;
+  try {
+    const fd = fs.openSync(path, 'r');
+    try {
+      if (!fs.fstatSync(fd).isFile()) throw new BpfError(`opening ${path}: not a regular file (a compiled BPF object is a file)`);
+      length = fs.readSync(fd, header, 0, header.length, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    if (err instanceof BpfError) throw err;
+    throw new BpfError(`opening ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (length < header.length || !header.subarray(0, 4).equals(ELF_MAGIC)) {
+    throw new BpfError(`opening ${path}: not a compiled BPF object (not an ELF file; build one with npm run build:bpf)`);
+  }
+  const machine = header[5] === 2 ? header.readUInt16BE(18) : header.readUInt16LE(18); // e_machine, in the file's byte order
+  if (machine !== EM_BPF) throw new BpfError(`opening ${path}: an ELF file for machine ${machine}, not a BPF object (machine ${EM_BPF})`);
+}
+
 export class BpfObject {
   private readonly links = new Set<BpfLinkPtr>();
   private closed = false;
@@ -40,6 +69,7 @@ export class BpfObject {
     path: string,
     setup: { capacities?: Record<string, number>; rodata?: Buffer; pinned?: { dir: string; maps: string[] } } = {},
   ): BpfObject {
+    checkObjectFile(path);
     const object = native.openFile(path, null) as BpfObjectPtr | null;
     if (!object) fail(`opening ${path}`, lastErrno());
     const loaded = new BpfObject(object);

@@ -37,6 +37,8 @@ export function describeCgroupPath(cgroupPath: string): CgroupName {
 }
 
 const RESCAN_INTERVAL_MS = 1000;
+/** Ids remembered as not found; beyond, an unknown id waits for the next timed rescan anyway. */
+const MAX_MISSING = 10_000;
 
 export class CgroupNames {
   private readonly byId = new Map<number, CgroupName>();
@@ -49,13 +51,35 @@ export class CgroupNames {
   /** The cgroup's name, or null when no cgroup2 hierarchy has it (yet). */
   nameOf(id: number): CgroupName | null {
     let name = this.byId.get(id);
-    if (!name && this.mount && (!this.missing.has(id) || performance.now() - this.lastScanMs >= RESCAN_INTERVAL_MS)) {
+    const neverLooked = !this.missing.has(id) && this.missing.size < MAX_MISSING;
+    if (!name && this.mount && (neverLooked || performance.now() - this.lastScanMs >= RESCAN_INTERVAL_MS)) {
       this.scan(this.mount);
       name = this.byId.get(id);
       if (name) this.missing.delete(id);
-      else this.missing.add(id);
+      else if (this.missing.size < MAX_MISSING) this.missing.add(id);
     }
     return name ?? null;
+  }
+
+  /**
+   * Whether the cgroup is gone: its directory no longer has its inode, or no
+   * scan ever found it. (Without a cgroup2 mount nothing is known: not gone.)
+   */
+  isRemoved(id: number): boolean {
+    if (!this.mount) return false;
+    const name = this.nameOf(id);
+    if (!name) return true;
+    try {
+      return fs.statSync(path.join(this.mount, name.path)).ino !== id;
+    } catch {
+      return true;
+    }
+  }
+
+  /** Drops the names of removed cgroups that `referenced` no longer needs, so that churning cgroups leave nothing behind. */
+  retain(referenced: (id: number) => boolean): void {
+    for (const id of this.byId.keys()) if (!referenced(id) && this.isRemoved(id)) this.byId.delete(id);
+    this.missing.clear();
   }
 
   /** Walks the hierarchy; names of cgroups removed since stay known. */

@@ -66,6 +66,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
                            is closed (default 3600000)
   --stream-stall-timeout-ms N  a stream client that takes no update for N ms is closed;
                            updates it cannot take meanwhile are skipped (default 30000)
+  --removed-cgroup-fold-ms N  a removed cgroup keeps its own /metrics series for one
+                           to two N ms, then folds into cgroup="(removed)" (default 60000)
   --verbose                debug messages
 
 SIGHUP reloads the configuration file; settings that need a restart are named in the log.
@@ -96,6 +98,7 @@ const FLAGS = {
   'request-timeout-ms': 'requestTimeoutMs',
   'atop-idle-timeout-ms': 'atopIdleTimeoutMs',
   'stream-stall-timeout-ms': 'streamStallTimeoutMs',
+  'removed-cgroup-fold-ms': 'removedCgroupFoldMs',
 } as const satisfies Record<string, keyof Config>;
 const NUMERIC = new Set<keyof Config>([
   'slots',
@@ -112,6 +115,7 @@ const NUMERIC = new Set<keyof Config>([
   'requestTimeoutMs',
   'atopIdleTimeoutMs',
   'streamStallTimeoutMs',
+  'removedCgroupFoldMs',
 ]);
 /** Flags that switch a setting on. */
 const SWITCHES = { verbose: 'verbose', threads: 'threads' } as const satisfies Record<string, keyof Config>;

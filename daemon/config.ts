@@ -26,7 +26,7 @@ export const ConfigSchema = z.strictObject({
   /** Group (name or gid) whose members see every process, as root does. */
   allProcessesGroup: z.union([z.string().min(1), z.number().int().nonnegative()]).nullable(),
   /** The compiled BPF object. */
-  bpfObject: z.string().min(1),
+  bpfObject: z.string().startsWith('/', 'must be an absolute path'),
   /** bpffs directory where the maps are pinned so that counters survive a restart; null: not pinned. */
   pinDir: z.string().startsWith('/', 'must be an absolute path').nullable(),
   /** Process slots in the kernel. */
@@ -68,6 +68,8 @@ export const ConfigSchema = z.strictObject({
   atopIdleTimeoutMs: z.number().int().min(1000),
   /** A stream client that takes none of its updates for this long is closed (updates are skipped meanwhile). */
   streamStallTimeoutMs: z.number().int().min(1000),
+  /** A removed cgroup keeps its own series this long (one to two of these intervals), then folds into cgroup "(removed)". */
+  removedCgroupFoldMs: z.number().int().min(1000),
   /** Debug messages in the log. */
   verbose: z.boolean(),
 });
@@ -90,6 +92,7 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'requestTimeoutMs',
   'atopIdleTimeoutMs',
   'streamStallTimeoutMs',
+  'removedCgroupFoldMs',
 ];
 
 export function defaultConfig(): Config {
@@ -117,6 +120,7 @@ export function defaultConfig(): Config {
     requestTimeoutMs: 10_000,
     atopIdleTimeoutMs: 3_600_000,
     streamStallTimeoutMs: 30_000,
+    removedCgroupFoldMs: 60_000,
     verbose: false,
   };
 }

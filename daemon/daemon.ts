@@ -10,7 +10,9 @@ import { KernelCounters } from './kernel-counters.js';
 import { routeLibbpfMessages } from './libbpf.js';
 import { type DaemonLogger, guarded, rateLimited } from './log.js';
 import { checkKernelSupport, checkPrivileges, ensureBpffs, ensureTracefs } from './preflight.js';
+import { type PinDirLock, lockPinDir } from './pin-lock.js';
 import { ProcessTable } from './process-table.js';
+import { ForgottenTotals } from './forgotten-totals.js';
 import { ApiServer } from '../protocol/http-api.js';
 import { NetatopServer } from '../protocol/netatop-server.js';
 import { apiRoutes } from './api-routes.js';
@@ -27,6 +29,7 @@ const LIVE_INFO_INTERVAL_MS = 10_000;
 const MAX_EXITED = 200_000;
 const MAX_EXITED_THREADS = 50_000;
 const SHUTDOWN_GRACE_MS = 5000;
+const FORGET_GAP_MS = 10;
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
@@ -58,9 +61,11 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   ensureTracefs();
   checkKernelSupport();
   if (config.pinDir) ensureBpffs(config.pinDir);
+  // Before anything is attached: a second daemon on the same maps would count every event twice.
+  const pinLock = config.pinDir ? lockPinDir(config.pinDir) : null;
   routeLibbpfMessages((level, message) => log[level](message));
 
-  const kernel = KernelCounters.open(
+  const kernel = openKernel(pinLock, () => KernelCounters.open(
     {
       objectPath: config.bpfObject,
       pinDir: config.pinDir,
@@ -71,16 +76,15 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       threadOverflowCapacity: config.threadOverflowCapacity,
     },
     (message) => log.warn(message),
-  );
+  ));
   if (kernel.retiredOrphans > 0) {
     log.info(`${kernel.retiredOrphans} processes counted in the pinned maps exited while no daemon ran: retired with their last counters`);
   }
-  const table = new ProcessTable({
-    exitedRetentionMs: config.exitedRetentionMs,
-    maxExited: MAX_EXITED,
-    slotSettleMs: 10,
-    rateIntervalMs: 1000,
-  });
+  const table = new ProcessTable(
+    { exitedRetentionMs: config.exitedRetentionMs, maxExited: MAX_EXITED, slotSettleMs: 10, rateIntervalMs: 1000 },
+    new ForgottenTotals(kernel),
+  );
+  const cgroupNames = new CgroupNames();
   const collector = new Collector(
     kernel,
     table,
@@ -91,16 +95,21 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   collector.start();
 
   const report = rateLimited(log);
-  // Forgetting looks at every exited entry: after a burst of answers, once.
+  // Forgetting looks at every exited entry: after a burst of answers, once
+  // (right after an answer, but at most every FORGET_GAP_MS).
   let forgetQueued = false;
+  let lastForgetMs = -Infinity;
   const forgetServedExits = guarded(report, 'forgetting exited processes', () => {
     forgetQueued = false;
+    lastForgetMs = performance.now();
     table.forgetServedExits(server.servedExits(), Date.now());
   });
   const forgetSoon = (): void => {
     if (forgetQueued) return;
     forgetQueued = true;
-    setTimeout(forgetServedExits, 100).unref();
+    const wait = lastForgetMs + FORGET_GAP_MS - performance.now();
+    if (wait > 0) setTimeout(forgetServedExits, wait).unref();
+    else setImmediate(forgetServedExits);
   };
   const limits = (c: Config) => ({ total: c.clientLimit, perUser: c.clientLimitPerUser, reservedForRoot: c.clientsReservedForRoot });
   const server: NetatopServer = new NetatopServer({
@@ -126,7 +135,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     version: packageVersion(),
     startedAtMs: Date.now(),
     health: () => readHealth(config, kernel, collector, server, apiServers),
-    cgroupNames: new CgroupNames(),
+    cgroupNames,
     metricsTopProcesses: () => running.metricsTopProcesses,
     webPage: webPage(),
   });
@@ -149,14 +158,24 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     apiServers.push(new ApiServer({ ...apiOptions, endpoint: { host, port } }));
   }
   const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
+  const folding = setInterval(
+    guarded(report, 'folding removed cgroups', () => {
+      const inUse = table.cgroupsInUse();
+      table.forgotten.foldRemoved((id) => !inUse.has(id) && cgroupNames.isRemoved(id));
+      cgroupNames.retain((id) => inUse.has(id) || table.forgotten.has(id));
+    }),
+    config.removedCgroupFoldMs,
+  );
   try {
     await server.listen();
     for (const api of apiServers) await api.listen();
   } catch (err) {
     clearInterval(housekeeping);
+    clearInterval(folding);
     await Promise.all([server.close(0), ...apiServers.map((api) => api.close())]);
     collector.stop();
     kernel.close();
+    pinLock?.release();
     throw err;
   }
 
@@ -199,8 +218,21 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   notify?.('STOPPING=1');
   process.off('SIGHUP', onHangup);
   clearInterval(housekeeping);
+  clearInterval(folding);
   await Promise.all([server.close(SHUTDOWN_GRACE_MS), ...apiServers.map((api) => api.close())]);
   collector.stop();
+  table.handOver();
   kernel.close();
+  pinLock?.release();
   log.info('stopped');
+}
+
+/** Opens the kernel side; if that fails, the pin directory is unlocked (and removed if it was created empty). */
+function openKernel(pinLock: PinDirLock | null, open: () => KernelCounters): KernelCounters {
+  try {
+    return open();
+  } catch (err) {
+    pinLock?.release();
+    throw err;
+  }
 }

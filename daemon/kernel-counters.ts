@@ -109,11 +109,12 @@ export interface KernelCountersOptions {
 
 const ENOENT = 2;
 const ENOSPC = 28;
+const E2BIG = 7;
 
 const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach'] as const;
 const COUNTING_PROGRAMS = ['on_send', 'on_recv'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
-const PINNED_MAPS = ['owners', 'slots', 'overflow', 'exited', 'overflowed', 'stats'];
+const PINNED_MAPS = ['owners', 'slots', 'overflow', 'exited', 'overflowed', 'stats', 'cgroup_totals'];
 
 /** A NUL-padded char[16] as a string. */
 function decodeComm(buf: Buffer, offset: number): string {
@@ -261,6 +262,8 @@ export class KernelCounters {
   /** thread_owners[] and thread_slots[] mapped in, when per-thread counting is on. */
   private readonly threadSlots: { count: number; owners: Uint32Array; words: Uint32Array; doubles: Float64Array; bytes: Buffer } | null = null;
   private readonly statsFd: number;
+  private readonly cgroupTotalsFd: number;
+  private readonly cgroupTotals: BatchReader;
   private readonly statsValue: Buffer;
   private readonly indexKey = Buffer.alloc(4);
   private readonly freeTag = Buffer.alloc(OWNER_SIZE);
@@ -300,6 +303,8 @@ export class KernelCounters {
       };
     }
     this.statsFd = object.mapFd('stats');
+    this.cgroupTotalsFd = object.mapFd('cgroup_totals');
+    this.cgroupTotals = new BatchReader(this.cgroupTotalsFd, 8, COUNTERS_SIZE, 1024);
     this.statsValue = Buffer.alloc(8 * native.numPossibleCpus());
     // The exit and cgroup programs go first, so that no process gets counters
     // that could not be followed to its exit or across a cgroup move.
@@ -519,6 +524,35 @@ export class KernelCounters {
     for (const index of indexes) this.freeOwner(this.ownersFd, index, 'slot');
   }
 
+
+  /** The pinned totals of forgotten processes per cgroup id (cgroup_totals: the daemon's own, no program writes it). */
+  readCgroupTotals(): Map<number, number[]> {
+    const totals = new Map<number, number[]>();
+    this.cgroupTotals.read(false, (keys, values, i) => {
+      const counters: number[] = [];
+      for (let c = 0; c < 16; c++) counters.push(Number(values.readBigUInt64LE(i * COUNTERS_SIZE + c * 8)));
+      totals.set(Number(keys.readBigUInt64LE(i * 8)), counters);
+    });
+    return totals;
+  }
+
+  /** Stores a cgroup's totals; false when the map is full (the caller folds them elsewhere). */
+  writeCgroupTotals(cgroupId: number, counters: ArrayLike<number>): boolean {
+    const key = Buffer.alloc(8);
+    key.writeBigUInt64LE(BigInt(cgroupId));
+    const value = Buffer.alloc(COUNTERS_SIZE);
+    for (let c = 0; c < 16; c++) value.writeBigUInt64LE(BigInt(counters[c]!), c * 8);
+    const ret: number = native.updateElem(this.cgroupTotalsFd, key, value, 0);
+    if (ret === -E2BIG) return false;
+    if (ret < 0) fail(`storing the totals of cgroup ${cgroupId}`, -ret);
+    return true;
+  }
+
+  deleteCgroupTotals(cgroupId: number): void {
+    const key = Buffer.alloc(8);
+    key.writeBigUInt64LE(BigInt(cgroupId));
+    native.deleteElem(this.cgroupTotalsFd, key);
+  }
 
   /** Deletes overflow entries of processes that have exited (nothing writes them any more). */
   deleteOverflow(parts: readonly OverflowSample[]): void {

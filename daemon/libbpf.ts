@@ -63,6 +63,8 @@ export const native = {
     'int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
   ),
   numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
+  strerror: libbpf.func('int libbpf_strerror(int err, char *buf, size_t size)'),
+  flock: libc.func('int flock(int fd, int operation)'),
   vsnprintf: libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
@@ -95,9 +97,17 @@ export function lastErrno(): number {
   return koffi.errno();
 }
 
+/** libbpf's own error codes (LIBBPF_ERRNO__*) start here; libbpf_strerror says what they mean. */
+const LIBBPF_ERRNO_BASE = 4000;
+
 export function errnoText(errno: number): string {
   const name = Object.entries(koffi.os.errno).find(([, value]) => value === errno)?.[0];
-  return name ? `${name} (${errno})` : `errno ${errno}`;
+  if (name) return `${name} (${errno})`;
+  if (errno >= LIBBPF_ERRNO_BASE) {
+    const text = Buffer.alloc(256);
+    if (native.strerror(errno, text, text.length) === 0) return `${text.toString('utf8', 0, text.indexOf(0))} (libbpf error ${errno})`;
+  }
+  return `errno ${errno}`;
 }
 
 export type LibbpfLogLevel = 'warn' | 'info' | 'debug';

@@ -8,6 +8,7 @@ import { addInto, addUnder, zeroCounters } from './counter-math.js';
 import { COUNTERS } from './layout.js';
 import type { OverflowSample, ProcInfoSample, SlotVisitor } from './kernel-counters.js';
 import { SlotState } from './layout.js';
+import { ForgottenTotals } from './forgotten-totals.js';
 
 export interface ProcessEntry {
   readonly tgid: number;
@@ -112,10 +113,35 @@ export class ProcessTable {
   lostExits = 0;
   /** Exited entries dropped before every client had them (maxExited reached). */
   droppedExits = 0;
-  /** Per cgroup, the counters of exited processes already forgotten. */
-  private readonly forgottenByCgroup = new Map<number, number[]>();
+  constructor(
+    private readonly options: ProcessTableOptions,
+    /** Per cgroup, the counters of exited processes already forgotten. */
+    readonly forgotten: ForgottenTotals = new ForgottenTotals(),
+  ) {}
 
-  constructor(private readonly options: ProcessTableOptions) {}
+  /**
+   * At shutdown: adds to the forgotten totals (which survive a restart) what
+   * the kernel will not hold after it: every part of an exited process but a
+   * slot still held, and the settled parts of live ones (their slot and
+   * overflow entries stay in the pinned maps).
+   */
+  handOver(): void {
+    for (const sameTgid of this.entries.values()) {
+      for (const entry of sameTgid) {
+        for (const [cgroupId, counters] of entry.settled ?? []) this.forgotten.add(cgroupId, counters);
+        if (entry.exit) for (const [cgroupId, counters] of entry.overflow ?? []) this.forgotten.add(cgroupId, counters);
+      }
+    }
+  }
+
+  /** The cgroups that processes in the table are or were counted in. */
+  cgroupsInUse(): Set<number> {
+    const ids = new Set<number>();
+    for (const sameTgid of this.entries.values()) {
+      for (const entry of sameTgid) for (const cgroupId of countersByCgroup(entry).keys()) ids.add(cgroupId);
+    }
+    return ids;
+  }
 
   /** Applied from the next forgetServedExits (configuration reload). */
   setExitedRetention(ms: number): void {
@@ -136,7 +162,7 @@ export class ProcessTable {
    */
   cgroupTotals(include: (entry: ProcessEntry) => boolean, withForgotten: boolean): Map<number, number[]> {
     const totals = new Map<number, number[]>();
-    if (withForgotten) for (const [cgroupId, counters] of this.forgottenByCgroup) addUnder(totals, cgroupId, counters);
+    if (withForgotten) for (const [cgroupId, counters] of this.forgotten.entries()) addUnder(totals, cgroupId, counters);
     for (const sameTgid of this.entries.values()) {
       for (const entry of sameTgid) {
         if (include(entry)) for (const [cgroupId, counters] of countersByCgroup(entry)) addUnder(totals, cgroupId, counters);
@@ -411,7 +437,7 @@ export class ProcessTable {
     }
     if (forgotten.length === 0) return;
     for (const entry of forgotten) {
-      for (const [cgroupId, counters] of countersByCgroup(entry)) addUnder(this.forgottenByCgroup, cgroupId, counters);
+      for (const [cgroupId, counters] of countersByCgroup(entry)) this.forgotten.add(cgroupId, counters);
       this.forget(entry);
     }
     this.exited = overflow > 0 ? kept.slice(overflow) : kept;
