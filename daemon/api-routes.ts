@@ -26,7 +26,7 @@ const SORT_KEYS = [...COUNTER_KEYS, ...TOTAL_KEYS, ...[...COUNTER_KEYS, ...TOTAL
 /** A query parameter that is a count or an id: decimal digits only (no sign, exponent, hex or spaces). */
 const whole = z
   .string()
-  .regex(/^\d{1,15}$/, 'must be a whole number, in decimal digits')
+  .regex(/^\d{1,15}$/, 'must be a whole number')
   .transform(Number);
 const ProcessQuery = z.strictObject({
   pid: whole.optional(),

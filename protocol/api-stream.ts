@@ -97,16 +97,17 @@ export class ApiStreams {
       this.report('warn', 'per user', `API stream refused: ${client.owner.key} already has ${this.limitPerUser} streams (the limit per user)`);
       return void socket.end(closingResponse(429, 'Too Many Requests', `${client.owner.key} already has ${this.limitPerUser} streams (the limit per user)`), () => socket.destroy());
     }
-    if (!this.server) {
-      const { WebSocketServer: Server } = await import('ws');
-      this.server = new Server({ noServer: true, maxPayload: 64 * 1024 });
-    }
+    // Counted before the first upgrade waits for ws to load: upgrades at once count too.
     this.streamsByOwner.set(client.owner.key, held + 1);
     socket.once('close', () => {
       const count = (this.streamsByOwner.get(client.owner.key) ?? 1) - 1;
       if (count === 0) this.streamsByOwner.delete(client.owner.key);
       else this.streamsByOwner.set(client.owner.key, count);
     });
+    if (!this.server) {
+      const { WebSocketServer: Server } = await import('ws');
+      this.server ??= new Server({ noServer: true, maxPayload: 64 * 1024 });
+    }
     this.server.handleUpgrade(req, socket, head, (ws) => this.serve(ws, client));
   }
 
@@ -185,7 +186,7 @@ export class ApiStreams {
    * all of them), one payload per distinct key. Never throws.
    */
   private async deliver(subscribers: readonly Subscriber[], asOfMs: number): Promise<void> {
-    const payloads = new Map<string, Promise<Buffer | string | null>>();
+    const payloads = new Map<string, Promise<Buffer | null>>();
     for (const subscriber of subscribers) {
       const { ws } = subscriber;
       if (ws.readyState !== ws.OPEN) continue;
@@ -199,11 +200,12 @@ export class ApiStreams {
         continue;
       }
       subscriber.lastTakenMs = performance.now();
+      const { subscription } = subscriber;
       let payload = payloads.get(subscriber.key);
       if (!payload) payloads.set(subscriber.key, (payload = this.encode(subscriber, asOfMs)));
       payload.then(
         (bytes) => {
-          if (bytes !== null && ws.readyState === ws.OPEN) ws.send(bytes);
+          if (bytes !== null && ws.readyState === ws.OPEN) ws.send(bytes, { binary: subscription.format === 'msgpack' });
         },
         () => {},
       );
@@ -211,8 +213,12 @@ export class ApiStreams {
     await Promise.allSettled(payloads.values());
   }
 
-  /** The update message for `subscriber`'s subscription, encoded; null (reported) when it could not be built. */
-  private async encode(subscriber: Subscriber, asOfMs: number): Promise<Buffer | string | null> {
+  /**
+   * The update message for `subscriber`'s subscription, encoded once as bytes
+   * (every subscriber of the same key is sent this one buffer, never a copy);
+   * null (reported) when it could not be built.
+   */
+  private async encode(subscriber: Subscriber, asOfMs: number): Promise<Buffer | null> {
     const { subscription, client, ws } = subscriber;
     try {
       const { status, body } = this.options.handle(asRequest(subscription, client, asOfMs));
@@ -227,7 +233,7 @@ export class ApiStreams {
       }
       let text = '';
       for await (const piece of jsonPieces(body, head)) text += piece;
-      return text;
+      return Buffer.from(text);
     } catch (err) {
       this.report('error', 'update', `API stream: building an update failed: ${(err as Error).message}`);
       return null;

@@ -93,6 +93,27 @@ function sameOrigin(req: http.IncomingMessage): boolean {
   }
 }
 
+/** A request must arrive whole within `ms` of the connection (or of the previous answer): else `expire`. */
+class RequestDeadline {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly ms: number,
+    private readonly expire: () => void,
+  ) {}
+
+  arm(): void {
+    this.disarm();
+    this.timer = setTimeout(this.expire, this.ms);
+    this.timer.unref();
+  }
+
+  disarm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
 /** Each query parameter once: a repeated one is ambiguous, so it is refused. */
 function repeatedParameter(query: URLSearchParams): string | null {
   const seen = new Set<string>();
@@ -107,6 +128,7 @@ export class ApiServer {
   private readonly server: http.Server;
   private readonly listener: SocketListener;
   private readonly clientsOf = new WeakMap<net.Socket, ClientIdentity>();
+  private readonly deadlines = new WeakMap<net.Socket, RequestDeadline>();
   private readonly streams: ApiStreams;
   private readonly report: RateLimitedLog;
 
@@ -120,9 +142,11 @@ export class ApiServer {
     });
     const timeout = options.requestTimeoutMs;
     this.server = http.createServer(
-      // The checks run every second, so that a slow request is cut at its timeout, not up to 30 s later.
-      { requestTimeout: timeout, headersTimeout: timeout, connectionsCheckingInterval: 1000 },
-      guarded(this.report, 'API request', (req: http.IncomingMessage, res: http.ServerResponse) => this.respond(req, res)),
+      guarded(this.report, 'API request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+        this.deadlines.get(req.socket)?.disarm();
+        res.once('finish', () => this.deadlines.get(req.socket)?.arm()); // the next request on the connection
+        this.respond(req, res);
+      }),
     );
     this.server.timeout = timeout; // a connection that sends nothing (or stops sending) for this long is destroyed
     this.server.keepAliveTimeout = Math.min(5000, timeout);
@@ -134,6 +158,13 @@ export class ApiServer {
       log: options.log,
       onClient: (socket, client) => {
         this.clientsOf.set(socket, client);
+        // Node checks request timeouts only on servers that listen themselves; this one is handed its sockets.
+        const deadline = new RequestDeadline(timeout, () =>
+          socket.end(closingResponse(408, 'Request Timeout', `the request did not arrive whole within ${timeout} ms`), () => socket.destroy()),
+        );
+        this.deadlines.set(socket, deadline);
+        socket.once('close', () => deadline.disarm());
+        deadline.arm();
         this.server.emit('connection', socket);
       },
       refusal: (why) => closingResponse(503, 'Service Unavailable', `too many connections: ${why}`),
@@ -143,6 +174,7 @@ export class ApiServer {
       guarded(this.report, 'API stream upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
         const client = this.clientsOf.get(socket);
         if (!client) return void socket.destroy();
+        this.deadlines.get(socket)?.disarm();
         if (!this.isUnix && !(trustedHost(req.headers.host) && sameOrigin(req))) {
           return void socket.end(closingResponse(403, 'Forbidden'), () => socket.destroy());
         }
@@ -152,11 +184,10 @@ export class ApiServer {
         });
       }),
     );
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
-      // Malformed or too slow: answer if the socket still takes it, then destroy it (never half-open).
-      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    this.server.on('clientError', (_err: Error, socket: net.Socket) => {
+      // Malformed: answer if the socket still takes it, then destroy it (never half-open).
       if (!socket.writable) return void socket.destroy();
-      socket.end(timedOut ? closingResponse(408, 'Request Timeout', `the request did not arrive whole within ${timeout} ms`) : closingResponse(400, 'Bad Request'), () => socket.destroy());
+      socket.end(closingResponse(400, 'Bad Request'), () => socket.destroy());
       setTimeout(() => socket.destroy(), 1000).unref(); // a peer that does not read the answer
     });
     this.server.on('error', (err) => this.report('error', 'server', `API: ${err.message}`));

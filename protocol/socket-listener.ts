@@ -146,9 +146,9 @@ export class SocketListener {
    * The socket file is still the one this listener bound; if it was removed
    * or replaced, a new one is bound (clients already connected stay).
    */
-  checkPath(): void {
+  checkPath(): boolean {
     const path = this.unixPath;
-    if (!path || this.closing || socketInode(path) === this.inode) return;
+    if (!path || this.closing || socketInode(path) === this.inode) return true;
     this.options.log.warn(`${this.options.name} socket ${path} was removed or replaced: creating it again`);
     const old = this.server;
     this.server = this.createServer();
@@ -157,6 +157,7 @@ export class SocketListener {
       this.report('error', 'relisten', `${this.options.name} socket ${path}: cannot create it again (${err.message}); retrying`);
       this.inode = null;
     });
+    return false;
   }
 
   /** Configuration reload: the socket file's mode (links are never followed), the group, the limits. */
@@ -166,8 +167,8 @@ export class SocketListener {
     this.counts.limits = limits;
     if (!('socketPath' in endpoint)) return;
     endpoint.mode = mode;
-    this.checkPath();
-    if (this.inode !== null) setSocketMode(endpoint.socketPath, mode, this.inode);
+    // A socket bound again gets the new mode as it is created.
+    if (this.checkPath() && this.inode !== null) setSocketMode(endpoint.socketPath, mode, this.inode);
   }
 
   /** Stops accepting and destroys every client; removes the socket file if it is still this listener's. */
