@@ -1,7 +1,8 @@
 // What a local user can make the daemon hold or parse (issue "Trust"):
 // 130,000 exited processes kept for a client, cgroups that churn, a second
 // daemon on the same pinned maps, and requests that are almost right.
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -12,6 +13,7 @@ import { apiGet } from './helpers/api-client.js';
 import { AtopConnection } from './helpers/atop-reader.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { NETACCT, TestDaemon, removePinDir, scratchPinDir } from './helpers/daemon.js';
+import { asNobody } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
 
@@ -62,7 +64,8 @@ describeWithBpf('hostile inputs (real daemon)', () => {
       void everything.then(() => (done = true));
       while (!done) {
         const started = performance.now();
-        const { stdout } = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', atopOnceScript(daemon.socketPath)], { encoding: 'utf8' });
+        const [command, args] = asNobody(process.execPath, '-e', atopOnceScript(daemon.socketPath));
+        const { stdout } = await promisify(execFile)(command, args, { encoding: 'utf8' });
         expect(stdout.trim()).toBe('answered');
         nobodysAtop.push(performance.now() - started);
       }
