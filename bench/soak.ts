@@ -10,7 +10,6 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { packageRoot } from '../daemon/package-root.js';
 import { compileFixture } from './fixtures.js';
 
@@ -59,6 +58,18 @@ function apiRequest(socketPath: string, requestPath: string): Promise<number> {
   });
 }
 
+function apiJson(socketPath: string, requestPath: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath, path: requestPath, agent: false }, (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.once('end', () => resolve(JSON.parse(text)));
+      })
+      .once('error', reject);
+  });
+}
+
 function daemonFigures(pid: number): { rssMiB: number; fds: number } {
   const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
   return { rssMiB: kb / 1024, fds: fs.readdirSync(`/proc/${pid}/fd`).length };
@@ -72,13 +83,19 @@ async function main(): Promise<void> {
   const atopSocket = path.join(dir, 'atop');
   const apiSocket = path.join(dir, 'api');
   const pinDir = `/sys/fs/bpf/netacct-bench-${process.pid}`;
+  // Its log goes to a file: a pipe nobody reads would block it once full.
+  const logPath = path.join(dir, 'daemon.log');
+  const log = fs.openSync(logPath, 'w');
   const daemon = spawn(path.join(packageRoot(), 'bin', 'netacct.js'), ['daemon', '--atop-socket', atopSocket, '--api-socket', apiSocket, '--pin-dir', pinDir], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'ignore', log],
   });
   const children: ChildProcess[] = [];
   let stopping = false;
   try {
-    for await (const line of readline.createInterface({ input: daemon.stderr! })) if (/serving atop on/.test(line)) break;
+    while (!/serving atop on/.test(fs.readFileSync(logPath, 'utf8'))) {
+      if (daemon.exitCode !== null) throw new Error(`the daemon exited: ${fs.readFileSync(logPath, 'utf8')}`);
+      await sleep(100);
+    }
     // nobody's processes, so that its streams carry real payloads (~1.5 MB an update).
     const nobodys = asNobody(traffic, ['spawn', '1000']);
     children.push(nobodys);
@@ -99,7 +116,7 @@ async function main(): Promise<void> {
     const started = performance.now();
     let attackers: ChildProcess[] = [];
     console.log(`soak: ${MINUTES} min; churn 2,000 processes every ~6 s, nobody's idle connections (3,000 atop + 3,000 API) and 40 streams that never read renewed every 30 s, /metrics every 1 s`);
-    console.log('   min  RSS MiB  fds  atop ms  API ms  (root, median of 5)');
+    console.log('   min  RSS MiB  fds  atop ms  API ms  live  exited  (atop and API: root, median of 5)');
     while (performance.now() - started < MINUTES * 60_000) {
       for (const old of attackers) old.kill('SIGKILL');
       attackers = [attacker('hold', atopSocket, '3000'), attacker('hold', apiSocket, '3000'), attacker('streams', apiSocket, '40', '250')];
@@ -112,19 +129,24 @@ async function main(): Promise<void> {
       }
       const median = (values: number[]): string => values.sort((a, b) => a - b)[2]!.toFixed(1);
       const { rssMiB, fds } = daemonFigures(daemon.pid!);
+      const { live, exited } = (await apiJson(apiSocket, '/v1/stats')).processes as { live: number; exited: number };
       const minutes = ((performance.now() - started) / 60_000).toFixed(1);
-      console.log(`${minutes.padStart(6)}  ${rssMiB.toFixed(1).padStart(7)}  ${String(fds).padStart(3)}  ${median(atop).padStart(7)}  ${median(api).padStart(6)}`);
+      console.log(
+        `${minutes.padStart(6)}  ${rssMiB.toFixed(1).padStart(7)}  ${String(fds).padStart(3)}  ${median(atop).padStart(7)}  ${median(api).padStart(6)}  ${String(live).padStart(4)}  ${String(exited).padStart(6)}`,
+      );
     }
     for (const old of attackers) old.kill('SIGKILL');
     stopping = true;
     await Promise.all([churn, scrapes]);
-    console.log(`daemon still running: ${daemon.exitCode === null}`);
+    const lines = fs.readFileSync(logPath, 'utf8').split('\n').length;
+    console.log(`daemon still running: ${daemon.exitCode === null}; its log: ${lines} lines in ${MINUTES} min`);
   } finally {
     stopping = true;
     // The spawn scenario ends its children and itself when its stdin closes.
     await Promise.all(children.map((child) => new Promise((resolve) => (child.once('exit', resolve), child.stdin!.end()))));
     daemon.kill('SIGTERM');
     await new Promise((resolve) => daemon.once('exit', resolve));
+    fs.closeSync(log);
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(pinDir, { recursive: true, force: true });
   }
