@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     const started = performance.now();
     let attackers: ChildProcess[] = [];
     console.log(`soak: ${MINUTES} min; churn 2,000 processes every ~6 s, nobody's idle connections (3,000 atop + 3,000 API) and 40 streams that never read renewed every 30 s, /metrics every 1 s`);
-    console.log('   min  RSS MiB  fds  atop ms  API ms  live  exited  (atop and API: root, median of 5)');
+    console.log('   min  RSS MiB  fds  atop ms  API ms  live  exited  overflow  (atop and API: root, median of 5)');
     while (performance.now() - started < MINUTES * 60_000) {
       for (const old of attackers) old.kill('SIGKILL');
       attackers = [attacker('hold', atopSocket, '3000'), attacker('hold', apiSocket, '3000'), attacker('streams', apiSocket, '40', '250')];
@@ -129,10 +129,11 @@ async function main(): Promise<void> {
       }
       const median = (values: number[]): string => values.sort((a, b) => a - b)[2]!.toFixed(1);
       const { rssMiB, fds } = daemonFigures(daemon.pid!);
-      const { live, exited } = (await apiJson(apiSocket, '/v1/stats')).processes as { live: number; exited: number };
+      const stats = (await apiJson(apiSocket, '/v1/stats')) as { processes: { live: number; exited: number }; maps: { overflow: { entries: number } } };
+      const { live, exited } = stats.processes;
       const minutes = ((performance.now() - started) / 60_000).toFixed(1);
       console.log(
-        `${minutes.padStart(6)}  ${rssMiB.toFixed(1).padStart(7)}  ${String(fds).padStart(3)}  ${median(atop).padStart(7)}  ${median(api).padStart(6)}  ${String(live).padStart(4)}  ${String(exited).padStart(6)}`,
+        `${minutes.padStart(6)}  ${rssMiB.toFixed(1).padStart(7)}  ${String(fds).padStart(3)}  ${median(atop).padStart(7)}  ${median(api).padStart(6)}  ${String(live).padStart(4)}  ${String(exited).padStart(6)}  ${String(stats.maps.overflow.entries).padStart(8)}`,
       );
     }
     for (const old of attackers) old.kill('SIGKILL');

@@ -151,7 +151,7 @@ export function renderMetrics(input: MetricsInput): string {
   const refused = family('netacct_clients_refused_total', 'counter', 'Connections refused by the client limits, by socket and reason (per_user, total).');
   for (const { socket, reason, count } of health.limits.refused) refused.add({ socket, reason }, count);
   family('netacct_streams_refused_total', 'counter', 'WebSocket streams refused by the per-user limit.').add({}, health.limits.streamsRefused);
-  family('netacct_stream_updates_skipped_total', 'counter', 'Stream updates skipped because the client had not taken the previous one.').add({}, health.limits.streamUpdatesSkipped);
+  family('netacct_stream_updates_skipped_total', 'counter', 'Stream updates skipped: the client had not taken the previous one, or the previous one was still being built.').add({}, health.limits.streamUpdatesSkipped);
 
   for (const f of families) f.render(out);
   return `${out.join('\n')}\n`;

@@ -41,6 +41,8 @@ export interface ApiStreamsOptions {
   limitPerUser: number;
   /** A client that takes no update for this long is closed. */
   stallTimeoutMs: number;
+  /** A client that has no subscription this long after connecting is closed. */
+  subscribeTimeoutMs: number;
 }
 
 /** A client may replace its subscription this often with an update at once; more often, it waits for its timer. */
@@ -73,6 +75,10 @@ export class ApiStreams {
   /** Subscribers by interval, each interval with its one timer. */
   private readonly groups = new Map<number, { timer: NodeJS.Timeout; subscribers: Set<Subscriber> }>();
   private readonly streamsByOwner = new Map<string, number>();
+  /** Keys whose update is being built now. */
+  private readonly building = new Set<string>();
+  /** Subscribers waiting for their first update (deliverSoon). */
+  private readonly firstUpdates: Subscriber[] = [];
   limitPerUser: number;
   /** Upgrades refused by the per-user limit, and updates skipped for clients that had not taken the previous one. */
   refused = 0;
@@ -114,6 +120,11 @@ export class ApiStreams {
   private serve(ws: WebSocket, client: ClientIdentity): void {
     let subscriber: Subscriber | null = null;
     let lastImmediateMs = -Infinity;
+    // A stream without a subscription is an idle connection: it gets the request timeout.
+    const unsubscribed = setTimeout(() => {
+      if (!subscriber) ws.terminate();
+    }, this.options.subscribeTimeoutMs);
+    unsubscribed.unref();
     let second = { startMs: -Infinity, messages: 0 };
     const refuse = (error: object): void => this.sendError(ws, error);
     ws.on(
@@ -149,11 +160,12 @@ export class ApiStreams {
         this.join(subscriber);
         if (now - lastImmediateMs >= IMMEDIATE_UPDATE_INTERVAL_MS) {
           lastImmediateMs = now;
-          void this.deliver([subscriber], now);
+          this.deliverSoon(subscriber);
         }
       }),
     );
     ws.on('close', () => {
+      clearTimeout(unsubscribed);
       if (subscriber) this.leave(subscriber);
     });
     ws.on('error', (err) => this.options.log.debug(`API stream: ${err.message}`));
@@ -172,6 +184,20 @@ export class ApiStreams {
       this.groups.set(interval, (group = { timer, subscribers }));
     }
     group.subscribers.add(subscriber);
+  }
+
+  /**
+   * A new subscriber's first update, at the end of this turn of the event
+   * loop, with every other subscriber that came in it: hundreds subscribing
+   * at once share one read and one payload per key.
+   */
+  private deliverSoon(subscriber: Subscriber): void {
+    this.firstUpdates.push(subscriber);
+    if (this.firstUpdates.length > 1) return;
+    setImmediate(() => {
+      const batch = this.firstUpdates.splice(0);
+      void this.deliver(batch, performance.now());
+    });
   }
 
   private leave(subscriber: Subscriber): void {
@@ -199,10 +225,18 @@ export class ApiStreams {
         }
         continue;
       }
+      const { subscription, key } = subscriber;
+      let payload = payloads.get(key);
+      if (!payload) {
+        // Its previous update is still being built (a large one): skip this one, updates never pile up.
+        if (this.building.has(key)) {
+          this.skippedUpdates++;
+          continue;
+        }
+        this.building.add(key);
+        payloads.set(key, (payload = this.encode(subscriber, asOfMs).finally(() => this.building.delete(key))));
+      }
       subscriber.lastTakenMs = performance.now();
-      const { subscription } = subscriber;
-      let payload = payloads.get(subscriber.key);
-      if (!payload) payloads.set(subscriber.key, (payload = this.encode(subscriber, asOfMs)));
       payload.then(
         (bytes) => {
           if (bytes !== null && ws.readyState === ws.OPEN) ws.send(bytes, { binary: subscription.format === 'msgpack' });

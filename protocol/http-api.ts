@@ -139,6 +139,7 @@ export class ApiServer {
       log: options.log,
       limitPerUser: options.streamLimitPerUser,
       stallTimeoutMs: options.streamStallTimeoutMs,
+      subscribeTimeoutMs: options.requestTimeoutMs,
     });
     const timeout = options.requestTimeoutMs;
     this.server = http.createServer(
