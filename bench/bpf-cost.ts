@@ -8,10 +8,10 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfObject } from '../daemon/bpf-object.js';
-import { loadNetacctObject } from '../daemon/kernel-counters.js';
-import type { BpfLinkPtr } from '../daemon/libbpf.js';
-import { packageRoot } from '../daemon/package-root.js';
+import { BpfObject } from '../daemon/kernel/bpf-object.js';
+import { loadNetacctObject } from '../daemon/kernel/kernel-counters.js';
+import type { BpfLinkPtr } from '../daemon/kernel/libbpf.js';
+import { packageRoot } from '../daemon/common/package-root.js';
 import { compileFixture } from './fixtures.js';
 
 const ROUNDS_PER_ORDER = Number(process.env['ROUNDS'] ?? 2);

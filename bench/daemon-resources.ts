@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { promisify } from 'node:util';
-import { packageRoot } from '../daemon/package-root.js';
+import { packageRoot } from '../daemon/common/package-root.js';
 import { compileFixture } from './fixtures.js';
 
 const SECONDS = Number(process.env['SECONDS_PER_PHASE'] ?? 60);

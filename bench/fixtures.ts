@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { packageRoot } from '../daemon/package-root.js';
+import { packageRoot } from '../daemon/common/package-root.js';
 
 const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-bench-'));
 

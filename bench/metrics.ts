@@ -2,7 +2,7 @@
 // itself: renderMetrics over C cgroups and P processes with per-process series
 // for the top K, timed over repeated renders (median and 90th percentile),
 // with the exposition's size. The kernel read before it is bench/scale's.
-import { renderMetrics, type CgroupSeries, type ProcessSeries } from '../daemon/metrics.js';
+import { renderMetrics, type CgroupSeries, type ProcessSeries } from '../daemon/serve/metrics.js';
 
 const CASES: Array<{ cgroups: number; processes: number; top: number }> = [
   { cgroups: 100, processes: 1000, top: 0 },

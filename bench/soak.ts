@@ -10,7 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { packageRoot } from '../daemon/package-root.js';
+import { packageRoot } from '../daemon/common/package-root.js';
 import { compileFixture } from './fixtures.js';
 
 const MINUTES = Number(process.env['SOAK_MINUTES'] ?? 10);

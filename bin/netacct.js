@@ -5,13 +5,13 @@
 // processes); --optimize-for-size saves ~1 MiB more, answers no slower.
 import { existsSync } from 'node:fs';
 
-const cli = new URL('../dist/daemon/cli.js', import.meta.url);
+const cli = new URL('../dist/cli/main.js', import.meta.url);
 if (!existsSync(cli)) {
   process.stderr.write("netacct: not built yet: run 'npm run build' in the package directory\n");
   process.exit(1);
 }
 // Before anything else: an older Node.js would fail later in obscure ways.
-const { nodeVersionProblem, requiredNodeRange } = await import(new URL('../dist/daemon/node-version.js', import.meta.url).href);
+const { nodeVersionProblem, requiredNodeRange } = await import(new URL('../dist/daemon/common/node-version.js', import.meta.url).href);
 const problem = nodeVersionProblem(process.versions.node, requiredNodeRange());
 if (problem) {
   process.stderr.write(`netacct: ${problem}\n`);

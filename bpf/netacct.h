@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Binary layouts shared by the BPF programs (netacct.bpf.c) and the daemon.
- * This header is the single source of truth: daemon/layout.ts mirrors it and
+ * This header is the single source of truth: daemon/kernel/layout.ts mirrors it and
  * test/layout.test.ts compiles this header with cc and checks every offset.
  */
 #ifndef NETACCT_H

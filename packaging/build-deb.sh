@@ -19,7 +19,7 @@ trap 'rm -rf "$stage"' EXIT
 npx tsc -p tsconfig.json --outDir "$stage/build"
 lib=$stage/usr/lib/netacct
 mkdir -p "$lib/dist" "$lib/bin" "$lib/bpf"
-cp -r "$stage/build/daemon" "$stage/build/protocol" "$lib/dist/"
+cp -r "$stage/build/daemon" "$stage/build/protocol" "$stage/build/cli" "$lib/dist/"
 rm -rf "$stage/build"
 cp bin/netacct.js "$lib/bin/"
 cp bpf/netacct.bpf.o "$lib/bpf/"
@@ -34,7 +34,7 @@ install -D -m 0644 packaging/netacct.service "$stage/lib/systemd/system/netacct.
 # without bpfObject: the package's object is found next to the daemon.
 mkdir -p "$stage/etc/netacct"
 node --input-type=module -e "
-  const { defaultConfig } = await import('$lib/dist/daemon/config.js');
+  const { defaultConfig } = await import('$lib/dist/daemon/service/config.js');
   const { bpfObject, ...config } = defaultConfig();
   process.stdout.write(JSON.stringify(config, null, 2) + '\n');
 " >"$stage/etc/netacct/config.json"

@@ -13,9 +13,8 @@ import type http from 'node:http';
 import type net from 'node:net';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { z } from 'zod';
-import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/log.js';
-import type { ApiHandler, ApiRequest } from './http-api.js';
-import { closingResponse, msgpackEncoder } from './http-api.js';
+import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/common/log.js';
+import { type ApiHandler, type ApiRequest, closingResponse, msgpackEncoder } from './http-answer.js';
 import { jsonPieces, plainBody } from './listing-body.js';
 import type { ClientIdentity } from './socket-listener.js';
 

@@ -6,39 +6,12 @@
 // as the client asks (Accept: application/msgpack).
 import http from 'node:http';
 import net from 'node:net';
-import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/log.js';
+import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/common/log.js';
 import { ApiStreams } from './api-stream.js';
+import { type ApiHandler, type ApiResult, MSGPACK, closingResponse, msgpackEncoder } from './http-answer.js';
 import type { ClientLimits } from './client-limits.js';
 import { Listing, jsonPieces, plainBody } from './listing-body.js';
-import type { Visibility } from './peer-credentials.js';
 import { type ClientIdentity, type Endpoint, SocketListener } from './socket-listener.js';
-
-export interface ApiRequest {
-  path: string;
-  query: URLSearchParams;
-  visibility: Visibility;
-  /**
-   * performance.now() of the moment the answer must cover: requests made
-   * for the same moment (stream subscribers of one interval) share one read
-   * of the kernel.
-   */
-  asOfMs: number;
-}
-
-export interface ApiResult {
-  status: number;
-  /**
-   * Sent as JSON or msgpack, as the client asks (a Listing is encoded a
-   * chunk at a time); or as is when `contentType` is set (a string or bytes).
-   */
-  body: unknown;
-  contentType?: string;
-  /** Extra response headers (Content-Security-Policy for the web page). */
-  headers?: Record<string, string>;
-}
-
-/** The routes: a bad request is a 4xx result; what they throw is a 500 (logged, rate-limited). */
-export type ApiHandler = (request: ApiRequest) => ApiResult;
 
 export interface ApiServerOptions {
   endpoint: Endpoint;
@@ -53,22 +26,6 @@ export interface ApiServerOptions {
   requestTimeoutMs: number;
   /** A stream client that takes no update for this long is closed. */
   streamStallTimeoutMs: number;
-}
-
-const MSGPACK = 'application/msgpack';
-
-/** msgpackr, loaded when a client first asks for msgpack: loading it costs ~9 MiB of RSS. */
-let packMsgpack: ((value: unknown) => Buffer) | null = null;
-export async function msgpackEncoder(): Promise<(value: unknown) => Buffer> {
-  packMsgpack ??= (await import('msgpackr')).pack;
-  return packMsgpack;
-}
-
-/** A complete response that closes the connection, for a socket HTTP no longer handles. */
-export function closingResponse(status: number, reason: string, message = ''): string {
-  const body = message ? `${JSON.stringify({ error: message })}\n` : '';
-  const type = body ? 'Content-Type: application/json\r\n' : '';
-  return `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${type}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }
 
 /**

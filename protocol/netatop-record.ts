@@ -1,7 +1,7 @@
 // atop's netatop-bpf wire format: `struct netpertask`, 96 bytes, little-endian
 // (see shared/atop-protocol.md). An answer is one record per process followed
 // by a record whose id is 0.
-import { Direction, Family, Kind, Protocol, counterIndex } from '../daemon/layout.js';
+import { Direction, Family, Kind, Protocol, counterIndex } from '../daemon/kernel/layout.js';
 
 export const RECORD_SIZE = 96;
 /** Whole records per write, below the kernel's 36,544-byte AF_UNIX chunk. */

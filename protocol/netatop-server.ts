@@ -4,12 +4,21 @@
 // that atop's recv(fd, buf, 96, 0) without MSG_WAITALL never sees a record
 // split across two kernel buffers (shared/atop-protocol.md, framing rule).
 import type net from 'node:net';
-import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/log.js';
-import type { ServedExits } from '../daemon/process-table.js';
+import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/common/log.js';
 import type { ClientLimits } from './client-limits.js';
 import { MAX_WRITE_BYTES, RECORD_SIZE } from './netatop-record.js';
 import type { Visibility } from './peer-credentials.js';
 import { type ClientIdentity, SocketListener } from './socket-listener.js';
+
+/**
+ * What the connected clients have been served, as exit sequence numbers: the
+ * lowest among clients that see every process (null: none connected), and
+ * per uid the lowest among clients that see only that user's processes.
+ */
+export interface ServedExits {
+  all: number | null;
+  byUid: ReadonlyMap<number, number>;
+}
 
 export interface NetatopAnswer {
   records: Buffer;

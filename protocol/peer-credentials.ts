@@ -4,7 +4,7 @@
 // (per-process traffic is as private as /proc/PID/io).
 import fs from 'node:fs';
 import type net from 'node:net';
-import { errnoText, lastErrno, native } from '../daemon/libbpf.js';
+import { errnoText, lastErrno, native } from '../daemon/kernel/libbpf.js';
 
 export interface Peer {
   pid: number;

@@ -5,8 +5,8 @@
 // replaced behind the daemon's back is noticed and created again, and its
 // mode is set without following links.
 import net from 'node:net';
-import type { Logger, RateLimitedLog } from '../daemon/log.js';
-import { guarded, rateLimited } from '../daemon/log.js';
+import type { Logger, RateLimitedLog } from '../daemon/common/log.js';
+import { guarded, rateLimited } from '../daemon/common/log.js';
 import { type ClientLimits, type ClientOwner, ClientCounts, type RefusalReason } from './client-limits.js';
 import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
 import { listenUnix, removeSocketFile, setSocketMode, socketInode } from './unix-socket-path.js';

@@ -1,7 +1,7 @@
 // cgroup ids to names: paths of real cgroups this test creates, systemd units
 // and container ids derived from the path, names kept after removal.
 import { expect, test } from 'vitest';
-import { CgroupNames, cgroup2Mount, describeCgroupPath } from '../daemon/cgroup-names.js';
+import { CgroupNames, cgroup2Mount, describeCgroupPath } from '../daemon/accounting/cgroup-names.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { describeWithBpf } from './helpers/requirements.js';
 

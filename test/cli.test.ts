@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { humanBytes } from '../daemon/listing.js';
+import { humanBytes } from '../cli/listing.js';
 import { NETACCT, TestDaemon } from './helpers/daemon.js';
 import { asNobody } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { nodeVersionProblem, requiredNodeRange } from '../daemon/node-version.js';
+import { nodeVersionProblem, requiredNodeRange } from '../daemon/common/node-version.js';
 import { requestOnce } from './helpers/atop-reader.js';
 import { NETACCT, TestDaemon } from './helpers/daemon.js';
 import { tempPath } from './helpers/fixtures.js';

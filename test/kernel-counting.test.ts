@@ -3,10 +3,10 @@
 // Collector and ProcessTable the daemon uses.
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { Collector } from '../daemon/collector.js';
-import { KernelCounters } from '../daemon/kernel-counters.js';
-import type { Logger } from '../daemon/log.js';
-import { type ProcessEntry, ProcessTable, countersByCgroup } from '../daemon/process-table.js';
+import { Collector } from '../daemon/accounting/collector.js';
+import { KernelCounters } from '../daemon/kernel/kernel-counters.js';
+import type { Logger } from '../daemon/common/log.js';
+import { type ProcessEntry, ProcessTable, countersByCgroup } from '../daemon/accounting/process-table.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { liveOf } from './helpers/live.js';
 import { BASIC_SCENARIO, expectedCounters } from './helpers/expected.js';

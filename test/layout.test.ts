@@ -1,11 +1,11 @@
-// daemon/layout.ts must match bpf/netacct.h byte for byte: compile the header
+// daemon/kernel/layout.ts must match bpf/netacct.h byte for byte: compile the header
 // with cc and compare every size, offset and enum value.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import * as layout from '../daemon/layout.js';
+import * as layout from '../daemon/kernel/layout.js';
 
 const expressions: Record<string, [number, string]> = {
   LAYOUT_VERSION: [layout.LAYOUT_VERSION, 'NA_LAYOUT_VERSION'],
@@ -74,7 +74,7 @@ const expressions: Record<string, [number, string]> = {
   STATS: [layout.STATS, 'NA_STATS'],
 };
 
-test('daemon/layout.ts matches every size, offset and enum of bpf/netacct.h', () => {
+test('daemon/kernel/layout.ts matches every size, offset and enum of bpf/netacct.h', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-layout-'));
   const lines = Object.entries(expressions).map(
     ([name, [, expr]]) => `\tprintf("%s %lu\\n", "${name}", (unsigned long)(${expr}));`,

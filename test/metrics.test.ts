@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { renderMetrics } from '../daemon/metrics.js';
+import { renderMetrics } from '../daemon/serve/metrics.js';
 import { apiGet, tcpGet } from './helpers/api-client.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { TestDaemon } from './helpers/daemon.js';

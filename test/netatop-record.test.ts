@@ -1,6 +1,6 @@
 // The bytes atop reads: struct netpertask, 96 bytes, little-endian.
 import { expect, test } from 'vitest';
-import { COUNTERS, Direction, Family, Kind, Protocol, counterIndex } from '../daemon/layout.js';
+import { COUNTERS, Direction, Family, Kind, Protocol, counterIndex } from '../daemon/kernel/layout.js';
 import { AnswerEncoder, RECORD_SIZE, decodeRecord, encodeCommand } from '../protocol/netatop-record.js';
 
 /** One answer, written as the daemon writes it. */

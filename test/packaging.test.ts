@@ -44,7 +44,7 @@ describe('the Debian package', () => {
 
   test('contents: daemon, production dependencies only, BPF object, web page, unit, conffile, man page', () => {
     for (const file of [
-      'usr/lib/netacct/dist/daemon/cli.js',
+      'usr/lib/netacct/dist/cli/main.js',
       'usr/lib/netacct/bpf/netacct.bpf.o',
       'usr/lib/netacct/web/index.html',
       'usr/lib/netacct/node_modules/koffi/package.json',

@@ -1,9 +1,10 @@
 // The accounting table's rules on identity, parts and exited processes, fed
 // with the samples the kernel side produces.
 import { expect, test } from 'vitest';
-import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../daemon/kernel-counters.js';
-import { COUNTERS, SlotState } from '../daemon/layout.js';
-import { ProcessTable, type ServedExits } from '../daemon/process-table.js';
+import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../daemon/kernel/kernel-counters.js';
+import { COUNTERS, SlotState } from '../daemon/kernel/layout.js';
+import { ProcessTable } from '../daemon/accounting/process-table.js';
+import type { ServedExits } from '../protocol/netatop-server.js';
 import { liveOf } from './helpers/live.js';
 
 const info = (tgid: number, startNs: number): ProcInfoSample => ({ tgid, startNs, uid: 0, cgroupId: 1, comm: 'p' });

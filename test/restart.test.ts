@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { LAYOUT_VERSION } from '../daemon/layout.js';
+import { LAYOUT_VERSION } from '../daemon/kernel/layout.js';
 import { requestOnce } from './helpers/atop-reader.js';
 import { TestDaemon, removePinDir, scratchPinDir } from './helpers/daemon.js';
 import { BASIC_SCENARIO, expectedCounters, wireCounters } from './helpers/expected.js';

@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { afterEach, expect, test } from 'vitest';
-import { notifyDirect } from '../daemon/sd-notify.js';
+import { notifyDirect } from '../daemon/service/sd-notify.js';
 import { requestOnce } from './helpers/atop-reader.js';
 import { TestDaemon } from './helpers/daemon.js';
 import { BASIC_SCENARIO, wireCounters } from './helpers/expected.js';

@@ -2,8 +2,8 @@
 // oldest dropped (and counted) beyond the cap, exited slots and entries handed
 // back for deletion from the kernel.
 import { expect, test } from 'vitest';
-import type { ThreadSample } from '../daemon/kernel-counters.js';
-import { ThreadTable } from '../daemon/thread-table.js';
+import type { ThreadSample } from '../daemon/kernel/kernel-counters.js';
+import { ThreadTable } from '../daemon/accounting/thread-table.js';
 
 function sample(tid: number, exited: boolean): ThreadSample {
   return { tid, tgid: 100, startNs: tid * 10, processStartNs: 1, comm: `t${tid}`, exited, counters: new Array(16).fill(tid), where: { slot: tid } };

@@ -4,7 +4,7 @@ import http from 'node:http';
 import { promisify } from 'node:util';
 import { asNobody } from './fixtures.js';
 
-export { apiGet } from '../../daemon/api-client.js';
+export { apiGet } from '../../cli/api-client.js';
 
 /** GET as user nobody, with curl as a script would. */
 export async function apiGetAsNobody(socketPath: string, path: string): Promise<any> {

@@ -1,7 +1,7 @@
 // Scratch cgroups under the cgroup2 mount (found as the daemon finds it).
 import fs from 'node:fs';
 import path from 'node:path';
-import { cgroup2Mount as findCgroup2Mount } from '../../daemon/cgroup-names.js';
+import { cgroup2Mount as findCgroup2Mount } from '../../daemon/accounting/cgroup-names.js';
 
 export function cgroup2Mount(): string {
   const mount = findCgroup2Mount();

@@ -1,5 +1,5 @@
 // Expected counters written the way a reader thinks of them.
-import { COUNTERS, Direction, Family, Kind, Protocol, counterIndex } from '../../daemon/layout.js';
+import { COUNTERS, Direction, Family, Kind, Protocol, counterIndex } from '../../daemon/kernel/layout.js';
 
 type FamilyName = keyof typeof Family;
 type ProtocolName = keyof typeof Protocol;

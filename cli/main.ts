@@ -9,9 +9,9 @@ import {
   defaultConfig,
   readConfigFile,
   resolveConfig,
-} from './config.js';
-import { createLogger } from './log.js';
-import { packageVersion } from './package-root.js';
+} from '../daemon/service/config.js';
+import { createLogger } from '../daemon/common/log.js';
+import { packageVersion } from '../daemon/common/package-root.js';
 
 const USAGE = `usage: netacct daemon [options]
        netacct ps [--pid N] [--uid N] [--command NAME] [--cgroup ID] [--state live|exited|all]
@@ -159,14 +159,14 @@ async function daemonCommand(args: string[]): Promise<number> {
     return 2;
   }
   if (values.check) {
-    const { selfCheck } = await import('./self-check.js');
+    const { selfCheck } = await import('../daemon/service/self-check.js');
     const source = fs.existsSync(configPath) ? configPath : `defaults (no ${configPath})`;
     return (await selfCheck(config, source, process.stdout)) ? 0 : 1;
   }
   const log = createLogger({ verbose: config.verbose });
   try {
     // Loaded here so that a missing libbpf.so.1 is reported like any other error.
-    const { runDaemon } = await import('./daemon.js');
+    const { runDaemon } = await import('../daemon/service/daemon.js');
     await runDaemon(config, log, load);
     return 0;
   } catch (err) {

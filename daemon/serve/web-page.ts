@@ -4,8 +4,8 @@
 // (the WebSocket stream) only from the daemon itself.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ApiResult } from '../protocol/http-api.js';
-import { packageRoot } from './package-root.js';
+import type { ApiResult } from '../../protocol/http-answer.js';
+import { packageRoot } from '../common/package-root.js';
 
 const FILES: Record<string, { file: string; contentType: string }> = {
   '/': { file: 'index.html', contentType: 'text/html; charset=utf-8' },

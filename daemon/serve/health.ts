@@ -1,12 +1,12 @@
 // The daemon's own state, as /v1/stats and /metrics report it: what is
 // attached, how full each kernel map is, what could not be recorded, how long
 // reading the kernel takes, and who is connected.
-import type { ApiServer } from '../protocol/http-api.js';
-import type { NetatopServer } from '../protocol/netatop-server.js';
-import type { RefusalReason } from '../protocol/client-limits.js';
-import type { Collector } from './collector.js';
-import type { Config } from './config.js';
-import type { KernelCounters, KernelStats } from './kernel-counters.js';
+import type { ApiServer } from '../../protocol/http-api.js';
+import type { NetatopServer } from '../../protocol/netatop-server.js';
+import type { RefusalReason } from '../../protocol/client-limits.js';
+import type { Collector } from '../accounting/collector.js';
+import type { Config } from '../service/config.js';
+import type { KernelCounters, KernelStats } from '../kernel/kernel-counters.js';
 
 export interface MapFill {
   /** Entries in use now, or null where the map is only a queue between two drains. */

@@ -4,7 +4,7 @@
 // sends the datagram itself with libc's socket/sendto (Node's dgram module
 // has no Unix datagram sockets). Without $NOTIFY_SOCKET it does nothing.
 import koffi, { type LibraryHandle } from 'koffi';
-import { errnoText, lastErrno, native } from './libbpf.js';
+import { errnoText, lastErrno, native } from '../kernel/libbpf.js';
 
 export type Notify = (state: string) => void;
 

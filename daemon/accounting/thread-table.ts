@@ -4,7 +4,7 @@
 // read, and its final counters are kept here
 // for the retention time of exited processes, so that a process's threads,
 // live and exited, add up to the process's own counters.
-import type { ThreadSample } from './kernel-counters.js';
+import type { ThreadSample } from '../kernel/kernel-counters.js';
 
 export interface ThreadRecord {
   tid: number;

@@ -4,8 +4,8 @@
 // Per process only when asked for, and bounded: the top K processes by
 // traffic and one `other` series, because PIDs are unbounded label values.
 import type { DaemonHealth } from './health.js';
-import { addUnder, sumCounters } from './counter-math.js';
-import { Direction, Kind, Protocol } from './layout.js';
+import { addUnder, sumCounters } from '../accounting/counter-math.js';
+import { Direction, Kind, Protocol } from '../kernel/layout.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 

@@ -2,17 +2,17 @@
 // validated with zod: a bad one is HTTP 400 naming the field, never a silent
 // default. Clients see only what their visibility allows (as on the atop socket).
 import { z } from 'zod';
-import type { ApiRequest, ApiResult } from '../protocol/http-api.js';
-import type { Visibility } from '../protocol/peer-credentials.js';
-import { startEpochSeconds } from './boot-time.js';
-import type { CgroupNames } from './cgroup-names.js';
-import type { Collector } from './collector.js';
+import type { ApiRequest, ApiResult } from '../../protocol/http-answer.js';
+import type { Visibility } from '../../protocol/peer-credentials.js';
+import { startEpochSeconds } from '../kernel/boot-time.js';
+import type { CgroupNames } from '../accounting/cgroup-names.js';
+import type { Collector } from '../accounting/collector.js';
 import type { DaemonHealth } from './health.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
-import { Listing } from '../protocol/listing-body.js';
-import { sumCounters } from './counter-math.js';
-import { Direction, Family, Kind, Protocol } from './layout.js';
-import type { ProcessEntry, ProcessTable } from './process-table.js';
+import { Listing } from '../../protocol/listing-body.js';
+import { sumCounters } from '../accounting/counter-math.js';
+import { Direction, Family, Kind, Protocol } from '../kernel/layout.js';
+import type { ProcessEntry, ProcessTable } from '../accounting/process-table.js';
 
 const PROTOCOLS = ['tcp', 'udp'] as const;
 const DIRECTIONS = ['send', 'recv'] as const;

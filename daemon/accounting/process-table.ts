@@ -5,10 +5,11 @@
 // read for the last time (settled). Exited processes keep their final
 // counters until every connected atop client has been served them.
 import { addInto, addUnder, zeroCounters } from './counter-math.js';
-import { COUNTERS } from './layout.js';
-import type { OverflowSample, ProcInfoSample, SlotVisitor } from './kernel-counters.js';
-import { SlotState } from './layout.js';
+import { COUNTERS } from '../kernel/layout.js';
+import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../kernel/kernel-counters.js';
+import { SlotState } from '../kernel/layout.js';
 import { ForgottenTotals } from './forgotten-totals.js';
+import type { ServedExits } from '../../protocol/netatop-server.js';
 
 export interface ProcessEntry {
   readonly tgid: number;
@@ -444,15 +445,6 @@ export class ProcessTable {
   }
 }
 
-/**
- * What the connected atop clients have been served, as exit sequence numbers:
- * the lowest among clients that see every process (null: none connected),
- * and per uid the lowest among clients that see only that user's processes.
- */
-export interface ServedExits {
-  all: number | null;
-  byUid: ReadonlyMap<number, number>;
-}
 
 function settle(entry: ProcessEntry, cgroupId: number, counters: ArrayLike<number>): void {
   entry.settled ??= new Map();

@@ -3,12 +3,12 @@
 // not been served yet first, then the live ones, so that when a PID has been
 // reused the live process's record is the one atop keeps (atop keeps the last
 // duplicate).
-import { AnswerEncoder, encodeCommand } from '../protocol/netatop-record.js';
-import type { NetatopAnswer } from '../protocol/netatop-server.js';
-import type { Visibility } from '../protocol/peer-credentials.js';
-import { startEpochSeconds } from './boot-time.js';
-import type { Collector } from './collector.js';
-import type { ProcessEntry, ProcessTable } from './process-table.js';
+import { AnswerEncoder, encodeCommand } from '../../protocol/netatop-record.js';
+import type { NetatopAnswer } from '../../protocol/netatop-server.js';
+import type { Visibility } from '../../protocol/peer-credentials.js';
+import { startEpochSeconds } from '../kernel/boot-time.js';
+import type { Collector } from '../accounting/collector.js';
+import type { ProcessEntry, ProcessTable } from '../accounting/process-table.js';
 
 export function atopAnswerBuilder(
   table: ProcessTable,

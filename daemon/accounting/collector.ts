@@ -6,8 +6,8 @@
 // periodic check (one drain and one stats lookup when idle) that reads the
 // slots only when processes exited or moved, so that their slots are freed
 // and exits never pile up in the kernel while no client asks.
-import type { KernelCounters, KernelStats, ProcInfoSample } from './kernel-counters.js';
-import { type Logger, type RateLimitedLog, rateLimited } from './log.js';
+import type { KernelCounters, KernelStats, ProcInfoSample } from '../kernel/kernel-counters.js';
+import { type Logger, type RateLimitedLog, rateLimited } from '../common/log.js';
 import type { KernelRead, ProcessTable } from './process-table.js';
 import type { ThreadRecord, ThreadTable } from './thread-table.js';
 

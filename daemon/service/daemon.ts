@@ -2,26 +2,26 @@
 // starts here, whether or not a client is connected), serves atop, reloads
 // its configuration on SIGHUP, and on SIGTERM/SIGINT lets answers in flight
 // finish, removes its socket and detaches.
-import { atopAnswerBuilder } from './atop-answers.js';
-import { bootEpochSeconds } from './boot-time.js';
-import { Collector } from './collector.js';
+import { atopAnswerBuilder } from '../serve/atop-answers.js';
+import { bootEpochSeconds } from '../kernel/boot-time.js';
+import { Collector } from '../accounting/collector.js';
 import { type Config, RESTART_ONLY, groupId, listenAddress } from './config.js';
-import { KernelCounters } from './kernel-counters.js';
-import { routeLibbpfMessages } from './libbpf.js';
-import { type DaemonLogger, guarded, rateLimited } from './log.js';
-import { checkKernelSupport, checkPrivileges, ensureBpffs, ensureTracefs } from './preflight.js';
-import { type PinDirLock, lockPinDir } from './pin-lock.js';
-import { ProcessTable } from './process-table.js';
-import { ForgottenTotals } from './forgotten-totals.js';
-import { ApiServer } from '../protocol/http-api.js';
-import { NetatopServer } from '../protocol/netatop-server.js';
-import { apiRoutes } from './api-routes.js';
-import { CgroupNames } from './cgroup-names.js';
-import { packageVersion } from './package-root.js';
-import { claimSocketPath } from '../protocol/unix-socket-path.js';
-import { ThreadTable } from './thread-table.js';
-import { webPage } from './web-page.js';
-import { readHealth } from './health.js';
+import { KernelCounters } from '../kernel/kernel-counters.js';
+import { routeLibbpfMessages } from '../kernel/libbpf.js';
+import { type DaemonLogger, guarded, rateLimited } from '../common/log.js';
+import { checkKernelSupport, checkPrivileges, ensureBpffs, ensureTracefs } from '../kernel/preflight.js';
+import { type PinDirLock, lockPinDir } from '../kernel/pin-lock.js';
+import { ProcessTable } from '../accounting/process-table.js';
+import { ForgottenTotals } from '../accounting/forgotten-totals.js';
+import { ApiServer } from '../../protocol/http-api.js';
+import { NetatopServer } from '../../protocol/netatop-server.js';
+import { apiRoutes } from '../serve/api-routes.js';
+import { CgroupNames } from '../accounting/cgroup-names.js';
+import { packageVersion } from '../common/package-root.js';
+import { claimSocketPath } from '../../protocol/unix-socket-path.js';
+import { ThreadTable } from '../accounting/thread-table.js';
+import { webPage } from '../serve/web-page.js';
+import { readHealth } from '../serve/health.js';
 import { systemdNotifier } from './sd-notify.js';
 
 const DRAIN_INTERVAL_MS = 1000;

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { packageRoot } from './package-root.js';
+import { packageRoot } from '../common/package-root.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/netacct/config.json';
 

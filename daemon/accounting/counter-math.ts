@@ -1,6 +1,6 @@
 // Arithmetic on the 16 counters of bpf/netacct.h (see layout.ts for their
 // order), shared by the process table, the API and /metrics.
-import { COUNTERS, Direction, Family, Protocol, counterIndex } from './layout.js';
+import { COUNTERS, Direction, Family, Protocol, counterIndex } from '../kernel/layout.js';
 
 /** Plain arrays: per entry they take far less memory than small typed arrays. */
 export function zeroCounters(): number[] {

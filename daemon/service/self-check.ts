@@ -5,8 +5,8 @@
 // mount, no counting.
 import fs from 'node:fs';
 import { type Config, groupId } from './config.js';
-import { nodeVersionProblem, requiredNodeRange } from './node-version.js';
-import { TRACEFS, checkKernelSupport, checkPrivileges } from './preflight.js';
+import { nodeVersionProblem, requiredNodeRange } from '../common/node-version.js';
+import { TRACEFS, checkKernelSupport, checkPrivileges } from '../kernel/preflight.js';
 
 export interface CheckResult {
   what: string;
@@ -44,7 +44,7 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
     return 'sock:sock_send_length and sock:sock_recv_length tracepoints, BTF';
   });
   await check('BPF programs', async () => {
-    const { loadNetacctObject } = await import('./kernel-counters.js'); // loads libbpf.so.1: a missing one is this check's failure
+    const { loadNetacctObject } = await import('../kernel/kernel-counters.js'); // loads libbpf.so.1: a missing one is this check's failure
     const object = loadNetacctObject({
       objectPath: config.bpfObject,
       pinDir: null,
