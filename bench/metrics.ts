@@ -28,6 +28,7 @@ for (const { cgroups: c, processes: p, top } of CASES) {
     startTimeSeconds: 0,
     processCounts: { live: p, exited: 0 },
     health: {
+      attachMode: { mode: 'tracepoint' as const, description: 'tracepoints' },
       programsAttached: 5,
       maps: { slots: { entries: p, capacity: 32768 }, overflow: { entries: 0, capacity: 16384 }, exited: { entries: null, capacity: 32768 }, threads: null },
       kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0 },

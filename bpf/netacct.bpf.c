@@ -19,6 +19,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "netacct.h"
 
 #define AF_INET 2
@@ -35,13 +36,26 @@ const volatile struct netacct_settings settings = {};
 
 /* Only the kernel fields we read. preserve_access_index makes libbpf
  * relocate their offsets against the running kernel's BTF (CO-RE). */
+struct proto {
+	void *sendpage; /* gone in 6.5, with sock_sendpage: read only where that exists */
+} __attribute__((preserve_access_index));
+
 struct sock_common {
 	unsigned short skc_family;
+	struct proto *skc_prot; /* the kernel's sk->sk_prot */
 } __attribute__((preserve_access_index));
 
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
+} __attribute__((preserve_access_index));
+
+struct socket {
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+struct file {
+	void *private_data; /* a socket's file: its struct socket */
 } __attribute__((preserve_access_index));
 
 typedef struct {
@@ -356,7 +370,8 @@ static __always_inline void mark_thread_exited(struct task_struct *task)
 	}
 }
 
-static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction)
+/* A call on a socket of `sk_family` and `sk_protocol` that returned `ret`. */
+static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol, int ret, int flags, int direction)
 {
 	if (ret < 0) /* failed call, EAGAIN included */
 		return 0;
@@ -364,7 +379,6 @@ static __always_inline int count_call(struct sock *sk, int ret, int flags, int d
 		return 0;
 
 	int family;
-	__u16 sk_family = sk->__sk_common.skc_family;
 	if (sk_family == AF_INET)
 		family = NA_IPV4;
 	else if (sk_family == AF_INET6)
@@ -373,7 +387,6 @@ static __always_inline int count_call(struct sock *sk, int ret, int flags, int d
 		return 0;
 
 	int protocol;
-	__u16 sk_protocol = sk->sk_protocol;
 	if (sk_protocol == IPPROTO_TCP || sk_protocol == IPPROTO_MPTCP) {
 		if (ret == 0) /* EOF or nothing moved: not a call that carried data */
 			return 0;
@@ -402,6 +415,11 @@ static __always_inline int count_call(struct sock *sk, int ret, int flags, int d
 	return count_slow(owner, tgid, calls_index, ret);
 }
 
+static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction)
+{
+	return count_socket_call(sk->__sk_common.skc_family, sk->sk_protocol, ret, flags, direction);
+}
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 {
@@ -412,6 +430,56 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
 {
 	return count_call(sk, ret, flags, NA_RECV);
+}
+
+/*
+ * Where the tracepoints are missing (before 6.3), the same counting on the
+ * functions their call sites reach: the indirect calls of sock_sendmsg_nosec
+ * and sock_recvmsg_nosec always land in these four for TCP, MPTCP, UDP and
+ * UDP-Lite over IPv4 and IPv6 (send flags are 0, as in the tracepoint). The
+ * daemon loads either these or the tracepoint programs, never both.
+ */
+SEC("fexit/inet_sendmsg")
+int BPF_PROG(on_inet_send, struct socket *sock, void *msg, __u64 size, int ret)
+{
+	return count_call(sock->sk, ret, 0, NA_SEND);
+}
+
+SEC("fexit/inet6_sendmsg")
+int BPF_PROG(on_inet6_send, struct socket *sock, void *msg, __u64 size, int ret)
+{
+	return count_call(sock->sk, ret, 0, NA_SEND);
+}
+
+SEC("fexit/inet_recvmsg")
+int BPF_PROG(on_inet_recv, struct socket *sock, void *msg, __u64 size, int flags, int ret)
+{
+	return count_call(sock->sk, ret, flags, NA_RECV);
+}
+
+SEC("fexit/inet6_recvmsg")
+int BPF_PROG(on_inet6_recv, struct socket *sock, void *msg, __u64 size, int flags, int ret)
+{
+	return count_call(sock->sk, ret, flags, NA_RECV);
+}
+
+/* sendfile and splice into a socket on kernels that still have sock_sendpage
+ * (<= 6.4): they never pass inet*_sendmsg, except where the protocol has no
+ * sendpage of its own (UDP over IPv6, MPTCP), whose fallback goes through
+ * kernel_sendmsg and inet*_sendmsg: those are counted there, not twice. */
+SEC("fexit/sock_sendpage")
+int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size, void *ppos, int more, long ret)
+{
+	/* private_data is a void pointer to the verifier: read through it. */
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
+	if (!BPF_CORE_READ(sk, __sk_common.skc_prot, sendpage))
+		return 0;
+	if (family == AF_INET6 && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE))
+		return 0;
+	return count_socket_call(family, protocol, (int)ret, 0, NA_SEND);
 }
 
 /* The process's slot, if it owns one in one of `states`. */

@@ -76,6 +76,7 @@ export async function runListing(command: 'ps' | 'cgroups' | 'stats', socketPath
         `processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)\n` +
         `kernel: ${body.kernel.slots} slots; not recorded: ${body.kernel.overflowFull} events (overflow full), ${body.kernel.exitedFull} exits (exited map full)\n` +
         `maps: ${mapFill('slots', body.maps.slots)}, ${mapFill('overflow', body.maps.overflow)}${body.maps.threads ? `, ${mapFill('threads', body.maps.threads)}` : ''}\n` +
+        `counting with ${body.attachMode.description}\n` +
         `${body.programsAttached} BPF programs attached; last kernel read ${(body.lastReadSeconds * 1000).toFixed(1)} ms\n` +
         `clients: ${body.clients.atop} atop, ${body.clients.api} API (${body.clients.streams} streams)\n`,
     );

@@ -68,6 +68,9 @@ netacct daemon options (each overrides the same setting of the configuration fil
                            updates it cannot take meanwhile are skipped (default 30000)
   --removed-cgroup-fold-ms N  a removed cgroup keeps its own /metrics series for one
                            to two N ms, then folds into cgroup="(removed)" (default 60000)
+  --attach-mode MODE       auto (default: the sock:sock_send_length tracepoints where the
+                           kernel has them, Linux 6.3+, else fexit on inet_sendmsg and its
+                           kin), tracepoint, or fexit (forced, to compare on one kernel)
   --verbose                debug messages
 
 SIGHUP reloads the configuration file; settings that need a restart are named in the log.
@@ -99,6 +102,7 @@ const FLAGS = {
   'atop-idle-timeout-ms': 'atopIdleTimeoutMs',
   'stream-stall-timeout-ms': 'streamStallTimeoutMs',
   'removed-cgroup-fold-ms': 'removedCgroupFoldMs',
+  'attach-mode': 'attachMode',
 } as const satisfies Record<string, keyof Config>;
 const NUMERIC = new Set<keyof Config>([
   'slots',

@@ -8,6 +8,7 @@ import { KernelCounters } from '../daemon/kernel/kernel-counters.js';
 import type { Logger } from '../daemon/common/log.js';
 import { type ProcessEntry, ProcessTable, countersByCgroup } from '../daemon/accounting/process-table.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
+import { testAttachMode } from './helpers/daemon.js';
 import { liveOf } from './helpers/live.js';
 import { BASIC_SCENARIO, expectedCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
@@ -23,7 +24,16 @@ class Counting {
   private readonly collector: Collector;
 
   constructor(slots: number) {
-    this.kernel = KernelCounters.open({ pinDir: null, objectPath: OBJECT, slots, overflowCapacity: 4096, exitedCapacity: 4096, threadCapacity: 0 });
+    const attachMode = testAttachMode();
+    this.kernel = KernelCounters.open({
+      pinDir: null,
+      objectPath: OBJECT,
+      slots,
+      overflowCapacity: 4096,
+      exitedCapacity: 4096,
+      threadCapacity: 0,
+      ...(attachMode ? { attachMode } : {}),
+    });
     const log: Logger = { error: (m) => this.warnings.push(m), warn: (m) => this.warnings.push(m), info() {}, debug() {} };
     this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: 10_000 }, log);
   }

@@ -38,6 +38,7 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
     startTimeSeconds: 0,
     processCounts: { live: 1, exited: 0 },
     health: {
+      attachMode: { mode: 'tracepoint' as const, description: 'tracepoints' },
       programsAttached: 5,
       maps: { slots: { entries: 1, capacity: 2 }, overflow: { entries: 0, capacity: 2 }, exited: { entries: null, capacity: 2 }, threads: null },
       kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0 },

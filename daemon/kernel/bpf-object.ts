@@ -63,11 +63,12 @@ export class BpfObject {
    * max_entries, `rodata` the initial value of its `const volatile` globals
    * (the whole .rodata section, byte for byte), and `pinned` the maps that
    * live in `pinned.dir`: reused when pinned there already (after checking
-   * they are what this object defines), pinned there otherwise.
+   * they are what this object defines), pinned there otherwise;
+   * `skipPrograms` are not loaded at all.
    */
   static load(
     path: string,
-    setup: { capacities?: Record<string, number>; rodata?: Buffer; pinned?: { dir: string; maps: string[] } } = {},
+    setup: { capacities?: Record<string, number>; rodata?: Buffer; pinned?: { dir: string; maps: string[] }; skipPrograms?: string[] } = {},
   ): BpfObject {
     checkObjectFile(path);
     const object = native.openFile(path, null) as BpfObjectPtr | null;
@@ -77,6 +78,10 @@ export class BpfObject {
       for (const [name, entries] of Object.entries(setup.capacities ?? {})) {
         const ret: number = native.setMaxEntries(loaded.map(name), entries);
         if (ret < 0) fail(`setting the capacity of map ${name} to ${entries}`, -ret);
+      }
+      for (const name of setup.skipPrograms ?? []) {
+        const ret: number = native.setAutoload(loaded.program(name), false);
+        if (ret < 0) fail(`leaving program ${name} out`, -ret);
       }
       if (setup.pinned) loaded.pinMaps(setup.pinned.dir, setup.pinned.maps);
       if (setup.rodata) {

@@ -4,6 +4,7 @@
 // records, and who each live process is (through a task iterator).
 import fs from 'node:fs';
 import path from 'node:path';
+import { ALL_COUNTING_PROGRAMS, type AttachMode, chooseAttachMode, countingPrograms, probeKernel } from './attach-mode.js';
 import { BpfObject, BpfError, PinMismatchError, fail } from './bpf-object.js';
 import {
   COUNTERS_SIZE,
@@ -105,6 +106,14 @@ export interface KernelCountersOptions {
   threadCapacity: number;
   /** Entries for threads whose slot is taken (default: threadCapacity). */
   threadOverflowCapacity?: number;
+  /** How to count (attach-mode.ts); default: what the running kernel offers (auto). */
+  attachMode?: AttachMode;
+}
+
+/** The counting programs for `mode` (default: probed, auto) on the running kernel. */
+function countingProgramsFor(mode: AttachMode | undefined): string[] {
+  const features = probeKernel();
+  return countingPrograms(mode ?? chooseAttachMode('auto', features), features);
 }
 
 const ENOENT = 2;
@@ -112,7 +121,6 @@ const ENOSPC = 28;
 const E2BIG = 7;
 
 const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach'] as const;
-const COUNTING_PROGRAMS = ['on_send', 'on_recv'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
 const PINNED_MAPS = ['owners', 'slots', 'overflow', 'exited', 'overflowed', 'stats', 'cgroup_totals'];
 
@@ -197,6 +205,7 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
   // Arrays and a hash need one entry even when per-thread counting is off.
   const threads = Math.max(1, options.threadCapacity);
   if (!Number.isInteger(Math.log2(threads))) throw new BpfError(`the thread capacity must be a power of two, not ${threads}`);
+  const counting = countingProgramsFor(options.attachMode);
   const rodata = Buffer.alloc(Settings.size); // const volatile struct netacct_settings
   rodata.writeUInt32LE(slots - 1, Settings.slotMask);
   rodata.writeUInt32LE(options.threadCapacity > 0 ? 1 : 0, Settings.countThreads);
@@ -212,6 +221,8 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
       threads: options.threadCapacity > 0 ? (options.threadOverflowCapacity ?? threads) : 1,
     },
     rodata,
+    // Programs of the other mode are not even loaded: their attach points may not exist here.
+    skipPrograms: ALL_COUNTING_PROGRAMS.filter((name) => !counting.includes(name)),
     ...(pinDir ? { pinned: { dir: pinDir, maps: PINNED_MAPS } } : {}),
   });
 }
@@ -273,6 +284,7 @@ export class KernelCounters {
     private readonly object: BpfObject,
     private readonly slotCount: number,
     threadCount: number,
+    countingPrograms: readonly string[],
   ) {
     this.ownersFd = object.mapFd('owners');
     const owners = mapShared(this.ownersFd, slotCount * OWNER_SIZE);
@@ -311,7 +323,7 @@ export class KernelCounters {
     for (const name of FOLLOWING_PROGRAMS) object.attach(name);
     this.iterLinkFd = native.linkFd(object.attach(ITERATOR_PROGRAM));
     this.retiredOrphans = this.retireOrphanSlots();
-    for (const name of COUNTING_PROGRAMS) object.attach(name);
+    for (const name of countingPrograms) object.attach(name);
   }
 
   /** Slots of reused (pinned) maps whose process exited while no daemon ran. */
@@ -345,7 +357,7 @@ export class KernelCounters {
   static open(options: KernelCountersOptions, notice: (message: string) => void = () => {}): KernelCounters {
     const object = options.pinDir ? loadPinned(options, options.pinDir, notice) : loadNetacctObject(options);
     try {
-      return new KernelCounters(object, options.slots, options.threadCapacity);
+      return new KernelCounters(object, options.slots, options.threadCapacity, countingProgramsFor(options.attachMode));
     } catch (err) {
       object.close();
       throw err;

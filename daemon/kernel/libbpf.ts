@@ -7,6 +7,7 @@ export type BpfObjectPtr = bigint & { readonly __brand: 'bpf_object' };
 export type BpfMapPtr = bigint & { readonly __brand: 'bpf_map' };
 export type BpfProgramPtr = bigint & { readonly __brand: 'bpf_program' };
 export type BpfLinkPtr = bigint & { readonly __brand: 'bpf_link' };
+export type BtfPtr = bigint & { readonly __brand: 'btf' };
 
 function loadLibrary(name: string, hint: string): LibraryHandle {
   try {
@@ -23,6 +24,7 @@ koffi.opaque('bpf_object');
 koffi.opaque('bpf_map');
 koffi.opaque('bpf_program');
 koffi.opaque('bpf_link');
+koffi.opaque('btf');
 
 /** libbpf's print callback: (level, format, va_list). */
 const PrintFn = koffi.proto('int netacct_print_fn(int level, const char *fmt, void *args)');
@@ -63,6 +65,10 @@ export const native = {
     'int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
   ),
   numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
+  setAutoload: libbpf.func('int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
+  loadVmlinuxBtf: libbpf.func('btf *btf__load_vmlinux_btf()'),
+  btfFindByNameKind: libbpf.func('int btf__find_by_name_kind(btf *btf, const char *name, uint32_t kind)'),
+  btfFree: libbpf.func('void btf__free(btf *btf)'),
   strerror: libbpf.func('int libbpf_strerror(int err, char *buf, size_t size)'),
   flock: libc.func('int flock(int fd, int operation)'),
   vsnprintf: libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)'),

@@ -1,13 +1,11 @@
 // Checks made before anything is loaded, each failing with one line that says
 // what is wrong and what to do.
 import fs from 'node:fs';
-import os from 'node:os';
 import { native, errnoText, lastErrno } from './libbpf.js';
 
 export class PreflightError extends Error {}
 
 export const TRACEFS = '/sys/kernel/tracing';
-const TRACEPOINTS = ['sock/sock_send_length', 'sock/sock_recv_length'];
 const CAP_SYS_ADMIN = 21n;
 const CAP_PERFMON = 38n;
 const CAP_BPF = 39n;
@@ -57,21 +55,6 @@ export function ensureBpffs(dir: string): void {
   if (ret !== 0 || !onBpffs()) {
     throw new PreflightError(
       `no bpf filesystem at ${BPFFS} and mounting one failed: ${errnoText(lastErrno())} (try: mount -t bpf bpf ${BPFFS})`,
-    );
-  }
-}
-
-export function checkKernelSupport(): void {
-  for (const tracepoint of TRACEPOINTS) {
-    if (!fs.existsSync(`${TRACEFS}/events/${tracepoint}`)) {
-      throw new PreflightError(
-        `kernel ${os.release()} has no tracepoint ${tracepoint.replace('/', ':')}: netacct needs Linux 6.3 or later`,
-      );
-    }
-  }
-  if (!fs.existsSync('/sys/kernel/btf/vmlinux')) {
-    throw new PreflightError(
-      `kernel ${os.release()} has no BTF (/sys/kernel/btf/vmlinux): netacct needs a kernel built with CONFIG_DEBUG_INFO_BTF`,
     );
   }
 }

@@ -5,6 +5,7 @@ import type { ApiServer } from '../../protocol/http-api.js';
 import type { NetatopServer } from '../../protocol/netatop-server.js';
 import type { RefusalReason } from '../../protocol/client-limits.js';
 import type { Collector } from '../accounting/collector.js';
+import type { AttachMode } from '../kernel/attach-mode.js';
 import type { Config } from '../service/config.js';
 import type { KernelCounters, KernelStats } from '../kernel/kernel-counters.js';
 
@@ -15,6 +16,8 @@ export interface MapFill {
 }
 
 export interface DaemonHealth {
+  /** How the kernel side counts (daemon/kernel/attach-mode.ts). */
+  attachMode: { mode: AttachMode; description: string };
   programsAttached: number;
   maps: { slots: MapFill; overflow: MapFill; exited: MapFill; threads: MapFill | null };
   /** Cumulative: what the kernel could not record (never silently lost). */
@@ -37,12 +40,14 @@ function refusals(socket: string, refused: Readonly<Record<RefusalReason, number
 /** The daemon's health now, from its parts. */
 export function readHealth(
   config: Config,
+  attachMode: DaemonHealth['attachMode'],
   kernel: KernelCounters,
   collector: Collector,
   atop: NetatopServer,
   apiServers: readonly ApiServer[],
 ): DaemonHealth {
   return {
+    attachMode,
     programsAttached: kernel.attachedPrograms,
     maps: {
       slots: { entries: kernel.slotsInUse(), capacity: config.slots },

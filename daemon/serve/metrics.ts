@@ -130,6 +130,7 @@ export function renderMetrics(input: MetricsInput): string {
   const processes = family('netacct_processes', 'gauge', 'Processes with counters: live, and exited but still kept for clients.');
   processes.add({ state: 'live' }, input.processCounts.live);
   processes.add({ state: 'exited' }, input.processCounts.exited);
+  family('netacct_attach_mode_info', 'gauge', 'How the kernel side counts: tracepoint (Linux 6.3+) or fexit (value 1).').add({ mode: health.attachMode.mode }, 1);
   family('netacct_bpf_programs_attached', 'gauge', 'BPF programs attached (0 means nothing is counted).').add({}, health.programsAttached);
   const entries = family('netacct_map_entries', 'gauge', 'Entries in use in a kernel map.');
   const capacity = family('netacct_map_capacity', 'gauge', 'Capacity of a kernel map, entries.');

@@ -70,6 +70,11 @@ export const ConfigSchema = z.strictObject({
   streamStallTimeoutMs: z.number().int().min(1000),
   /** A removed cgroup keeps its own series this long (one to two of these intervals), then folds into cgroup "(removed)". */
   removedCgroupFoldMs: z.number().int().min(1000),
+  /**
+   * How to count: "auto" (the tracepoints where the kernel has them, else
+   * fexit), or "tracepoint" or "fexit" forced (to compare both on one kernel).
+   */
+  attachMode: z.enum(['auto', 'tracepoint', 'fexit']),
   /** Debug messages in the log. */
   verbose: z.boolean(),
 });
@@ -93,6 +98,7 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'atopIdleTimeoutMs',
   'streamStallTimeoutMs',
   'removedCgroupFoldMs',
+  'attachMode',
 ];
 
 export function defaultConfig(): Config {
@@ -121,6 +127,7 @@ export function defaultConfig(): Config {
     atopIdleTimeoutMs: 3_600_000,
     streamStallTimeoutMs: 30_000,
     removedCgroupFoldMs: 60_000,
+    attachMode: 'auto',
     verbose: false,
   };
 }

@@ -9,7 +9,8 @@ import { type Config, RESTART_ONLY, groupId, listenAddress } from './config.js';
 import { KernelCounters } from '../kernel/kernel-counters.js';
 import { routeLibbpfMessages } from '../kernel/libbpf.js';
 import { type DaemonLogger, guarded, rateLimited } from '../common/log.js';
-import { checkKernelSupport, checkPrivileges, ensureBpffs, ensureTracefs } from '../kernel/preflight.js';
+import { checkPrivileges, ensureBpffs, ensureTracefs } from '../kernel/preflight.js';
+import { chooseAttachMode, describeAttachMode, probeKernel } from '../kernel/attach-mode.js';
 import { type PinDirLock, lockPinDir } from '../kernel/pin-lock.js';
 import { ProcessTable } from '../accounting/process-table.js';
 import { ForgottenTotals } from '../accounting/forgotten-totals.js';
@@ -59,7 +60,8 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   await claimSocketPath(config.atopSocket);
   if (config.apiSocket) await claimSocketPath(config.apiSocket);
   ensureTracefs();
-  checkKernelSupport();
+  const features = probeKernel();
+  const attachMode = chooseAttachMode(config.attachMode, features);
   if (config.pinDir) ensureBpffs(config.pinDir);
   // Before anything is attached: a second daemon on the same maps would count every event twice.
   const pinLock = config.pinDir ? lockPinDir(config.pinDir) : null;
@@ -74,9 +76,11 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
       threadOverflowCapacity: config.threadOverflowCapacity,
+      attachMode,
     },
     (message) => log.warn(message),
   ));
+  log.info(`counting with ${describeAttachMode(attachMode, features)}`);
   if (kernel.retiredOrphans > 0) {
     log.info(`${kernel.retiredOrphans} processes counted in the pinned maps exited while no daemon ran: retired with their last counters`);
   }
@@ -134,7 +138,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     bootEpoch: bootEpochSeconds(),
     version: packageVersion(),
     startedAtMs: Date.now(),
-    health: () => readHealth(config, kernel, collector, server, apiServers),
+    health: () => readHealth(config, { mode: attachMode, description: describeAttachMode(attachMode, features) }, kernel, collector, server, apiServers),
     cgroupNames,
     metricsTopProcesses: () => running.metricsTopProcesses,
     webPage: webPage(),

@@ -3,10 +3,9 @@
 // libbpf, and the kernel verifier's verdict on the BPF programs, loaded but
 // never attached nor pinned) and changes nothing on the host: no socket, no
 // mount, no counting.
-import fs from 'node:fs';
 import { type Config, groupId } from './config.js';
 import { nodeVersionProblem, requiredNodeRange } from '../common/node-version.js';
-import { TRACEFS, checkKernelSupport, checkPrivileges } from '../kernel/preflight.js';
+import { checkPrivileges } from '../kernel/preflight.js';
 
 export interface CheckResult {
   what: string;
@@ -38,13 +37,15 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
     checkPrivileges();
     return 'CAP_BPF and CAP_PERFMON (or root)';
   });
-  await check('kernel', () => {
-    if (!fs.existsSync(`${TRACEFS}/events`)) return `tracefs not mounted at ${TRACEFS}: the daemon mounts it at start`;
-    checkKernelSupport();
-    return 'sock:sock_send_length and sock:sock_recv_length tracepoints, BTF';
+  await check('kernel', async () => {
+    // Loaded here, as kernel-counters below: it loads libbpf.so.1, and a missing one is a check's failure.
+    const { chooseAttachMode, describeAttachMode, probeKernel } = await import('../kernel/attach-mode.js');
+    const features = probeKernel();
+    return `counting with ${describeAttachMode(chooseAttachMode(config.attachMode, features), features)}; BTF`;
   });
   await check('BPF programs', async () => {
     const { loadNetacctObject } = await import('../kernel/kernel-counters.js'); // loads libbpf.so.1: a missing one is this check's failure
+    const { chooseAttachMode, probeKernel } = await import('../kernel/attach-mode.js');
     const object = loadNetacctObject({
       objectPath: config.bpfObject,
       pinDir: null,
@@ -53,6 +54,7 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
       threadOverflowCapacity: config.threadOverflowCapacity,
+      attachMode: chooseAttachMode(config.attachMode, probeKernel()),
     });
     object.close();
     return `${config.bpfObject}: accepted by the kernel's verifier (loaded, not attached)`;

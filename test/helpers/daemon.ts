@@ -29,6 +29,14 @@ function emptyConfig(): string {
   return file;
 }
 
+/** The attach mode the suites are run in (NETACCT_TEST_ATTACH_MODE), or undefined for the daemon's own choice. */
+export function testAttachMode(): 'tracepoint' | 'fexit' | undefined {
+  const mode = process.env['NETACCT_TEST_ATTACH_MODE'];
+  if (mode === undefined || mode === '' || mode === 'auto') return undefined;
+  if (mode !== 'tracepoint' && mode !== 'fexit') throw new Error(`NETACCT_TEST_ATTACH_MODE=${mode}: auto, tracepoint or fexit`);
+  return mode;
+}
+
 export class TestDaemon {
   log = '';
 
@@ -55,6 +63,9 @@ export class TestDaemon {
     // Never the default API socket either.
     const apiSocketPath = tempPath('api');
     if (!extraArgs.includes('--api-socket')) config.push('--api-socket', apiSocketPath);
+    // The suites inside guest kernels run once per attach mode (test/vm).
+    const mode = testAttachMode();
+    if (mode && !extraArgs.includes('--attach-mode')) config.push('--attach-mode', mode);
     // Through the bin's shebang, with the node flags a deployed daemon has.
     const [command, ...args] = [...(options.launcher ?? []), NETACCT, 'daemon', '--atop-socket', socketPath, ...config, ...extraArgs];
     const child = spawn(command!, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...options.env } });
