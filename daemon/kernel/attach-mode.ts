@@ -5,16 +5,51 @@
 // tracepoints' call sites reach, inet_sendmsg, inet6_sendmsg, inet_recvmsg,
 // inet6_recvmsg, and sock_sendpage where the kernel still has it (<= 6.4,
 // sendfile and splice). Both count by the same code (bpf/netacct.bpf.c).
+import os from 'node:os';
 import { type BtfPtr, native } from './libbpf.js';
 import { PreflightError } from './preflight.js';
 
 export type AttachMode = 'tracepoint' | 'fexit';
 
-/** What the running kernel offers, from /sys/kernel/btf/vmlinux. */
+/** What the running kernel offers, from /sys/kernel/btf/vmlinux (and one probe program). */
 export interface KernelFeatures {
   tracepoints: boolean;
   fexitTargets: boolean;
   sendpage: boolean;
+  /** BPF compare-and-exchange (Linux 5.12), with which a process claims its slot. */
+  atomics: boolean;
+}
+
+const BPF_PROG_TYPE_SOCKET_FILTER = 1;
+
+/**
+ * Whether the verifier takes an atomic compare-and-exchange: loads a
+ * seven-instruction socket filter that does one on its stack, then drops it.
+ * The slots' claim protocol needs it, and its floor (5.12) is above the
+ * other features the object uses (task storage, bpf_get_current_task_btf: 5.11).
+ */
+function probeAtomics(): boolean {
+  const insn = (code: number, dst: number, src: number, off: number, imm: number): Buffer => {
+    const b = Buffer.alloc(8);
+    b.writeUInt8(code, 0);
+    b.writeUInt8(dst | (src << 4), 1);
+    b.writeInt16LE(off, 2);
+    b.writeInt32LE(imm, 4);
+    return b;
+  };
+  const program = Buffer.concat([
+    insn(0xb7, 1, 0, 0, 0), // r1 = 0
+    insn(0x7b, 10, 1, -8, 0), // *(u64 *)(r10 - 8) = r1
+    insn(0xb7, 0, 0, 0, 0), // r0 = 0
+    insn(0xb7, 1, 0, 0, 1), // r1 = 1
+    insn(0xdb, 10, 1, -8, 0xf1), // r0 = atomic cmpxchg((u64 *)(r10 - 8), r0, r1)
+    insn(0xb7, 0, 0, 0, 0), // r0 = 0
+    insn(0x95, 0, 0, 0, 0), // exit
+  ]);
+  const fd: number = native.progLoad(BPF_PROG_TYPE_SOCKET_FILTER, 'netacct_probe', 'GPL', program, program.length / 8, null);
+  if (fd < 0) return false;
+  native.closeFd(fd);
+  return true;
 }
 
 const BTF_KIND_TYPEDEF = 8;
@@ -35,6 +70,7 @@ export function probeKernel(): KernelFeatures {
       tracepoints: has('btf_trace_sock_send_length', BTF_KIND_TYPEDEF) && has('btf_trace_sock_recv_length', BTF_KIND_TYPEDEF),
       fexitTargets: FEXIT_TARGETS.every((name) => has(name, BTF_KIND_FUNC)),
       sendpage: has('sock_sendpage', BTF_KIND_FUNC),
+      atomics: probeAtomics(),
     };
   } finally {
     native.btfFree(btf);
@@ -43,6 +79,12 @@ export function probeKernel(): KernelFeatures {
 
 /** The mode for the `attachMode` setting on a kernel with `features`, or a PreflightError saying why there is none. */
 export function chooseAttachMode(setting: 'auto' | AttachMode, features: KernelFeatures): AttachMode {
+  if (!features.atomics) {
+    throw new PreflightError(
+      `kernel ${os.release()} lacks BPF atomic compare-and-exchange (Linux 5.12): netacct needs Linux 5.12 or later ` +
+        "(RHEL 9's 5.14, Ubuntu 22.04's 5.15 and Debian 12's 6.1 work; Debian 11's 5.10 does not)",
+    );
+  }
   if (setting === 'tracepoint' && !features.tracepoints) {
     throw new PreflightError('attachMode tracepoint: this kernel has no sock:sock_send_length tracepoint (Linux 6.3 or later); use auto or fexit');
   }

@@ -65,6 +65,7 @@ export const native = {
     'int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
   ),
   numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
+  progLoad: libbpf.func('int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t count, void *opts)'),
   setAutoload: libbpf.func('int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
   loadVmlinuxBtf: libbpf.func('btf *btf__load_vmlinux_btf()'),
   btfFindByNameKind: libbpf.func('int btf__find_by_name_kind(btf *btf, const char *name, uint32_t kind)'),

@@ -53,6 +53,11 @@ prepare() {
 	[[ -n $package ]] || { echo "test/vm: no linux-image package in $suite" >&2; exit 1; }
 	(cd "$dir/deb" && apt-get "${apt[@]}" download "$package" >&2)
 	dpkg-deb -x "$dir"/deb/*.deb "$dir/image"
+	# Newer packages (trixie) ship /usr/lib/modules; depmod here looks in /lib/modules.
+	if [[ ! -d $dir/image/lib/modules && -d $dir/image/usr/lib/modules ]]; then
+		mkdir -p "$dir/image/lib"
+		mv "$dir/image/usr/lib/modules" "$dir/image/lib/modules"
+	fi
 	local release
 	release=$(basename "$(ls -d "$dir"/image/lib/modules/*)")
 	cp "$dir/image/boot/vmlinuz-$release" "$dir/vmlinuz"
