@@ -7,6 +7,7 @@ import { Collector } from '../daemon/accounting/collector.js';
 import { KernelCounters } from '../daemon/kernel/kernel-counters.js';
 import type { Logger } from '../daemon/common/log.js';
 import { type ProcessEntry, ProcessTable, countersByCgroup } from '../daemon/accounting/process-table.js';
+import { Direction, Family, Kind, Protocol, counterIndex } from '../daemon/kernel/layout.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { testAttachMode } from './helpers/daemon.js';
 import { liveOf } from './helpers/live.js';
@@ -89,6 +90,28 @@ describeWithBpf('kernel counting (real BPF)', () => {
     const child = await TrafficChild.start('udplite');
     expect(counting().counters(child.pid)).toEqual(
       expectedCounters({ 'ipv4 udp send': [7, 2100], 'ipv4 udp recv': [7, 2100] }),
+    );
+    await child.finish();
+  });
+
+  test('sendmmsg/recvmmsg per message, writev/readv, sendfile and splice: exact bytes (and calls, but sendfile per page where sock_sendpage exists)', async () => {
+    const child = await TrafficChild.start('calls');
+    const actual = counting().counters(child.pid)!;
+    // sendfile into a socket is one call per page on kernels with sock_sendpage (<= 6.4), one per 64 KiB after.
+    const sendfileCalls = actual[counterIndex(Family.ipv6, Protocol.tcp, Direction.send, Kind.calls)]!;
+    expect(sendfileCalls).toBeGreaterThanOrEqual(2);
+    console.log(`sendfile of 23,380 bytes and splice of 5,000 into TCP/IPv6: ${sendfileCalls} send calls`);
+    expect(actual).toEqual(
+      expectedCounters({
+        'ipv4 udp send': [3, 600],
+        'ipv4 udp recv': [3, 600],
+        'ipv4 tcp send': [1, 3000],
+        'ipv4 tcp recv': [1, 3000],
+        'ipv6 tcp send': [sendfileCalls, 23_380 + 5000],
+        'ipv6 tcp recv': [2, 23_380 + 5000],
+        'ipv6 udp send': [1, 1000], // not twice: sock_sendpage falls back to inet6_sendmsg for UDP/IPv6
+        'ipv6 udp recv': [1, 1000],
+      }),
     );
     await child.finish();
   });

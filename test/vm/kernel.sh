@@ -115,7 +115,7 @@ run() { # run SUITE -- CMD...
 	trap 'rm -rf "$work"' EXIT
 	{
 		printf 'cd %q || exit 125\n' "$PWD"
-		printf 'export PATH=%q HOME=/root CI=%q\n' "$PATH" "${CI:-}"
+		printf 'export PATH=%q HOME=/root CI=%q NETACCT_TEST_ATTACH_MODE=%q\n' "$PATH" "${CI:-}" "${NETACCT_TEST_ATTACH_MODE:-}"
 		printf '%q ' "$@"
 		echo
 	} >"$work/command"
