@@ -97,4 +97,17 @@ int original_recv(struct sock_length_args *args)
 	return original_count(args, 1);
 }
 
+/* Empty fexit programs on the fallback's attach points (kernels without the tracepoints). */
+SEC("fexit/inet_sendmsg")
+int BPF_PROG(empty_fexit_send, void *sock, void *msg, __u64 size, int ret)
+{
+	return 0;
+}
+
+SEC("fexit/inet_recvmsg")
+int BPF_PROG(empty_fexit_recv, void *sock, void *msg, __u64 size, int flags, int ret)
+{
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "GPL";

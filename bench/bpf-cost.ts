@@ -7,9 +7,11 @@
 // every round rotates the attach order and the figures are means over rounds.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { BpfObject } from '../daemon/kernel/bpf-object.js';
 import { loadNetacctObject } from '../daemon/kernel/kernel-counters.js';
+import { probeKernel } from '../daemon/kernel/attach-mode.js';
 import type { BpfLinkPtr } from '../daemon/kernel/libbpf.js';
 import { packageRoot } from '../daemon/common/package-root.js';
 import { compileFixture } from './fixtures.js';
@@ -30,28 +32,60 @@ function runStats(fd: number): { ns: number; count: number } {
   return { ns: field('run_time_ns'), count: field('run_cnt') };
 }
 
+/** The object, or null (said) where this kernel refuses it. */
+function tryLoad(what: string, load: () => BpfObject): BpfObject | null {
+  try {
+    return load();
+  } catch (err) {
+    console.log(`${what}: not measured here (${(err as Error).message.split('(see')[0]!.trim()}); inside a guest: test/vm/kernel.sh run trixie -- npm run bench:bpf`);
+    return null;
+  }
+}
+
 function main(): void {
   if (process.getuid?.() !== 0) throw new Error('bench/bpf-cost needs root');
   const root = packageRoot();
   // NETACCT_OBJECT: measure a variant of netacct's programs (same program names).
   const objectPath = process.env['NETACCT_OBJECT'] ?? path.join(root, 'bpf', 'netacct.bpf.o');
   const sized = { pinDir: null, objectPath, slots: 32768, overflowCapacity: 16384, exitedCapacity: 32768 };
-  const netacct = loadNetacctObject({ ...sized, threadCapacity: 0 });
-  // The same programs with per-thread counting switched on (.rodata).
-  const withThreads = loadNetacctObject({ ...sized, threadCapacity: 16384 });
-  const baselines = BpfObject.load(path.join(root, 'bench', 'baselines.bpf.o'));
+  const { tracepoints } = probeKernel();
+  // Each mode where this kernel has it: fexit cannot load on some hosts (EPERM in this project's
+  // sandbox), the tracepoints are missing before 6.3. Run it inside a guest for both:
+  // test/vm/kernel.sh run trixie -- npm run bench:bpf
+  const fexit = tryLoad('fexit', () => loadNetacctObject({ ...sized, threadCapacity: 0, attachMode: 'fexit' }));
+  const baselinePath = path.join(root, 'bench', 'baselines.bpf.o');
+  const tracepointBaselines = ['empty_btf_send', 'empty_btf_recv', 'empty_tp_send', 'empty_tp_recv', 'original_send', 'original_recv'];
+  const fexitBaselines = ['empty_fexit_send', 'empty_fexit_recv'];
+  const baselines = BpfObject.load(baselinePath, {
+    skipPrograms: [...(tracepoints ? [] : tracepointBaselines), ...(fexit ? [] : fexitBaselines)],
+  });
+  const objects: BpfObject[] = [baselines];
+  const groups: Group[] = [];
+  if (tracepoints) {
+    const netacct = loadNetacctObject({ ...sized, threadCapacity: 0, attachMode: 'tracepoint' });
+    // The same programs with per-thread counting switched on (.rodata).
+    const withThreads = loadNetacctObject({ ...sized, threadCapacity: 16384, attachMode: 'tracepoint' });
+    objects.push(netacct, withThreads);
+    groups.push(
+      { label: 'empty (tp_btf)', object: baselines, programs: ['empty_btf_send', 'empty_btf_recv'] },
+      { label: 'empty (classic tracepoint)', object: baselines, programs: ['empty_tp_send', 'empty_tp_recv'] },
+      { label: 'netacct', object: netacct, programs: ['on_send', 'on_recv'] },
+      { label: 'netacct, per-thread counting on', object: withThreads, programs: ['on_send', 'on_recv'] },
+      { label: 'original-style (per-CPU hash by tgid)', object: baselines, programs: ['original_send', 'original_recv'] },
+    );
+  }
+  if (fexit) {
+    objects.push(fexit);
+    groups.push(
+      { label: 'empty (fexit)', object: baselines, programs: ['empty_fexit_send', 'empty_fexit_recv'] },
+      { label: 'netacct, fexit fallback', object: fexit, programs: ['on_inet_send', 'on_inet_recv'] },
+    );
+  }
   // netacct's exit and cgroup programs run beside the hot path, as in the daemon.
-  for (const object of [netacct, withThreads]) {
+  for (const object of objects.slice(1)) {
     object.attach('on_process_exit');
     object.attach('on_cgroup_attach');
   }
-  const groups: Group[] = [
-    { label: 'empty (tp_btf)', object: baselines, programs: ['empty_btf_send', 'empty_btf_recv'] },
-    { label: 'empty (classic tracepoint)', object: baselines, programs: ['empty_tp_send', 'empty_tp_recv'] },
-    { label: 'netacct', object: netacct, programs: ['on_send', 'on_recv'] },
-    { label: 'netacct, per-thread counting on', object: withThreads, programs: ['on_send', 'on_recv'] },
-    { label: 'original-style (per-CPU hash by tgid)', object: baselines, programs: ['original_send', 'original_recv'] },
-  ];
   const traffic = compileFixture('traffic');
   const previousStats = fs.readFileSync(STATS_SYSCTL, 'utf8').trim();
   const perGroup = new Map<string, number[]>(groups.map((g) => [g.label, []]));
@@ -78,14 +112,12 @@ function main(): void {
     }
   } finally {
     fs.writeFileSync(STATS_SYSCTL, previousStats);
-    netacct.close();
-    withThreads.close();
-    baselines.close();
+    for (const object of objects) object.close();
   }
 
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   console.log(
-    `BPF cost per event on sock_send_length + sock_recv_length: ${groups.length * ROUNDS_PER_ORDER} rounds of ` +
+    `BPF cost per event (kernel ${os.release()}): ${groups.length * ROUNDS_PER_ORDER} rounds of ` +
       `${EXCHANGES} TCP exchanges over 127.0.0.1 (${2 * EXCHANGES} events per program per round), attach order rotated`,
   );
   console.log(`${'program'.padEnd(42)} ${'mean ns'.padStart(8)} ${'min'.padStart(7)} ${'max'.padStart(7)}`);
@@ -95,6 +127,12 @@ function main(): void {
     );
   }
   const cost = (label: string): number => mean(perGroup.get(label)!);
+  if (fexit) {
+    const fallback = cost('netacct, fexit fallback');
+    console.log(`fexit fallback / empty (fexit):      ${(fallback / cost('empty (fexit)')).toFixed(2)}`);
+    if (tracepoints) console.log(`fexit fallback / tracepoint netacct: ${(fallback / cost('netacct')).toFixed(2)} (same events)`);
+  }
+  if (!tracepoints) return;
   const ours = cost('netacct');
   console.log(`netacct / empty (tp_btf):            ${(ours / cost('empty (tp_btf)')).toFixed(2)}`);
   console.log(`netacct / empty (classic tracepoint): ${(ours / cost('empty (classic tracepoint)')).toFixed(2)}`);

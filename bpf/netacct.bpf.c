@@ -370,14 +370,19 @@ static __always_inline void mark_thread_exited(struct task_struct *task)
 	}
 }
 
-/* A call on a socket of `sk_family` and `sk_protocol` that returned `ret`. */
-static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol, int ret, int flags, int direction)
+/* Whether a call that returned `ret` with `flags` moved data to count. */
+static __always_inline int moved_data(int ret, int flags, int direction)
 {
 	if (ret < 0) /* failed call, EAGAIN included */
 		return 0;
 	if (direction == NA_RECV && (flags & MSG_PEEK)) /* read again later */
 		return 0;
+	return 1;
+}
 
+/* A call that moved data (moved_data) on a socket of `sk_family` and `sk_protocol`. */
+static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol, int ret, int direction)
+{
 	int family;
 	if (sk_family == AF_INET)
 		family = NA_IPV4;
@@ -417,7 +422,9 @@ static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol,
 
 static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction)
 {
-	return count_socket_call(sk->__sk_common.skc_family, sk->sk_protocol, ret, flags, direction);
+	if (!moved_data(ret, flags, direction)) /* before touching the socket: most calls that fail stop here */
+		return 0;
+	return count_socket_call(sk->__sk_common.skc_family, sk->sk_protocol, ret, direction);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -471,6 +478,8 @@ SEC("fexit/sock_sendpage")
 int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size, void *ppos, int more, long ret)
 {
 	/* private_data is a void pointer to the verifier: read through it. */
+	if (!moved_data((int)ret, 0, NA_SEND))
+		return 0;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -479,7 +488,7 @@ int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size,
 		return 0;
 	if (family == AF_INET6 && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE))
 		return 0;
-	return count_socket_call(family, protocol, (int)ret, 0, NA_SEND);
+	return count_socket_call(family, protocol, (int)ret, NA_SEND);
 }
 
 /* The process's slot, if it owns one in one of `states`. */
