@@ -18,7 +18,7 @@ export class Listing<Row = unknown> {
 const ROWS_PER_CHUNK = 250;
 
 /** The described rows, a chunk per turn of the event loop. */
-export async function describeRows<Row>(listing: Listing<Row>): Promise<unknown[]> {
+async function describeRows<Row>(listing: Listing<Row>): Promise<unknown[]> {
   const described: unknown[] = [];
   for (let start = 0; start < listing.rows.length; start += ROWS_PER_CHUNK) {
     if (start > 0) await nextTurn();

@@ -10,7 +10,7 @@
 import { addInto, addUnder, zeroCounters } from './counter-math.js';
 
 /** The key of the bucket of cgroups removed since (no cgroup has id 0). */
-export const REMOVED_CGROUPS = 0;
+const REMOVED_CGROUPS = 0;
 
 /** Where the totals persist: the pinned map, through KernelCounters. */
 export interface TotalsStore {
