@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/common/log.js';
 import { type ApiHandler, type ApiRequest, closingResponse, msgpackEncoder } from './http-answer.js';
 import { jsonPieces, plainBody } from './listing-body.js';
+import { ClientCounts } from './client-limits.js';
 import type { ClientIdentity } from './socket-listener.js';
 
 const Subscription = z.strictObject({
@@ -73,19 +74,27 @@ export class ApiStreams {
   private readonly report: RateLimitedLog;
   /** Subscribers by interval, each interval with its one timer. */
   private readonly groups = new Map<number, { timer: NodeJS.Timeout; subscribers: Set<Subscriber> }>();
-  private readonly streamsByOwner = new Map<string, number>();
+  /** Streams per owner: the connection limits' mechanism, with no total (connections bound that). */
+  private readonly streams: ClientCounts;
   /** Keys whose update is being built now. */
   private readonly building = new Set<string>();
   /** Subscribers waiting for their first update (deliverSoon). */
   private readonly firstUpdates: Subscriber[] = [];
-  limitPerUser: number;
-  /** Upgrades refused by the per-user limit, and updates skipped for clients that had not taken the previous one. */
-  refused = 0;
+  /** Updates skipped for clients that had not taken the previous one (or whose previous one was still being built). */
   skippedUpdates = 0;
 
   constructor(private readonly options: ApiStreamsOptions) {
     this.report = rateLimited(options.log);
-    this.limitPerUser = options.limitPerUser;
+    this.streams = new ClientCounts({ total: Infinity, perUser: options.limitPerUser, reservedForRoot: 0 });
+  }
+
+  /** Upgrades refused by the per-user limit. */
+  get refused(): number {
+    return this.streams.refused.per_user;
+  }
+
+  set limitPerUser(limit: number) {
+    this.streams.limits = { ...this.streams.limits, perUser: limit };
   }
 
   async upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, client: ClientIdentity): Promise<void> {
@@ -96,19 +105,13 @@ export class ApiStreams {
       // a malformed target: 404 below
     }
     if (path !== '/v1/stream') return void socket.end(closingResponse(404, 'Not Found'), () => socket.destroy());
-    const held = this.streamsByOwner.get(client.owner.key) ?? 0;
-    if (!client.owner.root && held >= this.limitPerUser) {
-      this.refused++;
-      this.report('warn', 'per user', `API stream refused: ${client.owner.key} already has ${this.limitPerUser} streams (the limit per user)`);
-      return void socket.end(closingResponse(429, 'Too Many Requests', `${client.owner.key} already has ${this.limitPerUser} streams (the limit per user)`), () => socket.destroy());
-    }
     // Counted before the first upgrade waits for ws to load: upgrades at once count too.
-    this.streamsByOwner.set(client.owner.key, held + 1);
-    socket.once('close', () => {
-      const count = (this.streamsByOwner.get(client.owner.key) ?? 1) - 1;
-      if (count === 0) this.streamsByOwner.delete(client.owner.key);
-      else this.streamsByOwner.set(client.owner.key, count);
-    });
+    if (this.streams.admit(client.owner)) {
+      const why = `${client.owner.key} already has ${this.streams.limits.perUser} streams (the limit per user)`;
+      this.report('warn', 'per user', `API stream refused: ${why}`);
+      return void socket.end(closingResponse(429, 'Too Many Requests', why), () => socket.destroy());
+    }
+    socket.once('close', () => this.streams.release(client.owner));
     if (!this.server) {
       const { WebSocketServer: Server } = await import('ws');
       this.server ??= new Server({ noServer: true, maxPayload: 64 * 1024 });

@@ -60,7 +60,15 @@ const TRACEPOINT_PROGRAMS = ['on_send', 'on_recv'];
 const FEXIT_PROGRAMS = ['on_inet_send', 'on_inet6_send', 'on_inet_recv', 'on_inet6_recv'];
 const SENDPAGE_PROGRAM = 'on_sendpage';
 
+let probed: KernelFeatures | null = null;
+
+/** The running kernel's features, probed once per process (they cannot change under it). */
 export function probeKernel(): KernelFeatures {
+  probed ??= readKernelFeatures();
+  return probed;
+}
+
+function readKernelFeatures(): KernelFeatures {
   const btf = native.loadVmlinuxBtf() as BtfPtr | null;
   if (!btf) throw new PreflightError('cannot read the kernel BTF (/sys/kernel/btf/vmlinux): netacct needs a kernel built with CONFIG_DEBUG_INFO_BTF');
   try {
