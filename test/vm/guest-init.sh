@@ -32,7 +32,8 @@ for name in /sys/class/virtio-ports/*/name; do
 	[ "$(cat "$name")" = out ] && port=/dev/$(basename "$(dirname "$name")")
 done
 command=$(sed -n 's/.*netacct\.command=\([^ ]*\).*/\1/p' /proc/cmdline)
-chroot /root-fs /bin/sh "$command" >"$port" 2>&1
-echo "netacct-vm-exit: $?" >"$port"
+echo netacct-vm-start >"$port"
+chroot /root-fs /bin/sh "$command" >>"$port" 2>&1
+echo "netacct-vm-exit: $?" >>"$port"
 sync
 poweroff -f
