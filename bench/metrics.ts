@@ -35,6 +35,7 @@ for (const { cgroups: c, processes: p, top } of CASES) {
       lastReadSeconds: 0.001,
       clients: { atop: 1, api: 1, streams: 0 },
       limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },
+      netatopModule: { active: false as const, reason: 'off' },
     },
     cgroups,
     processes: top > 0 ? processes : null,

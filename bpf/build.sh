@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Rebuilds the committed BPF objects from their sources, or with --check
 # verifies that each committed object is exactly what its source compiles to
-# (CI runs this). Objects: bpf/netacct.bpf.o (the daemon's) and
-# bench/baselines.bpf.o (reference programs for the benchmarks).
+# (CI runs this). Objects: bpf/netacct.bpf.o and bpf/netatop-sockopt.bpf.o (the
+# daemon's) and bench/baselines.bpf.o (reference programs for the benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sources=(bpf/netacct.bpf.c bench/baselines.bpf.c)
+sources=(bpf/netacct.bpf.c bpf/netatop-sockopt.bpf.c bench/baselines.bpf.c)
 multiarch=$(gcc -dumpmachine) # <linux/types.h> needs <asm/types.h> from the multiarch dir
 
 build() { # build SOURCE OUTPUT

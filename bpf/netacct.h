@@ -121,4 +121,43 @@ enum netacct_stat {
 	NA_STATS = 6,
 };
 
+/*
+ * The netatop kernel module's getsockopt interface (atop before 2.10), served
+ * by netatop-sockopt.bpf.c: getsockopt(raw IPv4 socket, SOL_IP, command).
+ */
+enum netatop_command {
+	NETATOP_PROBE = 15661,       /* is the module there? */
+	NETATOP_FORCE_GC = 15662,    /* make finished processes available (to netatopd) */
+	NETATOP_EMPTY_EXIT = 15663,  /* wait until netatopd read every finished process */
+	NETATOP_GETCNT_EXIT = 15664, /* netatopd's own: next finished process */
+	NETATOP_GETCNT_TGID = 15665, /* counters of process `id` */
+	NETATOP_GETCNT_PID = 15666,  /* counters of thread `id` */
+};
+#define NETATOP_COMMANDS 6
+
+/* atop's struct netpertask (x86_64): what GETCNT_* copy to the caller. */
+struct netatop_task {
+	__s32 id; /* tgid, or tid */
+	__u32 pad;
+	__u64 btime; /* start, seconds since the epoch */
+	char command[16];
+	__u64 counters[8]; /* tcp snd/rcv calls/bytes, then udp */
+};
+
+/* Key of netatop_answers: NETATOP_KIND_PROCESS or _THREAD << 32 | id. */
+enum netatop_kind { NETATOP_KIND_PROCESS = 1, NETATOP_KIND_THREAD = 2 };
+
+/* A value of netatop_answers, published by the daemon. */
+struct netatop_answer {
+	struct netatop_task task;
+	__u32 uid; /* whose process: other users get no answer */
+	__u32 pad;
+};
+
+/* netatop_settings[0], written by the daemon. */
+struct netatop_settings {
+	__u32 all_gid; /* callers with this real gid see every process (allProcessesGroup); ~0: none */
+	__u32 pad;
+};
+
 #endif

@@ -71,6 +71,15 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --attach-mode MODE       auto (default: the sock:sock_send_length tracepoints where the
                            kernel has them, Linux 6.3+, else fexit on inet_sendmsg and its
                            kin), tracepoint, or fexit (forced, to compare on one kernel)
+  --no-netatop-module      do not serve atop before 2.10 (default: serve it as the
+                           netatop kernel module and netatopd did, where neither runs)
+  --netatop-bpf-object PATH  compiled BPF object that answers atop's getsockopt calls
+                           (default: the package's bpf/netatop-sockopt.bpf.o)
+  --netatop-exit-file PATH netatopd's exit file (default /var/run/netatop.log, as atop reads)
+  --netatop-exit-file-max-bytes N  past N bytes the exit file starts over (default 67108864)
+  --netatop-semaphore-key N  netatopd's semaphore key (default 1541961, as atop asks)
+  --netatop-refresh-ms N   atop's getsockopt answers are at most N ms old while an atop
+                           runs (default 1000)
   --verbose                debug messages
 
 SIGHUP reloads the configuration file; settings that need a restart are named in the log.
@@ -103,6 +112,11 @@ const FLAGS = {
   'stream-stall-timeout-ms': 'streamStallTimeoutMs',
   'removed-cgroup-fold-ms': 'removedCgroupFoldMs',
   'attach-mode': 'attachMode',
+  'netatop-bpf-object': 'netatopBpfObject',
+  'netatop-exit-file': 'netatopExitFile',
+  'netatop-exit-file-max-bytes': 'netatopExitFileMaxBytes',
+  'netatop-semaphore-key': 'netatopSemaphoreKey',
+  'netatop-refresh-ms': 'netatopRefreshMs',
 } as const satisfies Record<string, keyof Config>;
 const NUMERIC = new Set<keyof Config>([
   'slots',
@@ -120,9 +134,14 @@ const NUMERIC = new Set<keyof Config>([
   'atopIdleTimeoutMs',
   'streamStallTimeoutMs',
   'removedCgroupFoldMs',
+  'netatopExitFileMaxBytes',
+  'netatopSemaphoreKey',
+  'netatopRefreshMs',
 ]);
 /** Flags that switch a setting on. */
 const SWITCHES = { verbose: 'verbose', threads: 'threads' } as const satisfies Record<string, keyof Config>;
+/** Flags that switch a setting off. */
+const OFF_SWITCHES = { 'no-netatop-module': 'netatopModule' } as const satisfies Record<string, keyof Config>;
 
 /** The settings given as flags, checked one by one so that errors name the flag. */
 function settingsFromFlags(values: Record<string, string | boolean | undefined>): Partial<Config> {
@@ -136,6 +155,7 @@ function settingsFromFlags(values: Record<string, string | boolean | undefined>)
     if (!checked.success) throw new UsageError(`--${flag} '${text}': ${checked.error.issues[0]!.message}`);
   }
   for (const [flag, key] of Object.entries(SWITCHES)) if (values[flag] === true) settings[key] = true;
+  for (const [flag, key] of Object.entries(OFF_SWITCHES)) if (values[flag] === true) settings[key] = false;
   return settings as Partial<Config>;
 }
 
@@ -145,7 +165,7 @@ async function daemonCommand(args: string[]): Promise<number> {
     options: {
       config: { type: 'string' },
       ...Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: 'string' as const }])),
-      ...Object.fromEntries(Object.keys(SWITCHES).map((flag) => [flag, { type: 'boolean' as const }])),
+      ...Object.fromEntries([...Object.keys(SWITCHES), ...Object.keys(OFF_SWITCHES)].map((flag) => [flag, { type: 'boolean' as const }])),
       check: { type: 'boolean' },
     },
     strict: true,

@@ -8,7 +8,8 @@ export const RECORD_SIZE = 96;
 export const MAX_RECORDS_PER_WRITE = 340;
 export const MAX_WRITE_BYTES = MAX_RECORDS_PER_WRITE * RECORD_SIZE;
 
-const Offset = { id: 0, btime: 8, command: 16, commandSize: 16, counters: 32 } as const;
+/** Field offsets of struct netpertask (bpf/netacct.h: struct netatop_task). */
+export const RecordOffset = { id: 0, btime: 8, command: 16, commandSize: 16, counters: 32 } as const;
 
 /** netpertask's eight counters, in wire order, as index pairs (IPv4, IPv6). */
 const WIRE_COUNTERS: ReadonlyArray<readonly [number, number]> = (() => {
@@ -45,12 +46,12 @@ export class AnswerEncoder {
   add(tgid: number, btime: number, command: Uint8Array, counters: ArrayLike<number>): void {
     const offset = this.records * RECORD_SIZE;
     const word = offset / 4;
-    this.words[word + Offset.id / 4] = tgid;
-    this.writeU64(word + Offset.btime / 4, btime);
-    this.buf.set(command, offset + Offset.command);
+    this.words[word + RecordOffset.id / 4] = tgid;
+    this.writeU64(word + RecordOffset.btime / 4, btime);
+    this.buf.set(command, offset + RecordOffset.command);
     for (let i = 0; i < WIRE_COUNTERS.length; i++) {
       const [v4, v6] = WIRE_COUNTERS[i]!;
-      this.writeU64(word + Offset.counters / 4 + i * 2, counters[v4]! + counters[v6]!);
+      this.writeU64(word + RecordOffset.counters / 4 + i * 2, counters[v4]! + counters[v6]!);
     }
     this.records++;
   }
@@ -69,9 +70,25 @@ export class AnswerEncoder {
 
 /** The 16 bytes of `command`: the name cut to 15 bytes of UTF-8, NUL padded. */
 export function encodeCommand(comm: string): Uint8Array {
-  const command = Buffer.alloc(Offset.commandSize);
-  command.write(comm, 0, Offset.commandSize - 1, 'utf8');
+  const command = Buffer.alloc(RecordOffset.commandSize);
+  command.write(comm, 0, RecordOffset.commandSize - 1, 'utf8');
   return command;
+}
+
+/**
+ * encodeCommand with a cache: process names repeat (every worker of a
+ * server), so each is encoded once; bounded, whatever names processes take.
+ */
+export function commandEncoder(): (comm: string) => Uint8Array {
+  const commands = new Map<string, Uint8Array>();
+  return (comm) => {
+    let bytes = commands.get(comm);
+    if (!bytes) {
+      if (commands.size >= 65536) commands.clear();
+      commands.set(comm, (bytes = encodeCommand(comm)));
+    }
+    return bytes;
+  };
 }
 
 export interface DecodedRecord {
@@ -85,12 +102,12 @@ export interface DecodedRecord {
 /** Decodes one record: the client side of the format (the tests read answers with it). */
 export function decodeRecord(buf: Buffer, offset = 0): DecodedRecord {
   const u64 = (at: number): number => buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x1_0000_0000;
-  const command = buf.subarray(offset + Offset.command, offset + Offset.command + Offset.commandSize);
+  const command = buf.subarray(offset + RecordOffset.command, offset + RecordOffset.command + RecordOffset.commandSize);
   const nul = command.indexOf(0);
   return {
-    id: buf.readInt32LE(offset + Offset.id),
-    btime: u64(offset + Offset.btime),
+    id: buf.readInt32LE(offset + RecordOffset.id),
+    btime: u64(offset + RecordOffset.btime),
     command: command.toString('utf8', 0, nul < 0 ? command.length : nul),
-    counters: WIRE_COUNTERS.map((_, i) => u64(offset + Offset.counters + i * 8)),
+    counters: WIRE_COUNTERS.map((_, i) => u64(offset + RecordOffset.counters + i * 8)),
   };
 }

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect, test } from 'vitest';
 import * as layout from '../daemon/kernel/layout.js';
+import { RECORD_SIZE, RecordOffset } from '../protocol/netatop-record.js';
 
 const expressions: Record<string, [number, string]> = {
   LAYOUT_VERSION: [layout.LAYOUT_VERSION, 'NA_LAYOUT_VERSION'],
@@ -72,6 +73,26 @@ const expressions: Record<string, [number, string]> = {
   'Stat.threadsFull': [layout.Stat.threadsFull, 'NA_STAT_THREADS_FULL'],
   'Stat.threadsExited': [layout.Stat.threadsExited, 'NA_STAT_THREADS_EXITED'],
   STATS: [layout.STATS, 'NA_STATS'],
+  'NetatopCommand.probe': [layout.NetatopCommand.probe, 'NETATOP_PROBE'],
+  'NetatopCommand.forceGc': [layout.NetatopCommand.forceGc, 'NETATOP_FORCE_GC'],
+  'NetatopCommand.emptyExit': [layout.NetatopCommand.emptyExit, 'NETATOP_EMPTY_EXIT'],
+  'NetatopCommand.getcntExit': [layout.NetatopCommand.getcntExit, 'NETATOP_GETCNT_EXIT'],
+  'NetatopCommand.getcntTgid': [layout.NetatopCommand.getcntTgid, 'NETATOP_GETCNT_TGID'],
+  'NetatopCommand.getcntPid': [layout.NetatopCommand.getcntPid, 'NETATOP_GETCNT_PID'],
+  NETATOP_COMMANDS: [layout.NETATOP_COMMANDS, 'NETATOP_COMMANDS'],
+  RECORD_SIZE: [RECORD_SIZE, 'sizeof(struct netatop_task)'],
+  'RecordOffset.id': [RecordOffset.id, 'offsetof(struct netatop_task, id)'],
+  'RecordOffset.btime': [RecordOffset.btime, 'offsetof(struct netatop_task, btime)'],
+  'RecordOffset.command': [RecordOffset.command, 'offsetof(struct netatop_task, command)'],
+  'RecordOffset.commandSize': [RecordOffset.commandSize, 'sizeof(((struct netatop_task *)0)->command)'],
+  'RecordOffset.counters': [RecordOffset.counters, 'offsetof(struct netatop_task, counters)'],
+  'NetatopKind.process': [layout.NetatopKind.process, 'NETATOP_KIND_PROCESS'],
+  'NetatopKind.thread': [layout.NetatopKind.thread, 'NETATOP_KIND_THREAD'],
+  'NetatopAnswer.size': [layout.NetatopAnswer.size, 'sizeof(struct netatop_answer)'],
+  'NetatopAnswer.task': [layout.NetatopAnswer.task, 'offsetof(struct netatop_answer, task)'],
+  'NetatopAnswer.uid': [layout.NetatopAnswer.uid, 'offsetof(struct netatop_answer, uid)'],
+  'NetatopSettings.size': [layout.NetatopSettings.size, 'sizeof(struct netatop_settings)'],
+  'NetatopSettings.allGid': [layout.NetatopSettings.allGid, 'offsetof(struct netatop_settings, all_gid)'],
 };
 
 test('daemon/kernel/layout.ts matches every size, offset and enum of bpf/netacct.h', () => {

@@ -57,7 +57,7 @@ export class Collector {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.tick(), this.options.drainIntervalMs);
+    this.timer = setInterval(() => this.drain(), this.options.drainIntervalMs);
   }
 
   stop(): void {
@@ -107,11 +107,21 @@ export class Collector {
     return this.threads.threadsOf(tgid, processStartNs);
   }
 
+  /** Every thread's counters, read from the kernel now; null when per-thread counting is off. */
+  readAllThreads(): ThreadTable | null {
+    if (this.threads) this.readThreads(this.threads);
+    return this.threads;
+  }
+
   private readThreads(threads: ThreadTable): void {
     this.kernel.deleteThreads(threads.apply(this.kernel.readThreads(), Date.now()));
   }
 
-  private tick(): void {
+  /**
+   * The periodic check (also run sooner by whoever needs exits promptly):
+   * drains exited processes and, only when some exited or moved, reads the slots.
+   */
+  drain(): void {
     try {
       const exited = this.kernel.drainExited();
       const stats = this.kernel.readStats();

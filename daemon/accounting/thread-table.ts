@@ -83,6 +83,10 @@ export class ThreadTable {
     return [...this.live.filter(mine).sort(byTid), ...[...this.exited.values()].filter(mine).sort(byTid)];
   }
 
+  forEachLive(visit: (record: ThreadRecord) => void): void {
+    this.live.forEach(visit);
+  }
+
   /** Live threads with counters, as of the last read. */
   get liveCount(): number {
     return this.live.length;

@@ -142,6 +142,14 @@ export class BpfObject {
     return link;
   }
 
+  /** Attaches a cgroup program to the cgroup open as `cgroupFd` (a link: other programs there keep running). */
+  attachCgroup(programName: string, cgroupFd: number): BpfLinkPtr {
+    const link = native.attachCgroup(this.program(programName), cgroupFd) as BpfLinkPtr | null;
+    if (!link) fail(`attaching ${programName} to the cgroup`, lastErrno());
+    this.links.add(link);
+    return link;
+  }
+
   /** How many programs are attached now. */
   get attachedCount(): number {
     return this.links.size;

@@ -46,6 +46,18 @@ export const Thread = { size: 176, tid: 0, tgid: 4, startNs: 8, processStartNs: 
 export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5 } as const;
 export const STATS = 6;
 
+/** The netatop module's getsockopt commands (bpf/netatop-sockopt.bpf.c serves them). */
+export const NetatopCommand = { probe: 15661, forceGc: 15662, emptyExit: 15663, getcntExit: 15664, getcntTgid: 15665, getcntPid: 15666 } as const;
+export const NETATOP_COMMANDS = 6;
+
+/** Key of netatop_answers: kind << 32 | id. */
+export const NetatopKind = { process: 1, thread: 2 } as const;
+
+/** struct netatop_answer: a record (protocol/netatop-record.ts) and whose process it is. */
+export const NetatopAnswer = { size: 104, task: 0, uid: 96 } as const;
+
+export const NetatopSettings = { size: 8, allGid: 0 } as const;
+
 /**
  * Reads a u64 as a Number: exact below 2^53 (9 PB of bytes, 104 days of ns of
  * uptime). Beyond, the same u64 always maps to the same Number, which is all

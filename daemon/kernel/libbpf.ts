@@ -51,6 +51,7 @@ export const native = {
   objGetInfoByFd: libbpf.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *length)'),
   programFd: libbpf.func('int bpf_program__fd(bpf_program *prog)'),
   attach: libbpf.func('bpf_link *bpf_program__attach(bpf_program *prog)'),
+  attachCgroup: libbpf.func('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)'),
   linkFd: libbpf.func('int bpf_link__fd(bpf_link *link)'),
   destroyLink: libbpf.func('int bpf_link__destroy(bpf_link *link)'),
   iterCreate: libbpf.func('int bpf_iter_create(int link_fd)'),
@@ -64,6 +65,9 @@ export const native = {
   lookupAndDeleteBatch: libbpf.func(
     'int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, void *opts)',
   ),
+  // keys and values: count entries back to back; count is in/out (4-byte Buffer).
+  updateBatch: libbpf.func('int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, void *opts)'),
+  deleteBatch: libbpf.func('int bpf_map_delete_batch(int fd, const void *keys, void *count, void *opts)'),
   numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
   progLoad: libbpf.func('int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t count, void *opts)'),
   setAutoload: libbpf.func('int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
@@ -79,6 +83,9 @@ export const native = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   sendto: libc.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
   closeFd: libc.func('int close(int fd)'),
+  semget: libc.func('int semget(int key, int nsems, int semflg)'),
+  semctl: libc.func('int semctl(int semid, int semnum, int cmd, ...)'),
+  semop: libc.func('int semop(int semid, void *sops, size_t nsops)'),
   mount: libc.func(
     'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
   ),

@@ -3,7 +3,7 @@
 // not been served yet first, then the live ones, so that when a PID has been
 // reused the live process's record is the one atop keeps (atop keeps the last
 // duplicate).
-import { AnswerEncoder, encodeCommand } from '../../protocol/netatop-record.js';
+import { AnswerEncoder, commandEncoder } from '../../protocol/netatop-record.js';
 import type { NetatopAnswer } from '../../protocol/netatop-server.js';
 import type { Visibility } from '../../protocol/peer-credentials.js';
 import { startEpochSeconds } from '../kernel/boot-time.js';
@@ -15,16 +15,7 @@ export function atopAnswerBuilder(
   collector: Collector,
   bootEpoch: number,
 ): (servedExitSeq: number, requestedAtMs: number, visibility: Visibility) => NetatopAnswer {
-  // Process names repeat (every worker of a server): encode each once.
-  const commands = new Map<string, Uint8Array>();
-  const command = (comm: string): Uint8Array => {
-    let bytes = commands.get(comm);
-    if (!bytes) {
-      if (commands.size >= 65536) commands.clear(); // bounded, whatever names processes take
-      commands.set(comm, (bytes = encodeCommand(comm)));
-    }
-    return bytes;
-  };
+  const command = commandEncoder();
   // Clients whose requests share a kernel read, exit position and visibility
   // get the same bytes: share one buffer (1,000 clients at once would
   // otherwise hold 1,000 copies of the answer).

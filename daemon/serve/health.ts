@@ -8,6 +8,7 @@ import type { Collector } from '../accounting/collector.js';
 import type { AttachMode } from '../kernel/attach-mode.js';
 import type { Config } from '../service/config.js';
 import type { KernelCounters, KernelStats } from '../kernel/kernel-counters.js';
+import type { NetatopModuleState, NetatopModuleStatus } from './netatop-module.js';
 
 export interface MapFill {
   /** Entries in use now, or null where the map is only a queue between two drains. */
@@ -31,6 +32,8 @@ export interface DaemonHealth {
     streamsRefused: number;
     streamUpdatesSkipped: number;
   };
+  /** atop before 2.10, served as the netatop module and netatopd did: its state, or why it is not served. */
+  netatopModule: ({ active: true } & NetatopModuleStatus) | { active: false; reason: string };
 }
 
 function refusals(socket: string, refused: Readonly<Record<RefusalReason, number>>): DaemonHealth['limits']['refused'] {
@@ -45,6 +48,7 @@ export function readHealth(
   collector: Collector,
   atop: NetatopServer,
   apiServers: readonly ApiServer[],
+  netatop: NetatopModuleState,
 ): DaemonHealth {
   return {
     attachMode,
@@ -72,5 +76,6 @@ export function readHealth(
       streamsRefused: apiServers.reduce((sum, api) => sum + api.clients.streamsRefused, 0),
       streamUpdatesSkipped: apiServers.reduce((sum, api) => sum + api.clients.streamUpdatesSkipped, 0),
     },
+    netatopModule: netatop.module ? { active: true, ...netatop.module.status() } : { active: false, reason: netatop.inactive },
   };
 }

@@ -154,6 +154,15 @@ export function renderMetrics(input: MetricsInput): string {
   family('netacct_streams_refused_total', 'counter', 'WebSocket streams refused by the per-user limit.').add({}, health.limits.streamsRefused);
   family('netacct_stream_updates_skipped_total', 'counter', 'Stream updates skipped: the client had not taken the previous one, or the previous one was still being built.').add({}, health.limits.streamUpdatesSkipped);
 
+  const netatop = health.netatopModule;
+  family('netacct_netatop_module_active', 'gauge', 'Whether atop before 2.10 is served as the netatop module and netatopd did (1) or not (0).').add({}, netatop.active ? 1 : 0);
+  if (netatop.active) {
+    family('netacct_netatop_clients', 'gauge', 'atops that follow the netatop exit file now.').add({}, netatop.clients);
+    const calls = family('netacct_netatop_calls_total', 'counter', "atop's getsockopt calls answered, by command; refused: an unknown id or another user's process.");
+    for (const [command, count] of Object.entries(netatop.calls)) calls.add({ command }, count);
+    family('netacct_netatop_exit_records', 'gauge', 'Finished processes in the netatop exit file now.').add({}, netatop.exitFile.records);
+  }
+
   for (const f of families) f.render(out);
   return `${out.join('\n')}\n`;
 }

@@ -75,6 +75,22 @@ export const ConfigSchema = z.strictObject({
    * fexit), or "tracepoint" or "fexit" forced (to compare both on one kernel).
    */
   attachMode: z.enum(['auto', 'tracepoint', 'fexit']),
+  /**
+   * Serve atop before 2.10 (Debian 12, Ubuntu 22.04…) as the netatop kernel
+   * module and netatopd did: getsockopt answers and /var/run/netatop.log.
+   * Not started (one line says why) where a real module or netatopd runs.
+   */
+  netatopModule: z.boolean(),
+  /** The compiled BPF object that answers atop's getsockopt calls. */
+  netatopBpfObject: z.string().startsWith('/', 'must be an absolute path'),
+  /** netatopd's exit file (atop reads /var/run/netatop.log). */
+  netatopExitFile: z.string().startsWith('/', 'must be an absolute path'),
+  /** Past this size the exit file starts over (every atop reopens it at its next sample). */
+  netatopExitFileMaxBytes: z.number().int().min(4096),
+  /** netatopd's SysV semaphore key (atop asks for 1541961). */
+  netatopSemaphoreKey: z.number().int().min(1).max(0x7fff_ffff),
+  /** How old atop's getsockopt answers may be while an atop runs. */
+  netatopRefreshMs: z.number().int().min(50),
   /** Debug messages in the log. */
   verbose: z.boolean(),
 });
@@ -99,6 +115,12 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'streamStallTimeoutMs',
   'removedCgroupFoldMs',
   'attachMode',
+  'netatopModule',
+  'netatopBpfObject',
+  'netatopExitFile',
+  'netatopExitFileMaxBytes',
+  'netatopSemaphoreKey',
+  'netatopRefreshMs',
 ];
 
 export function defaultConfig(): Config {
@@ -128,6 +150,12 @@ export function defaultConfig(): Config {
     streamStallTimeoutMs: 30_000,
     removedCgroupFoldMs: 60_000,
     attachMode: 'auto',
+    netatopModule: true,
+    netatopBpfObject: path.join(packageRoot(), 'bpf', 'netatop-sockopt.bpf.o'),
+    netatopExitFile: '/var/run/netatop.log',
+    netatopExitFileMaxBytes: 64 * 1024 * 1024,
+    netatopSemaphoreKey: 1541961,
+    netatopRefreshMs: 1000,
     verbose: false,
   };
 }

@@ -24,6 +24,7 @@ import { ThreadTable } from '../accounting/thread-table.js';
 import { webPage } from '../serve/web-page.js';
 import { readHealth } from '../serve/health.js';
 import { systemdNotifier } from './sd-notify.js';
+import { NetatopModule, type NetatopModuleState } from '../serve/netatop-module.js';
 
 const DRAIN_INTERVAL_MS = 1000;
 const LIVE_INFO_INTERVAL_MS = 10_000;
@@ -31,6 +32,8 @@ const MAX_EXITED = 200_000;
 const MAX_EXITED_THREADS = 50_000;
 const SHUTDOWN_GRACE_MS = 5000;
 const FORGET_GAP_MS = 10;
+/** How soon a finished process is in the netatop exit file while an old atop follows it. */
+const NETATOP_EXIT_POLL_MS = 50;
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
@@ -106,7 +109,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   const forgetServedExits = guarded(report, 'forgetting exited processes', () => {
     forgetQueued = false;
     lastForgetMs = performance.now();
-    table.forgetServedExits(server.servedExits(), Date.now());
+    table.forgetServedExits(netatop.module ? netatop.module.servedExits(server.servedExits()) : server.servedExits(), Date.now());
   });
   const forgetSoon = (): void => {
     if (forgetQueued) return;
@@ -131,6 +134,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     firstRequestTimeoutMs: config.requestTimeoutMs,
     idleTimeoutMs: config.atopIdleTimeoutMs,
   });
+  const netatop = openNetatopModule(config, allProcessesGroup, table, collector, log);
   let running = config;
   const handle = apiRoutes({
     table,
@@ -138,7 +142,8 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     bootEpoch: bootEpochSeconds(),
     version: packageVersion(),
     startedAtMs: Date.now(),
-    health: () => readHealth(config, { mode: attachMode, description: describeAttachMode(attachMode, features) }, kernel, collector, server, apiServers),
+    health: () =>
+      readHealth(config, { mode: attachMode, description: describeAttachMode(attachMode, features) }, kernel, collector, server, apiServers, netatop),
     cgroupNames,
     metricsTopProcesses: () => running.metricsTopProcesses,
     webPage: webPage(),
@@ -177,6 +182,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     clearInterval(housekeeping);
     clearInterval(folding);
     await Promise.all([server.close(0), ...apiServers.map((api) => api.close())]);
+    netatop.module?.close();
     collector.stop();
     kernel.close();
     pinLock?.release();
@@ -205,6 +211,11 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     } catch (err) {
       log.error(`SIGHUP: applying the socket settings failed: ${(err as Error).message}`);
     }
+    try {
+      netatop.module?.setAllProcessesGroup(nextGroup);
+    } catch (err) {
+      log.error(`SIGHUP: applying allProcessesGroup to the netatop module interface failed: ${(err as Error).message}`);
+    }
     table.setExitedRetention(next.exitedRetentionMs);
     collector.threads?.setRetention(next.exitedRetentionMs);
     log.setVerbose(next.verbose);
@@ -224,11 +235,45 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   clearInterval(housekeeping);
   clearInterval(folding);
   await Promise.all([server.close(SHUTDOWN_GRACE_MS), ...apiServers.map((api) => api.close())]);
+  netatop.module?.close();
   collector.stop();
   table.handOver();
   kernel.close();
   pinLock?.release();
   log.info('stopped');
+}
+
+/**
+ * The netatop module's interface for atop before 2.10, where it can be
+ * served; otherwise one line says why not, and the daemon goes on without it.
+ */
+function openNetatopModule(
+  config: Config,
+  allProcessesGroup: number | null,
+  table: ProcessTable,
+  collector: Collector,
+  log: DaemonLogger,
+): NetatopModuleState {
+  if (!config.netatopModule) return { module: null, inactive: 'off (netatopModule: false)' };
+  const opened = NetatopModule.open(
+    {
+      bpfObject: config.netatopBpfObject,
+      exitFile: config.netatopExitFile,
+      exitFileMaxBytes: config.netatopExitFileMaxBytes,
+      semaphoreKey: config.netatopSemaphoreKey,
+      capacity: config.slots * 2 + (config.threads ? config.threadCapacity + config.threadOverflowCapacity : 0),
+      allProcessesGroup,
+      refreshMs: config.netatopRefreshMs,
+      exitPollMs: NETATOP_EXIT_POLL_MS,
+    },
+    table,
+    collector,
+    bootEpochSeconds(),
+    log,
+  );
+  if (opened.module) log.info(`serving atop before 2.10 as the netatop module and netatopd did (exit file ${config.netatopExitFile})`);
+  else log.warn(`not serving atop before 2.10 (the netatop module interface): ${opened.inactive}`);
+  return opened;
 }
 
 /** Opens the kernel side; if that fails, the pin directory is unlocked (and removed if it was created empty). */

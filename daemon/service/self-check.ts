@@ -59,6 +59,15 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
     object.close();
     return `${config.bpfObject}: accepted by the kernel's verifier (loaded, not attached)`;
   });
+  await check('atop before 2.10', async () => {
+    if (!config.netatopModule) return 'not served (netatopModule: false)';
+    const { netatopModuleObstacle } = await import('../serve/netatop-module.js'); // loads libbpf.so.1, as above
+    const obstacle = netatopModuleObstacle({ semaphoreKey: config.netatopSemaphoreKey });
+    if (obstacle) return `not served: ${obstacle} (the daemon starts without it)`;
+    const { BpfObject } = await import('../kernel/bpf-object.js');
+    BpfObject.load(config.netatopBpfObject).close();
+    return `served as the netatop module and netatopd did (${config.netatopExitFile}); ${config.netatopBpfObject}: accepted by the verifier`;
+  });
   for (const { what, ok, detail } of results) out.write(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${detail}\n`);
   const passed = results.every((r) => r.ok);
   out.write(passed ? 'netacct daemon can start with this configuration\n' : 'netacct daemon would not start: see FAIL above\n');
