@@ -1,8 +1,9 @@
 // The suites that count real traffic with real BPF, run again inside real
 // Debian kernels under QEMU (test/vm/kernel.sh): Debian 12's 6.1, which has no
 // sock tracepoints (fexit), and Debian 13's 6.12 in both modes on the same
-// traffic (this host's own kernel refuses fexit). Debian 11's 5.10 is below
-// the floor: the daemon must say so in one line.
+// traffic (this host's own kernel refuses fexit), and Debian 12's kernel with
+// Debian 12's own atop. Debian 11's 5.10 is below the floor: the daemon must
+// say so in one line.
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -28,9 +29,9 @@ async function inGuest(suite: string, command: string[]): Promise<{ status: numb
 }
 
 /** The suites in `suite`'s kernel with `mode`: every test passes, none skipped. */
-async function suitesPass(suite: string, mode: 'auto' | 'tracepoint' | 'fexit'): Promise<void> {
+async function suitesPass(suite: string, mode: 'auto' | 'tracepoint' | 'fexit', suites = SUITES): Promise<void> {
   const started = performance.now();
-  const { status, output } = await inGuest(suite, ['env', `NETACCT_TEST_ATTACH_MODE=${mode}`, 'npx', 'vitest', 'run', ...SUITES]);
+  const { status, output } = await inGuest(suite, ['env', `NETACCT_TEST_ATTACH_MODE=${mode}`, 'npx', 'vitest', 'run', ...suites]);
   const summary = /Tests\s+.*\(\d+\)/.exec(output.replace(/\x1b\[[0-9;]*m/g, ''))?.[0] ?? '(no summary)';
   console.log(`${suite} kernel, attach mode ${mode}: ${summary} in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   expect(status, output.slice(-4000)).toBe(0);
@@ -39,6 +40,11 @@ async function suitesPass(suite: string, mode: 'auto' | 'tracepoint' | 'fexit'):
 
 describeWithBpf('inside real Debian kernels (QEMU)', () => {
   test('Debian 12 (6.1, no sock tracepoints): exact counts with fexit, and the atop socket', () => suitesPass('bookworm', 'auto'), GUEST_TIMEOUT_MS);
+
+  // What a Debian 12 user has: the stock kernel and the stock atop (2.8.1, the
+  // netatop module interface), with kprobes (this host has none).
+  test('Debian 12 (6.1) with its own atop 2.8.1, through the netatop module interface', () =>
+    suitesPass('bookworm', 'auto', ['test/netatop-module.test.ts']), GUEST_TIMEOUT_MS);
 
   test('Debian 13 (6.12): the same suites with the tracepoints', () => suitesPass('trixie', 'tracepoint'), GUEST_TIMEOUT_MS);
 

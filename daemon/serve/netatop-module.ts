@@ -54,8 +54,8 @@ export interface NetatopModuleSettings extends NetatopModuleOptions {
  */
 export function netatopModuleObstacle(settings: Pick<NetatopModuleSettings, 'semaphoreKey'>): string | null {
   if (!cgroup2Mount()) return 'no cgroup2 mount (the answering program attaches to its root)';
-  if (netatopProbeAnswered()) return 'a netatop kernel module answers atop already';
   if (NetatopdSemaphore.isClaimed(settings.semaphoreKey)) return `a netatopd (or another netacct) holds semaphore set ${settings.semaphoreKey}`;
+  if (netatopProbeAnswered()) return 'something answers atop\'s getsockopt calls already (the netatop kernel module, or another netacct)';
   return null;
 }
 

@@ -33,7 +33,7 @@ const MAX_EXITED_THREADS = 50_000;
 const SHUTDOWN_GRACE_MS = 5000;
 const FORGET_GAP_MS = 10;
 /** How soon a finished process is in the netatop exit file while an old atop follows it. */
-const NETATOP_EXIT_POLL_MS = 50;
+const NETATOP_EXIT_POLL_MS = 20;
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');

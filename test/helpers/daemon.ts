@@ -51,9 +51,15 @@ export class TestDaemon {
 
   /**
    * `launcher`: a command that execs the daemon (setpriv with fewer
-   * capabilities, say); `env`: extra environment (NOTIFY_SOCKET).
+   * capabilities, say); `env`: extra environment (NOTIFY_SOCKET);
+   * `netatopModule`: serve atop before 2.10 too (off otherwise: its
+   * semaphore, exit file and getsockopt answers are the host's, one daemon
+   * at a time).
    */
-  static async start(extraArgs: string[] = [], options: { launcher?: string[]; env?: Record<string, string> } = {}): Promise<TestDaemon> {
+  static async start(
+    extraArgs: string[] = [],
+    options: { launcher?: string[]; env?: Record<string, string>; netatopModule?: boolean } = {},
+  ): Promise<TestDaemon> {
     const socketPath = tempPath('atop');
     // Never the host's /etc/netacct/config.json: an empty one unless the test gives its own.
     const config = extraArgs.includes('--config') ? [] : ['--config', emptyConfig()];
@@ -64,6 +70,7 @@ export class TestDaemon {
     const apiSocketPath = tempPath('api');
     if (!extraArgs.includes('--api-socket')) config.push('--api-socket', apiSocketPath);
     // The suites inside guest kernels run once per attach mode (test/vm).
+    if (!options.netatopModule) config.push('--no-netatop-module');
     const mode = testAttachMode();
     if (mode && !extraArgs.includes('--attach-mode')) config.push('--attach-mode', mode);
     // Through the bin's shebang, with the node flags a deployed daemon has.

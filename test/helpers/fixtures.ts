@@ -8,7 +8,7 @@ const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-fixtures-'));
 fs.chmodSync(outDir, 0o755); // tests run the fixtures as other users too
 const built = new Map<string, string>();
 
-export function fixture(name: 'traffic' | 'atop-client' | 'notify-listener'): string {
+export function fixture(name: 'traffic' | 'atop-client' | 'notify-listener' | 'netatop-query'): string {
   let binary = built.get(name);
   if (!binary) {
     binary = path.join(outDir, name);
