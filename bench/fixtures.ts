@@ -7,7 +7,7 @@ import { packageRoot } from '../daemon/common/package-root.js';
 
 const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-bench-'));
 
-export function compileFixture(name: 'traffic' | 'atop-client'): string {
+export function compileFixture(name: 'traffic' | 'atop-client' | 'netatop-query'): string {
   const binary = path.join(outDir, name);
   if (!fs.existsSync(binary)) {
     execFileSync('cc', ['-O2', '-o', binary, path.join(packageRoot(), 'test', 'fixtures', `${name}.c`)]);

@@ -22,7 +22,7 @@ mkdir -p "$lib/dist" "$lib/bin" "$lib/bpf"
 cp -r "$stage/build/daemon" "$stage/build/protocol" "$stage/build/cli" "$lib/dist/"
 rm -rf "$stage/build"
 cp bin/netacct.js "$lib/bin/"
-cp bpf/netacct.bpf.o "$lib/bpf/"
+cp bpf/netacct.bpf.o bpf/netatop-sockopt.bpf.o "$lib/bpf/"
 cp -r web "$lib/"
 cp package.json package-lock.json "$lib/"
 (cd "$lib" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
@@ -31,11 +31,11 @@ mkdir -p "$stage/usr/bin"
 ln -s ../lib/netacct/bin/netacct.js "$stage/usr/bin/netacct" # relative: works under any root
 install -D -m 0644 packaging/netacct.service "$stage/lib/systemd/system/netacct.service"
 # The default configuration is the daemon's own defaults (one source of truth),
-# without bpfObject: the package's object is found next to the daemon.
+# without the BPF object paths: the package's objects are found next to the daemon.
 mkdir -p "$stage/etc/netacct"
 node --input-type=module -e "
   const { defaultConfig } = await import('$lib/dist/daemon/service/config.js');
-  const { bpfObject, ...config } = defaultConfig();
+  const { bpfObject, netatopBpfObject, ...config } = defaultConfig();
   process.stdout.write(JSON.stringify(config, null, 2) + '\n');
 " >"$stage/etc/netacct/config.json"
 install -D -m 0644 packaging/netacct.8 "$stage/usr/share/man/man8/netacct.8"

@@ -10,13 +10,12 @@ import readline from 'node:readline';
 import { afterEach, expect, test } from 'vitest';
 import { notifyDirect } from '../daemon/service/sd-notify.js';
 import { requestOnce } from './helpers/atop-reader.js';
-import { TestDaemon } from './helpers/daemon.js';
+import { TestDaemon, UNIT_FILE, unitCapabilities, unitCapabilitiesLauncher } from './helpers/daemon.js';
 import { BASIC_SCENARIO, wireCounters } from './helpers/expected.js';
 import { fixture, tempPath } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
 
-const UNIT = path.join(import.meta.dirname, '..', 'packaging', 'netacct.service');
 
 /** systemd's end of the notification socket: its messages, one per line. */
 class NotifyListener {
@@ -60,7 +59,7 @@ test('packaging/netacct.service passes systemd-analyze verify', () => {
   // The unit names /usr/bin/netacct and its man page, which exist once the
   // package is installed (test/packaging.test.ts verifies it there too).
   const unit = path.join(path.dirname(tempPath('unit')), 'netacct.service');
-  fs.writeFileSync(unit, fs.readFileSync(UNIT, 'utf8').replace('/usr/bin/netacct', path.join(import.meta.dirname, '..', 'bin', 'netacct.js')));
+  fs.writeFileSync(unit, fs.readFileSync(UNIT_FILE, 'utf8').replace('/usr/bin/netacct', path.join(import.meta.dirname, '..', 'bin', 'netacct.js')));
   const result = execFileSync('systemd-analyze', ['verify', '--man=no', unit], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   expect(result).toBe('');
 });
@@ -80,14 +79,13 @@ describeWithBpf('under systemd (real daemon)', () => {
   });
 
   test("the unit's capabilities are enough: the daemon counts exactly with only them", async () => {
-    const bounding = /^CapabilityBoundingSet=(.*)$/m.exec(fs.readFileSync(UNIT, 'utf8'))![1]!.split(/\s+/);
-    expect(bounding).toEqual(['CAP_BPF', 'CAP_PERFMON']);
-    const caps = bounding.map((cap) => `+${cap.slice(4).toLowerCase()}`).join(',');
-    const daemon = await TestDaemon.start([], { launcher: ['setpriv', `--bounding-set=-all,${caps}`, '--inh-caps=-all', '--'] });
+    const bounding = unitCapabilities();
+    expect(bounding).toEqual(['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_CHOWN']); // the last two for netatopModule (test/netatop-module.test.ts)
+    const daemon = await TestDaemon.start([], { launcher: unitCapabilitiesLauncher() });
     const child = await TrafficChild.start('basic');
     try {
       const status = fs.readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8');
-      expect(/^CapEff:\s*(\w+)$/m.exec(status)![1]).toBe(((1n << 39n) | (1n << 38n)).toString(16).padStart(16, '0')); // CAP_BPF, CAP_PERFMON
+      expect(/^CapEff:\s*(\w+)$/m.exec(status)![1]).toBe(((1n << 39n) | (1n << 38n) | (1n << 12n) | (1n << 0n)).toString(16).padStart(16, '0')); // CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_CHOWN
       const records = await requestOnce(daemon.socketPath);
       expect(records.get(child.pid)?.counters).toEqual(wireCounters(BASIC_SCENARIO));
     } finally {

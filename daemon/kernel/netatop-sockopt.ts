@@ -7,8 +7,7 @@ import { NETATOP_COMMANDS, NetatopAnswer, NetatopCommand, NetatopSettings } from
 import { errnoText, lastErrno, native } from './libbpf.js';
 
 const AF_INET = 2;
-const SOCK_RAW = 3;
-const IPPROTO_RAW = 255;
+const SOCK_DGRAM = 2;
 const SOL_IP = 0;
 const NO_GROUP = 0xffff_ffff;
 /** Entries per bpf_map_update_batch call. */
@@ -31,12 +30,13 @@ export interface NetatopCalls {
 }
 
 /**
- * Whether something in the kernel already answers NETATOP_PROBE: the netatop
- * module (or another daemon's program). Asked on a raw socket, as atop does.
+ * Whether a netatop kernel module answers NETATOP_PROBE. The module answers on
+ * any IPv4 socket; a UDP one needs no CAP_NET_RAW (netacct's own program
+ * answers only raw sockets, atop's: another netacct is found by its semaphore).
  */
 export function netatopProbeAnswered(): boolean {
-  const fd: number = native.socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
-  if (fd < 0) throw new Error(`opening a raw IPv4 socket: ${errnoText(lastErrno())}`);
+  const fd: number = native.socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) throw new Error(`opening an IPv4 socket: ${errnoText(lastErrno())}`);
   try {
     const length = Buffer.alloc(4);
     return native.getsockopt(fd, SOL_IP, NetatopCommand.probe, null, length) === 0;

@@ -55,7 +55,7 @@ export interface NetatopModuleSettings extends NetatopModuleOptions {
 export function netatopModuleObstacle(settings: Pick<NetatopModuleSettings, 'semaphoreKey'>): string | null {
   if (!cgroup2Mount()) return 'no cgroup2 mount (the answering program attaches to its root)';
   if (NetatopdSemaphore.isClaimed(settings.semaphoreKey)) return `a netatopd (or another netacct) holds semaphore set ${settings.semaphoreKey}`;
-  if (netatopProbeAnswered()) return 'something answers atop\'s getsockopt calls already (the netatop kernel module, or another netacct)';
+  if (netatopProbeAnswered()) return 'the netatop kernel module is loaded and answers atop';
   return null;
 }
 

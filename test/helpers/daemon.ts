@@ -7,6 +7,20 @@ import { tempPath } from './fixtures.js';
 
 export const NETACCT = path.join(import.meta.dirname, '..', '..', 'bin', 'netacct.js');
 
+/** The systemd unit the package installs. */
+export const UNIT_FILE = path.join(import.meta.dirname, '..', '..', 'packaging', 'netacct.service');
+
+/** The unit's CapabilityBoundingSet. */
+export function unitCapabilities(): string[] {
+  return /^CapabilityBoundingSet=(.*)$/m.exec(fs.readFileSync(UNIT_FILE, 'utf8'))![1]!.split(/\s+/);
+}
+
+/** A launcher for TestDaemon.start: the daemon with only the unit's capabilities, as systemd runs it. */
+export function unitCapabilitiesLauncher(): string[] {
+  const caps = unitCapabilities().map((cap) => `+${cap.slice(4).toLowerCase()}`).join(',');
+  return ['setpriv', `--bounding-set=-all,${caps}`, '--inh-caps=-all', '--'];
+}
+
 const SCRATCH_PIN_PREFIX = '/sys/fs/bpf/netacct-test-';
 let pinDirs = 0;
 

@@ -1,0 +1,96 @@
+// What serving the netatop module interface costs the host: the programs of
+// bpf/netatop-sockopt.bpf.c see every getsockopt (the cgroup program) and
+// every getsockopt's entry (the kprobe, or the syscall tracepoint where
+// kprobes are not available; any syscall tracepoint in use also sends every
+// other system call through the kernel's tracing path). Measured on loops of
+// unrelated getsockopt calls and of unrelated system calls (getppid), with
+// nothing attached and with each hook, in rotated order; wall-clock ns per
+// call (ratios: the machine is noisy) and the kernel's own run time per
+// program call (kernel.bpf_stats_enabled, restored afterwards).
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { cgroup2Mount } from '../daemon/accounting/cgroup-names.js';
+import { packageRoot } from '../daemon/common/package-root.js';
+import { BpfObject } from '../daemon/kernel/bpf-object.js';
+import type { BpfLinkPtr } from '../daemon/kernel/libbpf.js';
+import { compileFixture } from './fixtures.js';
+
+const ROUNDS = Number(process.env['ROUNDS'] ?? 5);
+const CALLS = Number(process.env['CALLS'] ?? 1_000_000);
+const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
+
+interface Setup {
+  label: string;
+  programs: string[];
+}
+
+function runStats(fd: number): { ns: number; count: number } {
+  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s*(\\d+)$`, 'm').exec(info)?.[1] ?? NaN);
+  return { ns: field('run_time_ns'), count: field('run_cnt') };
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function main(): void {
+  if (process.getuid?.() !== 0) throw new Error('bench/getsockopt-cost needs root');
+  const mount = cgroup2Mount();
+  if (!mount) throw new Error('no cgroup2 mount');
+  const kprobes = fs.existsSync('/sys/bus/event_source/devices/kprobe');
+  const object = BpfObject.load(path.join(packageRoot(), 'bpf', 'netatop-sockopt.bpf.o'), { skipPrograms: kprobes ? [] : ['netatop_request'] });
+  const setups: Setup[] = [
+    { label: 'nothing attached', programs: [] },
+    { label: 'answer program + syscall tracepoint', programs: ['netatop_answer', 'netatop_request_tp'] },
+    { label: 'syscall tracepoint alone', programs: ['netatop_request_tp'] },
+    ...(kprobes
+      ? [
+          { label: 'answer program + kprobe (the daemon\'s choice)', programs: ['netatop_answer', 'netatop_request'] },
+          { label: 'kprobe alone', programs: ['netatop_request'] },
+        ]
+      : []),
+  ];
+  const query = compileFixture('netatop-query');
+  const cgroupFd = fs.openSync(mount, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  const previousStats = fs.readFileSync(STATS_SYSCTL, 'utf8').trim();
+  const wall = new Map<string, { getsockopt: number[]; syscall: number[] }>(setups.map((s) => [s.label, { getsockopt: [], syscall: [] }]));
+  const programNs = new Map<string, number[]>();
+  const nsPerCall = (mode: string): number => Number(/ns-per-call ([\d.]+)/.exec(execFileSync(query, [mode, String(CALLS)], { encoding: 'utf8' }))![1]);
+  try {
+    fs.writeFileSync(STATS_SYSCTL, '1');
+    for (let round = 0; round < ROUNDS * setups.length; round++) {
+      const setup = setups[round % setups.length]!;
+      const links: BpfLinkPtr[] = setup.programs.map((name) =>
+        name === 'netatop_answer' ? object.attachCgroup(name, cgroupFd) : object.attach(name),
+      );
+      const before = setup.programs.map((name) => runStats(object.programFd(name)));
+      wall.get(setup.label)!.getsockopt.push(nsPerCall('loop'));
+      setup.programs.forEach((name, i) => {
+        const after = runStats(object.programFd(name));
+        const key = `${name} (${setup.label})`;
+        programNs.set(key, [...(programNs.get(key) ?? []), (after.ns - before[i]!.ns) / (after.count - before[i]!.count)]);
+      });
+      wall.get(setup.label)!.syscall.push(nsPerCall('syscalls'));
+      for (const link of links) object.detach(link);
+    }
+  } finally {
+    fs.writeFileSync(STATS_SYSCTL, previousStats);
+    fs.closeSync(cgroupFd);
+    object.close();
+  }
+
+  console.log(`getsockopt cost (kernel ${os.release()}, kprobes ${kprobes ? 'available' : 'not available'}): ${ROUNDS} rounds of ${CALLS} calls per loop, setups rotated`);
+  console.log(`${'setup'.padEnd(48)} ${'getsockopt ns'.padStart(14)} ${'ratio'.padStart(6)} ${'getppid ns'.padStart(11)} ${'ratio'.padStart(6)}`);
+  const base = wall.get('nothing attached')!;
+  for (const [label, { getsockopt, syscall }] of wall) {
+    console.log(
+      `${label.padEnd(48)} ${median(getsockopt).toFixed(1).padStart(14)} ${(median(getsockopt) / median(base.getsockopt)).toFixed(2).padStart(6)} ` +
+        `${median(syscall).toFixed(1).padStart(11)} ${(median(syscall) / median(base.syscall)).toFixed(2).padStart(6)}`,
+    );
+  }
+  console.log('BPF run time per program call on the unrelated getsockopt loop (the common path), median ns:');
+  for (const [key, values] of programNs) console.log(`  ${key.padEnd(80)} ${median(values).toFixed(1)}`);
+}
+
+main();
