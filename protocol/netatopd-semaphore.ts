@@ -11,6 +11,7 @@ const IPC_CREAT = 0o1000;
 const IPC_EXCL = 0o2000;
 const IPC_NOWAIT = 0o4000;
 const SEM_UNDO = 0x1000;
+const IPC_STAT = 2;
 const GETVAL = 12;
 const SETVAL = 16;
 const EEXIST = 17;
@@ -28,6 +29,20 @@ function operations(...ops: Array<[number, number, number]>): Buffer {
 }
 
 export class NetatopdRunningError extends Error {}
+
+/**
+ * A set any user may have created first (semget is open to all): one that is
+ * not root's, or that others may change, would let them steer what atop and
+ * netacct see. Refused, with how to remove it.
+ */
+function foreignSet(id: number, key: number): string | null {
+  const stat = Buffer.alloc(256); // struct semid_ds; its ipc_perm: uid @4, mode @20 (x86_64 glibc)
+  if (native.semctl(id, 0, IPC_STAT, 'void *', stat) < 0) return `cannot read semaphore set ${key}: ${errnoText(lastErrno())}`;
+  const uid = stat.readUInt32LE(4);
+  const mode = stat.readUInt16LE(20) & 0o777;
+  if (uid === 0 && (mode & 0o022) === 0) return null;
+  return `semaphore set ${key} belongs to uid ${uid} with mode ${mode.toString(8).padStart(4, '0')}, not root's alone: remove it (ipcrm -S ${key}) and restart`;
+}
 
 export class NetatopdSemaphore {
   private constructor(private readonly id: number) {}
@@ -48,6 +63,8 @@ export class NetatopdSemaphore {
       if (errno !== EEXIST) throw new Error(`creating semaphore set ${key}: ${errnoText(errno)}`);
       id = native.semget(key, 0, 0);
       if (id < 0) throw new Error(`opening semaphore set ${key}: ${errnoText(lastErrno())}`);
+      const foreign = foreignSet(id, key);
+      if (foreign) throw new Error(foreign);
     }
     if (native.semop(id, operations([0, 0, IPC_NOWAIT], [0, 1, SEM_UNDO | IPC_NOWAIT]), 2) < 0) {
       const errno = lastErrno();
@@ -57,10 +74,13 @@ export class NetatopdSemaphore {
     return new NetatopdSemaphore(id);
   }
 
-  /** Whether a running netatopd (or netacct) has marked the set under `key`; changes nothing. */
-  static isClaimed(key: number): boolean {
+  /** Why the set under `key` cannot be claimed (a running netatopd, or another user's set), or null; changes nothing. */
+  static problem(key: number): string | null {
     const id: number = native.semget(key, 0, 0);
-    return id >= 0 && native.semctl(id, 0, GETVAL) > 0;
+    if (id < 0) return null;
+    const foreign = foreignSet(id, key);
+    if (foreign) return foreign;
+    return native.semctl(id, 0, GETVAL) > 0 ? `a netatopd (or another netacct) holds semaphore set ${key}` : null;
   }
 
   /** How many atops follow the exit file now. */

@@ -45,6 +45,7 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
       lastReadSeconds: 0,
       clients: { atop: 0, api: 1, streams: 0 },
       limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },
+      netatopModule: { active: false, reason: 'off' },
     },
     cgroups: [
       { path: '/a"b\\c\nd.service', unit: 'x', containerId: '', counters },

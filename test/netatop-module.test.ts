@@ -232,7 +232,7 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
     expect(line.replace(/^(\d+) \d+ \S+ /, '$1 ')).toBe(`${worker[0]} ${udp(2).join(' ')}`);
   }, 60_000);
 
-  test.skipIf(skip !== null)('where something else serves atop, the daemon says so in one line and runs without it; off by a setting', async () => {
+  test.skipIf(skip !== null)('where something else serves atop, or another user made the semaphore set, the daemon says so in one line and runs without it; off by a setting', async () => {
     const first = await moduleDaemon();
     expect(fs.statSync(EXIT_FILE).mode & 0o777).toBe(0o600); // every process's exits: root only (no allProcessesGroup)
     const second = await TestDaemon.start([], { netatopModule: true });
@@ -247,6 +247,16 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
     expect(fs.existsSync(`${EXIT_FILE}.test`)).toBe(false); // nothing left behind
     await first.stop();
     expect(fs.existsSync(EXIT_FILE)).toBe(false); // the first daemon removed its file on the way out
+    // A set another user created first under the key: refused, not used.
+    const squatted = 424243;
+    spawnSync('ipcrm', ['-S', String(squatted)]);
+    const [command, argv] = asNobody(fixture('netatop-query'), 'squat', String(squatted));
+    expect(execFileSync(command, argv, { encoding: 'utf8' }).trim()).toBe('created');
+    cleanups.push(() => spawnSync('ipcrm', ['-S', String(squatted)]));
+    const fourth = await TestDaemon.start(['--netatop-semaphore-key', String(squatted), '--netatop-exit-file', `${EXIT_FILE}.test`], { netatopModule: true });
+    cleanups.push(() => fourth.stop());
+    expect(fourth.log).toMatch(/not serving atop before 2\.10 .*: semaphore set 424243 belongs to uid 65534 with mode 0666, not root's alone: remove it \(ipcrm -S 424243\)/);
+    expect(fs.existsSync(`${EXIT_FILE}.test`)).toBe(false);
     const off = await TestDaemon.start([]); // --no-netatop-module
     cleanups.push(() => off.stop());
     const offStats = (await apiGet(off.apiSocketPath, '/v1/stats')).body as { netatopModule: unknown };

@@ -54,7 +54,8 @@ export interface NetatopModuleSettings extends NetatopModuleOptions {
  */
 export function netatopModuleObstacle(settings: Pick<NetatopModuleSettings, 'semaphoreKey'>): string | null {
   if (!cgroup2Mount()) return 'no cgroup2 mount (the answering program attaches to its root)';
-  if (NetatopdSemaphore.isClaimed(settings.semaphoreKey)) return `a netatopd (or another netacct) holds semaphore set ${settings.semaphoreKey}`;
+  const semaphoreProblem = NetatopdSemaphore.problem(settings.semaphoreKey);
+  if (semaphoreProblem) return semaphoreProblem;
   if (netatopProbeAnswered()) return 'the netatop kernel module is loaded and answers atop';
   return null;
 }
@@ -74,10 +75,10 @@ export class NetatopModule {
     bootEpoch: number,
     log: Logger,
   ): NetatopModuleState {
-    const obstacle = netatopModuleObstacle(settings);
-    if (obstacle) return { module: null, inactive: obstacle };
     const undo: Array<() => void> = [];
     try {
+      const obstacle = netatopModuleObstacle(settings);
+      if (obstacle) return { module: null, inactive: obstacle };
       const semaphore = NetatopdSemaphore.claim(settings.semaphoreKey);
       undo.push(() => semaphore.release());
       const exitFile = new ExitFile({ path: settings.exitFile, group: settings.allProcessesGroup, pid: process.pid, maxBytes: settings.exitFileMaxBytes });
