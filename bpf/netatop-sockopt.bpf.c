@@ -8,9 +8,9 @@
  *
  * It cannot see the caller's input, though (the kernel copies the caller's
  * buffer in only when its own handler succeeded), so a program on the
- * getsockopt system call's entry (a kprobe, or its tracepoint where kprobes
- * are not available) notes the requested id first, keyed by the calling
- * thread. The answers themselves are published by the daemon into
+ * getsockopt system call's entry (fentry, else a kprobe, else its tracepoint:
+ * the daemon takes the first that loads and attaches) notes the requested id
+ * first, keyed by the calling thread. The answers themselves are published by the daemon into
  * netatop_answers; these programs only look them up.
  *
  * These programs see every getsockopt on the host: their common path is a
@@ -42,9 +42,11 @@ struct {
 	__type(value, __u32);
 } netatop_requests SEC(".maps");
 
-/* Capacity set by the daemon (processes, plus threads when counted). */
+/* Capacity set by the daemon (processes, plus threads when counted); not
+ * preallocated: it holds entries only while an atop follows. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct netatop_answer);
@@ -78,9 +80,19 @@ static __always_inline void note_request(void *optval)
 		bpf_map_update_elem(&netatop_requests, &caller, &id, BPF_ANY);
 }
 
-/* Where the kernel has kprobes: costs only getsockopt calls. */
+/* The first choice: costs only getsockopt calls, and attaches as a BPF link
+ * (no perf event, which some kernels refuse to a daemon without CAP_SYS_ADMIN). */
+SEC("fentry/__x64_sys_getsockopt")
+int BPF_PROG(netatop_request_fentry, struct pt_regs *regs)
+{
+	if (is_counter_command(BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx)))
+		note_request((void *)BPF_CORE_READ(regs, r10));
+	return 0;
+}
+
+/* Where fentry cannot load: costs only getsockopt calls too. */
 SEC("ksyscall/getsockopt")
-int netatop_request(struct pt_regs *ctx)
+int netatop_request_kprobe(struct pt_regs *ctx)
 {
 	struct pt_regs *regs = (struct pt_regs *)ctx->di;
 	if (is_counter_command(BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx)))
@@ -97,7 +109,7 @@ struct sys_enter_getsockopt {
 	void *optlen;
 };
 
-/* Where kprobes are not available. Any syscall tracepoint in use sends every
+/* The last resort. Any syscall tracepoint in use sends every
  * system call through the kernel's tracing path: a few ns each (measured by
  * bench/getsockopt-cost), so it is the second choice. */
 SEC("tracepoint/syscalls/sys_enter_getsockopt")

@@ -128,6 +128,21 @@ export type LibbpfLogLevel = 'warn' | 'info' | 'debug';
 const LEVELS: readonly LibbpfLogLevel[] = ['warn', 'info', 'debug']; // LIBBPF_WARN, _INFO, _DEBUG
 
 let printCallback: bigint | null = null;
+let demoted = 0;
+
+/**
+ * Runs `attempt` with libbpf's messages demoted to debug: for a load that is
+ * allowed to fail (a program type the kernel may refuse, with a fallback),
+ * whose failure is then reported once, in the caller's words.
+ */
+export function quietly<T>(attempt: () => T): T {
+  demoted++;
+  try {
+    return attempt();
+  } finally {
+    demoted--;
+  }
+}
 
 /** Sends libbpf's own messages to `sink` until the process exits. */
 export function routeLibbpfMessages(sink: (level: LibbpfLogLevel, message: string) => void): void {
@@ -135,7 +150,7 @@ export function routeLibbpfMessages(sink: (level: LibbpfLogLevel, message: strin
   const callback = (level: number, fmt: string, args: unknown): number => {
     const length = native.vsnprintf(text, text.length, fmt, args);
     const message = text.toString('utf8', 0, Math.min(Math.max(length, 0), text.length - 1)).trimEnd();
-    if (message) sink(LEVELS[level] ?? 'debug', message);
+    if (message) sink(demoted > 0 ? 'debug' : (LEVELS[level] ?? 'debug'), message);
     return 0;
   };
   const registered = koffi.register(callback, koffi.pointer(PrintFn));

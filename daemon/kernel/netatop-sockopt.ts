@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { BpfObject } from './bpf-object.js';
 import { NETATOP_COMMANDS, NetatopAnswer, NetatopCommand, NetatopSettings } from './layout.js';
-import { errnoText, lastErrno, native } from './libbpf.js';
+import { errnoText, lastErrno, native, quietly } from './libbpf.js';
 
 const AF_INET = 2;
 const SOCK_DGRAM = 2;
@@ -46,15 +46,23 @@ export function netatopProbeAnswered(): boolean {
 }
 
 /**
- * A kprobe on the getsockopt system call costs only getsockopt calls; its
- * tracepoint, the fallback, makes every system call a little slower. The
- * kprobe needs the kernel's kprobe event source (absent where kprobes are
- * configured out).
+ * What notes atop's requested id at the getsockopt system call, in order of
+ * preference: fentry and a kprobe cost only getsockopt calls (fentry attaches
+ * without a perf event, which some kernels refuse without CAP_SYS_ADMIN); the
+ * syscall tracepoint, the last resort, makes every system call a little
+ * slower (bench/getsockopt-cost). The first that loads and attaches is used.
  */
-export type RequestHook = 'kprobe' | 'tracepoint';
+export type RequestHook = 'fentry' | 'kprobe' | 'tracepoint';
 
-function requestHook(): RequestHook {
-  return fs.existsSync('/sys/bus/event_source/devices/kprobe') ? 'kprobe' : 'tracepoint';
+const REQUEST_PROGRAMS: Record<RequestHook, string> = {
+  fentry: 'netatop_request_fentry',
+  kprobe: 'netatop_request_kprobe',
+  tracepoint: 'netatop_request_tp',
+};
+
+/** The hooks worth trying here: a kprobe needs the kernel's kprobe event source (absent where kprobes are configured out). */
+function requestHooks(): RequestHook[] {
+  return fs.existsSync('/sys/bus/event_source/devices/kprobe') ? ['fentry', 'kprobe', 'tracepoint'] : ['fentry', 'tracepoint'];
 }
 
 export class NetatopSockopt {
@@ -76,15 +84,29 @@ export class NetatopSockopt {
    * cgroup2 root at `cgroupMount`, so that it sees every process's calls.
    */
   static open(objectPath: string, capacity: number, cgroupMount: string, allProcessesGroup: number | null): NetatopSockopt {
-    const hook = requestHook();
+    const refusals: string[] = [];
+    const hooks = requestHooks();
+    for (const [i, hook] of hooks.entries()) {
+      const open = (): NetatopSockopt => NetatopSockopt.openWith(hook, objectPath, capacity, cgroupMount, allProcessesGroup);
+      try {
+        return i < hooks.length - 1 ? quietly(open) : open(); // libbpf speaks up only for the last resort
+      } catch (err) {
+        refusals.push(`${hook}: ${(err as Error).message}`);
+      }
+    }
+    throw new Error(`no program on the getsockopt system call could be attached (${refusals.join('; ')})`);
+  }
+
+  private static openWith(hook: RequestHook, objectPath: string, capacity: number, cgroupMount: string, allProcessesGroup: number | null): NetatopSockopt {
+    const program = REQUEST_PROGRAMS[hook];
     const object = BpfObject.load(objectPath, {
       capacities: { netatop_answers: capacity },
-      skipPrograms: [hook === 'kprobe' ? 'netatop_request_tp' : 'netatop_request'],
+      skipPrograms: Object.values(REQUEST_PROGRAMS).filter((name) => name !== program),
     });
     const sockopt = new NetatopSockopt(object, hook);
     try {
       sockopt.setAllProcessesGroup(allProcessesGroup);
-      object.attach(hook === 'kprobe' ? 'netatop_request' : 'netatop_request_tp');
+      object.attach(program);
       const cgroupFd = fs.openSync(cgroupMount, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
       try {
         object.attachCgroup('netatop_answer', cgroupFd);

@@ -5,7 +5,8 @@
 //
 // Only while atops follow the exit file (the semaphore counts them) does it
 // cost anything: the answers are refreshed every refreshMs and exits are
-// drained every exitPollMs; otherwise it checks the semaphore and sleeps.
+// drained every exitPollMs; otherwise it checks the semaphore every
+// exitPollMs, and holds no answers.
 import { AnswerEncoder, RECORD_SIZE, commandEncoder } from '../../protocol/netatop-record.js';
 import { ExitFile } from '../../protocol/netatopd-exit-file.js';
 import { NetatopdSemaphore } from '../../protocol/netatopd-semaphore.js';
@@ -150,6 +151,11 @@ export class NetatopModule {
     if (clients === 0) {
       // As netatopd: with nobody following, the file starts over and exits are not kept for it.
       if (this.exitFile.records > 0) this.exitFile.startOver();
+      // Nor are answers: they would only grow old (and the map holds kernel memory per entry).
+      if (this.answers > 0) {
+        this.sockopt.publish([]);
+        this.answers = 0;
+      }
       this.writtenSeq = this.table.latestExitSeq;
       return;
     }

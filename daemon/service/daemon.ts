@@ -271,7 +271,9 @@ function openNetatopModule(
     bootEpochSeconds(),
     log,
   );
-  if (opened.module) log.info(`serving atop before 2.10 as the netatop module and netatopd did (exit file ${config.netatopExitFile})`);
+  if (opened.module) {
+    log.info(`serving atop before 2.10 as the netatop module and netatopd did (exit file ${config.netatopExitFile}; requests noted by ${opened.module.status().requestHook} on getsockopt)`);
+  }
   else log.warn(`not serving atop before 2.10 (the netatop module interface): ${opened.inactive}`);
   return opened;
 }
