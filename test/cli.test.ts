@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { humanBytes } from '../cli/listing.js';
-import { NETACCT, TestDaemon } from './helpers/daemon.js';
+import { NETACCT, NETACCT_FOR_OTHERS, TestDaemon } from './helpers/daemon.js';
 import { asNobody } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
@@ -81,7 +81,7 @@ describeWithBpf('netacct ps, cgroups, stats (real daemon)', () => {
   });
 
   test('a socket the user may not open: one clear line', async () => {
-    const [command, args] = asNobody(NETACCT, 'ps', '--api-socket', daemon.apiSocketPath);
+    const [command, args] = asNobody(NETACCT_FOR_OTHERS, 'ps', '--api-socket', daemon.apiSocketPath);
     const result = await promisify(execFile)(command, args).catch((err: { code: number; stderr: string }) => err);
     expect((result as { code: number }).code).toBe(1);
     expect((result as { stderr: string }).stderr).toContain(`no permission to connect to ${daemon.apiSocketPath}`);

@@ -5,7 +5,6 @@ import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { expect, test } from 'vitest';
 import WebSocket from 'ws';
@@ -13,7 +12,7 @@ import { apiGet } from './helpers/api-client.js';
 import { AtopConnection } from './helpers/atop-reader.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { NETACCT, TestDaemon, removePinDir, scratchPinDir } from './helpers/daemon.js';
-import { asNobody } from './helpers/fixtures.js';
+import { asNobody, scratchDir } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
 
@@ -142,7 +141,7 @@ describeWithBpf('hostile inputs (real daemon)', () => {
   });
 
   test('a garbage --bpf-object says what is wrong, leaves no pin directory; a relative one is refused', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-object-'));
+    const dir = scratchDir('object');
     const pinDir = scratchPinDir();
     try {
       const config = path.join(dir, 'config.json');

@@ -2,11 +2,11 @@
 // with cc and compare every size, offset and enum value.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { expect, test } from 'vitest';
 import * as layout from '../daemon/kernel/layout.js';
 import { RECORD_SIZE, RecordOffset } from '../protocol/netatop-record.js';
+import { scratchDir } from './helpers/fixtures.js';
 
 const expressions: Record<string, [number, string]> = {
   LAYOUT_VERSION: [layout.LAYOUT_VERSION, 'NA_LAYOUT_VERSION'],
@@ -96,7 +96,7 @@ const expressions: Record<string, [number, string]> = {
 };
 
 test('daemon/kernel/layout.ts matches every size, offset and enum of bpf/netacct.h', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-layout-'));
+  const dir = scratchDir('layout');
   const lines = Object.entries(expressions).map(
     ([name, [, expr]]) => `\tprintf("%s %lu\\n", "${name}", (unsigned long)(${expr}));`,
   );

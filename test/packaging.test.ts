@@ -3,9 +3,9 @@
 // daemon's dry run against the package's own configuration and BPF object.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { scratchDir } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 
 const ROOT_DIR = path.join(import.meta.dirname, '..');
@@ -16,7 +16,7 @@ let deb: string;
 let root: string;
 
 beforeAll(() => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-deb-'));
+  work = scratchDir('deb');
   const output = execFileSync(path.join(ROOT_DIR, 'packaging', 'build-deb.sh'), [path.join(work, 'out')], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],

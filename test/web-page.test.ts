@@ -3,12 +3,11 @@
 // rate rises, columns sort, nothing is loaded from outside the daemon, and
 // a screenshot is kept in test-artifacts/.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { TestDaemon } from './helpers/daemon.js';
-import { fixture } from './helpers/fixtures.js';
+import { fixture, scratchDir } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
 
@@ -95,7 +94,7 @@ describeWithBpf('live web page (real daemon, real Chromium)', () => {
 
   test('a process named like HTML is shown as text, never run as HTML', async () => {
     // A process's name is what its executable is called: anyone can choose it.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-web-'));
+    const dir = scratchDir('web');
     const evil = path.join(dir, '<em>evil');
     fs.symlinkSync(fixture('traffic'), evil);
     const child = await TrafficChild.startFrom(evil, 'interactive');

@@ -7,6 +7,9 @@ import { tempPath } from './fixtures.js';
 
 export const NETACCT = path.join(import.meta.dirname, '..', '..', 'bin', 'netacct.js');
 
+/** The same CLI as users other than root can run it (test/global-setup.ts copies it where the checkout is not theirs to read). */
+export const NETACCT_FOR_OTHERS = process.env['NETACCT_TEST_CLI_FOR_OTHERS'] ?? NETACCT;
+
 /** The systemd unit the package installs. */
 export const UNIT_FILE = path.join(import.meta.dirname, '..', '..', 'packaging', 'netacct.service');
 

@@ -4,8 +4,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-fixtures-'));
-fs.chmodSync(outDir, 0o755); // tests run the fixtures as other users too
+/**
+ * A new directory that every user may enter, in the run's scratch directory
+ * (test/global-setup.ts removes it, whatever the tests did).
+ */
+export function scratchDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(process.env['NETACCT_TEST_SCRATCH'] ?? os.tmpdir(), `${prefix}-`));
+  fs.chmodSync(dir, 0o755);
+  return dir;
+}
+
+const outDir = scratchDir('fixtures'); // tests run the fixtures as other users too
 const built = new Map<string, string>();
 
 export function fixture(name: 'traffic' | 'atop-client' | 'notify-listener' | 'netatop-query'): string {
@@ -21,9 +30,7 @@ export function fixture(name: 'traffic' | 'atop-client' | 'notify-listener' | 'n
 
 /** A path in a new directory that every user may enter. */
 export function tempPath(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `netacct-${prefix}-`));
-  fs.chmodSync(dir, 0o755);
-  return path.join(dir, 'socket');
+  return path.join(scratchDir(prefix), 'socket');
 }
 
 /** The command line that runs `command` as user nobody (group nogroup, no other groups). */

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What the tests need besides npm's packages, installed when missing (npm test
+# runs this first; so does .ci/run). As root on Debian or Ubuntu it installs
+# them with apt-get; otherwise it names what is missing and how to get it, and
+# the tests that need it skip and say why.
+#
+# clang/llvm/libbpf-dev rebuild the BPF objects (npm run check:bpf); libbpf1 is
+# what the daemon loads; gcc and libc6-dev build the C test clients; setpriv
+# (util-linux) runs clients as nobody; curl queries the API as a script would;
+# tmux is the terminal for netacct top and atop; prometheus brings promtool,
+# which checks /metrics; chromium renders the web page; systemd brings
+# systemd-analyze and man-db man, which check the unit and man page;
+# qemu-system-x86, busybox-static, cpio, xz-utils and kmod boot the guest
+# kernels of test/vm; atop is Debian 12's own (2.8.1), the real client of the
+# netatop module interface; libcap2-bin's setcap gives a test client
+# CAP_NET_RAW without root.
+set -euo pipefail
+
+packages=(clang llvm libbpf-dev libbpf1 gcc libc6-dev python3 util-linux curl tmux prometheus chromium systemd man-db
+	qemu-system-x86 busybox-static cpio xz-utils kmod atop libcap2-bin)
+missing=()
+for pkg in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+((${#missing[@]})) || exit 0
+if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
+	echo "test prerequisites missing: ${missing[*]} (as root: apt-get install ${missing[*]}); the tests that need them skip" >&2
+	exit 0
+fi
+echo "installing the test prerequisites: ${missing[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
