@@ -65,6 +65,29 @@ function requestHooks(): RequestHook[] {
   return fs.existsSync('/sys/bus/event_source/devices/kprobe') ? ['fentry', 'kprobe', 'tracepoint'] : ['fentry', 'tracepoint'];
 }
 
+/** The object with `hook`'s request program and the answer program only. */
+function loadFor(hook: RequestHook, objectPath: string, capacity: number): BpfObject {
+  const program = REQUEST_PROGRAMS[hook];
+  return BpfObject.load(objectPath, {
+    capacities: { netatop_answers: capacity },
+    skipPrograms: Object.values(REQUEST_PROGRAMS).filter((name) => name !== program),
+  });
+}
+
+/** `attempt` with each hook in order of preference, until one works; libbpf speaks up only for the last resort. */
+function firstHook<T>(what: string, attempt: (hook: RequestHook) => T): T {
+  const refusals: string[] = [];
+  const hooks = requestHooks();
+  for (const [i, hook] of hooks.entries()) {
+    try {
+      return i < hooks.length - 1 ? quietly(() => attempt(hook)) : attempt(hook);
+    } catch (err) {
+      refusals.push(`${hook}: ${(err as Error).message}`);
+    }
+  }
+  throw new Error(`no program on the getsockopt system call could be ${what} (${refusals.join('; ')})`);
+}
+
 export class NetatopSockopt {
   private readonly answersFd: number;
   /** Keys in netatop_answers now. */
@@ -84,25 +107,20 @@ export class NetatopSockopt {
    * cgroup2 root at `cgroupMount`, so that it sees every process's calls.
    */
   static open(objectPath: string, capacity: number, cgroupMount: string, allProcessesGroup: number | null): NetatopSockopt {
-    const refusals: string[] = [];
-    const hooks = requestHooks();
-    for (const [i, hook] of hooks.entries()) {
-      const open = (): NetatopSockopt => NetatopSockopt.openWith(hook, objectPath, capacity, cgroupMount, allProcessesGroup);
-      try {
-        return i < hooks.length - 1 ? quietly(open) : open(); // libbpf speaks up only for the last resort
-      } catch (err) {
-        refusals.push(`${hook}: ${(err as Error).message}`);
-      }
-    }
-    throw new Error(`no program on the getsockopt system call could be attached (${refusals.join('; ')})`);
+    return firstHook('attached', (hook) => NetatopSockopt.openWith(hook, objectPath, capacity, cgroupMount, allProcessesGroup));
+  }
+
+  /** `netacct daemon --check`: the hook whose programs the verifier accepts (loaded, not attached). */
+  static check(objectPath: string): RequestHook {
+    return firstHook('loaded', (hook) => {
+      loadFor(hook, objectPath, 1).close();
+      return hook;
+    });
   }
 
   private static openWith(hook: RequestHook, objectPath: string, capacity: number, cgroupMount: string, allProcessesGroup: number | null): NetatopSockopt {
+    const object = loadFor(hook, objectPath, capacity);
     const program = REQUEST_PROGRAMS[hook];
-    const object = BpfObject.load(objectPath, {
-      capacities: { netatop_answers: capacity },
-      skipPrograms: Object.values(REQUEST_PROGRAMS).filter((name) => name !== program),
-    });
     const sockopt = new NetatopSockopt(object, hook);
     try {
       sockopt.setAllProcessesGroup(allProcessesGroup);

@@ -64,9 +64,9 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
     const { netatopModuleObstacle } = await import('../serve/netatop-module.js'); // loads libbpf.so.1, as above
     const obstacle = netatopModuleObstacle({ semaphoreKey: config.netatopSemaphoreKey });
     if (obstacle) return `not served: ${obstacle} (the daemon starts without it)`;
-    const { BpfObject } = await import('../kernel/bpf-object.js');
-    BpfObject.load(config.netatopBpfObject).close();
-    return `served as the netatop module and netatopd did (${config.netatopExitFile}); ${config.netatopBpfObject}: accepted by the verifier`;
+    const { NetatopSockopt } = await import('../kernel/netatop-sockopt.js');
+    const hook = NetatopSockopt.check(config.netatopBpfObject);
+    return `served as the netatop module and netatopd did (${config.netatopExitFile}); ${config.netatopBpfObject}: accepted by the verifier, with ${hook} on getsockopt`;
   });
   for (const { what, ok, detail } of results) out.write(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${detail}\n`);
   const passed = results.every((r) => r.ok);
