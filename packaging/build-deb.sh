@@ -61,10 +61,11 @@ Suggests: prometheus
 Installed-Size: $(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 Description: per-process and per-cgroup TCP/UDP traffic accounting with eBPF
  netacct counts every socket send and receive call and its bytes, per process
- and per cgroup v2, TCP and UDP, IPv4 and IPv6, with BPF programs on the
- kernel's sock tracepoints (Linux 6.3 or later). It serves atop -K exactly as
- netatop-bpf does, an HTTP API and WebSocket streams for scripts, Prometheus
- metrics and a live web page.
+ and per cgroup v2, TCP and UDP, IPv4 and IPv6, with BPF programs (the
+ kernel's sock tracepoints from Linux 6.3, fexit from Linux 5.12). It serves
+ atop -K: atop 2.10 and later exactly as netatop-bpf does, older atops as the
+ netatop kernel module and netatopd did, with no module. Also an HTTP API and
+ WebSocket streams for scripts, Prometheus metrics and a live web page.
 CONTROL
 cat >"$stage/DEBIAN/postinst" <<'SCRIPT'
 #!/bin/sh
@@ -73,6 +74,10 @@ if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	systemctl enable netacct.service
 	systemctl restart netacct.service || echo "netacct: the service did not start; see: journalctl -u netacct" >&2
+fi
+# atop's own configuration is atop's: say what to change, never change it.
+if [ "$1" = configure ] && [ -f /etc/default/atop ] && ! grep -q '^LOGOPTS=.*-K' /etc/default/atop; then
+	echo "netacct: atop's daily logs record network counters only with -K: set LOGOPTS=\"-K\" in /etc/default/atop, then systemctl restart atop" >&2
 fi
 SCRIPT
 cat >"$stage/DEBIAN/prerm" <<'SCRIPT'
