@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tempPath } from './fixtures.js';
+import { stopAtFileEnd } from './leftovers.js';
 
 export const NETACCT = path.join(import.meta.dirname, '..', '..', 'bin', 'netacct.js');
 
@@ -94,6 +95,11 @@ export class TestDaemon {
     const [command, ...args] = [...(options.launcher ?? []), NETACCT, 'daemon', '--atop-socket', socketPath, ...config, ...extraArgs];
     const child = spawn(command!, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...options.env } });
     const daemon = new TestDaemon(child, socketPath, apiSocketPath, ownPinDir);
+    const forget = stopAtFileEnd(() => daemon.stop('SIGKILL'));
+    child.once('exit', () => {
+      forget();
+      if (ownPinDir) removePinDir(ownPinDir);
+    });
     await daemon.waitForLog(/serving atop on/);
     return daemon;
   }

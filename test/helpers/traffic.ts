@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { asNobody, fixture } from './fixtures.js';
+import { stopAtFileEnd } from './leftovers.js';
 
 export class TrafficChild {
   private readonly lines: AsyncIterator<string>;
@@ -31,6 +32,10 @@ export class TrafficChild {
 
   private static async run([command, args]: [string, string[]]): Promise<TrafficChild> {
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    const forget = stopAtFileEnd(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    child.once('exit', forget);
     const traffic = new TrafficChild(child, child.pid!);
     traffic.announced = await traffic.expectLine('ready');
     return traffic;
