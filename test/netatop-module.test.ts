@@ -8,7 +8,7 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { afterEach, expect, test } from 'vitest';
+import { afterAll, afterEach, expect, test } from 'vitest';
 import { apiGet } from './helpers/api-client.js';
 import { TestDaemon, unitCapabilitiesLauncher } from './helpers/daemon.js';
 import { BASIC_SCENARIO, expectedCounters, wireCounters } from './helpers/expected.js';
@@ -18,6 +18,8 @@ import { TrafficChild } from './helpers/traffic.js';
 
 const EXIT_FILE = '/var/run/netatop.log';
 const INTERVAL_S = 2;
+const DEFAULT_KEY = 1541961;
+const OTHER_KEY = 424242;
 
 /** Why real atop cannot run here, or null: it must be an atop before 2.10 (Debian 12's is 2.8.1). */
 function atopSkipReason(): string | null {
@@ -98,6 +100,10 @@ class AtopPrn {
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+// Semaphore sets outlive their daemons (an atop keeps the set's id): this file's are removed at its end.
+afterAll(() => {
+  for (const key of [DEFAULT_KEY, OTHER_KEY]) spawnSync('ipcrm', ['-S', String(key)]);
 });
 
 function killOnCleanup(child: ChildProcess): void {
@@ -242,7 +248,7 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
     cleanups.push(() => second.stop());
     expect(second.log).toMatch(/not serving atop before 2\.10 \(the netatop module interface\): a netatopd \(or another netacct\) holds semaphore set 1541961/);
     // Another key: the semaphore is free, the cgroup program is the first daemon's; both serve, the first answers.
-    const third = await TestDaemon.start(['--netatop-semaphore-key', '424242', '--netatop-exit-file', `${EXIT_FILE}.test`], { netatopModule: true });
+    const third = await TestDaemon.start(['--netatop-semaphore-key', String(OTHER_KEY), '--netatop-exit-file', `${EXIT_FILE}.test`], { netatopModule: true });
     cleanups.push(() => third.stop());
     const stats = (await apiGet(third.apiSocketPath, '/v1/stats')).body as { netatopModule: unknown };
     expect(stats.netatopModule).toMatchObject({ active: true });
