@@ -14,22 +14,16 @@ import { loadNetacctObject } from '../daemon/kernel/kernel-counters.js';
 import { probeKernel } from '../daemon/kernel/attach-mode.js';
 import type { BpfLinkPtr } from '../daemon/kernel/libbpf.js';
 import { packageRoot } from '../daemon/common/package-root.js';
+import { STATS_SYSCTL, runStats } from './bpf-stats.js';
 import { compileFixture } from './fixtures.js';
 
 const ROUNDS_PER_ORDER = Number(process.env['ROUNDS'] ?? 2);
 const EXCHANGES = Number(process.env['EXCHANGES'] ?? 300_000);
-const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 
 interface Group {
   label: string;
   object: BpfObject;
   programs: string[];
-}
-
-function runStats(fd: number): { ns: number; count: number } {
-  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
-  const field = (name: string): number => Number(new RegExp(`^${name}:\\s*(\\d+)$`, 'm').exec(info)?.[1] ?? NaN);
-  return { ns: field('run_time_ns'), count: field('run_cnt') };
 }
 
 /** The object, or null (said) where this kernel refuses it. */

@@ -15,21 +15,15 @@ import { cgroup2Mount } from '../daemon/accounting/cgroup-names.js';
 import { packageRoot } from '../daemon/common/package-root.js';
 import { BpfObject } from '../daemon/kernel/bpf-object.js';
 import type { BpfLinkPtr } from '../daemon/kernel/libbpf.js';
+import { STATS_SYSCTL, runStats } from './bpf-stats.js';
 import { compileFixture } from './fixtures.js';
 
 const ROUNDS = Number(process.env['ROUNDS'] ?? 5);
 const CALLS = Number(process.env['CALLS'] ?? 1_000_000);
-const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 
 interface Setup {
   label: string;
   programs: string[];
-}
-
-function runStats(fd: number): { ns: number; count: number } {
-  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
-  const field = (name: string): number => Number(new RegExp(`^${name}:\\s*(\\d+)$`, 'm').exec(info)?.[1] ?? NaN);
-  return { ns: field('run_time_ns'), count: field('run_cnt') };
 }
 
 /** The object with only its fentry program, or null (said) where this kernel refuses fentry. */
