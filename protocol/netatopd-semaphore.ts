@@ -28,8 +28,6 @@ function operations(...ops: Array<[number, number, number]>): Buffer {
   return buf;
 }
 
-export class NetatopdRunningError extends Error {}
-
 /**
  * A set any user may have created first (semget is open to all): one that is
  * not root's, or that others may change, would let them steer what atop and
@@ -50,9 +48,8 @@ export class NetatopdSemaphore {
   /**
    * Finds or creates the set under `key` and marks netatopd as running, in
    * one atomic operation (wait for zero, then add one, SEM_UNDO: the mark
-   * goes when this process does, however it ends). Throws
-   * NetatopdRunningError when it is marked already: a netatopd, or another
-   * netacct, serves the exit file.
+   * goes when this process does, however it ends). Throws when it is marked
+   * already: a netatopd, or another netacct, serves the exit file.
    */
   static claim(key: number): NetatopdSemaphore {
     let id: number = native.semget(key, 2, 0o600 | IPC_CREAT | IPC_EXCL);
@@ -68,7 +65,7 @@ export class NetatopdSemaphore {
     }
     if (native.semop(id, operations([0, 0, IPC_NOWAIT], [0, 1, SEM_UNDO | IPC_NOWAIT]), 2) < 0) {
       const errno = lastErrno();
-      if (errno === EAGAIN) throw new NetatopdRunningError(`semaphore set ${key} says a netatopd runs already`);
+      if (errno === EAGAIN) throw new Error(`semaphore set ${key} says a netatopd runs already`);
       throw new Error(`marking semaphore set ${key}: ${errnoText(errno)}`);
     }
     return new NetatopdSemaphore(id);
