@@ -4,24 +4,11 @@
 import net from 'node:net';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { apiGet, apiGetAsNobody } from './helpers/api-client.js';
+import { BASIC_SCENARIO_API } from './helpers/expected.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { TestDaemon } from './helpers/daemon.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
-
-/** The basic scenario of test/fixtures/traffic.c as the API shows it. */
-const BASIC = {
-  tcp: { send: { calls: 151, bytes: 250_500 }, recv: { calls: 151, bytes: 250_500 } },
-  udp: { send: { calls: 31, bytes: 5000 }, recv: { calls: 31, bytes: 5000 } },
-  ipv4: {
-    tcp: { send: { calls: 101, bytes: 100_500 }, recv: { calls: 101, bytes: 100_500 } },
-    udp: { send: { calls: 20, bytes: 4000 }, recv: { calls: 20, bytes: 4000 } },
-  },
-  ipv6: {
-    tcp: { send: { calls: 50, bytes: 150_000 }, recv: { calls: 50, bytes: 150_000 } },
-    udp: { send: { calls: 11, bytes: 1000 }, recv: { calls: 11, bytes: 1000 } },
-  },
-};
 
 describeWithBpf('HTTP API (real daemon, real traffic)', () => {
   let daemon: TestDaemon;
@@ -42,7 +29,7 @@ describeWithBpf('HTTP API (real daemon, real traffic)', () => {
     const { status, contentType, body } = await apiGet(daemon.apiSocketPath, `/v1/processes/${rootProcess.pid}`);
     expect(status).toBe(200);
     expect(contentType).toBe('application/json');
-    expect(body).toMatchObject({ pid: rootProcess.pid, command: 'traffic', uid: 0, state: 'live', counters: BASIC });
+    expect(body).toMatchObject({ pid: rootProcess.pid, command: 'traffic', uid: 0, state: 'live', counters: BASIC_SCENARIO_API });
     expect(body.cgroup.path).toMatch(/^\//);
   });
 
@@ -52,10 +39,10 @@ describeWithBpf('HTTP API (real daemon, real traffic)', () => {
     const pids = json.body.processes.map((p: { pid: number }) => p.pid);
     expect(pids).toContain(rootProcess.pid);
     expect(pids).toContain(nobodyProcess.pid);
-    const bytes = json.body.processes.map((p: { counters: typeof BASIC }) => p.counters.tcp.send.bytes);
+    const bytes = json.body.processes.map((p: { counters: typeof BASIC_SCENARIO_API }) => p.counters.tcp.send.bytes);
     expect(bytes).toEqual([...bytes].sort((a, b) => b - a));
     const byTotal = await apiGet(daemon.apiSocketPath, '/v1/processes?command=traffic&sort=total.bytes&order=desc');
-    const totals = byTotal.body.processes.map(({ counters: c }: { counters: typeof BASIC }) =>
+    const totals = byTotal.body.processes.map(({ counters: c }: { counters: typeof BASIC_SCENARIO_API }) =>
       c.tcp.send.bytes + c.tcp.recv.bytes + c.udp.send.bytes + c.udp.recv.bytes);
     expect(totals).toEqual([...totals].sort((a, b) => b - a));
     expect(totals).toContain(2 * 250_500 + 2 * 5000); // the basic scenario's process

@@ -1,7 +1,10 @@
 // Bindings to the parts of libbpf (libbpf.so.1) and libc that netacct uses,
 // through koffi. Pointers come back from koffi as BigInt (or null); they are
 // wrapped in branded types so that a map can never be passed as a program.
+import fs from 'node:fs';
+import path from 'node:path';
 import koffi, { type LibraryHandle } from 'koffi';
+import { packageRoot } from '../common/package-root.js';
 
 export type BpfObjectPtr = bigint & { readonly __brand: 'bpf_object' };
 export type BpfMapPtr = bigint & { readonly __brand: 'bpf_map' };
@@ -17,7 +20,15 @@ function loadLibrary(name: string, hint: string): LibraryHandle {
   }
 }
 
-const libbpf = loadLibrary('libbpf.so.1', 'install the libbpf1 package');
+/**
+ * The libbpf loaded: the packages carry the one they were built and tested
+ * with, in lib/ of the package root, because Debian 11 and Ubuntu 22.04 ship
+ * only libbpf 0.x, which cannot open netacct's objects (ksyscall sections,
+ * libbpf 1.0). A checkout has no lib/ and uses the system's libbpf.so.1.
+ */
+const bundledLibbpf = path.join(packageRoot(), 'lib', 'libbpf.so.1');
+export const libbpfPath = fs.existsSync(bundledLibbpf) ? bundledLibbpf : 'libbpf.so.1';
+const libbpf = loadLibrary(libbpfPath, 'install the libbpf1 package');
 const libc = loadLibrary('libc.so.6', 'glibc');
 
 koffi.opaque('bpf_object');
@@ -69,6 +80,8 @@ export const native = {
   updateBatch: libbpf.func('int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, void *opts)'),
   deleteBatch: libbpf.func('int bpf_map_delete_batch(int fd, const void *keys, void *count, void *opts)'),
   numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
+  majorVersion: libbpf.func('uint32_t libbpf_major_version()'),
+  minorVersion: libbpf.func('uint32_t libbpf_minor_version()'),
   progLoad: libbpf.func('int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t count, void *opts)'),
   setAutoload: libbpf.func('int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
   loadVmlinuxBtf: libbpf.func('btf *btf__load_vmlinux_btf()'),

@@ -37,6 +37,15 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
     checkPrivileges();
     return 'CAP_BPF and CAP_PERFMON (or root)';
   });
+  await check('libbpf', async () => {
+    const { libbpfPath, native, routeLibbpfMessages } = await import('../kernel/libbpf.js'); // a missing libbpf.so.1 is this check's failure
+    // Warnings only (the verifier's reasons), unless verbose: the attempts that
+    // may fail, with a fallback (quietly()), say nothing.
+    routeLibbpfMessages((level, message) => {
+      if (level === 'warn' || config.verbose) process.stderr.write(`${message}\n`);
+    });
+    return `${native.majorVersion()}.${native.minorVersion()}: ${libbpfPath}`;
+  });
   await check('kernel', async () => {
     // Loaded here, as kernel-counters below: it loads libbpf.so.1, and a missing one is a check's failure.
     const { chooseAttachMode, describeAttachMode, probeKernel } = await import('../kernel/attach-mode.js');

@@ -43,3 +43,17 @@ export function wireCounters(counters: number[]): number[] {
   }
   return wire;
 }
+
+/** The basic scenario of test/fixtures/traffic.c as the API shows it. */
+export const BASIC_SCENARIO_API = {
+  tcp: { send: { calls: 151, bytes: 250_500 }, recv: { calls: 151, bytes: 250_500 } },
+  udp: { send: { calls: 31, bytes: 5000 }, recv: { calls: 31, bytes: 5000 } },
+  ipv4: {
+    tcp: { send: { calls: 101, bytes: 100_500 }, recv: { calls: 101, bytes: 100_500 } },
+    udp: { send: { calls: 20, bytes: 4000 }, recv: { calls: 20, bytes: 4000 } },
+  },
+  ipv6: {
+    tcp: { send: { calls: 50, bytes: 150_000 }, recv: { calls: 50, bytes: 150_000 } },
+    udp: { send: { calls: 11, bytes: 1000 }, recv: { calls: 11, bytes: 1000 } },
+  },
+};
