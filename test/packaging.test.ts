@@ -1,18 +1,19 @@
 // The packages: packaging/build.sh builds the .deb and the .rpm from one staged
 // tree, twice (same bytes). Each is unpacked into a scratch root and run from
-// there; the .deb is also installed with apt-get in a fresh Debian 12 chroot
-// (debootstrap, no Node.js anywhere in it), where its daemon counts real
-// traffic exactly.
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+// there; the .deb is also installed with apt-get in fresh chroots of Debian
+// 11, 12 and 13 and Ubuntu 22.04 (debootstrap, no Node.js anywhere in them),
+// where its daemon counts real traffic exactly.
+import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { apiGet } from './helpers/api-client.js';
 import { BASIC_SCENARIO_API } from './helpers/expected.js';
 import { scratchDir } from './helpers/fixtures.js';
 import { stopAtFileEnd } from './helpers/leftovers.js';
-import { describeWithBpf } from './helpers/requirements.js';
+import { bpfSkipReason, describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
 
 const ROOT_DIR = path.join(import.meta.dirname, '..');
@@ -24,15 +25,48 @@ const LIBBPF_VERSION = /^(?:\d+:)?(\d+\.\d+)/.exec(execFileSync('dpkg-query', ['
 /** Where debootstrap keeps the Debian packages it downloaded, between runs. */
 const DEBOOTSTRAP_CACHE = '/var/cache/netacct-debootstrap';
 
+/** The releases the .deb is installed in: the oldest and newest Debian, and Ubuntu's LTS with libbpf 0.x only. */
+const RELEASES = [
+  { name: 'Debian 12', suite: 'bookworm', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1'] },
+  { name: 'Debian 11', suite: 'bullseye', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1'] },
+  { name: 'Debian 13', suite: 'trixie', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1t64'] },
+  // Debian has no Ubuntu keyring: debootstrap fetches unchecked, apt in the chroot checks with Ubuntu's own.
+  { name: 'Ubuntu 22.04', suite: 'jammy', mirror: 'http://archive.ubuntu.com/ubuntu', comesWith: ['libelf1'], debootstrap: ['--no-check-gpg'] },
+];
+
 let work: string;
 let deb: string;
 let rpm: string;
+const run = promisify(execFile);
 
 /** Runs packaging/build.sh into `out`; returns [deb, rpm]. */
-function buildPackages(out: string): [string, string] {
-  const output = execFileSync(path.join(ROOT_DIR, 'packaging', 'build.sh'), [out], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const [built, builtRpm] = output.trim().split('\n').slice(-2);
+async function buildPackages(out: string): Promise<[string, string]> {
+  const { stdout } = await run(path.join(ROOT_DIR, 'packaging', 'build.sh'), [out], { encoding: 'utf8', maxBuffer: 16 * 2 ** 20 });
+  const [built, builtRpm] = stdout.trim().split('\n').slice(-2);
   return [built!, builtRpm!];
+}
+
+/** Each release's fresh root (suite → its directory), once debootstrap has made it. */
+const freshRoots = new Map<string, Promise<string>>();
+
+/**
+ * debootstraps every release, one after the other, while the packages build:
+ * debootstrap mostly waits on the network and dpkg, the build on one xz thread.
+ */
+function debootstrapReleases(): void {
+  fs.mkdirSync(DEBOOTSTRAP_CACHE, { recursive: true });
+  let previous: Promise<unknown> = Promise.resolve();
+  for (const release of RELEASES) {
+    const root = path.join(work, release.suite);
+    const args = ['--variant=minbase', `--cache-dir=${DEBOOTSTRAP_CACHE}`, ...(release.debootstrap ?? []), release.suite, root, release.mirror];
+    const made = previous.then(async () => {
+      await run('debootstrap', args, { maxBuffer: 64 * 2 ** 20 });
+      return root;
+    });
+    made.catch(() => {}); // reported by the release's own beforeAll, which awaits it
+    freshRoots.set(release.suite, made);
+    previous = made.catch(() => {});
+  }
 }
 
 const sha256 = (file: string): string => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
@@ -51,18 +85,20 @@ function tree(root: string): Map<string, string> {
 const netacctIn = (root: string, ...args: string[]) =>
   spawnSync(path.join(root, 'usr', 'bin', 'netacct'), args, { encoding: 'utf8', timeout: 60_000 });
 
-beforeAll(() => {
+beforeAll(async () => {
   work = scratchDir('packages');
-  [deb, rpm] = buildPackages(path.join(work, 'out'));
+  if (!bpfSkipReason) debootstrapReleases();
+  [deb, rpm] = await buildPackages(path.join(work, 'out'));
 }, 600_000);
 
-afterAll(() => {
-  // --one-file-system: never into something mounted under the chroot.
+afterAll(async () => {
+  await Promise.allSettled(freshRoots.values()); // a debootstrap still writing
+  // --one-file-system: never into something mounted under a chroot.
   if (work) execFileSync('rm', ['-rf', '--one-file-system', work]);
 });
 
-test('packaging/build.sh is reproducible: a second build gives the same bytes', () => {
-  const [again, againRpm] = buildPackages(path.join(work, 'again'));
+test('packaging/build.sh is reproducible: a second build gives the same bytes', async () => {
+  const [again, againRpm] = await buildPackages(path.join(work, 'again'));
   expect([path.basename(deb), path.basename(rpm)]).toEqual([`netacct_${VERSION}_${DEB_ARCH}.deb`, `netacct-${VERSION}-1.${RPM_ARCH}.rpm`]);
   expect([sha256(again), sha256(againRpm)]).toEqual([sha256(deb), sha256(rpm)]);
   const installedKiB = Number(execFileSync('dpkg-deb', ['--field', deb, 'Installed-Size'], { encoding: 'utf8' }));
@@ -222,93 +258,94 @@ describe('the RPM package', () => {
   });
 });
 
-describeWithBpf('the .deb installed with apt-get in a fresh Debian 12 chroot (no Node.js repository)', () => {
-  let chroot: string;
-  let installLog: string;
-  let packagesBefore: string[];
-  const inChroot = (command: string): string => execFileSync('chroot', [chroot, 'sh', '-c', command], { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
-  const installedPackages = (): string[] => inChroot("dpkg-query -W -f='${Package}\\n'").trim().split('\n').sort();
-  /**
-   * `command` in the chroot, in a mount namespace of its own with /proc, /sys,
-   * bpffs, cgroup2 and tracefs: they vanish with the process, whatever
-   * happens (unshare's default propagation is private). The IPC namespace
-   * is its own too (netatopd's semaphore).
-   */
-  const spawnInChroot = (command: string): ChildProcess => {
-    const mounts = [
-      `mount -t proc proc ${chroot}/proc`,
-      `mount -t sysfs sysfs ${chroot}/sys`,
-      `mount -t bpf bpf ${chroot}/sys/fs/bpf`,
-      `mount -t cgroup2 cgroup2 ${chroot}/sys/fs/cgroup`,
-      `mount -t tracefs tracefs ${chroot}/sys/kernel/tracing`,
-    ].join(' && ');
-    const child = spawn('unshare', ['--mount', '--ipc', 'sh', '-c', `${mounts} && exec chroot ${chroot} ${command}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
-    });
-    const forget = stopAtFileEnd(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
-    child.once('exit', forget);
-    return child;
-  };
 
-  beforeAll(() => {
-    chroot = path.join(work, 'bookworm');
-    fs.mkdirSync(DEBOOTSTRAP_CACHE, { recursive: true });
-    execFileSync('debootstrap', ['--variant=minbase', `--cache-dir=${DEBOOTSTRAP_CACHE}`, 'bookworm', chroot, 'http://deb.debian.org/debian'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    fs.copyFileSync('/etc/resolv.conf', path.join(chroot, 'etc/resolv.conf'));
-    fs.copyFileSync(deb, path.join(chroot, 'tmp', path.basename(deb)));
-    packagesBefore = installedPackages();
-    installLog = inChroot(`apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y ./tmp/${path.basename(deb)} 2>&1`);
-  }, 900_000);
-
-  test('apt-get install ./netacct_*.deb: only Debian 12 sources, and nothing but libelf1 comes with it', () => {
-    expect(fs.readdirSync(path.join(chroot, 'etc/apt/sources.list.d'))).toEqual([]);
-    expect(fs.readFileSync(path.join(chroot, 'etc/apt/sources.list'), 'utf8').trim()).toBe('deb http://deb.debian.org/debian bookworm main');
-    const added = installedPackages().filter((name) => !packagesBefore.includes(name));
-    expect(added, installLog).toEqual(['libelf1', 'netacct']);
-    expect(() => inChroot('command -v node')).toThrow(); // no Node.js but the package's own
-  });
-
-  const runInChroot = (command: string): Promise<{ status: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const child = spawnInChroot(command);
-      let stdout = '';
-      let stderr = '';
-      child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      child.once('exit', (status) => resolve({ status, stdout, stderr }));
-    });
-
-  test('netacct daemon --check passes there', async () => {
-    const result = await runInChroot('netacct daemon --check');
-    expect(result.status, result.stdout + result.stderr).toBe(0);
-    expect(result.stdout).toContain(`ok   Node.js: ${process.versions.node} (needs >=20.19)\n`);
-    expect(result.stdout).toContain(`ok   libbpf: ${LIBBPF_VERSION}: /usr/lib/netacct/lib/libbpf.so.1\n`);
-    expect(result.stdout.trim().split('\n').at(-1)).toBe('netacct daemon can start with this configuration');
-  }, 60_000);
-
-  test('its daemon counts a generated transfer exactly', async () => {
-    // The package's configuration, its sockets under the chroot's /run; the
-    // netatop module interface (a program on the host's root cgroup) stays off.
-    const daemon = spawnInChroot('netacct daemon --no-netatop-module');
-    let log = '';
-    await new Promise<void>((resolve, reject) => {
-      daemon.stderr!.on('data', (chunk: Buffer) => {
-        log += chunk.toString();
-        if (/serving atop on/.test(log)) resolve();
+describe.each(RELEASES)('the .deb installed with apt-get in a fresh $name chroot (debootstrap, no Node.js repository)', (release) => {
+  describeWithBpf(release.suite, () => {
+    let chroot: string;
+    let installLog: string;
+    let packagesBefore: string[];
+    const inChroot = (command: string): string => execFileSync('chroot', [chroot, 'sh', '-c', command], { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+    const installedPackages = (): string[] => inChroot("dpkg-query -W -f='${Package}\\n'").trim().split('\n').sort();
+    /**
+     * `command` in the chroot, in a mount namespace of its own with /proc, /sys,
+     * bpffs, cgroup2 and tracefs: they vanish with the process, whatever
+     * happens (unshare's default propagation is private). The IPC namespace
+     * is its own too (netatopd's semaphore).
+     */
+    const spawnInChroot = (command: string): ChildProcess => {
+      const mounts = [
+        `mount -t proc proc ${chroot}/proc`,
+        `mount -t sysfs sysfs ${chroot}/sys`,
+        `mount -t bpf bpf ${chroot}/sys/fs/bpf`,
+        `mount -t cgroup2 cgroup2 ${chroot}/sys/fs/cgroup`,
+        `mount -t tracefs tracefs ${chroot}/sys/kernel/tracing`,
+      ].join(' && ');
+      const child = spawn('unshare', ['--mount', '--ipc', 'sh', '-c', `${mounts} && exec chroot ${chroot} ${command}`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
       });
-      daemon.once('exit', (code) => reject(new Error(`the chroot's daemon exited (${code}):\n${log}`)));
+      const forget = stopAtFileEnd(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
+      child.once('exit', forget);
+      return child;
+    };
+    const runInChroot = (command: string): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        const child = spawnInChroot(command);
+        let stdout = '';
+        let stderr = '';
+        child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        child.once('exit', (status) => resolve({ status, stdout, stderr }));
+      });
+
+    beforeAll(async () => {
+      chroot = await freshRoots.get(release.suite)!;
+      fs.copyFileSync('/etc/resolv.conf', path.join(chroot, 'etc/resolv.conf'));
+      fs.copyFileSync(deb, path.join(chroot, 'tmp', path.basename(deb)));
+      packagesBefore = installedPackages();
+      installLog = inChroot(`apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y ./tmp/${path.basename(deb)} 2>&1`);
+    }, 900_000);
+
+    test(`apt-get install ./netacct_*.deb: only the release's own sources, and nothing but ${release.comesWith.join(', ')} comes with it`, () => {
+      expect(fs.readdirSync(path.join(chroot, 'etc/apt/sources.list.d'))).toEqual([]);
+      expect(fs.readFileSync(path.join(chroot, 'etc/apt/sources.list'), 'utf8').trim()).toBe(`deb ${release.mirror} ${release.suite} main`);
+      const added = installedPackages().filter((name) => !packagesBefore.includes(name));
+      expect(added, installLog).toEqual([...release.comesWith, 'netacct'].sort());
+      expect(() => inChroot('command -v node')).toThrow(); // no Node.js but the package's own
     });
-    const traffic = await TrafficChild.start('basic');
-    try {
-      const { status, body } = await apiGet(path.join(chroot, 'run/netacct/api.sock'), `/v1/processes/${traffic.pid}`);
-      expect(status).toBe(200);
-      expect(body).toMatchObject({ pid: traffic.pid, command: 'traffic', counters: BASIC_SCENARIO_API });
-    } finally {
-      await traffic.finish();
-      const exited = new Promise((resolve) => daemon.once('exit', resolve));
-      daemon.kill('SIGTERM');
-      expect(await exited, log).toBe(0);
-    }
-  }, 60_000);
+
+    test('netacct daemon --check passes there, with the package\'s Node.js and libbpf', async () => {
+      const result = await runInChroot('netacct daemon --check');
+      expect(result.status, result.stdout + result.stderr).toBe(0);
+      expect(result.stdout).toContain(`ok   Node.js: ${process.versions.node} (needs >=20.19)\n`);
+      expect(result.stdout).toContain(`ok   libbpf: ${LIBBPF_VERSION}: /usr/lib/netacct/lib/libbpf.so.1\n`);
+      expect(result.stdout.trim().split('\n').at(-1)).toBe('netacct daemon can start with this configuration');
+      expect(result.stderr).toBe(''); // no libbpf noise from the attempts allowed to fail
+    }, 60_000);
+
+    test('its daemon counts a generated transfer exactly', async () => {
+      // The package's configuration, its sockets under the chroot's /run; the
+      // netatop module interface (a program on the host's root cgroup) stays off.
+      const daemon = spawnInChroot('netacct daemon --no-netatop-module');
+      let log = '';
+      await new Promise<void>((resolve, reject) => {
+        daemon.stderr!.on('data', (chunk: Buffer) => {
+          log += chunk.toString();
+          if (/serving atop on/.test(log)) resolve();
+        });
+        daemon.once('exit', (code) => reject(new Error(`the chroot's daemon exited (${code}):\n${log}`)));
+      });
+      const traffic = await TrafficChild.start('basic');
+      try {
+        const { status, body } = await apiGet(path.join(chroot, 'run/netacct/api.sock'), `/v1/processes/${traffic.pid}`);
+        expect(status).toBe(200);
+        expect(body).toMatchObject({ pid: traffic.pid, command: 'traffic', counters: BASIC_SCENARIO_API });
+      } finally {
+        await traffic.finish();
+        const exited = new Promise((resolve) => daemon.once('exit', resolve));
+        daemon.kill('SIGTERM');
+        expect(await exited, log).toBe(0);
+      }
+    }, 60_000);
+  });
 });
