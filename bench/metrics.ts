@@ -30,8 +30,9 @@ for (const { cgroups: c, processes: p, top } of CASES) {
     health: {
       attachMode: { mode: 'tracepoint' as const, description: 'tracepoints' },
       programsAttached: 5,
-      maps: { slots: { entries: p, capacity: 32768 }, overflow: { entries: 0, capacity: 16384 }, exited: { entries: null, capacity: 32768 }, threads: null },
-      kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0 },
+      maps: { slots: { entries: p, capacity: 32768 }, overflow: { entries: 0, capacity: 16384 }, exited: { entries: null, capacity: 32768 }, threads: null, peers: null },
+      peers: null,
+      kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0, peersFull: 0, peersLost: 0 },
       lastReadSeconds: 0.001,
       clients: { atop: 1, api: 1, streams: 0 },
       limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },

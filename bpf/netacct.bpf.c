@@ -20,6 +20,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "netacct.h"
 
 #define AF_INET 2
@@ -40,9 +41,21 @@ struct proto {
 	void *sendpage; /* gone in 6.5, with sock_sendpage: read only where that exists */
 } __attribute__((preserve_access_index));
 
+struct in6_addr {
+	union {
+		__u32 u6_addr32[4];
+	} in6_u;
+} __attribute__((preserve_access_index));
+
+/* skc_daddr, skc_dport and skc_num are in anonymous unions in the kernel:
+ * CO-RE finds them by name. */
 struct sock_common {
+	__u32 skc_daddr;  /* IPv4 peer, network order */
+	__u16 skc_dport;  /* peer port, network order */
+	__u16 skc_num;    /* local port, host order */
 	unsigned short skc_family;
 	struct proto *skc_prot; /* the kernel's sk->sk_prot */
+	struct in6_addr skc_v6_daddr;
 } __attribute__((preserve_access_index));
 
 struct sock {
@@ -57,6 +70,21 @@ struct socket {
 struct file {
 	void *private_data; /* a socket's file: its struct socket */
 } __attribute__((preserve_access_index));
+
+/* The kernel's copy of the caller's message: msg_name is the datagram's
+ * address (sendto, sendmsg), filled in by recvfrom and recvmsg. */
+struct msghdr {
+	void *msg_name;
+	int msg_namelen;
+} __attribute__((preserve_access_index));
+
+/* struct sockaddr_in and sockaddr_in6, as far as netacct reads them. */
+struct sockaddr_peer {
+	__u16 family;
+	__u16 port; /* network order */
+	__u32 v4_or_flowinfo;
+	__u32 v6[4];
+};
 
 typedef struct {
 	int counter;
@@ -176,6 +204,21 @@ struct {
 	__type(key, struct netacct_thread_key);
 	__type(value, struct netacct_thread);
 } threads SEC(".maps");
+
+/* Per-peer counters (netacct.h); sized 1 by the daemon when off. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct netacct_peer_key);
+	__type(value, struct netacct_counters);
+} peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct netacct_proc_id);
+	__type(value, struct netacct_counters);
+} peer_overflow SEC(".maps");
 
 /* Written by the daemon only, never by a program: per cgroup id, the counters
  * of processes the daemon has forgotten (key 0: cgroups removed since), kept
@@ -370,6 +413,76 @@ static __always_inline void mark_thread_exited(struct task_struct *task)
 	}
 }
 
+static __always_inline int ephemeral(__u16 port)
+{
+	return port >= settings.ephemeral_low && port <= settings.ephemeral_high;
+}
+
+/* The counters of `key`'s peer, created when new; NULL when the map is full. */
+static __always_inline struct netacct_counters *peer_counters(void *map, void *key)
+{
+	struct netacct_counters *c = bpf_map_lookup_elem(map, key);
+	if (c)
+		return c;
+	struct netacct_counters zero = {};
+	bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
+/*
+ * The call's peer: `name`'s address where the caller gave or asked for one
+ * (a UDP datagram's, fexit only; NULL otherwise), else the socket's. Added
+ * under (process, peer), or the process's peer_overflow entry when full.
+ */
+static __noinline int count_peer(struct sock *sk, struct sockaddr_peer *name, __u32 tgid,
+				 __u32 calls_index, int ret)
+{
+	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+	struct netacct_peer_key key = { .tgid = tgid, .start_ns = leader->start_boottime };
+	__u16 remote_port = 0;
+
+	if (name && name->family == AF_INET) {
+		key.addr[10] = key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], &name->v4_or_flowinfo, 4);
+		remote_port = name->port;
+	} else if (name && name->family == AF_INET6) {
+		__builtin_memcpy(key.addr, name->v6, 16);
+		remote_port = name->port;
+	} else if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
+		/* Read, not dereferenced: sendpage's sk is not a BTF pointer. */
+		__u32 v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		if (v4) {
+			key.addr[10] = key.addr[11] = 0xff;
+			__builtin_memcpy(&key.addr[12], &v4, 4);
+		}
+		remote_port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	} else {
+		bpf_core_read(key.addr, sizeof(key.addr), &sk->__sk_common.skc_v6_daddr);
+		remote_port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	}
+	__u16 remote = bpf_ntohs(remote_port);
+	__u16 local = BPF_CORE_READ(sk, __sk_common.skc_num);
+	key.remote_port = remote;
+	key.local_port = local;
+	if (ephemeral(local) && !ephemeral(remote))
+		key.local_port = 0; /* a client: the service's port is what matters */
+	else if (ephemeral(remote) && !ephemeral(local))
+		key.remote_port = 0; /* a service: its own port, not its clients' */
+
+	struct netacct_counters *c = peer_counters(&peers, &key);
+	if (!c) {
+		struct netacct_proc_id id = { .tgid = tgid, .start_ns = key.start_ns };
+		stat_add(NA_STAT_PEERS_FULL);
+		c = peer_counters(&peer_overflow, &id);
+		if (!c) {
+			stat_add(NA_STAT_PEERS_LOST);
+			return 0;
+		}
+	}
+	add_call(c, calls_index, ret);
+	return 0;
+}
+
 /* Whether a call that returned `ret` with `flags` moved data to count. */
 static __always_inline int moved_data(int ret, int flags, int direction)
 {
@@ -380,8 +493,10 @@ static __always_inline int moved_data(int ret, int flags, int direction)
 	return 1;
 }
 
-/* A call that moved data (moved_data) on a socket of `sk_family` and `sk_protocol`. */
-static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol, int ret, int direction)
+/* A call that moved data (moved_data) on socket `sk`, of `sk_family` and `sk_protocol`;
+ * `name`: the datagram's address, where the program sees one (count_peer). */
+static __always_inline int count_socket_call(struct sock *sk, __u16 sk_family, __u16 sk_protocol, int ret,
+					     int direction, struct sockaddr_peer *name)
 {
 	int family;
 	if (sk_family == AF_INET)
@@ -407,6 +522,8 @@ static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol,
 	if (settings.count_threads) /* a constant for the verifier: no cost when off */
 		count_thread((__u32)pid_tgid, calls_index, ret);
 	__u32 tgid = pid_tgid >> 32;
+	if (settings.count_peers) /* likewise */
+		count_peer(sk, name, tgid, calls_index, ret);
 	__u32 idx = tgid & settings.slot_mask;
 	__u64 *owner = bpf_map_lookup_elem(&owners, &idx);
 	if (!owner)
@@ -420,23 +537,49 @@ static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol,
 	return count_slow(owner, tgid, calls_index, ret);
 }
 
-static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction)
+static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction,
+				      struct sockaddr_peer *name)
 {
 	if (!moved_data(ret, flags, direction)) /* before touching the socket: most calls that fail stop here */
 		return 0;
-	return count_socket_call(sk->__sk_common.skc_family, sk->sk_protocol, ret, direction);
+	return count_socket_call(sk, sk->__sk_common.skc_family, sk->sk_protocol, ret, direction, name);
 }
 
+/* The tracepoints do not pass the message: a UDP datagram's own address is
+ * not seen there, and unconnected UDP counts under the "not known" peer. */
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 {
-	return count_call(sk, ret, flags, NA_SEND);
+	return count_call(sk, ret, flags, NA_SEND, 0);
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
 {
-	return count_call(sk, ret, flags, NA_RECV);
+	return count_call(sk, ret, flags, NA_RECV, 0);
+}
+
+/*
+ * fexit sees the message: a UDP datagram's address, given to sendto or
+ * sendmsg, or filled in for recvfrom or recvmsg (after the call, hence
+ * fexit). Read only when peers are counted, for UDP, and when there is one.
+ */
+static __always_inline int count_message(struct socket *sock, struct msghdr *msg, int ret, int flags,
+					 int direction)
+{
+	struct sock *sk = sock->sk;
+	struct sockaddr_peer name = {};
+	struct sockaddr_peer *named = 0;
+
+	if (settings.count_peers && ret >= 0 &&
+	    (sk->sk_protocol == IPPROTO_UDP || sk->sk_protocol == IPPROTO_UDPLITE)) {
+		void *address = msg->msg_name;
+		int length = msg->msg_namelen;
+		if (address && length >= 8 && !bpf_probe_read_kernel(&name, length < (int)sizeof(name) ? 8 : sizeof(name), address) &&
+		    (name.family == AF_INET || (name.family == AF_INET6 && length >= (int)sizeof(name))))
+			named = &name;
+	}
+	return count_call(sk, ret, flags, direction, named);
 }
 
 /*
@@ -447,27 +590,27 @@ int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
  * daemon loads either these or the tracepoint programs, never both.
  */
 SEC("fexit/inet_sendmsg")
-int BPF_PROG(on_inet_send, struct socket *sock, void *msg, __u64 size, int ret)
+int BPF_PROG(on_inet_send, struct socket *sock, struct msghdr *msg, __u64 size, int ret)
 {
-	return count_call(sock->sk, ret, 0, NA_SEND);
+	return count_message(sock, msg, ret, 0, NA_SEND);
 }
 
 SEC("fexit/inet6_sendmsg")
-int BPF_PROG(on_inet6_send, struct socket *sock, void *msg, __u64 size, int ret)
+int BPF_PROG(on_inet6_send, struct socket *sock, struct msghdr *msg, __u64 size, int ret)
 {
-	return count_call(sock->sk, ret, 0, NA_SEND);
+	return count_message(sock, msg, ret, 0, NA_SEND);
 }
 
 SEC("fexit/inet_recvmsg")
-int BPF_PROG(on_inet_recv, struct socket *sock, void *msg, __u64 size, int flags, int ret)
+int BPF_PROG(on_inet_recv, struct socket *sock, struct msghdr *msg, __u64 size, int flags, int ret)
 {
-	return count_call(sock->sk, ret, flags, NA_RECV);
+	return count_message(sock, msg, ret, flags, NA_RECV);
 }
 
 SEC("fexit/inet6_recvmsg")
-int BPF_PROG(on_inet6_recv, struct socket *sock, void *msg, __u64 size, int flags, int ret)
+int BPF_PROG(on_inet6_recv, struct socket *sock, struct msghdr *msg, __u64 size, int flags, int ret)
 {
-	return count_call(sock->sk, ret, flags, NA_RECV);
+	return count_message(sock, msg, ret, flags, NA_RECV);
 }
 
 /* sendfile and splice into a socket on kernels that still have sock_sendpage
@@ -488,7 +631,7 @@ int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size,
 		return 0;
 	if (family == AF_INET6 && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE))
 		return 0;
-	return count_socket_call(family, protocol, (int)ret, NA_SEND);
+	return count_socket_call(sk, family, protocol, (int)ret, NA_SEND, 0);
 }
 
 /* The process's slot, if it owns one in one of `states`. */

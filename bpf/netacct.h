@@ -11,7 +11,7 @@
 
 /* Bumped whenever a map's key or value layout changes: pinned maps live in
  * <pin dir>/v<NA_LAYOUT_VERSION>, so an upgrade never reads another layout. */
-#define NA_LAYOUT_VERSION 2
+#define NA_LAYOUT_VERSION 3
 
 /*
  * Settings the daemon writes into .rodata before loading (a const volatile
@@ -22,6 +22,9 @@ struct netacct_settings {
 	__u32 slot_mask;     /* slot count - 1 (a power of two - 1) */
 	__u32 count_threads; /* 1: also count per thread */
 	__u32 thread_mask;   /* thread slot count - 1 (a power of two - 1) */
+	__u32 count_peers;   /* 1: also count per process and remote peer */
+	__u16 ephemeral_low; /* net.ipv4.ip_local_port_range, for which port of a peer to keep */
+	__u16 ephemeral_high;
 };
 
 /* Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
@@ -110,6 +113,24 @@ struct netacct_thread {
 	struct netacct_counters c;
 };
 
+/*
+ * Per-peer counting (opt-in): a process's counters per remote peer, in the
+ * `peers` hash. The address is IPv6, IPv4 as ::ffff:a.b.c.d; all zero when
+ * the call's peer is not known (an unconnected UDP socket whose datagram's
+ * address the program cannot see). Of the two ports, an ephemeral one is not
+ * kept (0) when the other is not ephemeral: a client's own port, a service's
+ * client's port; so a service has one entry per client address, not per
+ * connection. A process whose entry does not fit is counted in
+ * `peer_overflow` under its netacct_proc_id instead.
+ */
+struct netacct_peer_key {
+	__u32 tgid;
+	__u16 remote_port; /* host order; 0: not kept, or not known */
+	__u16 local_port;  /* host order; 0: not kept */
+	__u64 start_ns;
+	__u8 addr[16];
+};
+
 /* Per-CPU counters of what could not be recorded (never silently lost). */
 enum netacct_stat {
 	NA_STAT_OVERFLOW_FULL = 0, /* events dropped: the overflow map was full */
@@ -118,7 +139,9 @@ enum netacct_stat {
 	NA_STAT_SLOTS_RETIRED = 3, /* slots marked EXITED or MOVED: tells the daemon to read them */
 	NA_STAT_THREADS_FULL = 4,   /* thread calls not counted per thread: the threads map was full */
 	NA_STAT_THREADS_EXITED = 5, /* threads marked exited: tells the daemon to read and delete them */
-	NA_STATS = 6,
+	NA_STAT_PEERS_FULL = 6,     /* peer calls counted in peer_overflow: the peers map was full */
+	NA_STAT_PEERS_LOST = 7,     /* peer calls not counted per peer at all: peer_overflow was full too */
+	NA_STATS = 8,
 };
 
 /*

@@ -51,6 +51,10 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --thread-capacity N      thread slots in the kernel, a power of two (default 16384)
   --thread-overflow-capacity N  kernel entries for threads whose slot is taken
                            (default 16384)
+  --peers                  per-peer counters too: each process's traffic per remote
+                           address and port (/v1/peers, netacct peers)
+  --peer-capacity N        kernel entries for (live process, peer) pairs (default 16384)
+  --exited-peer-capacity N  peer rows of exited processes kept (default 65536)
   --listen HOST:PORT       serve the API on TCP too, such as 127.0.0.1:9817 (default
                            off); TCP clients have no credentials and see every process
   --metrics-top-processes N  /metrics also has series for the top N processes by
@@ -101,6 +105,8 @@ const FLAGS = {
   'exited-retention-ms': 'exitedRetentionMs',
   'thread-capacity': 'threadCapacity',
   'thread-overflow-capacity': 'threadOverflowCapacity',
+  'peer-capacity': 'peerCapacity',
+  'exited-peer-capacity': 'exitedPeerCapacity',
   listen: 'listen',
   'metrics-top-processes': 'metricsTopProcesses',
   'client-limit': 'clientLimit',
@@ -125,6 +131,8 @@ const NUMERIC = new Set<keyof Config>([
   'exitedRetentionMs',
   'threadCapacity',
   'threadOverflowCapacity',
+  'peerCapacity',
+  'exitedPeerCapacity',
   'metricsTopProcesses',
   'clientLimit',
   'clientLimitPerUser',
@@ -139,7 +147,7 @@ const NUMERIC = new Set<keyof Config>([
   'netatopRefreshMs',
 ]);
 /** Flags that switch a setting on. */
-const SWITCHES = { verbose: 'verbose', threads: 'threads' } as const satisfies Record<string, keyof Config>;
+const SWITCHES = { verbose: 'verbose', threads: 'threads', peers: 'peers' } as const satisfies Record<string, keyof Config>;
 /** Flags that switch a setting off. */
 const OFF_SWITCHES = { 'no-netatop-module': 'netatopModule' } as const satisfies Record<string, keyof Config>;
 

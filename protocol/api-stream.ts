@@ -20,7 +20,7 @@ import { ClientCounts } from './client-limits.js';
 import type { ClientIdentity } from './socket-listener.js';
 
 const Subscription = z.strictObject({
-  view: z.enum(['processes', 'cgroups']).default('processes'),
+  view: z.enum(['processes', 'cgroups', 'peers']).default('processes'),
   interval: z.number().int().min(250).max(60_000).default(1000),
   format: z.enum(['json', 'msgpack']).default('json'),
   top: z.number().int().min(1).max(1_000_000).optional(),
@@ -28,6 +28,10 @@ const Subscription = z.strictObject({
   uid: z.number().int().nonnegative().optional(),
   cgroup: z.number().int().nonnegative().optional(),
   command: z.string().optional(),
+  /** peers: the remote address or prefix, a port, a protocol (as /v1/peers takes them). */
+  address: z.string().optional(),
+  port: z.number().int().nonnegative().optional(),
+  protocol: z.string().optional(),
   state: z.string().optional(),
   sort: z.string().optional(),
   order: z.string().optional(),

@@ -40,8 +40,9 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
     health: {
       attachMode: { mode: 'tracepoint' as const, description: 'tracepoints' },
       programsAttached: 5,
-      maps: { slots: { entries: 1, capacity: 2 }, overflow: { entries: 0, capacity: 2 }, exited: { entries: null, capacity: 2 }, threads: null },
-      kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0 },
+      maps: { slots: { entries: 1, capacity: 2 }, overflow: { entries: 0, capacity: 2 }, exited: { entries: null, capacity: 2 }, threads: null, peers: null },
+      peers: null,
+      kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0, peersFull: 0, peersLost: 0 },
       lastReadSeconds: 0,
       clients: { atop: 0, api: 1, streams: 0 },
       limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },

@@ -10,6 +10,7 @@ import type { KernelCounters, KernelStats, ProcInfoSample } from '../kernel/kern
 import { type Logger, type RateLimitedLog, rateLimited } from '../common/log.js';
 import type { KernelRead, ProcessTable } from './process-table.js';
 import type { ThreadRecord, ThreadTable } from './thread-table.js';
+import type { PeerRecord, PeerTable } from './peer-table.js';
 
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
@@ -34,6 +35,8 @@ export class Collector {
     slotsRetired: 0,
     threadsFull: 0,
     threadsExited: 0,
+    peersFull: 0,
+    peersLost: 0,
   };
   /** The slots are read in place, while the table applies them. */
   private readonly slots: KernelRead['slots'] = (visit) => this.kernel.visitSlots(visit);
@@ -52,6 +55,8 @@ export class Collector {
     private readonly log: Logger,
     /** Per-thread counters, or null when per-thread counting is off. */
     readonly threads: ThreadTable | null = null,
+    /** Per-peer counters, or null when per-peer counting is off. */
+    readonly peers: PeerTable | null = null,
   ) {
     this.report = rateLimited(log);
   }
@@ -113,6 +118,26 @@ export class Collector {
     return this.threads;
   }
 
+  /** A process's peers, read from the kernel now; null when per-peer counting is off. */
+  peersOf(tgid: number, startNs: number): PeerRecord[] | null {
+    if (!this.peers) return null;
+    this.readPeers(this.peers);
+    return this.peers.peersOf(tgid, startNs);
+  }
+
+  /** Every process's peers, read from the kernel now; null when per-peer counting is off. */
+  readAllPeers(): PeerTable | null {
+    if (this.peers) this.readPeers(this.peers);
+    return this.peers;
+  }
+
+  /** Exited processes' rows are deleted from the kernel as soon as they are read, so that they never fill the map. */
+  private readPeers(peers: PeerTable): void {
+    const exited = (tgid: number, startNs: number): boolean => this.table.find(tgid, startNs)?.exit != null;
+    const kept = (tgid: number, startNs: number): boolean => this.table.find(tgid, startNs) !== undefined;
+    this.kernel.deletePeers(peers.apply(this.kernel.readPeers(), exited, kept));
+  }
+
   private readThreads(threads: ThreadTable): void {
     this.kernel.deleteThreads(threads.apply(this.kernel.readThreads(), Date.now()));
   }
@@ -142,10 +167,12 @@ export class Collector {
 
   private finish(read: KernelRead): void {
     if (read.overflow) this.overflowEntries = read.overflow.length;
-    const { lostExits, droppedExits } = this.table;
+    const { lostExits, droppedExits, latestExitSeq } = this.table;
     const chores = this.table.apply(read, Date.now());
     this.kernel.freeSlots(chores.freeSlots);
     this.kernel.deleteOverflow(chores.deleteOverflow);
+    // Processes exited: their peers are read a last time and leave the kernel.
+    if (this.peers && this.table.latestExitSeq !== latestExitSeq) this.readPeers(this.peers);
     if (this.table.lostExits > lostExits) {
       this.log.warn(`${this.table.lostExits - lostExits} processes ended without an exit record: retired with their last counters`);
     }
@@ -161,6 +188,10 @@ export class Collector {
       this.log.warn(`kernel: overflow map full, ${grew('overflowFull')} events not counted (raise --overflow-capacity)`);
     if (grew('exitedFull') > 0)
       this.log.warn(`kernel: exited map full, ${grew('exitedFull')} exits not recorded: those processes are retired with their last counters (raise --exited-capacity)`);
+    if (grew('peersFull') > 0)
+      this.log.warn(`kernel: peers map full, ${grew('peersFull')} calls counted in their processes' overflow rows (raise --peer-capacity)`);
+    if (grew('peersLost') > 0)
+      this.log.warn(`kernel: peers map and overflow rows full, ${grew('peersLost')} calls not counted per peer (process counters are complete; raise --peer-capacity)`);
     if (grew('threadsFull') > 0)
       this.log.warn(`kernel: threads map full, ${grew('threadsFull')} calls not counted per thread (process counters are complete; raise --thread-capacity)`);
     if (grew('noStorage') > 0)

@@ -194,6 +194,11 @@ export class ProcessTable {
     return this.entryCount - this.exited.length;
   }
 
+  /** The entry of process (tgid, startNs), if the table has it. */
+  find(tgid: number, startNs: number): ProcessEntry | undefined {
+    return this.entries.get(tgid)?.find((entry) => entry.startNs === startNs);
+  }
+
   private entry(tgid: number, startNs: number): ProcessEntry {
     let sameTgid = this.entries.get(tgid);
     if (!sameTgid) this.entries.set(tgid, (sameTgid = []));

@@ -11,6 +11,7 @@ import {
   LAYOUT_VERSION,
   OWNER_SIZE,
   PartKey,
+  PeerKey,
   ProcId,
   ProcInfo,
   STATS,
@@ -82,6 +83,17 @@ export interface ThreadSample {
   where: { slot: number } | { key: Buffer };
 }
 
+/** One process's counters with one peer (per-peer counting is on), or its overflow row (`peer` null). */
+export interface PeerSample {
+  tgid: number;
+  startNs: number;
+  /** The peer: its address (16 bytes, IPv4 as ::ffff:a.b.c.d, all zero when not known) and ports (0: not kept); null for the overflow row. */
+  peer: { address: Buffer; remotePort: number; localPort: number } | null;
+  counters: number[];
+  /** The exact key, for deleting it (startNs may exceed 2^53). */
+  key: Buffer;
+}
+
 export interface KernelStats {
   overflowFull: number;
   exitedFull: number;
@@ -89,6 +101,10 @@ export interface KernelStats {
   slotsRetired: number;
   threadsFull: number;
   threadsExited: number;
+  /** Peer calls counted in a process's overflow row (the peers map was full). */
+  peersFull: number;
+  /** Peer calls not counted per peer at all (the overflow rows were full too). */
+  peersLost: number;
 }
 
 export interface KernelCountersOptions {
@@ -106,8 +122,24 @@ export interface KernelCountersOptions {
   threadCapacity: number;
   /** Entries for threads whose slot is taken (default: threadCapacity). */
   threadOverflowCapacity?: number;
+  /** Kernel entries for (process, peer) pairs, or 0 for no per-peer counting (no cost per event). */
+  peerCapacity?: number;
   /** How to count (attach-mode.ts); default: what the running kernel offers (auto). */
   attachMode?: AttachMode;
+}
+
+/**
+ * net.ipv4.ip_local_port_range (it applies to IPv6 too), which tells the
+ * programs which port of a peer is ephemeral; Linux's default when unreadable.
+ */
+export function ephemeralPorts(file = '/proc/sys/net/ipv4/ip_local_port_range'): [number, number] {
+  try {
+    const [low, high] = fs.readFileSync(file, 'utf8').trim().split(/\s+/).map(Number);
+    if (low! >= 1 && high! <= 65535 && low! <= high!) return [low!, high!];
+  } catch {
+    // not readable: the default below
+  }
+  return [32768, 60999];
 }
 
 /** The counting programs for `mode` (default: probed, auto) on the running kernel. */
@@ -122,7 +154,8 @@ const E2BIG = 7;
 
 const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
-const PINNED_MAPS = ['owners', 'slots', 'overflow', 'exited', 'overflowed', 'stats', 'cgroup_totals'];
+// Peers too: a process's peers add up to its counters across restarts.
+const PINNED_MAPS = ['owners', 'slots', 'overflow', 'exited', 'overflowed', 'stats', 'cgroup_totals', 'peers', 'peer_overflow'];
 
 /** A NUL-padded char[16] as a string. */
 function decodeComm(buf: Buffer, offset: number): string {
@@ -210,6 +243,11 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
   rodata.writeUInt32LE(slots - 1, Settings.slotMask);
   rodata.writeUInt32LE(options.threadCapacity > 0 ? 1 : 0, Settings.countThreads);
   rodata.writeUInt32LE(threads - 1, Settings.threadMask);
+  const peers = options.peerCapacity ?? 0;
+  rodata.writeUInt32LE(peers > 0 ? 1 : 0, Settings.countPeers);
+  const [ephemeralLow, ephemeralHigh] = ephemeralPorts();
+  rodata.writeUInt16LE(ephemeralLow, Settings.ephemeralLow);
+  rodata.writeUInt16LE(ephemeralHigh, Settings.ephemeralHigh);
   return BpfObject.load(options.objectPath, {
     capacities: {
       owners: slots,
@@ -219,6 +257,9 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
       thread_owners: threads,
       thread_slots: threads,
       threads: options.threadCapacity > 0 ? (options.threadOverflowCapacity ?? threads) : 1,
+      peers: Math.max(1, peers),
+      // One overflow row per process with counters at most: as many as slots.
+      peer_overflow: peers > 0 ? slots : 1,
     },
     rodata,
     // Programs of the other mode are not even loaded: their attach points may not exist here.
@@ -272,6 +313,10 @@ export class KernelCounters {
   private readonly threadOwnersFd: number;
   /** thread_owners[] and thread_slots[] mapped in, when per-thread counting is on. */
   private readonly threadSlots: { count: number; owners: Uint32Array; words: Uint32Array; doubles: Float64Array; bytes: Buffer } | null = null;
+  private readonly peers: BatchReader;
+  private readonly peersFd: number;
+  private readonly peerOverflow: BatchReader;
+  private readonly peerOverflowFd: number;
   private readonly statsFd: number;
   private readonly cgroupTotalsFd: number;
   private readonly cgroupTotals: BatchReader;
@@ -314,6 +359,10 @@ export class KernelCounters {
         bytes: Buffer.from(slots.view),
       };
     }
+    this.peersFd = object.mapFd('peers');
+    this.peers = new BatchReader(this.peersFd, PeerKey.size, COUNTERS_SIZE, 1024);
+    this.peerOverflowFd = object.mapFd('peer_overflow');
+    this.peerOverflow = new BatchReader(this.peerOverflowFd, ProcId.size, COUNTERS_SIZE, 1024);
     this.statsFd = object.mapFd('stats');
     this.cgroupTotalsFd = object.mapFd('cgroup_totals');
     this.cgroupTotals = new BatchReader(this.cgroupTotalsFd, 8, COUNTERS_SIZE, 1024);
@@ -514,6 +563,41 @@ export class KernelCounters {
     }
   }
 
+  /** Every (process, peer) pair's counters and every process's overflow row (empty unless per-peer counting is on). */
+  readPeers(): PeerSample[] {
+    const samples: PeerSample[] = [];
+    const counters = (values: Buffer, i: number): number[] => {
+      const c: number[] = [];
+      for (let n = 0; n < 16; n++) c.push(readU64(values, i * COUNTERS_SIZE + n * 8));
+      return c;
+    };
+    this.peers.read(false, (keys, values, i) => {
+      const k = i * PeerKey.size;
+      const key = Buffer.from(keys.subarray(k, k + PeerKey.size));
+      samples.push({
+        tgid: key.readUInt32LE(PeerKey.tgid),
+        startNs: readU64(key, PeerKey.startNs),
+        peer: {
+          address: key.subarray(PeerKey.addr, PeerKey.addr + PeerKey.addrSize),
+          remotePort: key.readUInt16LE(PeerKey.remotePort),
+          localPort: key.readUInt16LE(PeerKey.localPort),
+        },
+        counters: counters(values, i),
+        key,
+      });
+    });
+    this.peerOverflow.read(false, (keys, values, i) => {
+      const key = Buffer.from(keys.subarray(i * ProcId.size, (i + 1) * ProcId.size));
+      samples.push({ tgid: key.readUInt32LE(ProcId.tgid), startNs: readU64(key, ProcId.startNs), peer: null, counters: counters(values, i), key });
+    });
+    return samples;
+  }
+
+  /** Deletes the entries of processes that exited, once read for the last time. */
+  deletePeers(samples: readonly PeerSample[]): void {
+    for (const { peer, key } of samples) native.deleteElem(peer ? this.peersFd : this.peerOverflowFd, key);
+  }
+
   /** Writes 0 (free) into owners[index] of the map `ownersFd`. */
   private freeOwner(ownersFd: number, index: number, what: string): void {
     this.indexKey.writeUInt32LE(index);
@@ -595,6 +679,8 @@ export class KernelCounters {
       slotsRetired: totals[Stat.slotsRetired]!,
       threadsFull: totals[Stat.threadsFull]!,
       threadsExited: totals[Stat.threadsExited]!,
+      peersFull: totals[Stat.peersFull]!,
+      peersLost: totals[Stat.peersLost]!,
     };
   }
 

@@ -2,10 +2,10 @@
 // compiles that header with cc and checks every size, offset and enum here.
 
 /** Pinned maps live in <pin dir>/v<LAYOUT_VERSION>. */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 /** struct netacct_settings, the .rodata the daemon writes before loading. */
-export const Settings = { size: 12, slotMask: 0, countThreads: 4, threadMask: 8 } as const;
+export const Settings = { size: 20, slotMask: 0, countThreads: 4, threadMask: 8, countPeers: 12, ephemeralLow: 16, ephemeralHigh: 18 } as const;
 
 /** Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
 export const Family = { ipv4: 0, ipv6: 1 } as const;
@@ -43,8 +43,11 @@ export const ThreadState = { live: 0, exited: 1 } as const;
 
 export const Thread = { size: 176, tid: 0, tgid: 4, startNs: 8, processStartNs: 16, comm: 24, commSize: 16, state: 40, counters: 48 } as const;
 
-export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5 } as const;
-export const STATS = 6;
+/** struct netacct_peer_key: addr is IPv6, IPv4 as ::ffff:a.b.c.d, all zero when not known. */
+export const PeerKey = { size: 32, tgid: 0, remotePort: 4, localPort: 6, startNs: 8, addr: 16, addrSize: 16 } as const;
+
+export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5, peersFull: 6, peersLost: 7 } as const;
+export const STATS = 8;
 
 /** The netatop module's getsockopt commands (bpf/netatop-sockopt.bpf.c serves them). */
 export const NetatopCommand = { probe: 15661, forceGc: 15662, emptyExit: 15663, getcntExit: 15664, getcntTgid: 15665, getcntPid: 15666 } as const;

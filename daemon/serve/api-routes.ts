@@ -13,6 +13,8 @@ import { Listing } from '../../protocol/listing-body.js';
 import { sumCounters } from '../accounting/counter-math.js';
 import { Direction, Family, Kind, Protocol } from '../kernel/layout.js';
 import type { ProcessEntry, ProcessTable } from '../accounting/process-table.js';
+import type { PeerRecord } from '../accounting/peer-table.js';
+import { type PeerView, peerMatches, peerQuery, peerView } from './peer-rows.js';
 
 const PROTOCOLS = ['tcp', 'udp'] as const;
 const DIRECTIONS = ['send', 'recv'] as const;
@@ -44,7 +46,16 @@ const CgroupQuery = z.strictObject({
   order: z.enum(['asc', 'desc']).default('asc'),
   limit: whole.pipe(z.number().min(1, 'must be at least 1').max(1_000_000)).default(1_000_000),
 });
+const PeerQuery = peerQuery([...COUNTER_KEYS, ...TOTAL_KEYS]);
+type PeerFilter = z.infer<typeof PeerQuery>;
 const NoQuery = z.strictObject({});
+
+/** One process's row with one peer. */
+interface PeerRow {
+  entry: ProcessEntry;
+  record: PeerRecord;
+  view: PeerView;
+}
 
 type Counters = Record<(typeof PROTOCOLS)[number], Record<(typeof DIRECTIONS)[number], { calls: number; bytes: number }>>;
 
@@ -222,7 +233,8 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     return { status: 200, body, contentType: METRICS_CONTENT_TYPE };
   };
 
-  const oneProcess = (request: ApiRequest, pidText: string): ApiResult => {
+  /** The process a /v1/processes/{pid} path names (live first), or the answer that says why not. */
+  const processAt = (request: ApiRequest, pidText: string): ProcessEntry | ApiResult => {
     let decoded: string | null;
     try {
       decoded = decodeURIComponent(pidText);
@@ -233,7 +245,10 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     if (!pid.success) return { status: 400, body: { error: `invalid parameter 'pid': ${decoded === null ? 'malformed percent-encoding' : pid.error.issues[0]!.message}`, field: 'pid' } };
     const matches = visible(request, { ...ProcessQuery.parse({}), pid: pid.data });
     const entry = matches.find((e) => !e.exit) ?? matches.at(-1);
-    if (!entry) return { status: 404, body: { error: `no process ${pid.data} with counters that you may see` } };
+    return entry ?? { status: 404, body: { error: `no process ${pid.data} with counters that you may see` } };
+  };
+
+  const oneProcess = (entry: ProcessEntry): ApiResult => {
     const threads = collector.threadsOf(entry.tgid, entry.startNs);
     return {
       status: 200,
@@ -253,6 +268,52 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     };
   };
 
+  const peersOff: ApiResult = { status: 404, body: { error: 'per-peer counting is off: start the daemon with --peers (config `peers`)' } };
+
+  /** The rows of `entries` with their peers that pass `filter`, read from the kernel now; null when per-peer counting is off. */
+  const peerRows = (entries: readonly ProcessEntry[], filter: PeerFilter): PeerRow[] | null => {
+    const peers = collector.readAllPeers();
+    if (!peers) return null;
+    const rows: PeerRow[] = [];
+    for (const entry of entries) {
+      for (const record of peers.peersOf(entry.tgid, entry.startNs)) {
+        const view = peerView(record);
+        if (peerMatches(record, view, filter)) rows.push({ entry, record, view });
+      }
+    }
+    const field = ({ entry, view }: PeerRow): number | string =>
+      filter.sort === 'address' ? (view.address ?? '') : filter.sort === 'port' ? (view.port ?? view.localPort ?? 0) : entry.tgid;
+    sortRows(rows, filter.sort, filter.order, field, ({ record }) => ({ counters: record.counters, rates: null }), ({ entry }) => entry.tgid);
+    rows.length = Math.min(rows.length, filter.limit);
+    return rows;
+  };
+  const describePeer = ({ record, view }: PeerRow) => ({ ...view, counters: allCounters(record.counters) });
+
+  /** Every visible process's peers: /v1/peers. */
+  const peers = (request: ApiRequest): ApiResult => {
+    const parsed = PeerQuery.safeParse(Object.fromEntries(request.query));
+    if (!parsed.success) return badRequest(parsed.error);
+    const filter = parsed.data;
+    const entries = visible(request, { ...ProcessQuery.parse({}), pid: filter.pid, cgroup: filter.cgroup, state: filter.state });
+    const rows = peerRows(entries, filter);
+    if (!rows) return peersOff;
+    const describeRow = (row: PeerRow) => {
+      const { entry } = row;
+      return { pid: entry.tgid, command: entry.comm, uid: entry.uid, state: entry.exit ? 'exited' : 'live', cgroup: cgroup(entry.cgroupId), ...describePeer(row) };
+    };
+    return { status: 200, body: new Listing({}, 'peers', rows, describeRow) };
+  };
+
+  /** One process's peers, with its own counters (its peers add up to them): /v1/processes/{pid}/peers. */
+  const processPeers = (request: ApiRequest, entry: ProcessEntry): ApiResult => {
+    const parsed = PeerQuery.safeParse(Object.fromEntries(request.query));
+    if (!parsed.success) return badRequest(parsed.error);
+    const rows = peerRows([entry], parsed.data);
+    if (!rows) return peersOff;
+    const { pid, command, uid, state, counters } = describe(entry);
+    return { status: 200, body: new Listing({ pid, command, uid, state, counters }, 'peers', rows, describePeer) };
+  };
+
   const stats = (): ApiResult => {
     const { kernel, ...health } = context.health();
     return {
@@ -270,9 +331,14 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
 
   return (request) => {
     if (request.path === '/v1/processes') return processes(request);
-    const one = /^\/v1\/processes\/([^/]+)$/.exec(request.path);
-    if (one) return oneProcess(request, one[1]!);
+    const one = /^\/v1\/processes\/([^/]+)(\/peers)?$/.exec(request.path);
+    if (one) {
+      const entry = processAt(request, one[1]!);
+      if (!('tgid' in entry)) return entry;
+      return one[2] ? processPeers(request, entry) : oneProcess(entry);
+    }
     if (request.path === '/v1/cgroups') return cgroups(request);
+    if (request.path === '/v1/peers') return peers(request);
     const page = context.webPage(request.path);
     if (page) return page;
     if (request.path === '/metrics') {
@@ -283,6 +349,6 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
       return parsed.success ? stats() : badRequest(parsed.error);
     }
-    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/', '/v1/processes', '/v1/processes/{pid}', '/v1/cgroups', '/v1/stats', '/v1/stream', '/metrics'] } };
+    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/', '/v1/processes', '/v1/processes/{pid}', '/v1/processes/{pid}/peers', '/v1/peers', '/v1/cgroups', '/v1/stats', '/v1/stream', '/metrics'] } };
   };
 }

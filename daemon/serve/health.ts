@@ -20,7 +20,9 @@ export interface DaemonHealth {
   /** How the kernel side counts (daemon/kernel/attach-mode.ts). */
   attachMode: { mode: AttachMode; description: string };
   programsAttached: number;
-  maps: { slots: MapFill; overflow: MapFill; exited: MapFill; threads: MapFill | null };
+  maps: { slots: MapFill; overflow: MapFill; exited: MapFill; threads: MapFill | null; peers: MapFill | null };
+  /** Per-peer counting: rows kept for exited processes, and exited processes whose rows were folded into one (exitedPeerCapacity); null when off. */
+  peers: { exitedRows: number; exitedCapacity: number; foldedExited: number } | null;
   /** Cumulative: what the kernel could not record (never silently lost). */
   kernel: KernelStats;
   /** Duration of the last read of the kernel's maps, seconds. */
@@ -60,7 +62,11 @@ export function readHealth(
       threads: collector.threads
         ? { entries: collector.threads.liveCount, capacity: config.threadCapacity + config.threadOverflowCapacity }
         : null,
+      peers: collector.peers ? { entries: collector.peers.livePairs, capacity: config.peerCapacity } : null,
     },
+    peers: collector.peers
+      ? { exitedRows: collector.peers.exitedRows, exitedCapacity: config.exitedPeerCapacity, foldedExited: collector.peers.foldedExited }
+      : null,
     kernel: kernel.readStats(),
     lastReadSeconds: collector.lastReadMs / 1000,
     clients: {

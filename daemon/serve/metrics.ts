@@ -143,6 +143,11 @@ export function renderMetrics(input: MetricsInput): string {
   family('netacct_dropped_events_total', 'counter', 'Send/receive calls not counted because the overflow map was full.').add({}, k.overflowFull);
   family('netacct_unrecorded_exits_total', 'counter', 'Process exits not recorded because the exited map was full.').add({}, k.exitedFull);
   family('netacct_thread_dropped_events_total', 'counter', 'Calls not counted per thread because the threads map was full.').add({}, k.threadsFull);
+  if (health.peers) {
+    family('netacct_peer_overflow_events_total', 'counter', "Calls counted in their process's peer overflow row because the peers map was full.").add({}, k.peersFull);
+    family('netacct_peer_dropped_events_total', 'counter', 'Calls not counted per peer at all: the peers map and the overflow rows were full.').add({}, k.peersLost);
+    family('netacct_exited_peer_rows', 'gauge', 'Peer rows kept for exited processes.').add({}, health.peers.exitedRows);
+  }
   family('netacct_last_read_duration_seconds', 'gauge', 'How long the last read of the kernel maps took.').add({}, health.lastReadSeconds);
   const clients = family('netacct_clients', 'gauge', 'Clients connected now, by protocol.');
   clients.add({ protocol: 'atop' }, health.clients.atop);

@@ -43,6 +43,12 @@ export const ConfigSchema = z.strictObject({
   threadCapacity: powerOfTwo,
   /** Kernel entries for the counters of threads whose slot is taken. */
   threadOverflowCapacity: z.number().int().min(1),
+  /** Per-peer counters too: each process's traffic per remote address and port (costs time per event; see README). */
+  peers: z.boolean(),
+  /** Kernel entries for (live process, peer) pairs; a process whose pair does not fit is counted in its overflow row. */
+  peerCapacity: z.number().int().min(1),
+  /** Peer rows of exited processes the daemon keeps; beyond, an exited process's peers fold into its overflow row. */
+  exitedPeerCapacity: z.number().int().min(1),
   /**
    * The API (and /metrics) on TCP too, "host:port" such as "127.0.0.1:9817",
    * or null for none. TCP clients have no credentials: they see every process.
@@ -109,6 +115,9 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'threads',
   'threadCapacity',
   'threadOverflowCapacity',
+  'peers',
+  'peerCapacity',
+  'exitedPeerCapacity',
   'listen',
   'requestTimeoutMs',
   'atopIdleTimeoutMs',
@@ -139,6 +148,9 @@ export function defaultConfig(): Config {
     threads: false,
     threadCapacity: 16384,
     threadOverflowCapacity: 16384,
+    peers: false,
+    peerCapacity: 16384,
+    exitedPeerCapacity: 65536,
     listen: null,
     metricsTopProcesses: 0,
     clientLimit: 1024,

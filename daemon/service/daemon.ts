@@ -21,6 +21,7 @@ import { CgroupNames } from '../accounting/cgroup-names.js';
 import { packageVersion } from '../common/package-root.js';
 import { claimSocketPath } from '../../protocol/unix-socket-path.js';
 import { ThreadTable } from '../accounting/thread-table.js';
+import { PeerTable } from '../accounting/peer-table.js';
 import { webPage } from '../serve/web-page.js';
 import { readHealth } from '../serve/health.js';
 import { systemdNotifier } from './sd-notify.js';
@@ -79,6 +80,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
       threadOverflowCapacity: config.threadOverflowCapacity,
+      peerCapacity: config.peers ? config.peerCapacity : 0,
       attachMode,
     },
     (message) => log.warn(message),
@@ -98,6 +100,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     { drainIntervalMs: DRAIN_INTERVAL_MS, liveInfoIntervalMs: LIVE_INFO_INTERVAL_MS },
     log,
     config.threads ? new ThreadTable(config.exitedRetentionMs, MAX_EXITED_THREADS) : null,
+    config.peers ? new PeerTable(config.exitedPeerCapacity) : null,
   );
   collector.start();
 
@@ -223,7 +226,8 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     log.info('SIGHUP: configuration reloaded');
   };
   const apiPlaces = apiServers.map((api) => api.where);
-  const status = `netacct counting${config.threads ? ' (and per thread)' : ''}; serving atop on ${config.atopSocket}${apiPlaces.length > 0 ? ` and the API on ${apiPlaces.join(' and ')}` : ''}`;
+  const per = [config.threads ? 'per thread' : '', config.peers ? 'per peer' : ''].filter(Boolean).join(' and ');
+  const status = `netacct counting${per ? ` (and ${per})` : ''}; serving atop on ${config.atopSocket}${apiPlaces.length > 0 ? ` and the API on ${apiPlaces.join(' and ')}` : ''}`;
   // Ready only now: BPF is attached and every socket listens (atop.service starts after this).
   notify?.(`READY=1\nSTATUS=${status}`);
   log.info(status);

@@ -63,6 +63,7 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
       threadOverflowCapacity: config.threadOverflowCapacity,
+      peerCapacity: config.peers ? config.peerCapacity : 0,
       attachMode: chooseAttachMode(config.attachMode, probeKernel()),
     });
     object.close();

@@ -57,3 +57,40 @@ export const BASIC_SCENARIO_API = {
     udp: { send: { calls: 11, bytes: 1000 }, recv: { calls: 11, bytes: 1000 } },
   },
 };
+
+type ApiTraffic = Record<'tcp' | 'udp', Record<'send' | 'recv', { calls: number; bytes: number }>>;
+/** The counters of a process or peer row as the API shows them. */
+export type ApiCounters = ApiTraffic & { ipv4: ApiTraffic; ipv6: ApiTraffic };
+
+/** e.g. { 'ipv4 tcp send': [3, 3000] } as the API's counters object (tcp, udp, then per family). */
+export function apiCounters(spec: Record<string, [calls: number, bytes: number]>): ApiCounters {
+  const counters = expectedCounters(spec);
+  const traffic = (families: number[]): ApiTraffic => {
+    const pick = (protocol: number, direction: number) => {
+      const sum = (kind: number) => families.reduce((total, family) => total + counters[counterIndex(family, protocol, direction, kind)]!, 0);
+      return { calls: sum(Kind.calls), bytes: sum(Kind.bytes) };
+    };
+    const byDirection = (protocol: number) => ({ send: pick(protocol, Direction.send), recv: pick(protocol, Direction.recv) });
+    return { tcp: byDirection(Protocol.tcp), udp: byDirection(Protocol.udp) };
+  };
+  return { ...traffic([Family.ipv4, Family.ipv6]), ipv4: traffic([Family.ipv4]), ipv6: traffic([Family.ipv6]) };
+}
+
+/** The sum of API counters objects, field by field. */
+export function addApiCounters(rows: readonly ApiCounters[]): ApiCounters {
+  const sum = apiCounters({});
+  const add = (into: ApiTraffic, from: ApiTraffic): void => {
+    for (const protocol of ['tcp', 'udp'] as const) {
+      for (const direction of ['send', 'recv'] as const) {
+        into[protocol][direction].calls += from[protocol][direction].calls;
+        into[protocol][direction].bytes += from[protocol][direction].bytes;
+      }
+    }
+  };
+  for (const row of rows) {
+    add(sum, row);
+    add(sum.ipv4, row.ipv4);
+    add(sum.ipv6, row.ipv6);
+  }
+  return sum;
+}
