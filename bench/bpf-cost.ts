@@ -14,7 +14,7 @@ import { loadNetacctObject } from '../daemon/kernel/kernel-counters.js';
 import { probeKernel } from '../daemon/kernel/attach-mode.js';
 import type { BpfLinkPtr } from '../daemon/kernel/libbpf.js';
 import { packageRoot } from '../daemon/common/package-root.js';
-import { STATS_SYSCTL, runStats } from './bpf-stats.js';
+import { STATS_SYSCTL, programSize, runStats } from './bpf-stats.js';
 import { compileFixture } from './fixtures.js';
 
 const ROUNDS_PER_ORDER = Number(process.env['ROUNDS'] ?? 2);
@@ -59,20 +59,25 @@ function main(): void {
     const netacct = loadNetacctObject({ ...sized, threadCapacity: 0, attachMode: 'tracepoint' });
     // The same programs with per-thread counting switched on (.rodata).
     const withThreads = loadNetacctObject({ ...sized, threadCapacity: 16384, attachMode: 'tracepoint' });
-    objects.push(netacct, withThreads);
+    // And with per-peer counting switched on, at the default capacity.
+    const withPeers = loadNetacctObject({ ...sized, threadCapacity: 0, peerCapacity: 16384, attachMode: 'tracepoint' });
+    objects.push(netacct, withThreads, withPeers);
     groups.push(
       { label: 'empty (tp_btf)', object: baselines, programs: ['empty_btf_send', 'empty_btf_recv'] },
       { label: 'empty (classic tracepoint)', object: baselines, programs: ['empty_tp_send', 'empty_tp_recv'] },
       { label: 'netacct', object: netacct, programs: ['on_send', 'on_recv'] },
       { label: 'netacct, per-thread counting on', object: withThreads, programs: ['on_send', 'on_recv'] },
+      { label: 'netacct, per-peer counting on', object: withPeers, programs: ['on_send', 'on_recv'] },
       { label: 'original-style (per-CPU hash by tgid)', object: baselines, programs: ['original_send', 'original_recv'] },
     );
   }
   if (fexit) {
-    objects.push(fexit);
+    const fexitPeers = loadNetacctObject({ ...sized, threadCapacity: 0, peerCapacity: 16384, attachMode: 'fexit' });
+    objects.push(fexit, fexitPeers);
     groups.push(
       { label: 'empty (fexit)', object: baselines, programs: ['empty_fexit_send', 'empty_fexit_recv'] },
       { label: 'netacct, fexit fallback', object: fexit, programs: ['on_inet_send', 'on_inet_recv'] },
+      { label: 'netacct, fexit fallback, per-peer counting on', object: fexitPeers, programs: ['on_inet_send', 'on_inet_recv'] },
     );
   }
   // netacct's exit and cgroup programs run beside the hot path, as in the daemon.
@@ -80,6 +85,8 @@ function main(): void {
     object.attach('on_process_exit');
     object.attach('on_cgroup_attach');
   }
+  // Each send program's instructions after the verifier: what a setting switched off leaves.
+  const sizes = new Map(groups.map((g) => [g.label, programSize(g.object.programFd(g.programs[0]!))]));
   const traffic = compileFixture('traffic');
   const previousStats = fs.readFileSync(STATS_SYSCTL, 'utf8').trim();
   const perGroup = new Map<string, number[]>(groups.map((g) => [g.label, []]));
@@ -114,10 +121,11 @@ function main(): void {
     `BPF cost per event (kernel ${os.release()}): ${groups.length * ROUNDS_PER_ORDER} rounds of ` +
       `${EXCHANGES} TCP exchanges over 127.0.0.1 (${2 * EXCHANGES} events per program per round), attach order rotated`,
   );
-  console.log(`${'program'.padEnd(42)} ${'mean ns'.padStart(8)} ${'min'.padStart(7)} ${'max'.padStart(7)}`);
+  console.log(`${'program'.padEnd(48)} ${'mean ns'.padStart(8)} ${'min'.padStart(7)} ${'max'.padStart(7)} ${'insns'.padStart(6)}`);
   for (const [label, values] of perGroup) {
+    const { instructions } = sizes.get(label)!;
     console.log(
-      `${label.padEnd(42)} ${mean(values).toFixed(1).padStart(8)} ${Math.min(...values).toFixed(1).padStart(7)} ${Math.max(...values).toFixed(1).padStart(7)}`,
+      `${label.padEnd(48)} ${mean(values).toFixed(1).padStart(8)} ${Math.min(...values).toFixed(1).padStart(7)} ${Math.max(...values).toFixed(1).padStart(7)} ${String(instructions).padStart(6)}`,
     );
   }
   const cost = (label: string): number => mean(perGroup.get(label)!);
@@ -125,6 +133,8 @@ function main(): void {
     const fallback = cost('netacct, fexit fallback');
     console.log(`fexit fallback / empty (fexit):      ${(fallback / cost('empty (fexit)')).toFixed(2)}`);
     if (tracepoints) console.log(`fexit fallback / tracepoint netacct: ${(fallback / cost('netacct')).toFixed(2)} (same events)`);
+    const peers = cost('netacct, fexit fallback, per-peer counting on');
+    console.log(`fexit, per-peer counting on / off:   ${(peers / fallback).toFixed(2)} (+${(peers - fallback).toFixed(1)} ns per event)`);
   }
   if (!tracepoints) return;
   const ours = cost('netacct');
@@ -133,6 +143,8 @@ function main(): void {
   console.log(`netacct / original-style:             ${(ours / cost('original-style (per-CPU hash by tgid)')).toFixed(2)}`);
   const threads = cost('netacct, per-thread counting on');
   console.log(`per-thread counting on / off:         ${(threads / ours).toFixed(2)} (+${(threads - ours).toFixed(1)} ns per event)`);
+  const peers = cost('netacct, per-peer counting on');
+  console.log(`per-peer counting on / off:           ${(peers / ours).toFixed(2)} (+${(peers - ours).toFixed(1)} ns per event)`);
 }
 
 main();

@@ -430,38 +430,23 @@ static __always_inline struct netacct_counters *peer_counters(void *map, void *k
 }
 
 /*
- * The call's peer: `name`'s address where the caller gave or asked for one
- * (a UDP datagram's, fexit only; NULL otherwise), else the socket's. Added
- * under (process, peer), or the process's peer_overflow entry when full.
+ * Adds the call under (process, `peer`): the datagram's address, or the
+ * socket's peer (count_call fills it), with `local` the socket's own port;
+ * or to the process's peer_overflow entry when the peers map is full.
  */
-static __noinline int count_peer(struct sock *sk, struct sockaddr_peer *name, __u32 tgid,
-				 __u32 calls_index, int ret)
+static __noinline int count_peer(struct sockaddr_peer *peer, __u16 local, __u32 tgid, __u32 calls_index,
+				 int ret)
 {
 	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
 	struct netacct_peer_key key = { .tgid = tgid, .start_ns = leader->start_boottime };
-	__u16 remote_port = 0;
 
-	if (name && name->family == AF_INET) {
+	if (peer->family == AF_INET && peer->v4_or_flowinfo) {
 		key.addr[10] = key.addr[11] = 0xff;
-		__builtin_memcpy(&key.addr[12], &name->v4_or_flowinfo, 4);
-		remote_port = name->port;
-	} else if (name && name->family == AF_INET6) {
-		__builtin_memcpy(key.addr, name->v6, 16);
-		remote_port = name->port;
-	} else if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
-		/* Read, not dereferenced: sendpage's sk is not a BTF pointer. */
-		__u32 v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		if (v4) {
-			key.addr[10] = key.addr[11] = 0xff;
-			__builtin_memcpy(&key.addr[12], &v4, 4);
-		}
-		remote_port = BPF_CORE_READ(sk, __sk_common.skc_dport);
-	} else {
-		bpf_core_read(key.addr, sizeof(key.addr), &sk->__sk_common.skc_v6_daddr);
-		remote_port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+		__builtin_memcpy(&key.addr[12], &peer->v4_or_flowinfo, 4);
+	} else if (peer->family == AF_INET6) {
+		__builtin_memcpy(key.addr, peer->v6, 16);
 	}
-	__u16 remote = bpf_ntohs(remote_port);
-	__u16 local = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 remote = bpf_ntohs(peer->port);
 	key.remote_port = remote;
 	key.local_port = local;
 	if (ephemeral(local) && !ephemeral(remote))
@@ -493,10 +478,10 @@ static __always_inline int moved_data(int ret, int flags, int direction)
 	return 1;
 }
 
-/* A call that moved data (moved_data) on socket `sk`, of `sk_family` and `sk_protocol`;
- * `name`: the datagram's address, where the program sees one (count_peer). */
-static __always_inline int count_socket_call(struct sock *sk, __u16 sk_family, __u16 sk_protocol, int ret,
-					     int direction, struct sockaddr_peer *name)
+/* A call that moved data (moved_data) on a socket of `sk_family` and `sk_protocol`;
+ * `peer` and `local`: its peer and own port, read only when peers are counted. */
+static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol, int ret, int direction,
+					     struct sockaddr_peer *peer, __u16 local)
 {
 	int family;
 	if (sk_family == AF_INET)
@@ -523,7 +508,7 @@ static __always_inline int count_socket_call(struct sock *sk, __u16 sk_family, _
 		count_thread((__u32)pid_tgid, calls_index, ret);
 	__u32 tgid = pid_tgid >> 32;
 	if (settings.count_peers) /* likewise */
-		count_peer(sk, name, tgid, calls_index, ret);
+		count_peer(peer, local, tgid, calls_index, ret);
 	__u32 idx = tgid & settings.slot_mask;
 	__u64 *owner = bpf_map_lookup_elem(&owners, &idx);
 	if (!owner)
@@ -537,12 +522,31 @@ static __always_inline int count_socket_call(struct sock *sk, __u16 sk_family, _
 	return count_slow(owner, tgid, calls_index, ret);
 }
 
+/* `name`: the datagram's address where the program sees one (fexit), else NULL. */
 static __always_inline int count_call(struct sock *sk, int ret, int flags, int direction,
 				      struct sockaddr_peer *name)
 {
 	if (!moved_data(ret, flags, direction)) /* before touching the socket: most calls that fail stop here */
 		return 0;
-	return count_socket_call(sk, sk->__sk_common.skc_family, sk->sk_protocol, ret, direction, name);
+	__u16 family = sk->__sk_common.skc_family;
+	struct sockaddr_peer peer; /* filled, and read, only when peers are counted */
+	__u16 local = 0;
+	if (settings.count_peers) {
+		if (name) {
+			peer = *name;
+		} else {
+			/* Plain loads: sk is a BTF pointer here. */
+			peer.family = family;
+			peer.port = sk->__sk_common.skc_dport;
+			peer.v4_or_flowinfo = sk->__sk_common.skc_daddr;
+			peer.v6[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
+			peer.v6[1] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1];
+			peer.v6[2] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];
+			peer.v6[3] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
+		}
+		local = sk->__sk_common.skc_num;
+	}
+	return count_socket_call(family, sk->sk_protocol, ret, direction, &peer, local);
 }
 
 /* The tracepoints do not pass the message: a UDP datagram's own address is
@@ -631,7 +635,16 @@ int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size,
 		return 0;
 	if (family == AF_INET6 && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE))
 		return 0;
-	return count_socket_call(sk, family, protocol, (int)ret, NA_SEND, 0);
+	struct sockaddr_peer peer = { .family = family };
+	__u16 local = 0;
+	if (settings.count_peers) {
+		/* Read, not dereferenced: this sk is not a BTF pointer. */
+		peer.port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+		peer.v4_or_flowinfo = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		bpf_core_read(peer.v6, sizeof(peer.v6), &sk->__sk_common.skc_v6_daddr);
+		local = BPF_CORE_READ(sk, __sk_common.skc_num);
+	}
+	return count_socket_call(family, protocol, (int)ret, NA_SEND, &peer, local);
 }
 
 /* The process's slot, if it owns one in one of `states`. */

@@ -1,4 +1,4 @@
-// `netacct ps`, `netacct cgroups` and `netacct stats`: the API's answers as
+// `netacct ps`, `netacct cgroups`, `netacct peers` and `netacct stats`: the API's answers as
 // tables for people (human units) or as the API's JSON (--json).
 import { apiGet } from './api-client.js';
 
@@ -43,14 +43,31 @@ const TRAFFIC_HEADERS = ['TCP SENT', 'TCP RECV', 'UDP SENT', 'UDP RECV'];
 const traffic = (c: Counters): string[] => [c.tcp.send, c.tcp.recv, c.udp.send, c.udp.recv].map((d) => humanBytes(d.bytes));
 
 /** The API's path and query for a listing command's options. */
-export function listingRequest(command: 'ps' | 'cgroups', options: Record<string, string | undefined>): string {
+export function listingRequest(command: 'ps' | 'cgroups' | 'peers', options: Record<string, string | undefined>): string {
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(options)) if (value !== undefined) query.set(name, value);
   const text = query.toString();
-  return `/v1/${command === 'ps' ? 'processes' : 'cgroups'}${text ? `?${text}` : ''}`;
+  return `/v1/${command === 'ps' ? 'processes' : command}${text ? `?${text}` : ''}`;
 }
 
-export async function runListing(command: 'ps' | 'cgroups' | 'stats', socketPath: string, path: string, json: boolean): Promise<number> {
+interface PeerRow {
+  pid: number;
+  command: string;
+  kind: 'peer' | 'unknown' | 'overflow';
+  address: string | null;
+  port: number | null;
+  localPort: number | null;
+  counters: Counters;
+}
+
+/** "10.0.0.1:443", "[2001:db8::1]:53", "10.0.0.1" (port not kept), "(unknown)", "(overflow)". */
+function peerText(row: PeerRow): string {
+  if (row.kind !== 'peer') return `(${row.kind})`;
+  const host = row.address!.includes(':') ? `[${row.address}]` : row.address!;
+  return row.port === null ? host : `${host}:${row.port}`;
+}
+
+export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', socketPath: string, path: string, json: boolean): Promise<number> {
   const { status, body } = await apiGet(socketPath, path);
   if (status !== 200) {
     process.stderr.write(`netacct: ${body.error ?? `the daemon answered ${status}`}\n`);
@@ -70,12 +87,15 @@ export async function runListing(command: 'ps' | 'cgroups' | 'stats', socketPath
       c.path ?? `(id ${c.id})`, c.unit ?? '-', c.containerId?.slice(0, 12) ?? '-', ...traffic(c.counters),
     ]);
     process.stdout.write(table(['CGROUP', 'UNIT', 'CONTAINER', ...TRAFFIC_HEADERS], rows, new Set([3, 4, 5, 6])));
+  } else if (command === 'peers') {
+    const rows = (body.peers as PeerRow[]).map((p) => [String(p.pid), p.command, peerText(p), p.localPort === null ? '-' : String(p.localPort), ...traffic(p.counters)]);
+    process.stdout.write(table(['PID', 'COMMAND', 'PEER', 'LOCAL PORT', ...TRAFFIC_HEADERS], rows, new Set([0, 3, 4, 5, 6, 7])));
   } else {
     process.stdout.write(
       `netacct ${body.version}, up ${body.uptimeSeconds} s\n` +
         `processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)\n` +
         `kernel: ${body.kernel.slots} slots; not recorded: ${body.kernel.overflowFull} events (overflow full), ${body.kernel.exitedFull} exits (exited map full)\n` +
-        `maps: ${mapFill('slots', body.maps.slots)}, ${mapFill('overflow', body.maps.overflow)}${body.maps.threads ? `, ${mapFill('threads', body.maps.threads)}` : ''}\n` +
+        `maps: ${mapFill('slots', body.maps.slots)}, ${mapFill('overflow', body.maps.overflow)}${body.maps.threads ? `, ${mapFill('threads', body.maps.threads)}` : ''}${body.maps.peers ? `, ${mapFill('peers', body.maps.peers)}` : ''}\n` +
         `counting with ${body.attachMode.description}\n` +
         `${body.programsAttached} BPF programs attached; last kernel read ${(body.lastReadSeconds * 1000).toFixed(1)} ms\n` +
         `clients: ${body.clients.atop} atop, ${body.clients.api} API (${body.clients.streams} streams)\n`,

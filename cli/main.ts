@@ -17,13 +17,16 @@ const USAGE = `usage: netacct daemon [options]
        netacct ps [--pid N] [--uid N] [--command NAME] [--cgroup ID] [--state live|exited|all]
                   [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
        netacct cgroups [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
+       netacct peers [--pid N] [--cgroup ID] [--address ADDR[/PREFIX]] [--port N] [--protocol tcp|udp]
+                     [--state live|exited|all] [--sort KEY] [--order asc|desc] [--limit N] [--json]
+                     [--api-socket PATH]    (the daemon runs with --peers)
        netacct stats [--json] [--api-socket PATH]
        netacct top [--api-socket PATH]
        netacct --version
 
-ps, cgroups, stats and top ask the running daemon's API (--api-socket, default the
-configuration's apiSocket); sort keys: pid, command (ps), id, path (cgroups),
-and tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
+ps, cgroups, peers, stats and top ask the running daemon's API (--api-socket, default
+the configuration's apiSocket); sort keys: pid, command (ps), id, path (cgroups),
+address, port (peers), and tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
 
 netacct daemon options (each overrides the same setting of the configuration file):
   --config PATH            configuration file (default ${DEFAULT_CONFIG_PATH}, used if present)
@@ -220,6 +223,7 @@ function apiSocketFor(flag: string | undefined): string {
 const LISTING_OPTIONS = {
   ps: ['pid', 'uid', 'command', 'cgroup', 'state', 'sort', 'order', 'limit'],
   cgroups: ['sort', 'order', 'limit'],
+  peers: ['pid', 'cgroup', 'address', 'port', 'protocol', 'state', 'sort', 'order', 'limit'],
   stats: [],
 } as const;
 
@@ -277,7 +281,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (command === 'daemon') return await daemonCommand(rest);
-    if (command === 'ps' || command === 'cgroups' || command === 'stats') return await listingCommand(command, rest);
+    if (command === 'ps' || command === 'cgroups' || command === 'peers' || command === 'stats') return await listingCommand(command, rest);
     if (command === 'top') return await topCommand(rest);
     throw new UsageError(command === undefined ? 'no command given' : `unknown command '${command}'`);
   } catch (err) {

@@ -4,9 +4,11 @@
 // row is exact and the rows add up to the process, live and after its exit;
 // a full peers map counts the rest in the process's overflow row, exactly in
 // sum; users see only their own processes' peers; filters are validated.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { apiGet, apiGetAsNobody } from './helpers/api-client.js';
-import { TestDaemon } from './helpers/daemon.js';
+import { NETACCT, TestDaemon } from './helpers/daemon.js';
 import { type ApiCounters, addApiCounters, apiCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
@@ -107,6 +109,26 @@ describeWithBpf('per-peer counters (--peers: real daemon, real traffic to local 
     expect((await rows('protocol=tcp')).length).toBe(5);
     expect((await rows('protocol=udp')).length).toBe(mode === 'tracepoint' ? 4 : 5);
     expect((await rows('limit=2')).length).toBe(2);
+  });
+
+  test('netacct peers: a row per peer, as host:port, the local port where kept', async () => {
+    const [p1, p2] = portsOf(child);
+    const run = async (...args: string[]) => (await promisify(execFile)(NETACCT, ['peers', '--api-socket', daemon.apiSocketPath, '--pid', String(child.pid), ...args])).stdout;
+    const lines = (await run('--protocol', 'tcp', '--sort', 'address', '--order', 'asc')).trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ *PID +COMMAND +PEER +LOCAL PORT +TCP SENT +TCP RECV +UDP SENT +UDP RECV$/);
+    const byPeer = (a: string[], b: string[]): number => a[2]!.localeCompare(b[2]!) || a[3]!.localeCompare(b[3]!);
+    const cells = lines.slice(1).map((line) => line.trim().split(/ +/).slice(0, 4));
+    expect(cells.sort(byPeer)).toEqual(
+      [
+        [String(child.pid), 'traffic', `127.0.0.2:${p1}`, '-'],
+        [String(child.pid), 'traffic', '127.0.0.3', String(p1)],
+        [String(child.pid), 'traffic', '127.0.0.7', String(p1)],
+        [String(child.pid), 'traffic', `[::1]:${p2}`, '-'],
+        [String(child.pid), 'traffic', '[::1]', String(p2)],
+      ].sort(byPeer),
+    );
+    const json = JSON.parse(await run('--json'));
+    expect(json).toEqual((await apiGet(daemon.apiSocketPath, `/v1/peers?pid=${child.pid}`)).body);
   });
 
   test('bad filters are 400 naming the parameter', async () => {
