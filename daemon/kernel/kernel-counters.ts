@@ -148,6 +148,9 @@ function countingProgramsFor(mode: AttachMode | undefined): string[] {
   return countingPrograms(mode ?? chooseAttachMode('auto', features), features);
 }
 
+/** Processes at most with a peer overflow row at a time (peer_overflow's capacity, unless slots are fewer). */
+const PEER_OVERFLOW_ROWS = 4096;
+
 const ENOENT = 2;
 const ENOSPC = 28;
 const E2BIG = 7;
@@ -258,8 +261,8 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
       thread_slots: threads,
       threads: options.threadCapacity > 0 ? (options.threadOverflowCapacity ?? threads) : 1,
       peers: Math.max(1, peers),
-      // One overflow row per process with counters at most: as many as slots.
-      peer_overflow: peers > 0 ? slots : 1,
+      // Rows of processes whose pairs did not fit; beyond these, calls are only counted as lost (preallocated: 190 B each).
+      peer_overflow: peers > 0 ? Math.min(slots, PEER_OVERFLOW_ROWS) : 1,
     },
     rodata,
     // Programs of the other mode are not even loaded: their attach points may not exist here.
@@ -566,30 +569,30 @@ export class KernelCounters {
   /** Every (process, peer) pair's counters and every process's overflow row (empty unless per-peer counting is on). */
   readPeers(): PeerSample[] {
     const samples: PeerSample[] = [];
-    const counters = (values: Buffer, i: number): number[] => {
-      const c: number[] = [];
-      for (let n = 0; n < 16; n++) c.push(readU64(values, i * COUNTERS_SIZE + n * 8));
-      return c;
-    };
-    this.peers.read(false, (keys, values, i) => {
-      const k = i * PeerKey.size;
-      const key = Buffer.from(keys.subarray(k, k + PeerKey.size));
-      samples.push({
-        tgid: key.readUInt32LE(PeerKey.tgid),
-        startNs: readU64(key, PeerKey.startNs),
-        peer: {
-          address: key.subarray(PeerKey.addr, PeerKey.addr + PeerKey.addrSize),
-          remotePort: key.readUInt16LE(PeerKey.remotePort),
-          localPort: key.readUInt16LE(PeerKey.localPort),
-        },
-        counters: counters(values, i),
-        key,
+    const read = (reader: BatchReader, keySize: number, decode: (key: Buffer, counters: number[]) => PeerSample): void => {
+      let keys: Buffer | null = null;
+      let valueWords: Uint32Array | null = null;
+      reader.read(false, (batchKeys, values, i) => {
+        if (i === 0) {
+          // One copy of the batch's keys (each sample keeps its own slice), its values read as words.
+          keys = Buffer.from(batchKeys);
+          valueWords = new Uint32Array(values.buffer, values.byteOffset, values.length / 4);
+        }
+        const key = keys!.subarray(i * keySize, (i + 1) * keySize);
+        const v = (i * COUNTERS_SIZE) / 4;
+        const counters: number[] = [];
+        for (let c = 0; c < 16; c++) counters.push(wordsU64(valueWords!, v + c * 2));
+        samples.push(decode(key, counters));
       });
-    });
-    this.peerOverflow.read(false, (keys, values, i) => {
-      const key = Buffer.from(keys.subarray(i * ProcId.size, (i + 1) * ProcId.size));
-      samples.push({ tgid: key.readUInt32LE(ProcId.tgid), startNs: readU64(key, ProcId.startNs), peer: null, counters: counters(values, i), key });
-    });
+    };
+    read(this.peers, PeerKey.size, (key, counters) => ({
+      tgid: key.readUInt32LE(PeerKey.tgid),
+      startNs: readU64(key, PeerKey.startNs),
+      peer: { address: key.subarray(PeerKey.addr, PeerKey.addr + PeerKey.addrSize), remotePort: key.readUInt16LE(PeerKey.remotePort), localPort: key.readUInt16LE(PeerKey.localPort) },
+      counters,
+      key,
+    }));
+    read(this.peerOverflow, ProcId.size, (key, counters) => ({ tgid: key.readUInt32LE(ProcId.tgid), startNs: readU64(key, ProcId.startNs), peer: null, counters, key }));
     return samples;
   }
 
