@@ -41,6 +41,8 @@ for (const { cgroups: c, processes: p, top } of CASES) {
     cgroups,
     processes: top > 0 ? processes : null,
     topProcesses: top,
+    peerPorts: null,
+    topPeerPorts: 0,
   };
   const times: number[] = [];
   let bytes = 0;

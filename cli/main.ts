@@ -62,6 +62,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
                            off); TCP clients have no credentials and see every process
   --metrics-top-processes N  /metrics also has series for the top N processes by
                            traffic and one 'other' (default 0: per cgroup only)
+  --metrics-top-peer-ports N  with --peers, /metrics also has series for the top N
+                           (cgroup, service port) pairs and one 'other' (default 0)
   --client-limit N         connections each socket (atop, API, TCP) holds (default 1024)
   --client-limit-per-user N  connections one non-root user holds on each socket; on
                            TCP, one remote address (default 32)
@@ -112,6 +114,7 @@ const FLAGS = {
   'exited-peer-capacity': 'exitedPeerCapacity',
   listen: 'listen',
   'metrics-top-processes': 'metricsTopProcesses',
+  'metrics-top-peer-ports': 'metricsTopPeerPorts',
   'client-limit': 'clientLimit',
   'client-limit-per-user': 'clientLimitPerUser',
   'clients-reserved-for-root': 'clientsReservedForRoot',
@@ -137,6 +140,7 @@ const NUMERIC = new Set<keyof Config>([
   'peerCapacity',
   'exitedPeerCapacity',
   'metricsTopProcesses',
+  'metricsTopPeerPorts',
   'clientLimit',
   'clientLimitPerUser',
   'clientsReservedForRoot',

@@ -10,6 +10,7 @@ import { renderMetrics } from '../daemon/serve/metrics.js';
 import { apiGet, tcpGet } from './helpers/api-client.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { TestDaemon } from './helpers/daemon.js';
+import { expectedCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { tempPath } from './helpers/fixtures.js';
 import { TrafficChild } from './helpers/traffic.js';
@@ -54,9 +55,52 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
     ],
     processes: [{ pid: 7, command: 'say "hi"\\', counters }],
     topProcesses: 1,
+    peerPorts: null,
+    topPeerPorts: 0,
   });
   expect(text).toContain('netacct_cgroup_sent_bytes_total{cgroup="/a\\"b\\\\c\\nd.service",unit="x",container_id="",protocol="tcp"} 20');
   expect(text).toContain('netacct_process_sent_bytes_total{pid="7",command="say \\"hi\\"\\\\",protocol="tcp"} 10');
+  const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  expect({ status: promtool.status, output: promtool.stdout + promtool.stderr }).toEqual({ status: 0, output: '' });
+});
+
+test('per (cgroup, service port) series are bounded: the top K pairs by bytes and one "other"; never an address', () => {
+  const health = {
+    attachMode: { mode: 'tracepoint' as const, description: 'tracepoints' },
+    programsAttached: 5,
+    maps: { slots: { entries: 1, capacity: 2 }, overflow: { entries: 0, capacity: 2 }, exited: { entries: null, capacity: 2 }, threads: null, peers: { entries: 4, capacity: 8 } },
+    peers: { exitedRows: 0, exitedCapacity: 8, foldedExited: 0 },
+    kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0, peersFull: 3, peersLost: 0 },
+    lastReadSeconds: 0,
+    clients: { atop: 0, api: 1, streams: 0 },
+    limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },
+    netatopModule: { active: false as const, reason: 'off' },
+  };
+  const tcpSent = (bytes: number) => expectedCounters({ 'ipv4 tcp send': [1, bytes] });
+  const text = renderMetrics({
+    version: 'test',
+    startTimeSeconds: 0,
+    processCounts: { live: 3, exited: 0 },
+    health,
+    cgroups: [],
+    processes: null,
+    topProcesses: 0,
+    peerPorts: [
+      { cgroup: '/a', port: '443', counters: tcpSent(1000) },
+      { cgroup: '/a', port: '443', counters: tcpSent(1000) }, // two peers of the same service port: one series
+      { cgroup: '/b', port: '53', counters: expectedCounters({ 'ipv6 udp send': [1, 10] }) },
+      { cgroup: '/c', port: 'unknown', counters: tcpSent(5) },
+    ],
+    topPeerPorts: 1,
+  });
+  const series = [...text.matchAll(/^netacct_peer_port_sent_bytes_total\{(.*)\} (\d+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+  expect(series).toEqual([
+    'cgroup="/a",port="443",protocol="tcp" 2000',
+    'cgroup="/a",port="443",protocol="udp" 0',
+    'cgroup="other",port="other",protocol="tcp" 5',
+    'cgroup="other",port="other",protocol="udp" 10',
+  ]);
+  expect(text).toMatch(/^netacct_peer_overflow_events_total 3$/m);
   const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
   expect({ status: promtool.status, output: promtool.stdout + promtool.stderr }).toEqual({ status: 0, output: '' });
 });

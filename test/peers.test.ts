@@ -69,7 +69,7 @@ describeWithBpf('per-peer counters (--peers: real daemon, real traffic to local 
   let child: TrafficChild;
   let mode: 'tracepoint' | 'fexit';
   beforeAll(async () => {
-    daemon = await TestDaemon.start(['--peers', '--exited-retention-ms', '60000']);
+    daemon = await TestDaemon.start(['--peers', '--exited-retention-ms', '60000', '--metrics-top-peer-ports', '1000']);
     mode = (await apiGet(daemon.apiSocketPath, '/v1/stats')).body.attachMode.mode;
     child = await TrafficChild.start('peers');
   });
@@ -129,6 +129,20 @@ describeWithBpf('per-peer counters (--peers: real daemon, real traffic to local 
     );
     const json = JSON.parse(await run('--json'));
     expect(json).toEqual((await apiGet(daemon.apiSocketPath, `/v1/peers?pid=${child.pid}`)).body);
+  });
+
+  test('/metrics --metrics-top-peer-ports: per cgroup and service port, exact, never an address', async () => {
+    const [p1, p2] = portsOf(child);
+    const cgroup = (await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}`)).body.cgroup.path;
+    const text = (await apiGet(daemon.apiSocketPath, '/metrics')).body as string;
+    const sample = (metric: string, port: number): number =>
+      Number(new RegExp(`^${metric}\\{cgroup="${cgroup}",port="${port}",protocol="tcp"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+    // P1: the client's rows to 127.0.0.2:P1 (both families) and the service's rows from 127.0.0.3 and 127.0.0.7.
+    expect(sample('netacct_peer_port_sent_bytes_total', p1!)).toBe(3000 + 123 + 1000);
+    expect(sample('netacct_peer_port_received_bytes_total', p1!)).toBe(1000 + 3000 + 123);
+    expect(sample('netacct_peer_port_sent_bytes_total', p2!)).toBe(700);
+    expect(sample('netacct_peer_port_received_bytes_total', p2!)).toBe(700);
+    expect(text).not.toMatch(/127\.0\.0\.|::1/);
   });
 
   test('bad filters are 400 naming the parameter', async () => {

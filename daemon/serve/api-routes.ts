@@ -80,6 +80,8 @@ export interface ApiContext {
   webPage: (path: string) => ApiResult | null;
   /** /metrics: per-process series for this many processes (0: none); read per scrape (SIGHUP changes it). */
   metricsTopProcesses: () => number;
+  /** /metrics: per (cgroup, service port) series for this many pairs (0: none), with peers on; read per scrape. */
+  metricsTopPeerPorts: () => number;
 }
 
 /** Whether a client with `visibility` may read `entry` (the atop socket's rule). */
@@ -221,6 +223,14 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const top = context.metricsTopProcesses();
     const processes =
       top > 0 ? readableEntries(visibility, 'all').map((entry) => ({ pid: entry.tgid, command: entry.comm, counters: entry.total })) : null;
+    const topPorts = context.metricsTopPeerPorts();
+    const peerRowsByPort = topPorts > 0 ? peerRows(readableEntries(visibility, 'all'), PeerQuery.parse({})) : null;
+    const peerPorts =
+      peerRowsByPort?.map(({ entry, view, record }) => ({
+        cgroup: cgroupNames.nameOf(entry.cgroupId)?.path ?? '(removed)',
+        port: String(view.port ?? view.localPort ?? 'unknown'),
+        counters: record.counters,
+      })) ?? null;
     const body = renderMetrics({
       version: context.version,
       startTimeSeconds: Math.floor(context.startedAtMs / 1000),
@@ -229,6 +239,8 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
       cgroups,
       processes,
       topProcesses: top,
+      peerPorts,
+      topPeerPorts: topPorts,
     });
     return { status: 200, body, contentType: METRICS_CONTENT_TYPE };
   };

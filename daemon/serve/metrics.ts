@@ -3,6 +3,7 @@
 // protocol, labelled with the cgroup's path, systemd unit and container id.
 // Per process only when asked for, and bounded: the top K processes by
 // traffic and one `other` series, because PIDs are unbounded label values.
+// Likewise per cgroup and service port of its peers (never per address).
 import type { DaemonHealth } from './health.js';
 import { addUnder, sumCounters } from '../accounting/counter-math.js';
 import { Direction, Kind, Protocol } from '../kernel/layout.js';
@@ -32,6 +33,17 @@ export interface MetricsInput {
   processes: ProcessSeries[] | null;
   /** How many processes get series of their own; the rest add up in `other`. */
   topProcesses: number;
+  /** Every visible peer row by its process's cgroup and service port, or null when per-port series are off. */
+  peerPorts: PeerPortSeries[] | null;
+  /** How many (cgroup, port) pairs get series of their own; the rest add up in `other`. */
+  topPeerPorts: number;
+}
+
+export interface PeerPortSeries {
+  cgroup: string;
+  /** The conversation's service port: the peer's for a client, the local one for a service; "unknown" when neither is known. */
+  port: string;
+  counters: ArrayLike<number>;
 }
 
 type Labels = Record<string, string>;
@@ -84,7 +96,7 @@ const TRAFFIC = [
  * subjects with equal labels were added up (one series per label set, as the
  * exposition requires).
  */
-function renderTraffic(out: string[], subject: 'cgroup' | 'process', what: string, subjects: Map<string, number[]>): void {
+function renderTraffic(out: string[], subject: 'cgroup' | 'process' | 'peer_port', what: string, subjects: Map<string, number[]>): void {
   for (const { name, help, direction, kind } of TRAFFIC) {
     const metric = `netacct_${subject}_${name}_total`;
     out.push(`# HELP ${metric} ${help} ${what}`, `# TYPE ${metric} counter`);
@@ -116,6 +128,16 @@ export function renderMetrics(input: MetricsInput): string {
       addUnder(processes, labels, process.counters);
     });
     renderTraffic(out, 'process', `a process: the top ${input.topProcesses} by bytes, the rest in pid="other".`, processes);
+  }
+
+  if (input.peerPorts) {
+    const pairs = new Map<string, number[]>();
+    for (const row of input.peerPorts) addUnder(pairs, labelText({ cgroup: row.cgroup, port: row.port }), row.counters);
+    const ranked = [...pairs].sort(([a, x], [b, y]) => sumCounters(y, Kind.bytes) - sumCounters(x, Kind.bytes) || a.localeCompare(b));
+    const series = new Map<string, number[]>();
+    const other = labelText({ cgroup: 'other', port: 'other' });
+    ranked.forEach(([labels, counters], rank) => addUnder(series, rank < input.topPeerPorts ? labels : other, counters));
+    renderTraffic(out, 'peer_port', `a cgroup's processes with the peers of one service port: the top ${input.topPeerPorts} pairs by bytes, the rest in cgroup="other",port="other".`, series);
   }
 
   const families: MetricFamily[] = [];

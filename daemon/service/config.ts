@@ -60,6 +60,8 @@ export const ConfigSchema = z.strictObject({
     .nullable(),
   /** /metrics: per-process series for the top N processes by traffic (and one `other`); 0: none. */
   metricsTopProcesses: z.number().int().min(0).max(1000),
+  /** /metrics, with peers on: series for the top N (cgroup, service port) pairs by traffic (and one `other`); 0: none. */
+  metricsTopPeerPorts: z.number().int().min(0).max(1000),
   /** Connections each socket (atop, API, TCP) holds at most. */
   clientLimit: z.number().int().min(2),
   /** Connections one non-root user (on TCP: one remote address) holds at most on each socket. */
@@ -153,6 +155,7 @@ export function defaultConfig(): Config {
     exitedPeerCapacity: 65536,
     listen: null,
     metricsTopProcesses: 0,
+    metricsTopPeerPorts: 0,
     clientLimit: 1024,
     clientLimitPerUser: 32,
     clientsReservedForRoot: 64,

@@ -149,6 +149,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       readHealth(config, { mode: attachMode, description: describeAttachMode(attachMode, features) }, kernel, collector, server, apiServers, netatop),
     cgroupNames,
     metricsTopProcesses: () => running.metricsTopProcesses,
+    metricsTopPeerPorts: () => running.metricsTopPeerPorts,
     webPage: webPage(),
   });
   const apiServers: ApiServer[] = [];
