@@ -19,7 +19,7 @@ describeWithBpf('live web page (real daemon, real Chromium)', () => {
   let browser: Browser;
   beforeAll(async () => {
     expect(fs.existsSync(CHROMIUM), `${CHROMIUM} (Debian package chromium) must be installed`).toBe(true);
-    daemon = await TestDaemon.start(['--listen', '127.0.0.1:0']);
+    daemon = await TestDaemon.start(['--listen', '127.0.0.1:0', '--peers']);
     // Flags for a machine without network: no background connections to Google.
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -90,6 +90,28 @@ describeWithBpf('live web page (real daemon, real Chromium)', () => {
     }
     expect(foreign).toEqual([]);
     expect(problems).toEqual([]);
+  });
+
+  test("a click on a process shows its peers, live: host:port, the local port where kept, bytes", async () => {
+    const child = await TrafficChild.start('peers');
+    try {
+      const [p1] = child.announced.find((line) => line.startsWith('ports '))!.split(' ').slice(1).map(Number);
+      const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+      await page.goto(`http://127.0.0.1:${daemon.tcpPort}/`);
+      const row = page.locator(`tr[data-pid="${child.pid}"]`);
+      await row.waitFor({ timeout: 10_000 });
+      await row.click();
+      await expect.poll(() => page.textContent('#peers-title')).toBe(`Peers of traffic (PID ${child.pid})`);
+      await expect.poll(() => page.locator('#peer-rows tbody tr').count(), { timeout: 10_000 }).toBe(9); // the scenario's rows (test/peers.test.ts)
+      const cells = async (peer: string) => page.locator('#peer-rows tbody tr', { has: page.locator('td:first-child', { hasText: peer }) }).first().locator('td').allTextContents();
+      expect(await cells(`127.0.0.2:${p1}`)).toEqual([`127.0.0.2:${p1}`, '–', '3.0 KiB', '1000 B', '0 B', '0 B']); // 3000 + 123 (IPv6) sent
+      expect((await cells('127.0.0.3'))[1]).toBe(String(p1));
+      await expect.poll(() => page.locator('tr.selected').getAttribute('data-pid')).toBe(String(child.pid));
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'web-page-peers.png'), fullPage: true });
+    } finally {
+      await child.finish();
+    }
   });
 
   test('a process named like HTML is shown as text, never run as HTML', async () => {

@@ -6,7 +6,8 @@
 // minutes of each row are kept for its chart. No framework and nothing from
 // outside the daemon: the page works on a host with no network. Every name
 // shown (process names are chosen by whoever runs the process) goes in as
-// text, never as HTML.
+// text, never as HTML. A click on a process follows its peers (a third
+// stream, of that process only), when the daemon counts per peer.
 'use strict';
 
 const INTERVAL_MS = 1000;
@@ -216,6 +217,7 @@ function renderRows() {
     const tr = document.createElement('tr');
     tr.dataset.key = row.key;
     if (state.view === 'processes') tr.dataset.pid = String(row.fields.pid);
+    if (row.key === peers.key) tr.classList.add('selected');
     if (row.fields.state === 'exited') tr.classList.add('exited');
     for (const column of columns) {
       const td = document.createElement('td');
@@ -266,6 +268,62 @@ function subscribe(subscription, onUpdate) {
     setTimeout(() => subscribe(subscription, onUpdate), 2000);
   });
 }
+
+/** The process whose peers are shown, and its stream. */
+const peers = { key: '', /** @type {WebSocket | null} */ ws: null };
+
+/**
+ * "10.0.0.1:443", "[2001:db8::1]:53", "10.0.0.1" (port not kept), "(unknown)", "(overflow)".
+ * @param {any} row
+ */
+function peerText(row) {
+  if (row.kind !== 'peer') return `(${row.kind})`;
+  const host = row.address.includes(':') ? `[${row.address}]` : row.address;
+  return row.port === null ? host : `${host}:${row.port}`;
+}
+
+/** @param {any} message */
+function renderPeers(message) {
+  const trs = message.peers.map((/** @type {any} */ row) => {
+    const tr = document.createElement('tr');
+    const c = row.counters;
+    const cells = [peerText(row), row.localPort === null ? '–' : String(row.localPort), human(c.tcp.send.bytes), human(c.tcp.recv.bytes), human(c.udp.send.bytes), human(c.udp.recv.bytes)];
+    cells.forEach((value, i) => {
+      const td = document.createElement('td');
+      td.textContent = value;
+      if (i > 0) td.classList.add('num');
+      tr.append(td);
+    });
+    return tr;
+  });
+  /** @type {HTMLElement} */ (document.querySelector('#peer-rows tbody')).replaceChildren(...trs);
+  text('peers-status', `${message.peers.length} peers, largest first`);
+}
+
+/** Follows the peers of the process in `row` (one stream at a time). @param {Row} row */
+function followPeers(row) {
+  peers.ws?.close();
+  peers.key = row.key;
+  /** @type {HTMLElement} */ (document.getElementById('peers')).hidden = false;
+  text('peers-title', `Peers of ${row.fields.command} (PID ${row.fields.pid})`);
+  text('peers-status', 'connecting…');
+  /** @type {HTMLElement} */ (document.querySelector('#peer-rows tbody')).replaceChildren();
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/stream`);
+  peers.ws = ws;
+  ws.addEventListener('open', () => ws.send(JSON.stringify({ view: 'peers', pid: row.fields.pid, interval: INTERVAL_MS, top: 100 })));
+  ws.addEventListener('message', (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === 'error') text('peers-status', message.error);
+    else renderPeers(message);
+  });
+  renderRows();
+}
+
+/** @type {HTMLElement} */ (document.querySelector('#rows tbody')).addEventListener('click', (event) => {
+  const tr = /** @type {HTMLElement} */ (event.target).closest('tr[data-pid]');
+  const row = tr && streams.processes.get(/** @type {HTMLElement} */ (tr).dataset.key);
+  if (row) followPeers(row);
+});
 
 for (const button of document.querySelectorAll('nav button')) {
   button.addEventListener('click', () => {

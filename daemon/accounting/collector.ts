@@ -10,7 +10,7 @@ import type { KernelCounters, KernelStats, ProcInfoSample } from '../kernel/kern
 import { type Logger, type RateLimitedLog, rateLimited } from '../common/log.js';
 import type { KernelRead, ProcessTable } from './process-table.js';
 import type { ThreadRecord, ThreadTable } from './thread-table.js';
-import type { PeerRecord, PeerTable } from './peer-table.js';
+import type { PeerTable } from './peer-table.js';
 
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
@@ -26,6 +26,8 @@ export interface CollectorOptions {
 export class Collector {
   /** performance.now() when the last full read began. */
   private lastFullReadStartMs = -Infinity;
+  /** performance.now() when the last read of the peers maps began. */
+  private lastPeerReadStartMs = -Infinity;
   private lastLiveInfoMs = -Infinity;
   private timer: NodeJS.Timeout | null = null;
   private reportedStats: KernelStats = {
@@ -118,21 +120,19 @@ export class Collector {
     return this.threads;
   }
 
-  /** A process's peers, read from the kernel now; null when per-peer counting is off. */
-  peersOf(tgid: number, startNs: number): PeerRecord[] | null {
-    if (!this.peers) return null;
-    this.readPeers(this.peers);
-    return this.peers.peersOf(tgid, startNs);
-  }
-
-  /** Every process's peers, read from the kernel now; null when per-peer counting is off. */
-  readAllPeers(): PeerTable | null {
-    if (this.peers) this.readPeers(this.peers);
+  /**
+   * Every process's peers, read from the kernel unless a read began after
+   * `requestedAtMs` (performance.now(); -Infinity: never read, as for
+   * checking a request's filters); null when per-peer counting is off.
+   */
+  peersSince(requestedAtMs: number): PeerTable | null {
+    if (this.peers && this.lastPeerReadStartMs < requestedAtMs) this.readPeers(this.peers);
     return this.peers;
   }
 
   /** Exited processes' rows are deleted from the kernel as soon as they are read, so that they never fill the map. */
   private readPeers(peers: PeerTable): void {
+    this.lastPeerReadStartMs = performance.now();
     const exited = (tgid: number, startNs: number): boolean => this.table.find(tgid, startNs)?.exit != null;
     const kept = (tgid: number, startNs: number): boolean => this.table.find(tgid, startNs) !== undefined;
     this.kernel.deletePeers(peers.apply(this.kernel.readPeers(), exited, kept));

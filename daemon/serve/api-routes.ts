@@ -224,7 +224,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const processes =
       top > 0 ? readableEntries(visibility, 'all').map((entry) => ({ pid: entry.tgid, command: entry.comm, counters: entry.total })) : null;
     const topPorts = context.metricsTopPeerPorts();
-    const peerRowsByPort = topPorts > 0 ? peerRows(readableEntries(visibility, 'all'), PeerQuery.parse({})) : null;
+    const peerRowsByPort = topPorts > 0 ? peerRows(readableEntries(visibility, 'all'), PeerQuery.parse({}), request.asOfMs) : null;
     const peerPorts =
       peerRowsByPort?.map(({ entry, view, record }) => ({
         cgroup: cgroupNames.nameOf(entry.cgroupId)?.path ?? '(removed)',
@@ -282,9 +282,9 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
 
   const peersOff: ApiResult = { status: 404, body: { error: 'per-peer counting is off: start the daemon with --peers (config `peers`)' } };
 
-  /** The rows of `entries` with their peers that pass `filter`, read from the kernel now; null when per-peer counting is off. */
-  const peerRows = (entries: readonly ProcessEntry[], filter: PeerFilter): PeerRow[] | null => {
-    const peers = collector.readAllPeers();
+  /** The rows of `entries` with their peers that pass `filter`, read from the kernel as of `asOfMs`; null when per-peer counting is off. */
+  const peerRows = (entries: readonly ProcessEntry[], filter: PeerFilter, asOfMs: number): PeerRow[] | null => {
+    const peers = collector.peersSince(asOfMs);
     if (!peers) return null;
     const rows: PeerRow[] = [];
     for (const entry of entries) {
@@ -307,7 +307,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     if (!parsed.success) return badRequest(parsed.error);
     const filter = parsed.data;
     const entries = visible(request, { ...ProcessQuery.parse({}), pid: filter.pid, cgroup: filter.cgroup, state: filter.state });
-    const rows = peerRows(entries, filter);
+    const rows = peerRows(entries, filter, request.asOfMs);
     if (!rows) return peersOff;
     const describeRow = (row: PeerRow) => {
       const { entry } = row;
@@ -320,7 +320,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   const processPeers = (request: ApiRequest, entry: ProcessEntry): ApiResult => {
     const parsed = PeerQuery.safeParse(Object.fromEntries(request.query));
     if (!parsed.success) return badRequest(parsed.error);
-    const rows = peerRows([entry], parsed.data);
+    const rows = peerRows([entry], parsed.data, request.asOfMs);
     if (!rows) return peersOff;
     const { pid, command, uid, state, counters } = describe(entry);
     return { status: 200, body: new Listing({ pid, command, uid, state, counters }, 'peers', rows, describePeer) };
