@@ -50,7 +50,7 @@ export function listingRequest(command: 'ps' | 'cgroups' | 'peers', options: Rec
   return `/v1/${command === 'ps' ? 'processes' : command}${text ? `?${text}` : ''}`;
 }
 
-interface PeerRow {
+export interface PeerRow {
   pid: number;
   command: string;
   kind: 'peer' | 'unknown' | 'overflow';
@@ -61,7 +61,7 @@ interface PeerRow {
 }
 
 /** "10.0.0.1:443", "[2001:db8::1]:53", "10.0.0.1" (port not kept), "(unknown)", "(overflow)". */
-function peerText(row: PeerRow): string {
+export function peerText(row: PeerRow): string {
   if (row.kind !== 'peer') return `(${row.kind})`;
   const host = row.address!.includes(':') ? `[${row.address}]` : row.address!;
   return row.port === null ? host : `${host}:${row.port}`;

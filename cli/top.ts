@@ -1,10 +1,11 @@
 // `netacct top`: a live view of the processes (or cgroups) with the highest
-// send/receive rates, refreshed every second from the API. Keys: q quits,
-// c switches between processes and cgroups, s cycles the sort column, r
-// reverses it. The terminal is always restored: on q, Ctrl-C, SIGTERM, or an
-// error.
+// send/receive rates, refreshed every second from the API, or of the
+// (process, peer) pairs with the most traffic when the daemon counts per
+// peer. Keys: q quits, c switches between processes and cgroups, p shows the
+// peers, s cycles the sort column, r reverses it. The terminal is always
+// restored: on q, Ctrl-C, SIGTERM, or an error.
 import { apiGet } from './api-client.js';
-import { type Counters, humanBytes } from './listing.js';
+import { type Counters, type PeerRow, humanBytes, peerText } from './listing.js';
 
 const SORTS = ['tcp.send.bytes', 'tcp.recv.bytes', 'udp.send.bytes', 'udp.recv.bytes'] as const;
 const TERMINAL = { altScreen: '\x1b[?1049h', mainScreen: '\x1b[?1049l', hideCursor: '\x1b[?25l', showCursor: '\x1b[?25h', home: '\x1b[H\x1b[2J' };
@@ -17,7 +18,7 @@ const rate = (r: Counters | null | undefined, key: (typeof SORTS)[number]): stri
 
 export async function runTop(socketPath: string, refreshMs = 1000): Promise<number> {
   const out = process.stdout;
-  let view: 'processes' | 'cgroups' = 'processes';
+  let view: 'processes' | 'cgroups' | 'peers' = 'processes';
   let sortIndex = 0;
   let descending = true;
   let message = '';
@@ -39,17 +40,18 @@ export async function runTop(socketPath: string, refreshMs = 1000): Promise<numb
 
   const draw = async (): Promise<void> => {
     const sort = SORTS[sortIndex]!;
-    // Processes sort by their rate; cgroups have totals only, so by the counter.
+    // Processes sort by their rate; cgroups and peers have totals only, so by the counter.
     const key = view === 'processes' ? `rate.${sort}` : sort;
     const { status, body } = await apiGet(socketPath, `/v1/${view}?sort=${key}&order=${descending ? 'desc' : 'asc'}&limit=${Math.max(1, (out.rows ?? 24) - 4)}`);
     if (stopped) return;
-    if (status !== 200) {
-      message = body.error ?? `the daemon answered ${status}`;
-    }
-    const header =
-      view === 'processes'
-        ? `${'PID'.padStart(7)}  ${'COMMAND'.padEnd(15)}  ${SORTS.map((s) => s.split('.').slice(0, 2).join(' ').toUpperCase().padStart(12)).join('')}`
-        : `${'CGROUP'.padEnd(40)}  ${SORTS.map((s) => s.split('.').slice(0, 2).join(' ').toUpperCase().padStart(12)).join('')}`;
+    message = status === 200 ? '' : (body.error ?? `the daemon answered ${status}`);
+    const columns = SORTS.map((s) => s.split('.').slice(0, 2).join(' ').toUpperCase().padStart(12)).join('');
+    const total = (c: Counters): string => SORTS.map((s) => humanBytes(c[s.split('.')[0] as 'tcp'][s.split('.')[1] as 'send'].bytes).padStart(12)).join('');
+    const header = {
+      processes: `${'PID'.padStart(7)}  ${'COMMAND'.padEnd(15)}  ${columns}`,
+      cgroups: `${'CGROUP'.padEnd(40)}  ${columns}`,
+      peers: `${'PID'.padStart(7)}  ${'COMMAND'.padEnd(15)}  ${'PEER'.padEnd(46)}  ${'LOCAL'.padStart(5)}  ${columns}`,
+    }[view];
     const rows: string[] =
       status !== 200
         ? []
@@ -57,10 +59,13 @@ export async function runTop(socketPath: string, refreshMs = 1000): Promise<numb
           ? (body.processes as Array<{ pid: number; command: string; rates: Counters | null }>).map(
               (p) => `${String(p.pid).padStart(7)}  ${p.command.padEnd(15)}  ${SORTS.map((s) => rate(p.rates, s).padStart(12)).join('')}`,
             )
-          : (body.cgroups as Array<{ id: number; path: string | null; counters: Counters }>).map(
-              (c) => `${(c.path ?? `(id ${c.id})`).slice(-40).padEnd(40)}  ${SORTS.map((s) => humanBytes(c.counters[s.split('.')[0] as 'tcp'][s.split('.')[1] as 'send'].bytes).padStart(12)).join('')}`,
-            );
-    const title = `netacct top — ${view} by ${view === 'processes' ? `${sort} rate` : `${sort} total`} ${descending ? '↓' : '↑'}   q quit  c ${view === 'processes' ? 'cgroups' : 'processes'}  s sort  r reverse`;
+          : view === 'cgroups'
+            ? (body.cgroups as Array<{ id: number; path: string | null; counters: Counters }>).map((c) => `${(c.path ?? `(id ${c.id})`).slice(-40).padEnd(40)}  ${total(c.counters)}`)
+            : (body.peers as PeerRow[]).map(
+                (p) => `${String(p.pid).padStart(7)}  ${p.command.padEnd(15)}  ${peerText(p).padEnd(46)}  ${(p.localPort === null ? '-' : String(p.localPort)).padStart(5)}  ${total(p.counters)}`,
+              );
+    const keys = `q quit  c ${view === 'processes' ? 'cgroups' : 'processes'}  p peers  s sort  r reverse`;
+    const title = `netacct top — ${view} by ${view === 'processes' ? `${sort} rate` : `${sort} total`} ${descending ? '↓' : '↑'}   ${keys}`;
     out.write(TERMINAL.home + [title, message, header, ...rows].join('\n'));
   };
 
@@ -82,6 +87,7 @@ export async function runTop(socketPath: string, refreshMs = 1000): Promise<numb
     for (const key of keys.toString()) {
       if (key === 'q' || key === '\x03') return quit(0);
       if (key === 'c') view = view === 'processes' ? 'cgroups' : 'processes';
+      else if (key === 'p') view = 'peers';
       else if (key === 's') sortIndex = (sortIndex + 1) % SORTS.length;
       else if (key === 'r') descending = !descending;
       else continue;

@@ -1,6 +1,6 @@
 // netacct top in a real terminal (tmux): it shows the process making traffic
-// with its rate, switches view and sort on keys, and restores the terminal
-// when it quits.
+// with its rate, switches view (processes, cgroups, peers) and sort on keys,
+// and restores the terminal when it quits.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +14,7 @@ const tmux = (...args: string[]): string => execFileSync('tmux', args, { encodin
 
 describeWithBpf('netacct top (real daemon, real terminal)', () => {
   test('live rates, keys to switch view and sort, q restores the terminal', async () => {
-    const daemon = await TestDaemon.start();
+    const daemon = await TestDaemon.start(['--peers']);
     const load = spawn(fixture('traffic'), ['rate', '20000', '20'], { stdio: ['pipe', 'ignore', 'inherit'] });
     const session = `netacct-top-${process.pid}`;
     try {
@@ -45,6 +45,11 @@ describeWithBpf('netacct top (real daemon, real terminal)', () => {
       await waitFor(/cgroups by tcp\.recv\.bytes total/);
       tmux('send-keys', '-t', session, 'r');
       await waitFor(/tcp\.recv\.bytes total ↑/);
+      // The peers: the traffic process's loopback connection (both ports ephemeral: both kept), largest first.
+      tmux('send-keys', '-t', session, 'p', 'r');
+      const peers = await waitFor(new RegExp(`\\b${load.pid}\\s+traffic\\s+127\\.0\\.0\\.1:\\d+\\s+\\d+\\s+\\d`));
+      expect(peers).toMatch(/peers by tcp\.recv\.bytes total ↓/);
+      expect(peers).toMatch(/PID\s+COMMAND\s+PEER\s+LOCAL\s+TCP SEND\s+TCP RECV/);
 
       expect(alternateScreen()).toBe('1'); // top draws on the alternate screen
       tmux('send-keys', '-t', session, 'q');
