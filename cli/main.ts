@@ -57,7 +57,7 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --peers                  per-peer counters too: each process's traffic per remote
                            address and port (/v1/peers, netacct peers)
   --peer-capacity N        kernel entries for (live process, peer) pairs (default 16384)
-  --exited-peer-capacity N  peer rows of exited processes kept (default 65536)
+  --exited-peer-capacity N  peer rows of exited processes kept (default 16384)
   --listen HOST:PORT       serve the API on TCP too, such as 127.0.0.1:9817 (default
                            off); TCP clients have no credentials and see every process
   --metrics-top-processes N  /metrics also has series for the top N processes by

@@ -10,7 +10,8 @@ import type { KernelCounters, KernelStats, ProcInfoSample } from '../kernel/kern
 import { type Logger, type RateLimitedLog, rateLimited } from '../common/log.js';
 import type { KernelRead, ProcessTable } from './process-table.js';
 import type { ThreadRecord, ThreadTable } from './thread-table.js';
-import type { PeerTable } from './peer-table.js';
+import { type PeerRecord, type PeerTable, processKey, rowsByProcess } from './peer-table.js';
+import type { ProcessEntry } from './process-table.js';
 
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
@@ -23,11 +24,14 @@ export interface CollectorOptions {
   liveInfoIntervalMs: number;
 }
 
+/** Every process's peers are read this often (the rest of the time, only those of processes that exit). */
+const PEER_SWEEP_MS = 60_000;
+
 export class Collector {
   /** performance.now() when the last full read began. */
   private lastFullReadStartMs = -Infinity;
-  /** performance.now() when the last read of the peers maps began. */
-  private lastPeerReadStartMs = -Infinity;
+  /** performance.now() of the last read of every process's peers. */
+  private lastPeerSweepMs = -Infinity;
   private lastLiveInfoMs = -Infinity;
   private timer: NodeJS.Timeout | null = null;
   private reportedStats: KernelStats = {
@@ -121,21 +125,46 @@ export class Collector {
   }
 
   /**
-   * Every process's peers, read from the kernel unless a read began after
-   * `requestedAtMs` (performance.now(); -Infinity: never read, as for
-   * checking a request's filters); null when per-peer counting is off.
+   * The peer rows of each of `entries`, by process key: an exited process's
+   * from the peer table (once read after its exit), a live one's read from
+   * the kernel now, decoding only theirs; none from the kernel when
+   * `asOfMs` is -Infinity (a request's filters checked without reading).
+   * Null when per-peer counting is off.
    */
-  peersSince(requestedAtMs: number): PeerTable | null {
-    if (this.peers && this.lastPeerReadStartMs < requestedAtMs) this.readPeers(this.peers);
-    return this.peers;
+  peersOf(entries: readonly ProcessEntry[], asOfMs: number): Map<string, PeerRecord[]> | null {
+    if (!this.peers) return null;
+    const rows = new Map<string, PeerRecord[]>();
+    const fromKernel = new Set<number>();
+    for (const entry of entries) {
+      const final = entry.exit ? this.peers.exitedRows(entry.tgid, entry.startNs) : undefined;
+      if (final) rows.set(processKey(entry.tgid, entry.startNs), final);
+      else fromKernel.add(entry.tgid);
+    }
+    if (fromKernel.size > 0 && asOfMs !== -Infinity) {
+      for (const [key, process] of rowsByProcess(this.kernel.readPeers((tgid) => fromKernel.has(tgid)))) {
+        if (!rows.has(key)) rows.set(key, process.rows);
+      }
+    }
+    return rows;
   }
 
-  /** Exited processes' rows are deleted from the kernel as soon as they are read, so that they never fill the map. */
-  private readPeers(peers: PeerTable): void {
-    this.lastPeerReadStartMs = performance.now();
+  /** (process, peer) pairs in the kernel now; null when per-peer counting is off. */
+  peerPairs(): number | null {
+    return this.peers ? this.kernel.countPeers() : null;
+  }
+
+  /**
+   * Keeps the final rows of exited processes and deletes them from the
+   * kernel, so that they never fill the map: of `tgids` (those that just
+   * exited: only theirs are decoded), or of every process (null: the sweep,
+   * which also drops rows left by processes forgotten without them).
+   */
+  private readPeers(peers: PeerTable, tgids: ReadonlySet<number> | null): void {
     const exited = (tgid: number, startNs: number): boolean => this.table.find(tgid, startNs)?.exit != null;
     const kept = (tgid: number, startNs: number): boolean => this.table.find(tgid, startNs) !== undefined;
-    this.kernel.deletePeers(peers.apply(this.kernel.readPeers(), exited, kept));
+    const samples = this.kernel.readPeers(tgids ? (tgid) => tgids.has(tgid) : undefined);
+    this.kernel.deletePeers(peers.apply(samples, exited, kept));
+    if (!tgids) this.lastPeerSweepMs = performance.now();
   }
 
   private readThreads(threads: ThreadTable): void {
@@ -156,6 +185,7 @@ export class Collector {
         this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
         this.lastReadMs = performance.now() - started;
       }
+      if (this.peers && performance.now() - this.lastPeerSweepMs >= PEER_SWEEP_MS) this.readPeers(this.peers, null);
       // Exited threads' entries are deleted as soon as they are read, so that they never fill the map.
       if (this.threads && stats.threadsExited !== this.reportedStats.threadsExited) this.readThreads(this.threads);
       else this.threads?.expire(Date.now());
@@ -172,7 +202,9 @@ export class Collector {
     this.kernel.freeSlots(chores.freeSlots);
     this.kernel.deleteOverflow(chores.deleteOverflow);
     // Processes exited: their peers are read a last time and leave the kernel.
-    if (this.peers && this.table.latestExitSeq !== latestExitSeq) this.readPeers(this.peers);
+    if (this.peers && this.table.latestExitSeq !== latestExitSeq) {
+      this.readPeers(this.peers, new Set(this.table.exitedAfter(latestExitSeq).map((entry) => entry.tgid)));
+    }
     if (this.table.lostExits > lostExits) {
       this.log.warn(`${this.table.lostExits - lostExits} processes ended without an exit record: retired with their last counters`);
     }

@@ -1,9 +1,10 @@
 // Per-peer counters (opt-in), as the API serves them. The kernel's `peers`
 // hash holds each live process's counters per peer, and `peer_overflow` a
 // row per process whose pairs did not fit; both only grow while the process
-// lives. Once the process has exited, its rows are read a last time, kept
-// here as long as the process's own record is, and deleted from the kernel.
-// So a process's rows, live or exited, always add up to its counters.
+// lives, and a live process's rows are read from there when asked for. Once
+// the process has exited, its rows are read a last time, kept here as long
+// as the process's own record is, and deleted from the kernel. So a
+// process's rows, live or exited, always add up to its counters.
 import type { PeerSample } from '../kernel/kernel-counters.js';
 import { addInto, zeroCounters } from './counter-math.js';
 
@@ -13,19 +14,29 @@ export interface PeerRecord {
   counters: number[];
 }
 
-const processKey = (tgid: number, startNs: number): string => `${tgid}:${startNs}`;
+export const processKey = (tgid: number, startNs: number): string => `${tgid}:${startNs}`;
 
 /** One process's rows. */
-interface ProcessPeers {
+export interface ProcessPeers {
   tgid: number;
   startNs: number;
   rows: PeerRecord[];
 }
 
+/** Samples as rows, by process key. */
+export function rowsByProcess(samples: readonly PeerSample[]): Map<string, ProcessPeers> {
+  const byProcess = new Map<string, ProcessPeers>();
+  for (const { tgid, startNs, peer, counters } of samples) {
+    const key = processKey(tgid, startNs);
+    let process = byProcess.get(key);
+    if (!process) byProcess.set(key, (process = { tgid, startNs, rows: [] }));
+    process.rows.push({ peer, counters });
+  }
+  return byProcess;
+}
+
 export class PeerTable {
-  /** Live processes' rows as of the last read, by "tgid:startNs". */
-  private live = new Map<string, ProcessPeers>();
-  /** Exited processes' final rows. */
+  /** Exited processes' final rows, by process key. */
   private readonly exited = new Map<string, ProcessPeers>();
   private exitedRowCount = 0;
   /** Processes with rows that the process table did not list, by the reads in a row that found them so. */
@@ -39,15 +50,15 @@ export class PeerTable {
   ) {}
 
   /**
-   * Applies a read of the kernel maps. `exited(tgid, startNs)` says whether
-   * that process has exited; `kept(tgid, startNs)` whether its record is
-   * still in the process table. Returns the samples of exited processes,
-   * whose entries the caller deletes from the kernel.
+   * Applies a full read of the kernel maps. `exited(tgid, startNs)` says
+   * whether that process has exited; `kept(tgid, startNs)` whether its
+   * record is still in the process table. Returns the samples whose entries
+   * the caller deletes from the kernel: exited processes' (kept here), and
+   * those of processes forgotten with their rows left behind.
    */
   apply(samples: readonly PeerSample[], exited: (tgid: number, startNs: number) => boolean, kept: (tgid: number, startNs: number) => boolean): PeerSample[] {
-    const live = new Map<string, ProcessPeers>();
-    const final = new Map<string, ProcessPeers>();
     const done: PeerSample[] = [];
+    const final: PeerSample[] = [];
     const unlisted = new Map<string, number>();
     for (const sample of samples) {
       const key = processKey(sample.tgid, sample.startNs);
@@ -56,22 +67,16 @@ export class PeerTable {
       // with its rows left behind (a failed read at its exit): drop them.
       if (!kept(sample.tgid, sample.startNs)) {
         const reads = (this.unlisted.get(key) ?? 0) + 1;
-        if (reads > 1) {
-          done.push(sample);
-          continue;
-        }
-        unlisted.set(key, reads);
+        if (reads > 1) done.push(sample);
+        else unlisted.set(key, reads);
+        continue;
       }
-      const isExited = exited(sample.tgid, sample.startNs);
-      const into = isExited ? final : live;
-      let process = into.get(key);
-      if (!process) into.set(key, (process = { tgid: sample.tgid, startNs: sample.startNs, rows: [] }));
-      process.rows.push({ peer: sample.peer, counters: sample.counters });
-      if (isExited) done.push(sample);
+      if (!exited(sample.tgid, sample.startNs)) continue;
+      final.push(sample);
+      done.push(sample);
     }
-    this.live = live;
     this.unlisted = unlisted;
-    for (const [key, process] of final) this.keepExited(key, process);
+    for (const [key, process] of rowsByProcess(final)) this.keepExited(key, process);
     for (const [key, process] of this.exited) {
       if (kept(process.tgid, process.startNs)) continue;
       this.exited.delete(key);
@@ -81,6 +86,12 @@ export class PeerTable {
   }
 
   private keepExited(key: string, process: ProcessPeers): void {
+    const previous = this.exited.get(key);
+    if (previous) {
+      // Rows read after an earlier final read: the two add up (never the same entry twice: read ones are deleted).
+      for (const row of previous.rows) process.rows.push(row);
+      this.exitedRowCount -= previous.rows.length;
+    }
     if (this.exitedRowCount + process.rows.length > this.exitedCapacity && process.rows.length > 1) {
       const sum = zeroCounters();
       for (const row of process.rows) addInto(sum, row.counters);
@@ -91,26 +102,12 @@ export class PeerTable {
     this.exitedRowCount += process.rows.length;
   }
 
-  /** A process's rows (live or exited); empty when it has none. */
-  peersOf(tgid: number, startNs: number): PeerRecord[] {
-    const key = processKey(tgid, startNs);
-    return (this.live.get(key) ?? this.exited.get(key))?.rows ?? [];
+  /** An exited process's final rows, or undefined when it has none here (live, or not read since its exit). */
+  exitedRows(tgid: number, startNs: number): PeerRecord[] | undefined {
+    return this.exited.get(processKey(tgid, startNs))?.rows;
   }
 
-  /** Calls `visit` for every process that has rows, live ones first. */
-  forEachProcess(visit: (tgid: number, startNs: number, rows: PeerRecord[]) => void): void {
-    for (const { tgid, startNs, rows } of this.live.values()) visit(tgid, startNs, rows);
-    for (const { tgid, startNs, rows } of this.exited.values()) visit(tgid, startNs, rows);
-  }
-
-  /** (process, peer) pairs of live processes as of the last read: the kernel's `peers` entries. */
-  get livePairs(): number {
-    let pairs = 0;
-    for (const process of this.live.values()) for (const row of process.rows) if (row.peer) pairs++;
-    return pairs;
-  }
-
-  get exitedRows(): number {
+  get exitedRowTotal(): number {
     return this.exitedRowCount;
   }
 }

@@ -566,17 +566,26 @@ export class KernelCounters {
     }
   }
 
-  /** Every (process, peer) pair's counters and every process's overflow row (empty unless per-peer counting is on). */
-  readPeers(): PeerSample[] {
+  /**
+   * The (process, peer) pairs' counters and the processes' overflow rows
+   * (empty unless per-peer counting is on); only those of processes whose
+   * tgid `wanted` accepts are decoded (decoding is most of a read's cost).
+   */
+  readPeers(wanted: (tgid: number) => boolean = () => true): PeerSample[] {
     const samples: PeerSample[] = [];
     const read = (reader: BatchReader, keySize: number, decode: (key: Buffer, counters: number[]) => PeerSample): void => {
       let keys: Buffer | null = null;
       let valueWords: Uint32Array | null = null;
+      let batch = 0;
+      let copied = -1;
       reader.read(false, (batchKeys, values, i) => {
-        if (i === 0) {
+        if (i === 0) batch++;
+        if (!wanted(batchKeys.readUInt32LE(i * keySize))) return; // tgid: the first field of both keys
+        if (copied !== batch) {
           // One copy of the batch's keys (each sample keeps its own slice), its values read as words.
           keys = Buffer.from(batchKeys);
           valueWords = new Uint32Array(values.buffer, values.byteOffset, values.length / 4);
+          copied = batch;
         }
         const key = keys!.subarray(i * keySize, (i + 1) * keySize);
         const v = (i * COUNTERS_SIZE) / 4;
@@ -594,6 +603,13 @@ export class KernelCounters {
     }));
     read(this.peerOverflow, ProcId.size, (key, counters) => ({ tgid: key.readUInt32LE(ProcId.tgid), startNs: readU64(key, ProcId.startNs), peer: null, counters, key }));
     return samples;
+  }
+
+  /** (process, peer) pairs in the kernel now. */
+  countPeers(): number {
+    let pairs = 0;
+    this.peers.read(false, () => void pairs++);
+    return pairs;
   }
 
   /** Deletes the entries of processes that exited, once read for the last time. */

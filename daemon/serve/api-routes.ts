@@ -13,7 +13,7 @@ import { Listing } from '../../protocol/listing-body.js';
 import { sumCounters } from '../accounting/counter-math.js';
 import { Direction, Family, Kind, Protocol } from '../kernel/layout.js';
 import type { ProcessEntry, ProcessTable } from '../accounting/process-table.js';
-import type { PeerRecord } from '../accounting/peer-table.js';
+import { type PeerRecord, processKey } from '../accounting/peer-table.js';
 import { type PeerView, peerMatches, peerQuery, peerView } from './peer-rows.js';
 
 const PROTOCOLS = ['tcp', 'udp'] as const;
@@ -284,11 +284,11 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
 
   /** The rows of `entries` with their peers that pass `filter`, read from the kernel as of `asOfMs`; null when per-peer counting is off. */
   const peerRows = (entries: readonly ProcessEntry[], filter: PeerFilter, asOfMs: number): PeerRow[] | null => {
-    const peers = collector.peersSince(asOfMs);
+    const peers = collector.peersOf(entries, asOfMs);
     if (!peers) return null;
     const rows: PeerRow[] = [];
     for (const entry of entries) {
-      for (const record of peers.peersOf(entry.tgid, entry.startNs)) {
+      for (const record of peers.get(processKey(entry.tgid, entry.startNs)) ?? []) {
         const view = peerView(record);
         if (peerMatches(record, view, filter)) rows.push({ entry, record, view });
       }

@@ -62,10 +62,10 @@ export function readHealth(
       threads: collector.threads
         ? { entries: collector.threads.liveCount, capacity: config.threadCapacity + config.threadOverflowCapacity }
         : null,
-      peers: collector.peers ? { entries: collector.peers.livePairs, capacity: config.peerCapacity } : null,
+      peers: collector.peers ? { entries: collector.peerPairs()!, capacity: config.peerCapacity } : null,
     },
     peers: collector.peers
-      ? { exitedRows: collector.peers.exitedRows, exitedCapacity: config.exitedPeerCapacity, foldedExited: collector.peers.foldedExited }
+      ? { exitedRows: collector.peers.exitedRowTotal, exitedCapacity: config.exitedPeerCapacity, foldedExited: collector.peers.foldedExited }
       : null,
     kernel: kernel.readStats(),
     lastReadSeconds: collector.lastReadMs / 1000,

@@ -152,7 +152,7 @@ export function defaultConfig(): Config {
     threadOverflowCapacity: 16384,
     peers: false,
     peerCapacity: 16384,
-    exitedPeerCapacity: 65536,
+    exitedPeerCapacity: 16384,
     listen: null,
     metricsTopProcesses: 0,
     metricsTopPeerPorts: 0,
