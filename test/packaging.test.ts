@@ -1,7 +1,7 @@
 // The packages: packaging/build.sh builds the .deb and the .rpm from one staged
 // tree, twice (same bytes). Each is unpacked into a scratch root and run from
 // there; the .deb is also installed with apt-get in fresh chroots of Debian
-// 11, 12 and 13 and Ubuntu 22.04 (debootstrap, no Node.js anywhere in them),
+// 11, 12 and 13 and Ubuntu 22.04 and 24.04 (debootstrap, no Node.js in them),
 // where its daemon counts real traffic exactly.
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -25,13 +25,15 @@ const LIBBPF_VERSION = /^(?:\d+:)?(\d+\.\d+)/.exec(execFileSync('dpkg-query', ['
 /** Where debootstrap keeps the Debian packages it downloaded, between runs. */
 const DEBOOTSTRAP_CACHE = '/var/cache/netacct-debootstrap';
 
-/** The releases the .deb is installed in: the oldest and newest Debian, and Ubuntu's LTS with libbpf 0.x only. */
+/** The releases the .deb is installed in: Debian 11 to 13, Ubuntu 22.04 (libbpf 0.x only) and 24.04 (libelf1t64). */
 const RELEASES = [
   { name: 'Debian 12', suite: 'bookworm', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1'] },
   { name: 'Debian 11', suite: 'bullseye', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1'] },
   { name: 'Debian 13', suite: 'trixie', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1t64'] },
   // Debian has no Ubuntu keyring: debootstrap fetches unchecked, apt in the chroot checks with Ubuntu's own.
   { name: 'Ubuntu 22.04', suite: 'jammy', mirror: 'http://archive.ubuntu.com/ubuntu', comesWith: ['libelf1'], debootstrap: ['--no-check-gpg'] },
+  // Debian 12's debootstrap predates noble: gutsy's script is the one every Ubuntu suite uses.
+  { name: 'Ubuntu 24.04', suite: 'noble', mirror: 'http://archive.ubuntu.com/ubuntu', comesWith: ['libelf1t64'], debootstrap: ['--no-check-gpg'], script: '/usr/share/debootstrap/scripts/gutsy' },
 ];
 
 let work: string;
@@ -58,7 +60,7 @@ function debootstrapReleases(): void {
   let previous: Promise<unknown> = Promise.resolve();
   for (const release of RELEASES) {
     const root = path.join(work, release.suite);
-    const args = ['--variant=minbase', `--cache-dir=${DEBOOTSTRAP_CACHE}`, ...(release.debootstrap ?? []), release.suite, root, release.mirror];
+    const args = ['--variant=minbase', `--cache-dir=${DEBOOTSTRAP_CACHE}`, ...(release.debootstrap ?? []), release.suite, root, release.mirror, ...(release.script ? [release.script] : [])];
     const made = previous.then(async () => {
       await run('debootstrap', args, { maxBuffer: 64 * 2 ** 20 });
       return root;
