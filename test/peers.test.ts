@@ -89,7 +89,7 @@ describeWithBpf('per-peer counters (--peers: real daemon, real traffic to local 
     expect(totals).toEqual([...totals].sort((a, b) => b - a));
   });
 
-  test('/v1/peers: the same rows with their process; filters by address, prefix, port and protocol', async () => {
+  test('/v1/peers: the same rows with their process; filters by address, prefix, port, protocol and cgroup', async () => {
     const [p1, p2, p3] = portsOf(child);
     const rows = async (query: string): Promise<PeerRow[]> => {
       const { status, body } = await apiGet(daemon.apiSocketPath, `/v1/peers?pid=${child.pid}&${query}`);
@@ -109,6 +109,9 @@ describeWithBpf('per-peer counters (--peers: real daemon, real traffic to local 
     expect((await rows('protocol=tcp')).length).toBe(5);
     expect((await rows('protocol=udp')).length).toBe(mode === 'tracepoint' ? 4 : 5);
     expect((await rows('limit=2')).length).toBe(2);
+    const cgroup = (await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}`)).body.cgroup.id as number;
+    expect((await rows(`cgroup=${cgroup}`)).length).toBe(expectedRows(portsOf(child), mode).length);
+    expect(await rows(`cgroup=${cgroup + 1}`)).toEqual([]);
   });
 
   test('netacct peers: a row per peer, as host:port, the local port where kept', async () => {
