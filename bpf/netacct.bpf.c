@@ -572,11 +572,12 @@ static __always_inline int count_message(struct socket *sock, struct msghdr *msg
 					 int direction)
 {
 	struct sock *sk = sock->sk;
-	struct sockaddr_peer name = {};
+	struct sockaddr_peer name; /* zeroed only when read: nothing on the path when peers are off */
 	struct sockaddr_peer *named = 0;
 
 	if (settings.count_peers && ret >= 0 &&
 	    (sk->sk_protocol == IPPROTO_UDP || sk->sk_protocol == IPPROTO_UDPLITE)) {
+		__builtin_memset(&name, 0, sizeof(name));
 		void *address = msg->msg_name;
 		int length = msg->msg_namelen;
 		if (address && length >= 8 && !bpf_probe_read_kernel(&name, length < (int)sizeof(name) ? 8 : sizeof(name), address) &&

@@ -5,12 +5,12 @@
 // the process has exited, its rows are read a last time, kept here as long
 // as the process's own record is, and deleted from the kernel. So a
 // process's rows, live or exited, always add up to its counters.
-import type { PeerSample } from '../kernel/kernel-counters.js';
+import type { PeerAddress, PeerSample } from '../kernel/kernel-counters.js';
 import { addInto, zeroCounters } from './counter-math.js';
 
 export interface PeerRecord {
-  /** The peer (address: 16 bytes, IPv4 as ::ffff:a.b.c.d, all zero when not known; ports 0 when not kept), or null for the overflow row. */
-  peer: { address: Buffer; remotePort: number; localPort: number } | null;
+  /** The peer, or null for the process's overflow row. */
+  peer: PeerAddress | null;
   counters: number[];
 }
 

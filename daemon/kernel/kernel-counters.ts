@@ -83,12 +83,18 @@ export interface ThreadSample {
   where: { slot: number } | { key: Buffer };
 }
 
+/** A peer as the kernel keys it: the address (16 bytes, IPv4 as ::ffff:a.b.c.d, all zero when not known) and the ports (0: not kept). */
+export interface PeerAddress {
+  address: Buffer;
+  remotePort: number;
+  localPort: number;
+}
+
 /** One process's counters with one peer (per-peer counting is on), or its overflow row (`peer` null). */
 export interface PeerSample {
   tgid: number;
   startNs: number;
-  /** The peer: its address (16 bytes, IPv4 as ::ffff:a.b.c.d, all zero when not known) and ports (0: not kept); null for the overflow row. */
-  peer: { address: Buffer; remotePort: number; localPort: number } | null;
+  peer: PeerAddress | null;
   counters: number[];
   /** The exact key, for deleting it (startNs may exceed 2^53). */
   key: Buffer;
