@@ -54,6 +54,21 @@ const IMMEDIATE_UPDATE_INTERVAL_MS = 1000;
 /** Subscription messages a client may send in a second; a client that sends more is closed. */
 const MESSAGES_PER_SECOND = 10;
 
+/** The close code for a client that broke the protocol's rules (RFC 6455, 7.4.1). */
+const POLICY_VIOLATION = 1008;
+/** How long a client closed for a timeout has to answer the close before its socket is destroyed. */
+const CLOSE_GRACE_MS = 1000;
+
+/**
+ * Runs `check` once the input already waiting on the sockets is read. Timers
+ * fire before the event loop reads its sockets: when the daemon fell behind
+ * (a busy host), a timeout or a stall check run at once would judge clients
+ * by bytes they sent or took that the daemon had not looked at yet.
+ */
+function afterPendingInput(check: () => void): void {
+  setImmediate(check);
+}
+
 interface Subscriber {
   readonly ws: WebSocket;
   readonly client: ClientIdentity;
@@ -65,12 +80,12 @@ interface Subscriber {
 }
 
 /** The HTTP request the routes answer for one update of `subscription`. */
-function asRequest(subscription: Subscription, client: ClientIdentity, asOfMs: number): ApiRequest {
+function asRequest(subscription: Subscription, client: ClientIdentity, asOfMs: number, validateOnly = false): ApiRequest {
   const { view, interval: _interval, format: _format, top, ...filters } = subscription;
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(filters)) if (value !== undefined) query.set(name, String(value));
   if (top !== undefined) query.set('limit', String(top));
-  return { path: `/v1/${view}`, query, visibility: client.visibility, asOfMs };
+  return { path: `/v1/${view}`, query, visibility: client.visibility, asOfMs, validateOnly };
 }
 
 export class ApiStreams {
@@ -127,9 +142,15 @@ export class ApiStreams {
     let subscriber: Subscriber | null = null;
     let lastImmediateMs = -Infinity;
     // A stream without a subscription is an idle connection: it gets the request timeout.
-    const unsubscribed = setTimeout(() => {
-      if (!subscriber) ws.terminate();
-    }, this.options.subscribeTimeoutMs);
+    const unsubscribed = setTimeout(
+      () =>
+        afterPendingInput(() => {
+          if (subscriber || ws.readyState !== ws.OPEN) return;
+          ws.close(POLICY_VIOLATION, `no subscription within ${this.options.subscribeTimeoutMs} ms`);
+          setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref(); // a client that does not answer the close
+        }),
+      this.options.subscribeTimeoutMs,
+    );
     unsubscribed.unref();
     let second = { startMs: -Infinity, messages: 0 };
     const refuse = (error: object): void => this.sendError(ws, error);
@@ -157,8 +178,8 @@ export class ApiStreams {
           return refuse({ error: `invalid field '${field}': ${issue.message}`, field });
         }
         const subscription = checked.data;
-        // The routes check the filters (without reading the kernel): a refused one is an error and no subscription.
-        const check = this.options.handle(asRequest(subscription, client, -Infinity));
+        // The routes check the filters (and build nothing): a refused one is an error and no subscription.
+        const check = this.options.handle(asRequest(subscription, client, now, true));
         if (check.status !== 200) return refuse(check.body as object);
         const { interval: _interval, ...shape } = subscription;
         const key = `${client.visibility.seesAll ? 'all' : `uid ${client.visibility.uid}`} ${JSON.stringify(shape)}`;
@@ -186,7 +207,7 @@ export class ApiStreams {
     let group = this.groups.get(interval);
     if (!group) {
       const subscribers = new Set<Subscriber>();
-      const timer = setInterval(() => void this.deliver([...subscribers], performance.now()), interval);
+      const timer = setInterval(() => afterPendingInput(() => void this.deliver([...subscribers], performance.now())), interval);
       this.groups.set(interval, (group = { timer, subscribers }));
     }
     group.subscribers.add(subscriber);

@@ -14,6 +14,13 @@ export interface ApiRequest {
    * of the kernel.
    */
   asOfMs: number;
+  /**
+   * Only the request is checked (a stream's subscription): a good one is
+   * 200 with no body, and nothing is read, filtered or sorted. Checking
+   * must cost nothing near an answer: a client may subscribe ten times a
+   * second on each of its streams.
+   */
+  validateOnly?: boolean;
 }
 
 export interface ApiResult {

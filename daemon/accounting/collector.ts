@@ -127,11 +127,10 @@ export class Collector {
   /**
    * The peer rows of each of `entries`, by process key: an exited process's
    * from the peer table (once read after its exit), a live one's read from
-   * the kernel now, decoding only theirs; none from the kernel when
-   * `asOfMs` is -Infinity (a request's filters checked without reading).
-   * Null when per-peer counting is off.
+   * the kernel now, decoding only theirs. Null when per-peer counting is
+   * off.
    */
-  peersOf(entries: readonly ProcessEntry[], asOfMs: number): Map<string, PeerRecord[]> | null {
+  peersOf(entries: readonly ProcessEntry[]): Map<string, PeerRecord[]> | null {
     if (!this.peers) return null;
     const rows = new Map<string, PeerRecord[]>();
     const fromKernel = new Set<number>();
@@ -140,12 +139,16 @@ export class Collector {
       if (final) rows.set(processKey(entry.tgid, entry.startNs), final);
       else fromKernel.add(entry.tgid);
     }
-    if (fromKernel.size > 0 && asOfMs !== -Infinity) {
+    if (fromKernel.size > 0) {
       for (const [key, process] of rowsByProcess(this.kernel.readPeers((tgid) => fromKernel.has(tgid)))) {
         if (!rows.has(key)) rows.set(key, process.rows);
       }
     }
     return rows;
+  }
+
+  get countsPeers(): boolean {
+    return this.peers !== null;
   }
 
   /** (process, peer) pairs in the kernel now; null when per-peer counting is off. */

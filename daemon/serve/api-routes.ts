@@ -89,6 +89,9 @@ function mayRead(visibility: Visibility, entry: ProcessEntry): boolean {
   return visibility.seesAll || entry.uid === visibility.uid;
 }
 
+/** A request that validateOnly found good. */
+const valid: ApiResult = { status: 200, body: null };
+
 function badRequest(error: z.ZodError): ApiResult {
   const issue = error.issues[0]!;
   const field = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.');
@@ -180,6 +183,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   const processes = (request: ApiRequest): ApiResult => {
     const parsed = ProcessQuery.safeParse(Object.fromEntries(request.query));
     if (!parsed.success) return badRequest(parsed.error);
+    if (request.validateOnly) return valid;
     const filter = parsed.data;
     const entries = visible(request, filter);
     const field = (entry: ProcessEntry): number | string => (filter.sort === 'command' ? entry.comm : entry.tgid);
@@ -197,6 +201,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   const cgroups = (request: ApiRequest): ApiResult => {
     const parsed = CgroupQuery.safeParse(Object.fromEntries(request.query));
     if (!parsed.success) return badRequest(parsed.error);
+    if (request.validateOnly) return valid;
     const { sort, order, limit } = parsed.data;
     const { visibility } = request;
     collector.ensureReadSince(request.asOfMs);
@@ -224,7 +229,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const processes =
       top > 0 ? readableEntries(visibility, 'all').map((entry) => ({ pid: entry.tgid, command: entry.comm, counters: entry.total })) : null;
     const topPorts = context.metricsTopPeerPorts();
-    const peerRowsByPort = topPorts > 0 ? peerRows(readableEntries(visibility, 'all'), PeerQuery.parse({}), request.asOfMs) : null;
+    const peerRowsByPort = topPorts > 0 ? peerRows(readableEntries(visibility, 'all'), PeerQuery.parse({})) : null;
     const peerPorts =
       peerRowsByPort?.map(({ entry, view, record }) => ({
         cgroup: cgroupNames.nameOf(entry.cgroupId)?.path ?? '(removed)',
@@ -282,9 +287,9 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
 
   const peersOff: ApiResult = { status: 404, body: { error: 'per-peer counting is off: start the daemon with --peers (config `peers`)' } };
 
-  /** The rows of `entries` with their peers that pass `filter`, read from the kernel as of `asOfMs`; null when per-peer counting is off. */
-  const peerRows = (entries: readonly ProcessEntry[], filter: PeerFilter, asOfMs: number): PeerRow[] | null => {
-    const peers = collector.peersOf(entries, asOfMs);
+  /** The rows of `entries` with their peers that pass `filter` (a live process's read from the kernel now); null when per-peer counting is off. */
+  const peerRows = (entries: readonly ProcessEntry[], filter: PeerFilter): PeerRow[] | null => {
+    const peers = collector.peersOf(entries);
     if (!peers) return null;
     const rows: PeerRow[] = [];
     for (const entry of entries) {
@@ -305,9 +310,11 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   const peers = (request: ApiRequest): ApiResult => {
     const parsed = PeerQuery.safeParse(Object.fromEntries(request.query));
     if (!parsed.success) return badRequest(parsed.error);
+    if (!collector.countsPeers) return peersOff;
+    if (request.validateOnly) return valid;
     const filter = parsed.data;
     const entries = visible(request, { ...ProcessQuery.parse({}), pid: filter.pid, cgroup: filter.cgroup, state: filter.state });
-    const rows = peerRows(entries, filter, request.asOfMs);
+    const rows = peerRows(entries, filter);
     if (!rows) return peersOff;
     const describeRow = (row: PeerRow) => {
       const { entry } = row;
@@ -320,7 +327,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   const processPeers = (request: ApiRequest, entry: ProcessEntry): ApiResult => {
     const parsed = PeerQuery.safeParse(Object.fromEntries(request.query));
     if (!parsed.success) return badRequest(parsed.error);
-    const rows = peerRows([entry], parsed.data, request.asOfMs);
+    const rows = peerRows([entry], parsed.data);
     if (!rows) return peersOff;
     const { pid, command, uid, state, counters } = describe(entry);
     return { status: 200, body: new Listing({ pid, command, uid, state, counters }, 'peers', rows, describePeer) };
