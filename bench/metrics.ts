@@ -35,7 +35,7 @@ for (const { cgroups: c, processes: p, top } of CASES) {
       kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0, peersFull: 0, peersLost: 0 },
       lastReadSeconds: 0.001,
       clients: { atop: 1, api: 1, streams: 0 },
-      limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },
+      limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0, throttled: 0 },
       netatopModule: { active: false as const, reason: 'off' },
     },
     cgroups,

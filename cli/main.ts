@@ -69,6 +69,11 @@ netacct daemon options (each overrides the same setting of the configuration fil
                            TCP, one remote address (default 32)
   --clients-reserved-for-root N  of the client limit, places only root may take (default 64)
   --stream-limit-per-user N  WebSocket streams one non-root user holds (default 16)
+  --client-time-ms-per-second N  each non-root user's share of the daemon's time for
+                           building answers, on all sockets: N ms per second (default
+                           250); past it atop answers wait, API requests get 429 with
+                           Retry-After, stream updates are skipped
+  --client-time-burst-ms N the most of that share a user saves up (default 2000)
   --request-timeout-ms N   an API request must arrive whole within N ms, and a
                            connection that sends nothing for N ms is closed (default 10000)
   --atop-idle-timeout-ms N an atop connection silent for N ms after its last request
@@ -119,6 +124,8 @@ const FLAGS = {
   'client-limit-per-user': 'clientLimitPerUser',
   'clients-reserved-for-root': 'clientsReservedForRoot',
   'stream-limit-per-user': 'streamLimitPerUser',
+  'client-time-ms-per-second': 'clientTimeMsPerSecond',
+  'client-time-burst-ms': 'clientTimeBurstMs',
   'request-timeout-ms': 'requestTimeoutMs',
   'atop-idle-timeout-ms': 'atopIdleTimeoutMs',
   'stream-stall-timeout-ms': 'streamStallTimeoutMs',
@@ -145,6 +152,8 @@ const NUMERIC = new Set<keyof Config>([
   'clientLimitPerUser',
   'clientsReservedForRoot',
   'streamLimitPerUser',
+  'clientTimeMsPerSecond',
+  'clientTimeBurstMs',
   'requestTimeoutMs',
   'atopIdleTimeoutMs',
   'streamStallTimeoutMs',

@@ -17,6 +17,7 @@ import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemo
 import { type ApiHandler, type ApiRequest, closingResponse, msgpackEncoder } from './http-answer.js';
 import { jsonPieces, plainBody } from './listing-body.js';
 import { ClientCounts } from './client-limits.js';
+import type { TimeBudgets } from './time-budget.js';
 import type { ClientIdentity } from './socket-listener.js';
 
 const Subscription = z.strictObject({
@@ -41,6 +42,8 @@ type Subscription = z.infer<typeof Subscription>;
 export interface ApiStreamsOptions {
   handle: ApiHandler;
   log: Logger;
+  /** Each non-root owner's share of the daemon's time: an update it cannot pay for is skipped. */
+  budgets: TimeBudgets;
   /** Streams one non-root user (on TCP: one address) holds at most. */
   limitPerUser: number;
   /** A client that takes no update for this long is closed. */
@@ -260,6 +263,12 @@ export class ApiStreams {
           this.skippedUpdates++;
           continue;
         }
+        // Its owner used its time share: skipped (another subscriber of the key may still have it built for both).
+        if (this.options.budgets.waitMs(subscriber.client.owner) > 0) {
+          this.skippedUpdates++;
+          this.options.budgets.throttled++;
+          continue;
+        }
         this.building.add(key);
         payloads.set(key, (payload = this.encode(subscriber, asOfMs).finally(() => this.building.delete(key))));
       }
@@ -281,8 +290,10 @@ export class ApiStreams {
    */
   private async encode(subscriber: Subscriber, asOfMs: number): Promise<Buffer | null> {
     const { subscription, client, ws } = subscriber;
+    const { budgets } = this.options;
+    const spent = (ms: number): void => budgets.charge(client.owner, ms);
     try {
-      const { status, body } = this.options.handle(asRequest(subscription, client, asOfMs));
+      const { status, body } = budgets.timed(client.owner, () => this.options.handle(asRequest(subscription, client, asOfMs)));
       if (status !== 200) {
         this.sendError(ws, body as object);
         return null;
@@ -290,10 +301,10 @@ export class ApiStreams {
       const head = { type: 'update', view: subscription.view, at: Date.now() };
       if (subscription.format === 'msgpack') {
         const pack = await msgpackEncoder();
-        return pack(await plainBody(body, head));
+        return pack(await plainBody(body, head, spent));
       }
       let text = '';
-      for await (const piece of jsonPieces(body, head)) text += piece;
+      for await (const piece of jsonPieces(body, head, spent)) text += piece;
       return Buffer.from(text);
     } catch (err) {
       this.report('error', 'update', `API stream: building an update failed: ${(err as Error).message}`);

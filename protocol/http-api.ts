@@ -9,8 +9,9 @@ import net from 'node:net';
 import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/common/log.js';
 import { ApiStreams } from './api-stream.js';
 import { type ApiHandler, type ApiResult, MSGPACK, closingResponse, msgpackEncoder } from './http-answer.js';
-import type { ClientLimits } from './client-limits.js';
-import { Listing, jsonPieces, plainBody } from './listing-body.js';
+import { type ClientLimits, ClientCounts } from './client-limits.js';
+import type { TimeBudgets } from './time-budget.js';
+import { Listing, type Spent, jsonPieces, plainBody } from './listing-body.js';
 import { type ClientIdentity, type Endpoint, SocketListener } from './socket-listener.js';
 
 export interface ApiServerOptions {
@@ -20,6 +21,8 @@ export interface ApiServerOptions {
   handle: ApiHandler;
   log: Logger;
   limits: ClientLimits;
+  /** Each non-root owner's share of the daemon's time (shared with the other sockets). */
+  budgets: TimeBudgets;
   /** WebSocket streams one non-root user (on TCP: one address) holds at most. */
   streamLimitPerUser: number;
   /** A request must arrive whole within this time; a connection silent this long is closed. */
@@ -71,6 +74,11 @@ class RequestDeadline {
   }
 }
 
+/** The longest a request waits for its owner's time share or answer places; one that would wait longer is refused then (429). */
+const THROTTLED_WAIT_MS = 1000;
+/** Answers one non-root owner has built and sent at once (a listing is built a chunk per turn). */
+const ANSWERS_IN_PROGRESS_PER_USER = 2;
+
 /** Each query parameter once: a repeated one is ambiguous, so it is refused. */
 function repeatedParameter(query: URLSearchParams): string | null {
   const seen = new Set<string>();
@@ -88,12 +96,15 @@ export class ApiServer {
   private readonly deadlines = new WeakMap<net.Socket, RequestDeadline>();
   private readonly streams: ApiStreams;
   private readonly report: RateLimitedLog;
+  /** Answers being built and sent, per owner (root's are counted, never refused). */
+  private readonly answering = new ClientCounts({ total: Infinity, perUser: ANSWERS_IN_PROGRESS_PER_USER, reservedForRoot: 0 });
 
   constructor(private readonly options: ApiServerOptions) {
     this.report = rateLimited(options.log);
     this.streams = new ApiStreams({
       handle: options.handle,
       log: options.log,
+      budgets: options.budgets,
       limitPerUser: options.streamLimitPerUser,
       stallTimeoutMs: options.streamStallTimeoutMs,
       subscribeTimeoutMs: options.requestTimeoutMs,
@@ -175,7 +186,8 @@ export class ApiServer {
     return this.listener.where;
   }
 
-  private respond(req: http.IncomingMessage, res: http.ServerResponse): void {
+  /** Answers `req`; `waited`: it already waited for its owner's time share once (THROTTLED_WAIT_MS). */
+  private respond(req: http.IncomingMessage, res: http.ServerResponse, waited = false): void {
     const client = this.clientsOf.get(req.socket);
     if (!client) return void res.destroy();
     const refuse = (status: number, error: string): void => this.send(req, res, { status, body: { error } }, null);
@@ -199,17 +211,44 @@ export class ApiServer {
     }
     const repeated = repeatedParameter(url.searchParams);
     if (repeated) return refuse(400, `invalid parameter '${repeated}': given more than once`);
+    const { budgets } = this.options;
+    const { owner } = client;
+    // Admitted when its owner has time left and a place for one more answer in progress (answers are charged as they
+    // are built: the places bound what an owner can overdraw by asking for many at once).
+    const waitMs = budgets.waitMs(owner);
+    const busy = waitMs === 0 && this.answering.admit(owner) !== null;
+    if (waitMs > 0 || busy) {
+      if (!waited) {
+        budgets.throttled++; // once per request: each refused one waited first
+        // It waits (a second at most, within the idle timeout): a client that asks in a loop asks once a second per connection.
+        const retry = setTimeout(
+          guarded(this.report, 'API request', () => !res.destroyed && this.respond(req, res, true)),
+          Math.min(waitMs || THROTTLED_WAIT_MS, THROTTLED_WAIT_MS, this.options.requestTimeoutMs / 2),
+        );
+        res.once('close', () => clearTimeout(retry));
+        return;
+      }
+      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+      const error = busy
+        ? `${owner.key} already has ${ANSWERS_IN_PROGRESS_PER_USER} answers in progress (the limit per user): retry after ${seconds} s`
+        : `${owner.key} used its share of the daemon's time (${budgets.limits.msPerSecond} ms a second): retry after ${seconds} s`;
+      this.report('warn', 'throttled', `API: ${error}`);
+      return this.send(req, res, { status: 429, body: { error }, headers: { 'Retry-After': String(seconds) } }, null);
+    }
+    res.once('close', () => this.answering.release(owner));
     let result: ApiResult;
     try {
-      result = this.options.handle({ path: url.pathname, query: url.searchParams, visibility: client.visibility, asOfMs: performance.now() });
+      const request = { path: url.pathname, query: url.searchParams, visibility: client.visibility, asOfMs: performance.now() };
+      result = budgets.timed(owner, () => this.options.handle(request));
     } catch (err) {
       this.report('error', 'route', `API ${url.pathname}: ${(err as Error).message}`);
       result = { status: 500, body: { error: 'internal error; see the daemon log' } };
     }
+    const spent = (ms: number): void => budgets.charge(owner, ms);
     const wantsMsgpack = (req.headers.accept ?? '').includes(MSGPACK);
-    if (!wantsMsgpack || result.contentType !== undefined) return this.send(req, res, result, null);
+    if (!wantsMsgpack || result.contentType !== undefined) return this.send(req, res, result, null, spent);
     msgpackEncoder().then(
-      (pack) => this.send(req, res, result, pack),
+      (pack) => this.send(req, res, result, pack, spent),
       (err: Error) => {
         this.report('error', 'msgpackr', `API: cannot load msgpackr: ${err.message}`);
         res.destroy();
@@ -217,8 +256,8 @@ export class ApiServer {
     );
   }
 
-  /** Sends `result` as JSON, or msgpack with `pack`; HEAD gets the headers alone. */
-  private send(req: http.IncomingMessage, res: http.ServerResponse, result: ApiResult, pack: ((value: unknown) => Buffer) | null): void {
+  /** Sends `result` as JSON, or msgpack with `pack`; HEAD gets the headers alone. Building a listing's rows is `spent`. */
+  private send(req: http.IncomingMessage, res: http.ServerResponse, result: ApiResult, pack: ((value: unknown) => Buffer) | null, spent?: Spent): void {
     const { status, body, contentType, headers } = result;
     const head = req.method === 'HEAD';
     const whole = (type: string, raw: Buffer): void => {
@@ -231,13 +270,13 @@ export class ApiServer {
       res.destroy();
     };
     if (pack) {
-      plainBody(body).then((plain) => whole(MSGPACK, pack(plain)), failed);
+      plainBody(body, {}, spent).then((plain) => whole(MSGPACK, pack(plain)), failed);
       return;
     }
     if (!(body instanceof Listing)) return whole('application/json', Buffer.from(`${JSON.stringify(body)}\n`));
     res.writeHead(status, { ...headers, 'Content-Type': 'application/json' }); // chunked: written as it is encoded
     if (head) return void res.end();
-    writePieces(res, jsonPieces(body)).catch(failed);
+    writePieces(res, jsonPieces(body, {}, spent)).catch(failed);
   }
 
   /** Configuration reload: a Unix socket's mode now; the group and limits for clients that connect from now on. */

@@ -5,7 +5,8 @@
 // split across two kernel buffers (shared/atop-protocol.md, framing rule).
 import type net from 'node:net';
 import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/common/log.js';
-import type { ClientLimits } from './client-limits.js';
+import type { ClientLimits, ClientOwner } from './client-limits.js';
+import type { TimeBudgets } from './time-budget.js';
 import { MAX_WRITE_BYTES, RECORD_SIZE } from './netatop-record.js';
 import type { Visibility } from './peer-credentials.js';
 import { type ClientIdentity, SocketListener } from './socket-listener.js';
@@ -57,6 +58,8 @@ export interface NetatopServerOptions {
   maxAnswersInFlightPerUser: number;
   /** Connections held at most, in all and per user. */
   limits: ClientLimits;
+  /** Each non-root owner's share of the daemon's time: past it, its next answer waits until it is earned. */
+  budgets: TimeBudgets;
   /** A client that sends no request within this time of connecting is closed (atop asks at once). */
   firstRequestTimeoutMs: number;
   /** A client silent this long after its last answer is closed (atop asks every interval). */
@@ -67,6 +70,7 @@ interface Client {
   readonly socket: net.Socket;
   readonly name: string;
   readonly visibility: Visibility;
+  readonly owner: ClientOwner;
   /** Bytes of an incomplete request received so far (0..95). */
   partialBytes: number;
   pendingRequests: number;
@@ -75,6 +79,8 @@ interface Client {
   writing: boolean;
   servedExitSeq: number;
   answerTimer: NodeJS.Timeout | null;
+  /** Set while its owner earns the time its next answer needs. */
+  budgetTimer: NodeJS.Timeout | null;
 }
 
 export class NetatopServer {
@@ -131,7 +137,7 @@ export class NetatopServer {
     return { all, byUid };
   }
 
-  private accept(socket: net.Socket, { visibility }: ClientIdentity): void {
+  private accept(socket: net.Socket, { visibility, owner }: ClientIdentity): void {
     if (this.closing) {
       socket.destroy();
       return;
@@ -139,6 +145,7 @@ export class NetatopServer {
     const client: Client = {
       socket,
       visibility,
+      owner,
       name: `atop client ${this.nextClientNumber++} (uid ${visibility.uid})`,
       partialBytes: 0,
       pendingRequests: 0,
@@ -146,6 +153,7 @@ export class NetatopServer {
       writing: false,
       servedExitSeq: 0,
       answerTimer: null,
+      budgetTimer: null,
     };
     this.clients.add(client);
     this.options.log.debug(`${client.name} connected`);
@@ -179,7 +187,7 @@ export class NetatopServer {
 
   private answerNext(client: Client): void {
     const { socket } = client;
-    if (client.writing || socket.destroyed) return;
+    if (client.writing || client.budgetTimer || socket.destroyed) return;
     if (this.closing) client.pendingRequests = 0; // only answers in flight finish
     if (client.pendingRequests === 0) {
       if (socket.readableEnded) socket.end();
@@ -190,10 +198,21 @@ export class NetatopServer {
       this.waiting.add(client);
       return;
     }
+    const waitMs = this.closing ? 0 : this.options.budgets.waitMs(client.owner);
+    if (waitMs > 0) {
+      this.options.budgets.throttled++;
+      // atop's protocol has no way to say "later": the answer comes once it is paid for.
+      this.report('warn', 'throttled', `${client.name}: ${client.owner.key} used its share of the daemon's time: answers wait ${waitMs} ms`);
+      client.budgetTimer = setTimeout(() => {
+        client.budgetTimer = null;
+        this.answerNext(client);
+      }, waitMs);
+      return;
+    }
     client.pendingRequests--;
     let answer: NetatopAnswer;
     try {
-      answer = this.options.answer(client.servedExitSeq, client.lastRequestAtMs, client.visibility);
+      answer = this.options.budgets.timed(client.owner, () => this.options.answer(client.servedExitSeq, client.lastRequestAtMs, client.visibility));
     } catch (err) {
       this.report('error', 'answer', `building an answer for ${client.name} failed: ${(err as Error).message}`);
       socket.destroy();
@@ -258,6 +277,8 @@ export class NetatopServer {
   }
 
   private forget(client: Client): void {
+    if (client.budgetTimer) clearTimeout(client.budgetTimer);
+    client.budgetTimer = null;
     this.waiting.delete(client);
     this.finishAnswer(client);
     this.clients.delete(client);

@@ -46,7 +46,7 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
       kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0, peersFull: 0, peersLost: 0 },
       lastReadSeconds: 0,
       clients: { atop: 0, api: 1, streams: 0 },
-      limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },
+      limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0, throttled: 0 },
       netatopModule: { active: false, reason: 'off' },
     },
     cgroups: [
@@ -73,7 +73,7 @@ test('per (cgroup, service port) series are bounded: the top K pairs by bytes an
     kernel: { overflowFull: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0, peersFull: 3, peersLost: 0 },
     lastReadSeconds: 0,
     clients: { atop: 0, api: 1, streams: 0 },
-    limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0 },
+    limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0, throttled: 0 },
     netatopModule: { active: false as const, reason: 'off' },
   };
   const tcpSent = (bytes: number) => expectedCounters({ 'ipv4 tcp send': [1, bytes] });

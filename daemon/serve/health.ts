@@ -4,6 +4,7 @@
 import type { ApiServer } from '../../protocol/http-api.js';
 import type { NetatopServer } from '../../protocol/netatop-server.js';
 import type { RefusalReason } from '../../protocol/client-limits.js';
+import type { TimeBudgets } from '../../protocol/time-budget.js';
 import type { Collector } from '../accounting/collector.js';
 import type { AttachMode } from '../kernel/attach-mode.js';
 import type { Config } from '../service/config.js';
@@ -28,11 +29,16 @@ export interface DaemonHealth {
   /** Duration of the last read of the kernel's maps, seconds. */
   lastReadSeconds: number;
   clients: { atop: number; api: number; streams: number };
-  /** Cumulative: connections refused by the client limits, by socket and reason; streams refused; stream updates skipped. */
+  /**
+   * Cumulative: connections refused by the client limits, by socket and
+   * reason; streams refused; stream updates skipped; answers that waited,
+   * were refused or skipped because their owner had used its time share.
+   */
   limits: {
     refused: Array<{ socket: string; reason: RefusalReason; count: number }>;
     streamsRefused: number;
     streamUpdatesSkipped: number;
+    throttled: number;
   };
   /** atop before 2.10, served as the netatop module and netatopd did: its state, or why it is not served. */
   netatopModule: ({ active: true } & NetatopModuleStatus) | { active: false; reason: string };
@@ -51,6 +57,7 @@ export function readHealth(
   atop: NetatopServer,
   apiServers: readonly ApiServer[],
   netatop: NetatopModuleState,
+  budgets: TimeBudgets,
 ): DaemonHealth {
   return {
     attachMode,
@@ -81,6 +88,7 @@ export function readHealth(
       ],
       streamsRefused: apiServers.reduce((sum, api) => sum + api.clients.streamsRefused, 0),
       streamUpdatesSkipped: apiServers.reduce((sum, api) => sum + api.clients.streamUpdatesSkipped, 0),
+      throttled: budgets.throttled,
     },
     netatopModule: netatop.module ? { active: true, ...netatop.module.status() } : { active: false, reason: netatop.inactive },
   };

@@ -179,6 +179,7 @@ export function renderMetrics(input: MetricsInput): string {
   const refused = family('netacct_clients_refused_total', 'counter', 'Connections refused by the client limits, by socket and reason (per_user, total).');
   for (const { socket, reason, count } of health.limits.refused) refused.add({ socket, reason }, count);
   family('netacct_streams_refused_total', 'counter', 'WebSocket streams refused by the per-user limit.').add({}, health.limits.streamsRefused);
+  family('netacct_clients_throttled_total', 'counter', "Answers of non-root owners that waited (atop, HTTP), were refused with 429 (HTTP) or skipped (streams): the owner had used its share of the daemon's time, or had its HTTP answers in progress already.").add({}, health.limits.throttled);
   family('netacct_stream_updates_skipped_total', 'counter', 'Stream updates skipped: the client had not taken the previous one, or the previous one was still being built.').add({}, health.limits.streamUpdatesSkipped);
 
   const netatop = health.netatopModule;

@@ -70,6 +70,14 @@ export const ConfigSchema = z.strictObject({
   clientsReservedForRoot: z.number().int().min(1),
   /** WebSocket streams one non-root user (on TCP: one remote address) holds at most. */
   streamLimitPerUser: z.number().int().min(1),
+  /**
+   * Each non-root user's (on TCP: each address's) share of the daemon's
+   * time for building answers, on every socket together: ms earned per
+   * second, and the most saved up. Past it, atop answers wait, API requests
+   * get 429 with Retry-After and stream updates are skipped.
+   */
+  clientTimeMsPerSecond: z.number().int().min(1).max(1000),
+  clientTimeBurstMs: z.number().int().min(10),
   /** An API request must arrive whole within this time; a connection silent this long is closed (atop: before its first request). */
   requestTimeoutMs: z.number().int().min(100),
   /** An atop connection silent this long after its last request is closed (atop asks every interval). */
@@ -160,6 +168,8 @@ export function defaultConfig(): Config {
     clientLimitPerUser: 32,
     clientsReservedForRoot: 64,
     streamLimitPerUser: 16,
+    clientTimeMsPerSecond: 250,
+    clientTimeBurstMs: 2000,
     requestTimeoutMs: 10_000,
     atopIdleTimeoutMs: 3_600_000,
     streamStallTimeoutMs: 30_000,

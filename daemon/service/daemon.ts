@@ -15,6 +15,7 @@ import { type PinDirLock, lockPinDir } from '../kernel/pin-lock.js';
 import { ProcessTable } from '../accounting/process-table.js';
 import { ForgottenTotals } from '../accounting/forgotten-totals.js';
 import { ApiServer } from '../../protocol/http-api.js';
+import { TimeBudgets } from '../../protocol/time-budget.js';
 import { NetatopServer } from '../../protocol/netatop-server.js';
 import { apiRoutes } from '../serve/api-routes.js';
 import { CgroupNames } from '../accounting/cgroup-names.js';
@@ -122,6 +123,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     else setImmediate(forgetServedExits);
   };
   const limits = (c: Config) => ({ total: c.clientLimit, perUser: c.clientLimitPerUser, reservedForRoot: c.clientsReservedForRoot });
+  const timeShare = (c: Config) => ({ msPerSecond: c.clientTimeMsPerSecond, burstMs: c.clientTimeBurstMs });
+  // One share per user across every socket: the daemon has one thread.
+  const budgets = new TimeBudgets(timeShare(config));
   const server: NetatopServer = new NetatopServer({
     socketPath: config.atopSocket,
     mode: parseInt(config.atopSocketMode, 8),
@@ -134,6 +138,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     maxAnswersInFlight: 32,
     maxAnswersInFlightPerUser: 4,
     limits: limits(config),
+    budgets,
     firstRequestTimeoutMs: config.requestTimeoutMs,
     idleTimeoutMs: config.atopIdleTimeoutMs,
   });
@@ -146,7 +151,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     version: packageVersion(),
     startedAtMs: Date.now(),
     health: () =>
-      readHealth(config, { mode: attachMode, description: describeAttachMode(attachMode, features) }, kernel, collector, server, apiServers, netatop),
+      readHealth(config, { mode: attachMode, description: describeAttachMode(attachMode, features) }, kernel, collector, server, apiServers, netatop, budgets),
     cgroupNames,
     metricsTopProcesses: () => running.metricsTopProcesses,
     metricsTopPeerPorts: () => running.metricsTopPeerPorts,
@@ -158,6 +163,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     handle,
     log,
     limits: limits(config),
+    budgets,
     streamLimitPerUser: config.streamLimitPerUser,
     requestTimeoutMs: config.requestTimeoutMs,
     streamStallTimeoutMs: config.streamStallTimeoutMs,
@@ -220,6 +226,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     } catch (err) {
       log.error(`SIGHUP: applying allProcessesGroup to the netatop module interface failed: ${(err as Error).message}`);
     }
+    budgets.limits = timeShare(next);
     table.setExitedRetention(next.exitedRetentionMs);
     collector.threads?.setRetention(next.exitedRetentionMs);
     log.setVerbose(next.verbose);

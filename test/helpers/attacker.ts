@@ -4,26 +4,28 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { asNobody } from './fixtures.js';
+import { stopAtFileEnd } from './leftovers.js';
 
 const SCRIPT = fs.readFileSync(path.join(import.meta.dirname, '..', 'fixtures', 'attacker.mjs'), 'utf8');
 
-export class Attacker {
+export class Attacker<Report = Record<string, number>> {
   private constructor(
     private readonly child: ChildProcess,
-    /** Its report, once it had the daemon's answer. */
-    readonly report: Record<string, number>,
+    /** Its report, once it had the daemon's answer (each mode's shape: attacker.mjs). */
+    readonly report: Report,
   ) {}
 
   /** Starts `mode` as nobody and waits for its report (see attacker.mjs). */
-  static async start(...args: string[]): Promise<Attacker> {
+  static async start<Report = Record<string, number>>(...args: string[]): Promise<Attacker<Report>> {
     const [command, commandArgs] = asNobody(process.execPath, '--input-type=module', '-e', SCRIPT, ...args);
     const child = spawn(command, commandArgs, { stdio: ['pipe', 'pipe', 'inherit'] });
+    child.once('exit', stopAtFileEnd(() => child.kill('SIGKILL')));
     try {
       const line = await new Promise<string>((resolve, reject) => {
         readline.createInterface({ input: child.stdout! }).once('line', resolve);
         child.once('exit', (code) => reject(new Error(`attacker ${args.join(' ')} exited (${code}) before reporting`)));
       });
-      return new Attacker(child, JSON.parse(line));
+      return new Attacker<Report>(child, JSON.parse(line) as Report);
     } catch (err) {
       child.kill('SIGKILL');
       throw err;

@@ -1,10 +1,13 @@
 // A real netacct daemon (bin/netacct.js, compiled by `npm test`) on its own
 // socket path, so that tests run side by side without touching the defaults.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tempPath } from './fixtures.js';
 import { stopAtFileEnd } from './leftovers.js';
+
+/** The unit of /proc/PID/stat's times. */
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
 export const NETACCT = path.join(import.meta.dirname, '..', '..', 'bin', 'netacct.js');
 
@@ -139,6 +142,13 @@ export class TestDaemon {
   }
 
   /** The daemon's resident memory, MiB. */
+  /** CPU time the daemon used so far, user and system, in seconds. */
+  cpuSeconds(): number {
+    // /proc/PID/stat: utime and stime are the 14th and 15th fields, in clock ticks; the command (2nd) may hold spaces.
+    const fields = fs.readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  }
+
   rssMiB(): number {
     const status = fs.readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
     return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) / 1024;
