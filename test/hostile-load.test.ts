@@ -6,6 +6,7 @@
 // atop and API clients stay prompt and exact, and the user is told why its
 // answers wait. The figures are printed.
 import { expect, test } from 'vitest';
+import WebSocket from 'ws';
 import { apiGet } from './helpers/api-client.js';
 import { Attacker } from './helpers/attacker.js';
 import { TestDaemon } from './helpers/daemon.js';
@@ -72,6 +73,7 @@ describeWithBpf('a local user asking for costly answers as fast as it can (real 
     // nobody still had answers on both sockets, and was told why the others waited: no failed request.
     expect(limited.api[200]).toBeGreaterThan(0);
     expect(limited.atop.answers).toBeGreaterThan(0);
+    expect(limited.atop.answers).toBeLessThan(unlimited.atop.answers / 2); // atop's answers waited for the share
     expect(Object.keys(limited.api).filter((outcome) => !['200', '429', 'retryAfter', 'errors'].includes(outcome))).toEqual([]);
     for (const seconds of limited.api.retryAfter) expect(seconds).toBeGreaterThanOrEqual(1);
     const tooMany = 'uid 65534 already has 2 answers in progress (the limit per user): retry after N s';
@@ -82,5 +84,31 @@ describeWithBpf('a local user asking for costly answers as fast as it can (real 
     expect(limited.log).toMatch(/used its share of the daemon's time/);
     // Root is never charged: prompt however hard nobody asks.
     expect(limited.rootMs).toBeLessThan(1000);
+  });
+});
+
+describeWithBpf("a user whose share is spent: its stream's updates are skipped, root's are not (real daemon)", () => {
+  test('with a share of 1 ms a second, nobody gets its first update of its 3,000 processes and then none; root gets one each interval', async () => {
+    // 10 ms saved up at most: nobody's first update (its 3,000 rows) costs more, and the debt takes many seconds to repay.
+    const daemon = await TestDaemon.start(['--client-time-ms-per-second', '1', '--client-time-burst-ms', '10']);
+    const nobodysProcesses = await TrafficChild.startAsNobody('spawn', '3000');
+    const ws = new WebSocket('ws+unix://' + daemon.apiSocketPath + ':/v1/stream');
+    try {
+      let rootUpdates = 0;
+      ws.on('message', () => rootUpdates++);
+      await new Promise((resolve) => ws.once('open', resolve));
+      ws.send(JSON.stringify({ view: 'processes', interval: 250, state: 'all' })); // every process: nobody's 3,000 and more
+      const watcher = await Attacker.start<{ updates: number }>('watch', daemon.apiSocketPath, '3');
+      const { body: stats } = await apiGet(daemon.apiSocketPath, '/v1/stats');
+      console.log(`a share of 1 ms a second: nobody's stream had ${watcher.report.updates} updates in 3 s, root's ${rootUpdates}; ${stats.limits.throttled} throttled`);
+      expect(watcher.report.updates).toBe(1);
+      expect(rootUpdates).toBeGreaterThanOrEqual(6); // at least every other interval
+      expect(stats.limits.throttled).toBeGreaterThanOrEqual(5);
+      await watcher.stop();
+    } finally {
+      ws.terminate();
+      await nobodysProcesses.finish();
+      expect(await daemon.stop()).toBe(0);
+    }
   });
 });
