@@ -147,11 +147,13 @@ export class ApiStreams {
     // A stream without a subscription is an idle connection: it gets the request timeout.
     const unsubscribed = setTimeout(
       () =>
-        afterPendingInput(() => {
-          if (subscriber || ws.readyState !== ws.OPEN) return;
-          ws.close(POLICY_VIOLATION, `no subscription within ${this.options.subscribeTimeoutMs} ms`);
-          setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref(); // a client that does not answer the close
-        }),
+        afterPendingInput(
+          guarded(this.report, 'API stream: the subscription timeout', () => {
+            if (subscriber || ws.readyState !== ws.OPEN) return;
+            ws.close(POLICY_VIOLATION, `no subscription within ${this.options.subscribeTimeoutMs} ms`);
+            setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref(); // a client that does not answer the close
+          }),
+        ),
       this.options.subscribeTimeoutMs,
     );
     unsubscribed.unref();

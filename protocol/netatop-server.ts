@@ -203,10 +203,13 @@ export class NetatopServer {
       this.options.budgets.throttled++;
       // atop's protocol has no way to say "later": the answer comes once it is paid for.
       this.report('warn', 'throttled', `${client.name}: ${client.owner.key} used its share of the daemon's time: answers wait ${waitMs} ms`);
-      client.budgetTimer = setTimeout(() => {
-        client.budgetTimer = null;
-        this.answerNext(client);
-      }, waitMs);
+      client.budgetTimer = setTimeout(
+        guarded(this.report, 'atop socket: an answer that waited', () => {
+          client.budgetTimer = null;
+          this.answerNext(client);
+        }),
+        waitMs,
+      );
       return;
     }
     client.pendingRequests--;
