@@ -173,13 +173,26 @@ struct {
 	__type(value, struct netacct_proc_info);
 } exited SEC(".maps");
 
-/* Marks processes that have overflow entries, so that their exit is recorded. */
+/* Marks processes whose counters may live outside a slot: those with
+ * overflow entries, and those that moved cgroup (their slot is read and freed
+ * while they may stay idle). The iterator lists them and their exit is
+ * recorded, so that a live process is never taken for gone. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, __u32);
-} overflowed SEC(".maps");
+} tracked SEC(".maps");
+
+/* Calls no process row could take, per (uid, cgroup), and the host's row
+ * (netacct.h). Only the daemon deletes an entry: of a removed cgroup, after
+ * reading it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct netacct_unattributed_key);
+	__type(value, struct netacct_counters);
+} unattributed SEC(".maps");
 
 /* Per-thread counters (see netacct.h); sized 1 by the daemon when off. */
 struct {
@@ -295,6 +308,38 @@ static __noinline int claim_slot(__u64 *owner, __u32 tgid, struct task_struct *l
 	return 0;
 }
 
+static __always_inline void mark_tracked(struct task_struct *leader)
+{
+	if (!bpf_task_storage_get(&tracked, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		stat_add(NA_STAT_NO_STORAGE);
+}
+
+/* The overflow map is full: the call goes to its (uid, cgroup) row, created
+ * when new, or to the host's row, which always exists (netacct.h). */
+static __noinline int count_unattributed(__u64 cgroup_id, __u32 calls_index, int ret)
+{
+	struct netacct_unattributed_key key = { .uid = (__u32)bpf_get_current_uid_gid(), .cgroup_id = cgroup_id };
+	struct netacct_counters *row = bpf_map_lookup_elem(&unattributed, &key);
+
+	stat_add(NA_STAT_OVERFLOW_FULL);
+	if (!row) {
+		struct netacct_counters zero = {};
+		bpf_map_update_elem(&unattributed, &key, &zero, BPF_NOEXIST);
+		row = bpf_map_lookup_elem(&unattributed, &key);
+	}
+	if (!row) {
+		struct netacct_unattributed_key host = { .uid = NA_HOST_UID };
+		stat_add(NA_STAT_UNATTRIBUTED_FULL);
+		row = bpf_map_lookup_elem(&unattributed, &host);
+		if (!row) {
+			stat_add(NA_STAT_LOST);
+			return 0;
+		}
+	}
+	add_call(row, calls_index, ret);
+	return 0;
+}
+
 static __noinline int count_slow(__u64 *owner, __u32 tgid, __u32 calls_index, int ret)
 {
 	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
@@ -312,12 +357,9 @@ static __noinline int count_slow(__u64 *owner, __u32 tgid, __u32 calls_index, in
 		struct netacct_counters zero = {};
 		bpf_map_update_elem(&overflow, &key, &zero, BPF_NOEXIST);
 		part = bpf_map_lookup_elem(&overflow, &key);
-		if (!part) {
-			stat_add(NA_STAT_OVERFLOW_FULL);
-			return 0;
-		}
-		if (!bpf_task_storage_get(&overflowed, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
-			stat_add(NA_STAT_NO_STORAGE);
+		if (!part)
+			return count_unattributed(key.cgroup_id, calls_index, ret);
+		mark_tracked(leader);
 	}
 	add_call(part, calls_index, ret);
 	return 0;
@@ -670,7 +712,9 @@ static __always_inline __u64 *owned_slot(struct task_struct *leader, __u64 state
 /* A process (or, with threaded cgroups, one of its threads: then the whole
  * process follows it) changes cgroup: its slot keeps the old cgroup's counts
  * for the daemon, later events go to the overflow map under the new cgroup
- * until the daemon frees the slot and the process claims it again. */
+ * until the daemon frees the slot and the process claims it again. It is
+ * marked tracked: idle after the daemon freed its slot, it holds nothing in
+ * the kernel, yet the iterator must still list it and its exit be recorded. */
 SEC("tp_btf/cgroup_attach_task")
 int BPF_PROG(on_cgroup_attach, struct cgroup *dst, const char *path, struct task_struct *task,
 	     _Bool threadgroup)
@@ -682,6 +726,7 @@ int BPF_PROG(on_cgroup_attach, struct cgroup *dst, const char *path, struct task
 	__u64 *owner = owned_slot(leader, NA_SLOT_ACTIVE, &slot);
 	if (!owner || slot->cgroup_id == dst->kn->id)
 		return 0;
+	mark_tracked(leader);
 	retire_owner(owner, leader->tgid, NA_SLOT_MOVED, NA_STAT_SLOTS_RETIRED);
 	return 0;
 }
@@ -710,7 +755,7 @@ int BPF_PROG(on_process_exit)
 	__u64 *owner = owned_slot(leader, NA_SLOT_ACTIVE | NA_SLOT_MOVED, &slot);
 	if (owner)
 		retire_owner(owner, leader->tgid, NA_SLOT_EXITED, NA_STAT_SLOTS_RETIRED);
-	if (!owner && !bpf_task_storage_get(&overflowed, leader, 0, 0))
+	if (!owner && !bpf_task_storage_get(&tracked, leader, 0, 0))
 		return 0; /* never sent or received */
 
 	struct netacct_proc_info info = {};
@@ -734,7 +779,7 @@ int dump_processes(struct bpf_iter__task *ctx)
 		return 0;
 	struct netacct_slot *slot = 0;
 	if (!owned_slot(task, NA_SLOT_ACTIVE | NA_SLOT_MOVED, &slot) &&
-	    !bpf_task_storage_get(&overflowed, task, 0, 0))
+	    !bpf_task_storage_get(&tracked, task, 0, 0))
 		return 0;
 
 	struct netacct_proc_info info = {};

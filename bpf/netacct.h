@@ -11,7 +11,7 @@
 
 /* Bumped whenever a map's key or value layout changes: pinned maps live in
  * <pin dir>/v<NA_LAYOUT_VERSION>, so an upgrade never reads another layout. */
-#define NA_LAYOUT_VERSION 3
+#define NA_LAYOUT_VERSION 4
 
 /*
  * Settings the daemon writes into .rodata before loading (a const volatile
@@ -68,6 +68,21 @@ struct netacct_part_key {
 	__u64 start_ns;
 	__u64 cgroup_id;
 };
+
+/*
+ * Where a call lands when no row of its process can take it (its slot is
+ * taken and the overflow map is full): the row of its (real uid, cgroup v2),
+ * or, when the `unattributed` map is full too, the host's row (uid
+ * NA_HOST_UID, cgroup 0), which the daemon creates before counting starts and
+ * never deletes. Per-process detail degrades; the user's, the cgroup's and
+ * the host's sums stay exact: no call is ever lost.
+ */
+struct netacct_unattributed_key {
+	__u32 uid;
+	__u32 pad;
+	__u64 cgroup_id;
+};
+#define NA_HOST_UID 0xffffffffu
 
 /* Identity of a process: a PID plus its start time never repeats. */
 struct netacct_proc_id {
@@ -133,15 +148,17 @@ struct netacct_peer_key {
 
 /* Per-CPU counters of what could not be recorded (never silently lost). */
 enum netacct_stat {
-	NA_STAT_OVERFLOW_FULL = 0, /* events dropped: the overflow map was full */
+	NA_STAT_OVERFLOW_FULL = 0, /* events counted in `unattributed`: the overflow map was full */
 	NA_STAT_EXITED_FULL = 1,   /* exits not recorded: the exited map was full */
-	NA_STAT_NO_STORAGE = 2,    /* overflow users not marked for their exit (no task storage) */
+	NA_STAT_NO_STORAGE = 2,    /* processes not marked for their exit (no task storage) */
 	NA_STAT_SLOTS_RETIRED = 3, /* slots marked EXITED or MOVED: tells the daemon to read them */
 	NA_STAT_THREADS_FULL = 4,   /* thread calls not counted per thread: the threads map was full */
 	NA_STAT_THREADS_EXITED = 5, /* threads marked exited: tells the daemon to read and delete them */
 	NA_STAT_PEERS_FULL = 6,     /* peer calls counted in peer_overflow: the peers map was full */
 	NA_STAT_PEERS_LOST = 7,     /* peer calls not counted per peer at all: peer_overflow was full too */
-	NA_STATS = 8,
+	NA_STAT_UNATTRIBUTED_FULL = 8, /* events counted in the host's row: `unattributed` was full */
+	NA_STAT_LOST = 9,           /* events not counted at all: the host's row was missing (a bug) */
+	NA_STATS = 10,
 };
 
 /*

@@ -94,7 +94,7 @@ export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', 
     process.stdout.write(
       `netacct ${body.version}, up ${body.uptimeSeconds} s\n` +
         `processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)\n` +
-        `kernel: ${body.kernel.slots} slots; not recorded: ${body.kernel.overflowFull} events (overflow full), ${body.kernel.exitedFull} exits (exited map full)\n` +
+        `kernel: ${body.kernel.slots} slots; ${body.kernel.unattributed} calls counted per user and cgroup only (overflow full; ${body.kernel.unattributedFull} in the host's row), ${body.kernel.lost} not counted; ${body.kernel.exitedFull} exits not recorded (exited map full)\n` +
         `maps: ${mapFill('slots', body.maps.slots)}, ${mapFill('overflow', body.maps.overflow)}${body.maps.threads ? `, ${mapFill('threads', body.maps.threads)}` : ''}${body.maps.peers ? `, ${mapFill('peers', body.maps.peers)}` : ''}\n` +
         `counting with ${body.attachMode.description}\n` +
         `${body.programsAttached} BPF programs attached; last kernel read ${(body.lastReadSeconds * 1000).toFixed(1)} ms\n` +

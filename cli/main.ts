@@ -46,6 +46,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --slots N                process slots in the kernel, a power of two (default 32768);
                            a process whose slot is taken is counted in the overflow map
   --overflow-capacity N    kernel entries for counters that found no slot (default 16384)
+  --unattributed-capacity N  kernel rows per (user, cgroup) for calls that found no
+                           overflow entry either (default 16384; the host's row takes the rest)
   --exited-capacity N      kernel entries for exited processes between drains (default 32768)
   --exited-retention-ms N  keep exited processes at least N ms after every atop
                            client has had them (default 10000)
@@ -111,6 +113,7 @@ const FLAGS = {
   'pin-dir': 'pinDir',
   slots: 'slots',
   'overflow-capacity': 'overflowCapacity',
+  'unattributed-capacity': 'unattributedCapacity',
   'exited-capacity': 'exitedCapacity',
   'exited-retention-ms': 'exitedRetentionMs',
   'thread-capacity': 'threadCapacity',
@@ -140,6 +143,7 @@ const FLAGS = {
 const NUMERIC = new Set<keyof Config>([
   'slots',
   'overflowCapacity',
+  'unattributedCapacity',
   'exitedCapacity',
   'exitedRetentionMs',
   'threadCapacity',

@@ -86,7 +86,7 @@ describeWithBpf('HTTP API (real daemon, real traffic)', () => {
 
   test('stats: version, uptime, table and kernel figures, clients', async () => {
     const { body } = await apiGet(daemon.apiSocketPath, '/v1/stats');
-    expect(body).toMatchObject({ kernel: { slots: 32768, overflowFull: 0, exitedFull: 0 }, clients: { atop: 0 } });
+    expect(body).toMatchObject({ kernel: { slots: 32768, unattributed: 0, lost: 0, exitedFull: 0 }, clients: { atop: 0 } });
     expect(body.processes.live).toBeGreaterThanOrEqual(2);
     expect(typeof body.version).toBe('string');
   });

@@ -7,36 +7,59 @@ import { Collector } from '../daemon/accounting/collector.js';
 import { KernelCounters } from '../daemon/kernel/kernel-counters.js';
 import type { Logger } from '../daemon/common/log.js';
 import { type ProcessEntry, ProcessTable, countersByCgroup } from '../daemon/accounting/process-table.js';
-import { Direction, Family, Kind, Protocol, counterIndex } from '../daemon/kernel/layout.js';
+import { Direction, Family, HOST_UID, Kind, Protocol, counterIndex } from '../daemon/kernel/layout.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { testAttachMode } from './helpers/daemon.js';
 import { liveOf } from './helpers/live.js';
 import { BASIC_SCENARIO, expectedCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
+import { NOBODY_UID } from './helpers/fixtures.js';
 
 const OBJECT = path.join(import.meta.dirname, '..', 'bpf', 'netacct.bpf.o');
+
+interface CountingOptions {
+  overflowCapacity?: number;
+  unattributedCapacity?: number;
+  /** How often reads run the task iterator (0: every read, as minutes of the daemon's reads would). */
+  liveInfoIntervalMs?: number;
+}
 
 /** The daemon's reading path on its own BPF object, with `slots` process slots. */
 class Counting {
   readonly kernel: KernelCounters;
   readonly table = new ProcessTable({ exitedRetentionMs: 3_600_000, maxExited: 100_000, slotSettleMs: 0, rateIntervalMs: 1000 });
   readonly warnings: string[] = [];
-  private readonly collector: Collector;
+  readonly collector: Collector;
 
-  constructor(slots: number) {
+  constructor(slots: number, options: CountingOptions = {}) {
     const attachMode = testAttachMode();
     this.kernel = KernelCounters.open({
       pinDir: null,
       objectPath: OBJECT,
       slots,
-      overflowCapacity: 4096,
+      overflowCapacity: options.overflowCapacity ?? 4096,
+      ...(options.unattributedCapacity ? { unattributedCapacity: options.unattributedCapacity } : {}),
       exitedCapacity: 4096,
       threadCapacity: 0,
       ...(attachMode ? { attachMode } : {}),
     });
     const log: Logger = { error: (m) => this.warnings.push(m), warn: (m) => this.warnings.push(m), info() {}, debug() {} };
-    this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: 10_000 }, log);
+    this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: options.liveInfoIntervalMs ?? 10_000 }, log);
+  }
+
+  /** Per cgroup id, every process's counters and the unattributed rows, after a fresh read (what /v1/cgroups adds up). */
+  cgroupTotals(): Map<number, number[]> {
+    this.collector.readAll();
+    const totals = this.table.cgroupTotals(() => true, true);
+    this.collector.unattributed.addTo(totals, () => true, true);
+    return new Map([...totals].map(([id, counters]) => [id, Array.from(counters)]));
+  }
+
+  /** Every entry of process `pid`, live or exited, after a fresh read. */
+  entriesOf(pid: number): ProcessEntry[] {
+    this.collector.readAll();
+    return [...liveOf(this.table), ...this.table.exitedAfter(0)].filter((e) => e.tgid === pid);
   }
 
   /** The process's entry after a fresh read of everything. */
@@ -53,10 +76,10 @@ class Counting {
 }
 
 /** A Counting for the enclosing suite, opened before its tests and closed after. */
-function useCounting(slots: number): () => Counting {
+function useCounting(slots: number, options: CountingOptions = {}): () => Counting {
   let counting: Counting | undefined;
   beforeAll(() => {
-    counting = new Counting(slots);
+    counting = new Counting(slots, options);
   });
   afterAll(() => counting?.kernel.close());
   return () => counting!;
@@ -153,7 +176,7 @@ describeWithBpf('kernel counting (real BPF)', () => {
   });
 
   test('nothing was dropped', () => {
-    expect(counting().kernel.readStats()).toMatchObject({ overflowFull: 0, exitedFull: 0, noStorage: 0 });
+    expect(counting().kernel.readStats()).toMatchObject({ unattributed: 0, lost: 0, exitedFull: 0, noStorage: 0 });
     expect(counting().warnings).toEqual([]);
   });
 });
@@ -178,6 +201,113 @@ describeWithBpf('kernel counting with one slot for every process (real BPF)', ()
     const slotHolders: number[] = [];
     counting().kernel.visitSlots((_index, _state, tgid) => slotHolders.push(tgid));
     expect(slotHolders.filter((tgid) => pids.has(tgid))).toEqual([]);
-    expect(counting().kernel.readStats()).toMatchObject({ overflowFull: 0, exitedFull: 0, noStorage: 0 });
+    expect(counting().kernel.readStats()).toMatchObject({ unattributed: 0, lost: 0, exitedFull: 0, noStorage: 0 });
+  });
+});
+
+describeWithBpf('a process that moves cgroup, then idles (real BPF)', () => {
+  // Every read runs the task iterator: a few reads here are minutes of the daemon's.
+  const counting = useCounting(32768, { liveInfoIntervalMs: 0 });
+
+  test('is never taken for exited while it lives, wherever it moved; each cgroup keeps its counts; one row, exact, after its exit', async () => {
+    const first = ScratchCgroup.create('idle-first');
+    const second = ScratchCgroup.create('idle-second');
+    const child = await TrafficChild.start('interactive');
+    const udp = (calls: number): number[] => expectedCounters({ 'ipv4 udp send': [calls, calls * 100], 'ipv4 udp recv': [calls, calls * 100] });
+    try {
+      first.add(child.pid);
+      await child.exchange(10);
+      second.add(child.pid); // its slot is read and freed; it holds nothing in the kernel while idle
+      for (let read = 0; read < 6; read++) {
+        const entries = counting().entriesOf(child.pid);
+        expect(entries.map((e) => [e.exit, Array.from(e.total)]), `read ${read} after the move`).toEqual([[null, udp(10)]]);
+      }
+      await child.exchange(10); // claims its slot again, in the new cgroup
+      const live = counting().entriesOf(child.pid);
+      expect(live.map((e) => [e.exit, Array.from(e.total), e.cgroupId])).toEqual([[null, udp(20), second.id]]);
+      const totals = counting().cgroupTotals();
+      expect([totals.get(first.id), totals.get(second.id)]).toEqual([udp(10), udp(10)]);
+
+      await child.finish();
+      const exited = counting().entriesOf(child.pid);
+      expect(exited).toHaveLength(1);
+      expect(exited[0]!.exit).toMatchObject({ lost: false });
+      expect(Array.from(exited[0]!.total)).toEqual(udp(20));
+      expect(counting().table.lostExits).toBe(0);
+      expect(counting().table.revived).toBe(0);
+      expect(counting().warnings).toEqual([]);
+    } finally {
+      await child.finish();
+      first.remove();
+      second.remove();
+    }
+  });
+});
+
+describeWithBpf('no call lost when the overflow map is full (real BPF)', () => {
+  // One slot for the whole host and room for 2 overflow entries: nearly every
+  // process, the tests' and the host's, finds neither.
+  const counting = useCounting(1, { overflowCapacity: 2, unattributedCapacity: 64 });
+
+  test("root's and nobody's processes: each cgroup's sum is exact, counted per (user, cgroup) where no process row could take it", async () => {
+    const rootGroup = ScratchCgroup.create('full-root');
+    const nobodyGroup = ScratchCgroup.create('full-nobody');
+    const children: TrafficChild[] = [];
+    try {
+      for (let i = 0; i < 4; i++) children.push(await TrafficChild.startIn(rootGroup, 'basic'));
+      for (let i = 0; i < 4; i++) children.push(await TrafficChild.startIn(nobodyGroup, 'basic', { asNobody: true }));
+      const four = BASIC_SCENARIO.map((value) => value * 4);
+      let totals = counting().cgroupTotals();
+      expect([totals.get(rootGroup.id), totals.get(nobodyGroup.id)]).toEqual([four, four]);
+      const rows = counting().collector.unattributed.all;
+      expect(rows.some((row) => row.cgroupId === nobodyGroup.id && row.uid === NOBODY_UID)).toBe(true);
+      expect(rows.some((row) => row.cgroupId === rootGroup.id && row.uid === 0)).toBe(true);
+
+      await Promise.all(children.map((c) => c.finish()));
+      totals = counting().cgroupTotals();
+      expect([totals.get(rootGroup.id), totals.get(nobodyGroup.id)]).toEqual([four, four]);
+      // Exact per process where a row took every call: never more than it made.
+      for (const child of children) {
+        for (const entry of counting().entriesOf(child.pid)) {
+          entry.total.forEach((value, i) => expect(value).toBeLessThanOrEqual(BASIC_SCENARIO[i]!));
+        }
+      }
+      const stats = counting().kernel.readStats();
+      expect(stats.unattributed).toBeGreaterThan(0);
+      expect(stats.lost).toBe(0);
+    } finally {
+      await Promise.all(children.map((c) => c.finish()));
+      rootGroup.remove();
+      nobodyGroup.remove();
+    }
+  });
+});
+
+describeWithBpf("the host's row when the unattributed map is full too (real BPF)", () => {
+  const counting = useCounting(1, { overflowCapacity: 1, unattributedCapacity: 1 });
+
+  test('takes every call the (user, cgroup) rows cannot, and none is lost', async () => {
+    // One slot, one overflow entry and one (user, cgroup) row for 5 processes in 5 cgroups: 2 at least go to the host's row.
+    const groups = ['a', 'b', 'c', 'd', 'e'].map((name) => ScratchCgroup.create(`host-${name}`));
+    const children: TrafficChild[] = [];
+    try {
+      const hostRow = (): number[] => Array.from(counting().collector.unattributed.all.find((row) => row.uid === HOST_UID)?.counters ?? []);
+      counting().collector.readAll();
+      const before = hostRow();
+      for (const group of groups) children.push(await TrafficChild.startIn(group, 'basic'));
+      const totals = counting().cgroupTotals();
+      // At most one (user, cgroup) pair has a row; the rest of these cgroups' calls are in the host's row.
+      const inGroups = groups.map((g) => totals.get(g.id) ?? BASIC_SCENARIO.map(() => 0));
+      const after = hostRow();
+      BASIC_SCENARIO.forEach((value, i) => {
+        const counted = inGroups.reduce((sum, counters) => sum + counters[i]!, 0);
+        expect(counted + after[i]! - before[i]!, `counter ${i}`).toBeGreaterThanOrEqual(value * groups.length);
+      });
+      expect(counting().kernel.readStats()).toMatchObject({ lost: 0 });
+      expect(counting().kernel.readStats().unattributedFull).toBeGreaterThan(0);
+    } finally {
+      await Promise.all(children.map((c) => c.finish()));
+      for (const group of groups) group.remove();
+    }
   });
 });

@@ -174,3 +174,29 @@ test('rates: per second over the interval between samples at least rateIntervalM
   t.apply({ exited: [], slots: slots(slot(5, 5, 10, 400)), overflow: [], live: null }, 70_000);
   expect(liveOf(t)[0]!.rates).toBeNull(); // not asked for a minute: dropped
 });
+
+test('a process retired as lost that is seen alive again is one live row; forgotten, its slot makes a new entry', () => {
+  const t = table();
+  const moved = { exited: [], slots: slots(), overflow: [], live: [] as ProcInfoSample[] };
+  t.apply({ exited: [], slots: slots(slot(7, 7, 70, 5, SlotState.moved)), overflow: [], live: [info(7, 70)] }, 0);
+  t.apply(moved, 0);
+  t.apply(moved, 0); // two live reads without it and no exit record: retired as lost
+  expect(exitedCalls(t)).toEqual([[7, 70, 5]]);
+  expect(t.lostExits).toBe(1);
+  // It claims its slot again: alive after all.
+  t.apply({ exited: [], slots: slots(slot(7, 7, 70, 2)), overflow: [], live: [info(7, 70)] }, 0);
+  expect(liveCalls(t)).toEqual([[7, 70, 7]]);
+  expect(exitedCalls(t)).toEqual([]);
+  expect([t.lostExits, t.revived]).toEqual([0, 1]);
+
+  // Retired as lost again and forgotten: a later claim of the same slot is a new entry, and forgetting goes on working.
+  t.apply({ exited: [], slots: slots(slot(7, 7, 70, 2, SlotState.moved)), overflow: [], live: [] }, 0);
+  t.apply({ exited: [], slots: slots(), overflow: [], live: [] }, 0);
+  t.apply({ exited: [], slots: slots(), overflow: [], live: [] }, 0);
+  t.forgetServedExits(servedToAll(null), 0);
+  expect(t.exitedCount).toBe(0);
+  t.apply({ exited: [], slots: slots(slot(7, 7, 70, 4), slot(8, 8, 80, 1, SlotState.exited)), overflow: [], live: null }, 0);
+  expect(liveCalls(t)).toEqual([[7, 70, 4]]);
+  expect(exitedCalls(t)).toEqual([[8, 80, 1]]);
+  t.forgetServedExits(servedToAll(null), 0);
+});

@@ -12,6 +12,7 @@ import type { KernelRead, ProcessTable } from './process-table.js';
 import type { ThreadRecord, ThreadTable } from './thread-table.js';
 import { type PeerRecord, type PeerTable, processKey, rowsByProcess } from './peer-table.js';
 import type { ProcessEntry } from './process-table.js';
+import { UnattributedRows } from './unattributed-rows.js';
 
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
@@ -35,7 +36,9 @@ export class Collector {
   private lastLiveInfoMs = -Infinity;
   private timer: NodeJS.Timeout | null = null;
   private reportedStats: KernelStats = {
-    overflowFull: 0,
+    unattributed: 0,
+    unattributedFull: 0,
+    lost: 0,
     exitedFull: 0,
     noStorage: 0,
     slotsRetired: 0,
@@ -44,6 +47,8 @@ export class Collector {
     peersFull: 0,
     peersLost: 0,
   };
+  /** Calls no process row could take, per (uid, cgroup): read with every read of the table. */
+  readonly unattributed: UnattributedRows;
   /** The slots are read in place, while the table applies them. */
   private readonly slots: KernelRead['slots'] = (visit) => this.kernel.visitSlots(visit);
   /** Counts full reads: answers built from the same read can be shared. */
@@ -65,6 +70,7 @@ export class Collector {
     readonly peers: PeerTable | null = null,
   ) {
     this.report = rateLimited(log);
+    this.unattributed = new UnattributedRows(kernel);
   }
 
   start(): void {
@@ -200,7 +206,8 @@ export class Collector {
 
   private finish(read: KernelRead): void {
     if (read.overflow) this.overflowEntries = read.overflow.length;
-    const { lostExits, droppedExits, latestExitSeq } = this.table;
+    this.unattributed.read();
+    const { lostExits, droppedExits, latestExitSeq, revived } = this.table;
     const chores = this.table.apply(read, Date.now());
     this.kernel.freeSlots(chores.freeSlots);
     this.kernel.deleteOverflow(chores.deleteOverflow);
@@ -211,6 +218,9 @@ export class Collector {
     if (this.table.lostExits > lostExits) {
       this.log.warn(`${this.table.lostExits - lostExits} processes ended without an exit record: retired with their last counters`);
     }
+    if (this.table.revived > revived) {
+      this.log.error(`${this.table.revived - revived} processes taken for exited were seen alive: live again (the kernel had stopped listing them)`);
+    }
     if (this.table.droppedExits > droppedExits) {
       this.log.warn(`${this.table.droppedExits - droppedExits} exited processes dropped before every atop client had them (a client that never asks?)`);
     }
@@ -219,8 +229,11 @@ export class Collector {
   private reportKernelDrops(stats: KernelStats): void {
     const before = this.reportedStats;
     const grew = (name: keyof KernelStats): number => stats[name] - before[name];
-    if (grew('overflowFull') > 0)
-      this.log.warn(`kernel: overflow map full, ${grew('overflowFull')} events not counted (raise --overflow-capacity)`);
+    if (grew('unattributed') > 0)
+      this.log.warn(`kernel: overflow map full, ${grew('unattributed')} calls counted per user and cgroup only, not per process (raise --overflow-capacity)`);
+    if (grew('unattributedFull') > 0)
+      this.log.warn(`kernel: unattributed map full too, ${grew('unattributedFull')} calls counted in the host's row only (raise --unattributed-capacity)`);
+    if (grew('lost') > 0) this.log.error(`kernel: ${grew('lost')} calls not counted at all: the host's unattributed row is missing (a bug)`);
     if (grew('exitedFull') > 0)
       this.log.warn(`kernel: exited map full, ${grew('exitedFull')} exits not recorded: those processes are retired with their last counters (raise --exited-capacity)`);
     if (grew('peersFull') > 0)

@@ -24,6 +24,8 @@ export interface ProcessEntry {
   settled: Map<number, number[]> | null;
   /** Whether it holds a slot; then its slot's cgroup and counters as last read. */
   hasSlot: boolean;
+  /** The slot index it was last seen in (bySlot), or -1. */
+  slotIndex: number;
   slotCgroupId: number;
   readonly slotCounters: number[];
   /** Its overflow entries as last read, by cgroup id (null when none), and as read (for deleting them). */
@@ -112,6 +114,8 @@ export class ProcessTable {
   private lastExitSeq = 0;
   /** Exited processes whose exit record never came (the kernel's exited map was full). */
   lostExits = 0;
+  /** Processes retired as lost and then seen alive (the kernel stopped listing a live process: a bug). */
+  revived = 0;
   /** Exited entries dropped before every client had them (maxExited reached). */
   droppedExits = 0;
   constructor(
@@ -212,6 +216,7 @@ export class ProcessTable {
         cgroupId: 0,
         settled: null,
         hasSlot: false,
+        slotIndex: -1,
         slotCgroupId: 0,
         slotCounters: zeroCounters(),
         overflow: null,
@@ -232,6 +237,9 @@ export class ProcessTable {
     const sameTgid = this.entries.get(entry.tgid)!;
     sameTgid.splice(sameTgid.indexOf(entry), 1);
     if (sameTgid.length === 0) this.entries.delete(entry.tgid);
+    // A later claim of the slot by the same process (one retired as lost
+    // that was not gone) must make a new entry, not add to a forgotten one.
+    if (entry.slotIndex >= 0 && this.bySlot[entry.slotIndex] === entry) this.bySlot[entry.slotIndex] = undefined;
     this.entryCount--;
     this.withOverflow.delete(entry);
     this.unknown.delete(entry);
@@ -257,7 +265,9 @@ export class ProcessTable {
         if (!entry || entry.tgid !== tgid || entry.startNs !== startNs) {
           entry = this.entry(tgid, startNs);
           this.bySlot[index] = entry;
+          entry.slotIndex = index;
         }
+        if (state === SlotState.active && entry.exit?.lost) this.revive(entry);
         touched.push(entry);
         if (!entry.known) {
           const { uid, comm } = claimedBy(index);
@@ -312,6 +322,7 @@ export class ProcessTable {
       for (const info of read.live) {
         const entry = this.entry(info.tgid, info.startNs);
         this.describe(entry, info);
+        if (entry.exit?.lost) this.revive(entry);
         entry.missedReads = 0;
         seen.add(entry);
       }
@@ -406,9 +417,24 @@ export class ProcessTable {
 
   /** Serves an exited entry again, to every client, with what it has now. */
   private requeueExit(entry: ProcessEntry): void {
-    this.exited.splice(this.exited.indexOf(entry), 1);
+    const at = this.exited.indexOf(entry);
+    if (at >= 0) this.exited.splice(at, 1);
     entry.exit!.seq = ++this.lastExitSeq;
     this.exited.push(entry);
+  }
+
+  /**
+   * A process retired as lost (live reads stopped listing it, and no exit
+   * record came) is seen alive after all: it is live again, never an exited
+   * row beside a live one.
+   */
+  private revive(entry: ProcessEntry): void {
+    const at = this.exited.indexOf(entry);
+    if (at >= 0) this.exited.splice(at, 1);
+    entry.exit = null;
+    entry.missedReads = 0;
+    this.lostExits--;
+    this.revived++;
   }
 
   /** Exited entries a client that was served up to `servedSeq` has not had yet. */

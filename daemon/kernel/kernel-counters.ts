@@ -8,6 +8,7 @@ import { ALL_COUNTING_PROGRAMS, type AttachMode, chooseAttachMode, countingProgr
 import { BpfObject, BpfError, PinMismatchError, fail } from './bpf-object.js';
 import {
   COUNTERS_SIZE,
+  HOST_UID,
   LAYOUT_VERSION,
   OWNER_SIZE,
   PartKey,
@@ -22,6 +23,7 @@ import {
   Thread,
   ThreadKey,
   ThreadState,
+  UnattributedKey,
   readU64,
 } from './layout.js';
 import { mapShared, native } from './libbpf.js';
@@ -70,6 +72,13 @@ export interface OverflowSample extends PartSample {
 }
 
 /** One thread's counters (per-thread counting is on). */
+/** An unattributed row: calls no process row could take, of `uid` in `cgroupId` (the host's: HOST_UID, 0). */
+export interface UnattributedSample {
+  uid: number;
+  cgroupId: number;
+  counters: number[];
+}
+
 export interface ThreadSample {
   tid: number;
   tgid: number;
@@ -101,7 +110,12 @@ export interface PeerSample {
 }
 
 export interface KernelStats {
-  overflowFull: number;
+  /** Calls counted in an unattributed row, not in their process's: the overflow map was full. */
+  unattributed: number;
+  /** Of those, calls counted in the host's row: the unattributed map was full too. */
+  unattributedFull: number;
+  /** Calls not counted at all (the host's row was missing): never, unless there is a bug. */
+  lost: number;
   exitedFull: number;
   noStorage: number;
   slotsRetired: number;
@@ -123,6 +137,8 @@ export interface KernelCountersOptions {
   /** Process slots: a power of two. */
   slots: number;
   overflowCapacity: number;
+  /** (uid, cgroup) rows for calls no process row could take (the host's row is one more). */
+  unattributedCapacity?: number;
   exitedCapacity: number;
   /** Per-thread counters in this many thread slots (a power of two), or 0 for none (no cost per event). */
   threadCapacity: number;
@@ -158,13 +174,19 @@ function countingProgramsFor(mode: AttachMode | undefined): string[] {
 const PEER_OVERFLOW_ROWS = 4096;
 
 const ENOENT = 2;
+const EEXIST = 17;
+/** bpf_map_update_elem's flag: only if the key is new. */
+const BPF_NOEXIST = 1;
 const ENOSPC = 28;
 const E2BIG = 7;
 
 const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
 // Peers too: a process's peers add up to its counters across restarts.
-const PINNED_MAPS = ['owners', 'slots', 'overflow', 'exited', 'overflowed', 'stats', 'cgroup_totals', 'peers', 'peer_overflow'];
+const PINNED_MAPS = ['owners', 'slots', 'overflow', 'unattributed', 'exited', 'tracked', 'stats', 'cgroup_totals', 'peers', 'peer_overflow'];
+
+/** Default (uid, cgroup) rows of calls that no process row could take. */
+export const DEFAULT_UNATTRIBUTED_CAPACITY = 16384;
 
 /** A NUL-padded char[16] as a string. */
 function decodeComm(buf: Buffer, offset: number): string {
@@ -262,6 +284,8 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
       owners: slots,
       slots,
       overflow: options.overflowCapacity,
+      // One more for the host's row, which is never deleted.
+      unattributed: (options.unattributedCapacity ?? DEFAULT_UNATTRIBUTED_CAPACITY) + 1,
       exited: options.exitedCapacity,
       thread_owners: threads,
       thread_slots: threads,
@@ -327,6 +351,8 @@ export class KernelCounters {
   private readonly peerOverflow: BatchReader;
   private readonly peerOverflowFd: number;
   private readonly statsFd: number;
+  private readonly unattributedFd: number;
+  private readonly unattributed: BatchReader;
   private readonly cgroupTotalsFd: number;
   private readonly cgroupTotals: BatchReader;
   private readonly statsValue: Buffer;
@@ -373,9 +399,12 @@ export class KernelCounters {
     this.peerOverflowFd = object.mapFd('peer_overflow');
     this.peerOverflow = new BatchReader(this.peerOverflowFd, ProcId.size, COUNTERS_SIZE, 1024);
     this.statsFd = object.mapFd('stats');
+    this.unattributedFd = object.mapFd('unattributed');
+    this.unattributed = new BatchReader(this.unattributedFd, UnattributedKey.size, COUNTERS_SIZE, 256);
     this.cgroupTotalsFd = object.mapFd('cgroup_totals');
     this.cgroupTotals = new BatchReader(this.cgroupTotalsFd, 8, COUNTERS_SIZE, 1024);
     this.statsValue = Buffer.alloc(8 * native.numPossibleCpus());
+    this.createHostRow();
     // The exit and cgroup programs go first, so that no process gets counters
     // that could not be followed to its exit or across a cgroup move.
     for (const name of FOLLOWING_PROGRAMS) object.attach(name);
@@ -409,6 +438,14 @@ export class KernelCounters {
       if (ret < 0) fail(`retiring slot ${index}`, -ret);
     }
     return orphans.length;
+  }
+
+  /** The host's unattributed row, before any program can need it (kept as it is in reused pinned maps). */
+  private createHostRow(): void {
+    const key = Buffer.alloc(UnattributedKey.size);
+    key.writeUInt32LE(HOST_UID, UnattributedKey.uid);
+    const ret: number = native.updateElem(this.unattributedFd, key, Buffer.alloc(COUNTERS_SIZE), BPF_NOEXIST);
+    if (ret < 0 && ret !== -EEXIST) fail("creating the host's unattributed row", -ret);
   }
 
   /** Loads, sizes and attaches; counting starts when this returns. `notice` gets what to log. */
@@ -675,6 +712,26 @@ export class KernelCounters {
     native.deleteElem(this.cgroupTotalsFd, key);
   }
 
+  /** Every unattributed row (the host's too), read in place of the process rows that could not take them. */
+  readUnattributed(): UnattributedSample[] {
+    const samples: UnattributedSample[] = [];
+    this.unattributed.read(false, (keys, values, i) => {
+      const counters: number[] = [];
+      for (let c = 0; c < 16; c++) counters.push(readU64(values, i * COUNTERS_SIZE + c * 8));
+      const k = i * UnattributedKey.size;
+      samples.push({ uid: keys.readUInt32LE(k + UnattributedKey.uid), cgroupId: readU64(keys, k + UnattributedKey.cgroupId), counters });
+    });
+    return samples;
+  }
+
+  /** Deletes the row of (uid, cgroup): only for a removed cgroup (no process left to add to it), once read. */
+  deleteUnattributed(uid: number, cgroupId: number): void {
+    const key = Buffer.alloc(UnattributedKey.size);
+    key.writeUInt32LE(uid, UnattributedKey.uid);
+    key.writeBigUInt64LE(BigInt(cgroupId), UnattributedKey.cgroupId);
+    native.deleteElem(this.unattributedFd, key);
+  }
+
   /** Deletes overflow entries of processes that have exited (nothing writes them any more). */
   deleteOverflow(parts: readonly OverflowSample[]): void {
     const key = Buffer.alloc(PartKey.size);
@@ -698,7 +755,9 @@ export class KernelCounters {
       for (let cpu = 0; cpu * 8 < this.statsValue.length; cpu++) totals[stat]! += readU64(this.statsValue, cpu * 8);
     }
     return {
-      overflowFull: totals[Stat.overflowFull]!,
+      unattributed: totals[Stat.overflowFull]!,
+      unattributedFull: totals[Stat.unattributedFull]!,
+      lost: totals[Stat.lost]!,
       exitedFull: totals[Stat.exitedFull]!,
       noStorage: totals[Stat.noStorage]!,
       slotsRetired: totals[Stat.slotsRetired]!,

@@ -2,7 +2,7 @@
 // compiles that header with cc and checks every size, offset and enum here.
 
 /** Pinned maps live in <pin dir>/v<LAYOUT_VERSION>. */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 
 /** struct netacct_settings, the .rodata the daemon writes before loading. */
 export const Settings = { size: 20, slotMask: 0, countThreads: 4, threadMask: 8, countPeers: 12, ephemeralLow: 16, ephemeralHigh: 18 } as const;
@@ -33,6 +33,10 @@ export const Slot = { size: 168, tgid: 0, uid: 4, startNs: 8, cgroupId: 16, comm
 
 export const PartKey = { size: 24, tgid: 0, startNs: 8, cgroupId: 16 } as const;
 
+/** struct netacct_unattributed_key: calls no process row could take, per (uid, cgroup); the host's row is (HOST_UID, 0). */
+export const UnattributedKey = { size: 16, uid: 0, cgroupId: 8 } as const;
+export const HOST_UID = 0xffff_ffff;
+
 export const ProcId = { size: 16, tgid: 0, startNs: 8 } as const;
 
 export const ProcInfo = { size: 40, tgid: 0, uid: 4, startNs: 8, cgroupId: 16, comm: 24, commSize: 16 } as const;
@@ -46,8 +50,8 @@ export const Thread = { size: 176, tid: 0, tgid: 4, startNs: 8, processStartNs: 
 /** struct netacct_peer_key: addr is IPv6, IPv4 as ::ffff:a.b.c.d, all zero when not known. */
 export const PeerKey = { size: 32, tgid: 0, remotePort: 4, localPort: 6, startNs: 8, addr: 16, addrSize: 16 } as const;
 
-export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5, peersFull: 6, peersLost: 7 } as const;
-export const STATS = 8;
+export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5, peersFull: 6, peersLost: 7, unattributedFull: 8, lost: 9 } as const;
+export const STATS = 10;
 
 /** The netatop module's getsockopt commands (bpf/netatop-sockopt.bpf.c serves them). */
 export const NetatopCommand = { probe: 15661, forceGc: 15662, emptyExit: 15663, getcntExit: 15664, getcntTgid: 15665, getcntPid: 15666 } as const;

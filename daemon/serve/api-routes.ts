@@ -193,6 +193,13 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     return { status: 200, body: new Listing({ rateIntervalSeconds: table.rateIntervalSeconds }, 'processes', entries, describe) };
   };
 
+  /** Per cgroup id, the counters of every process `visibility` admits and of its users' unattributed rows. */
+  const cgroupTotals = (visibility: Visibility): Map<number, number[]> => {
+    const totals = table.cgroupTotals((e) => mayRead(visibility, e), visibility.seesAll);
+    collector.unattributed.addTo(totals, (uid) => visibility.seesAll || uid === visibility.uid, visibility.seesAll);
+    return totals;
+  };
+
   /**
    * Totals per cgroup, exited processes included. A client that does not see
    * every process gets the totals of its own processes only (what other
@@ -205,8 +212,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const { sort, order, limit } = parsed.data;
     const { visibility } = request;
     collector.ensureReadSince(request.asOfMs);
-    const totals = table.cgroupTotals((e) => mayRead(visibility, e), visibility.seesAll);
-    const rows = [...totals];
+    const rows = [...cgroupTotals(visibility)];
     const field = ([id]: [number, number[]]): number | string => (sort === 'path' ? (cgroupNames.nameOf(id)?.path ?? '') : id);
     sortRows(rows, sort, order, field, ([, total]) => ({ counters: total, rates: null }), ([id]) => id);
     rows.length = Math.min(rows.length, limit);
@@ -221,7 +227,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   const metrics = (request: ApiRequest): ApiResult => {
     const { visibility } = request;
     collector.ensureReadSince(request.asOfMs);
-    const cgroups = [...table.cgroupTotals((e) => mayRead(visibility, e), visibility.seesAll)].map(([id, counters]) => {
+    const cgroups = [...cgroupTotals(visibility)].map(([id, counters]) => {
       const name = cgroupNames.nameOf(id);
       return { path: name?.path ?? '(removed)', unit: name?.unit ?? '', containerId: name?.containerId ?? '', counters };
     });

@@ -33,6 +33,8 @@ export const ConfigSchema = z.strictObject({
   slots: powerOfTwo,
   /** Kernel entries for counters that found no slot. */
   overflowCapacity: z.number().int().min(1),
+  /** Kernel rows per (user, cgroup) for calls that found neither a slot nor an overflow entry (the host's row takes the rest). */
+  unattributedCapacity: z.number().int().min(1),
   /** Kernel entries for exited processes between two drains. */
   exitedCapacity: z.number().int().min(1),
   /** Exited processes are kept at least this long after every client had them. */
@@ -121,6 +123,7 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'pinDir',
   'slots',
   'overflowCapacity',
+  'unattributedCapacity',
   'exitedCapacity',
   'threads',
   'threadCapacity',
@@ -153,6 +156,7 @@ export function defaultConfig(): Config {
     pinDir: '/sys/fs/bpf/netacct',
     slots: 32768,
     overflowCapacity: 16384,
+    unattributedCapacity: 16384,
     exitedCapacity: 32768,
     exitedRetentionMs: 10_000,
     threads: false,

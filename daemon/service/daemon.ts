@@ -78,6 +78,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       pinDir: config.pinDir,
       slots: config.slots,
       overflowCapacity: config.overflowCapacity,
+      unattributedCapacity: config.unattributedCapacity,
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
       threadOverflowCapacity: config.threadOverflowCapacity,
@@ -180,6 +181,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   const folding = setInterval(
     guarded(report, 'folding removed cgroups', () => {
       const inUse = table.cgroupsInUse();
+      // Only a cgroup known by name and gone: a row of a live cgroup must never be deleted under the programs.
+      collector.unattributed.foldRemoved((id) => cgroupNames.nameOf(id) !== undefined && cgroupNames.isRemoved(id), table.forgotten);
+      for (const id of collector.unattributed.cgroupIds()) inUse.add(id);
       table.forgotten.foldRemoved((id) => !inUse.has(id) && cgroupNames.isRemoved(id));
       cgroupNames.retain((id) => inUse.has(id) || table.forgotten.has(id));
     }),

@@ -60,6 +60,7 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
       pinDir: null,
       slots: config.slots,
       overflowCapacity: config.overflowCapacity,
+      unattributedCapacity: config.unattributedCapacity,
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
       threadOverflowCapacity: config.threadOverflowCapacity,

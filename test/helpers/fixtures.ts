@@ -33,6 +33,9 @@ export function tempPath(prefix: string): string {
   return path.join(scratchDir(prefix), 'socket');
 }
 
+/** User nobody's uid. */
+export const NOBODY_UID = Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }));
+
 /** The command line that runs `command` as user nobody (group nogroup, no other groups). */
 export function asNobody(command: string, ...args: string[]): [string, string[]] {
   return ['setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', command, ...args]];

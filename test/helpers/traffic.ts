@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { asNobody, fixture } from './fixtures.js';
 import { stopAtFileEnd } from './leftovers.js';
+import type { ScratchCgroup } from './cgroup.js';
 
 export class TrafficChild {
   private readonly lines: AsyncIterator<string>;
@@ -28,6 +29,16 @@ export class TrafficChild {
   /** As user nobody (setpriv execs the program: the pid is the same). */
   static startAsNobody(...args: string[]): Promise<TrafficChild> {
     return TrafficChild.run(asNobody(fixture('traffic'), ...args));
+  }
+
+  /**
+   * In `cgroup` from its first instruction (a shell joins it, then execs the
+   * fixture: same pid), as root or as nobody.
+   */
+  static startIn(cgroup: ScratchCgroup, scenario: string, options: { asNobody?: boolean; args?: string[] } = {}): Promise<TrafficChild> {
+    const args = [scenario, ...(options.args ?? [])];
+    const [command, commandArgs] = options.asNobody ? asNobody(fixture('traffic'), ...args) : [fixture('traffic'), args];
+    return TrafficChild.run(['sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', cgroup.dir, command, ...commandArgs]]);
   }
 
   private static async run([command, args]: [string, string[]]): Promise<TrafficChild> {
