@@ -32,7 +32,7 @@ for (const { cgroups: c, processes: p, top } of CASES) {
       programsAttached: 5,
       maps: { slots: { entries: p, capacity: 32768 }, overflow: { entries: 0, capacity: 16384 }, exited: { entries: null, capacity: 32768 }, threads: null, peers: null },
       peers: null,
-      kernel: { unattributed: 0, unattributedFull: 0, lost: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0, peersFull: 0, peersLost: 0 },
+      kernel: { unattributed: 0, unattributedFull: 0, lost: 0, overShare: 0, exitedFull: 0, noStorage: 0, slotsRetired: 0, threadsFull: 0, threadsExited: 0, peersFull: 0, peersLost: 0 },
       lastReadSeconds: 0.001,
       clients: { atop: 1, api: 1, streams: 0 },
       limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0, throttled: 0 },

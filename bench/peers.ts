@@ -71,7 +71,7 @@ function main(): void {
     const table = new PeerTable(65536);
     global.gc?.();
     const heapBefore = process.memoryUsage().heapUsed;
-    table.apply(kernel.readPeers(), () => true, () => true);
+    table.apply(kernel.readPeers(), () => true, () => true, true);
     global.gc?.();
     const heap = process.memoryUsage().heapUsed - heapBefore;
     console.log(`daemon memory for ${table.exitedRowTotal} rows of exited processes: heap +${mib(heap)} (${Math.round(heap / table.exitedRowTotal)} B per row)`);

@@ -229,9 +229,26 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
-	__type(key, struct netacct_proc_id);
+	__type(key, struct netacct_peer_overflow_key);
 	__type(value, struct netacct_counters);
 } peer_overflow SEC(".maps");
+
+/* Entries each user holds in the maps it can fill (netacct.h: netacct_share);
+ * one entry per uid that ever created one, never deleted: a user cannot make
+ * new uids (a full map only refuses users it does not know yet). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct netacct_held);
+} share_created SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct netacct_held);
+} share_released SEC(".maps");
 
 /* Written by the daemon only, never by a program: per cgroup id, the counters
  * of processes the daemon has forgotten (key 0: cgroups removed since), kept
@@ -308,24 +325,93 @@ static __noinline int claim_slot(__u64 *owner, __u32 tgid, struct task_struct *l
 	return 0;
 }
 
+/* Whether `key` (a uid, or NA_OTHERS_UID) holds fewer than `limit` entries of `kind`. */
+static __always_inline int under_share(__u32 key, __u32 kind, __u64 limit)
+{
+	struct netacct_held *created = bpf_map_lookup_elem(&share_created, &key);
+	if (!created) {
+		struct netacct_held zero = {};
+		bpf_map_update_elem(&share_created, &key, &zero, BPF_NOEXIST);
+		created = bpf_map_lookup_elem(&share_created, &key);
+		if (!created)
+			return 0; /* no room to count it: only users already counted create entries */
+	}
+	struct netacct_held *released = bpf_map_lookup_elem(&share_released, &key);
+	if (kind >= NA_SHARES) /* for the verifier */
+		return 0;
+	__u64 held = created->n[kind] - (released ? released->n[kind] : 0);
+	return (__s64)held < (__s64)limit;
+}
+
+/* Whether the caller's user may create one more entry of `kind`: root always;
+ * another user while it, and every user but root together, hold less than
+ * their shares. Only on the way to creating an entry, never per call. */
+static __noinline int may_hold(__u32 uid, __u32 kind)
+{
+	if (uid == 0)
+		return 1;
+	if (kind >= NA_SHARES)
+		return 0;
+	if (under_share(uid, kind, settings.user_share[kind]) &&
+	    under_share(NA_OTHERS_UID, kind, settings.others_share[kind]))
+		return 1;
+	stat_add(NA_STAT_OVER_SHARE);
+	return 0;
+}
+
+/* An entry of `kind` was created for `uid`: counted in its share and the others'. */
+static __noinline int note_created(__u32 uid, __u32 kind)
+{
+	if (uid == 0 || kind >= NA_SHARES)
+		return 0;
+	__u32 keys[2] = { uid, NA_OTHERS_UID };
+	for (int i = 0; i < 2; i++) {
+		struct netacct_held *created = bpf_map_lookup_elem(&share_created, &keys[i]);
+		if (created)
+			__sync_fetch_and_add(&created->n[kind], 1);
+	}
+	return 0;
+}
+
+/* Looks `key` up in `map`, creating it (zero) when `uid` may hold one more
+ * entry of `kind`; NULL when it may not or the map is full. */
+static __always_inline struct netacct_counters *shared_counters(void *map, void *key, __u32 uid, __u32 kind)
+{
+	struct netacct_counters *c = bpf_map_lookup_elem(map, key);
+	if (c)
+		return c;
+	if (!may_hold(uid, kind))
+		return 0;
+	struct netacct_counters zero = {};
+	if (bpf_map_update_elem(map, key, &zero, BPF_NOEXIST) == 0)
+		note_created(uid, kind);
+	return bpf_map_lookup_elem(map, key);
+}
+
 static __always_inline void mark_tracked(struct task_struct *leader)
 {
 	if (!bpf_task_storage_get(&tracked, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
 		stat_add(NA_STAT_NO_STORAGE);
 }
 
-/* The overflow map is full: the call goes to its (uid, cgroup) row, created
- * when new, or to the host's row, which always exists (netacct.h). */
-static __noinline int count_unattributed(__u64 cgroup_id, __u32 calls_index, int ret)
+/* The overflow map is full, or the user's share of it: the call goes to its
+ * (uid, cgroup) row, created when new and within the user's share; past it,
+ * to the user's own row (uid, cgroup 0); else to the host's row, which
+ * always exists (netacct.h). */
+static __noinline int count_unattributed(__u32 uid, __u64 cgroup_id, __u32 calls_index, int ret)
 {
-	struct netacct_unattributed_key key = { .uid = (__u32)bpf_get_current_uid_gid(), .cgroup_id = cgroup_id };
-	struct netacct_counters *row = bpf_map_lookup_elem(&unattributed, &key);
+	struct netacct_unattributed_key key = { .uid = uid, .cgroup_id = cgroup_id };
 
 	stat_add(NA_STAT_OVERFLOW_FULL);
+	struct netacct_counters *row = shared_counters(&unattributed, &key, uid, NA_SHARE_UNATTRIBUTED);
 	if (!row) {
-		struct netacct_counters zero = {};
-		bpf_map_update_elem(&unattributed, &key, &zero, BPF_NOEXIST);
+		key.cgroup_id = 0;
 		row = bpf_map_lookup_elem(&unattributed, &key);
+		if (!row) {
+			struct netacct_counters zero = {};
+			bpf_map_update_elem(&unattributed, &key, &zero, BPF_NOEXIST);
+			row = bpf_map_lookup_elem(&unattributed, &key);
+		}
 	}
 	if (!row) {
 		struct netacct_unattributed_key host = { .uid = NA_HOST_UID };
@@ -349,16 +435,15 @@ static __noinline int count_slow(__u64 *owner, __u32 tgid, __u32 calls_index, in
 
 	struct netacct_part_key key = {
 		.tgid = tgid,
+		.uid = (__u32)bpf_get_current_uid_gid(),
 		.start_ns = leader->start_boottime,
 		.cgroup_id = bpf_get_current_cgroup_id(),
 	};
 	struct netacct_counters *part = bpf_map_lookup_elem(&overflow, &key);
 	if (!part) {
-		struct netacct_counters zero = {};
-		bpf_map_update_elem(&overflow, &key, &zero, BPF_NOEXIST);
-		part = bpf_map_lookup_elem(&overflow, &key);
+		part = shared_counters(&overflow, &key, key.uid, NA_SHARE_OVERFLOW);
 		if (!part)
-			return count_unattributed(key.cgroup_id, calls_index, ret);
+			return count_unattributed(key.uid, key.cgroup_id, calls_index, ret);
 		mark_tracked(leader);
 	}
 	add_call(part, calls_index, ret);
@@ -460,17 +545,6 @@ static __always_inline int ephemeral(__u16 port)
 	return port >= settings.ephemeral_low && port <= settings.ephemeral_high;
 }
 
-/* The counters of `key`'s peer, created when new; NULL when the map is full. */
-static __always_inline struct netacct_counters *peer_counters(void *map, void *key)
-{
-	struct netacct_counters *c = bpf_map_lookup_elem(map, key);
-	if (c)
-		return c;
-	struct netacct_counters zero = {};
-	bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
-}
-
 /*
  * Adds the call under (process, `peer`): the datagram's address, or the
  * socket's peer (count_call fills it), with `local` the socket's own port;
@@ -480,7 +554,7 @@ static __noinline int count_peer(struct sockaddr_peer *peer, __u16 local, __u32 
 				 int ret)
 {
 	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
-	struct netacct_peer_key key = { .tgid = tgid, .start_ns = leader->start_boottime };
+	struct netacct_peer_key key = { .tgid = tgid, .start_ns = leader->start_boottime, .uid = (__u32)bpf_get_current_uid_gid() };
 
 	if (peer->family == AF_INET && peer->v4_or_flowinfo) {
 		key.addr[10] = key.addr[11] = 0xff;
@@ -496,11 +570,11 @@ static __noinline int count_peer(struct sockaddr_peer *peer, __u16 local, __u32 
 	else if (ephemeral(remote) && !ephemeral(local))
 		key.remote_port = 0; /* a service: its own port, not its clients' */
 
-	struct netacct_counters *c = peer_counters(&peers, &key);
+	struct netacct_counters *c = shared_counters(&peers, &key, key.uid, NA_SHARE_PEERS);
 	if (!c) {
-		struct netacct_proc_id id = { .tgid = tgid, .start_ns = key.start_ns };
+		struct netacct_peer_overflow_key row = { .tgid = tgid, .uid = key.uid, .start_ns = key.start_ns };
 		stat_add(NA_STAT_PEERS_FULL);
-		c = peer_counters(&peer_overflow, &id);
+		c = shared_counters(&peer_overflow, &row, key.uid, NA_SHARE_PEER_OVERFLOW);
 		if (!c) {
 			stat_add(NA_STAT_PEERS_LOST);
 			return 0;

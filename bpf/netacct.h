@@ -14,6 +14,28 @@
 #define NA_LAYOUT_VERSION 4
 
 /*
+ * Kernel maps a user fills by what its processes do, where each user other
+ * than root holds at most a share, and all of them together leave room for
+ * root: past its share, a user's calls go to its own coarser row, never
+ * anyone else's (netacct_unattributed_key).
+ */
+enum netacct_share {
+	NA_SHARE_OVERFLOW = 0,      /* overflow entries (processes whose slot is taken) */
+	NA_SHARE_UNATTRIBUTED = 1,  /* (uid, cgroup) rows */
+	NA_SHARE_PEERS = 2,         /* (process, peer) pairs */
+	NA_SHARE_PEER_OVERFLOW = 3, /* processes' peer overflow rows */
+	NA_SHARES = 4,
+};
+
+/* Entries held per share: share_created (added to by the programs as they
+ * create entries) less share_released (written by the daemon only, as it
+ * deletes them), per uid; the key NA_OTHERS_UID counts every user but root. */
+struct netacct_held {
+	__u64 n[NA_SHARES];
+};
+#define NA_OTHERS_UID 0xfffffffeu
+
+/*
  * Settings the daemon writes into .rodata before loading (a const volatile
  * global): the verifier sees them as constants and removes the code they
  * switch off, so per-thread counting costs nothing per event when off.
@@ -25,6 +47,8 @@ struct netacct_settings {
 	__u32 count_peers;   /* 1: also count per process and remote peer */
 	__u16 ephemeral_low; /* net.ipv4.ip_local_port_range, for which port of a peer to keep */
 	__u16 ephemeral_high;
+	__u32 user_share[NA_SHARES];   /* entries one user other than root may hold */
+	__u32 others_share[NA_SHARES]; /* entries all users but root may hold together */
 };
 
 /* Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
@@ -61,10 +85,11 @@ struct netacct_slot {
 	struct netacct_counters c;
 };
 
-/* Counters of a process in one cgroup that did not fit a slot. */
+/* Counters of a process in one cgroup that did not fit a slot (uid: the
+ * calling thread's real uid, whose share the entry is counted in). */
 struct netacct_part_key {
 	__u32 tgid;
-	__u32 pad;
+	__u32 uid;
 	__u64 start_ns;
 	__u64 cgroup_id;
 };
@@ -74,8 +99,9 @@ struct netacct_part_key {
  * taken and the overflow map is full): the row of its (real uid, cgroup v2),
  * or, when the `unattributed` map is full too, the host's row (uid
  * NA_HOST_UID, cgroup 0), which the daemon creates before counting starts and
- * never deletes. Per-process detail degrades; the user's, the cgroup's and
- * the host's sums stay exact: no call is ever lost.
+ * never deletes. A user past its share of this map (netacct_share) counts in
+ * its own row (uid, cgroup 0). Per-process detail degrades; the user's, the
+ * cgroup's and the host's sums stay exact: no call is ever lost.
  */
 struct netacct_unattributed_key {
 	__u32 uid;
@@ -144,6 +170,15 @@ struct netacct_peer_key {
 	__u16 local_port;  /* host order; 0: not kept */
 	__u64 start_ns;
 	__u8 addr[16];
+	__u32 uid; /* the calling thread's real uid: whose share the entry is counted in */
+	__u32 pad;
+};
+
+/* Key of `peer_overflow`: a process's row, in its caller's share. */
+struct netacct_peer_overflow_key {
+	__u32 tgid;
+	__u32 uid;
+	__u64 start_ns;
 };
 
 /* Per-CPU counters of what could not be recorded (never silently lost). */
@@ -158,7 +193,8 @@ enum netacct_stat {
 	NA_STAT_PEERS_LOST = 7,     /* peer calls not counted per peer at all: peer_overflow was full too */
 	NA_STAT_UNATTRIBUTED_FULL = 8, /* events counted in the host's row: `unattributed` was full */
 	NA_STAT_LOST = 9,           /* events not counted at all: the host's row was missing (a bug) */
-	NA_STATS = 10,
+	NA_STAT_OVER_SHARE = 10,    /* entries not created: their user held its share of the map */
+	NA_STATS = 11,
 };
 
 /*

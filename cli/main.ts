@@ -48,6 +48,11 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --overflow-capacity N    kernel entries for counters that found no slot (default 16384)
   --unattributed-capacity N  kernel rows per (user, cgroup) for calls that found no
                            overflow entry either (default 16384; the host's row takes the rest)
+  --map-share-per-user-percent P  of each map a user fills (overflow, unattributed,
+                           peers), one user other than root holds at most P % (default 50)
+  --map-share-others-percent P    and all users but root together P % (default 90):
+                           the rest is root's; past its share, a user's calls count in
+                           a coarser row of its own
   --exited-capacity N      kernel entries for exited processes between drains (default 32768)
   --exited-retention-ms N  keep exited processes at least N ms after every atop
                            client has had them (default 10000)
@@ -114,6 +119,8 @@ const FLAGS = {
   slots: 'slots',
   'overflow-capacity': 'overflowCapacity',
   'unattributed-capacity': 'unattributedCapacity',
+  'map-share-per-user-percent': 'mapSharePerUserPercent',
+  'map-share-others-percent': 'mapShareOthersPercent',
   'exited-capacity': 'exitedCapacity',
   'exited-retention-ms': 'exitedRetentionMs',
   'thread-capacity': 'threadCapacity',
@@ -144,6 +151,8 @@ const NUMERIC = new Set<keyof Config>([
   'slots',
   'overflowCapacity',
   'unattributedCapacity',
+  'mapSharePerUserPercent',
+  'mapShareOthersPercent',
   'exitedCapacity',
   'exitedRetentionMs',
   'threadCapacity',

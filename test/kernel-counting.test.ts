@@ -14,12 +14,14 @@ import { liveOf } from './helpers/live.js';
 import { BASIC_SCENARIO, expectedCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
+import { PeerTable, processKey } from '../daemon/accounting/peer-table.js';
 import { NOBODY_UID } from './helpers/fixtures.js';
 
 const OBJECT = path.join(import.meta.dirname, '..', 'bpf', 'netacct.bpf.o');
 
 interface CountingOptions {
   overflowCapacity?: number;
+  peerCapacity?: number;
   unattributedCapacity?: number;
   /** How often reads run the task iterator (0: every read, as minutes of the daemon's reads would). */
   liveInfoIntervalMs?: number;
@@ -31,6 +33,7 @@ class Counting {
   readonly table = new ProcessTable({ exitedRetentionMs: 3_600_000, maxExited: 100_000, slotSettleMs: 0, rateIntervalMs: 1000 });
   readonly warnings: string[] = [];
   readonly collector: Collector;
+  readonly log: Logger = { error: (m) => this.warnings.push(m), warn: (m) => this.warnings.push(m), info() {}, debug() {} };
 
   constructor(slots: number, options: CountingOptions = {}) {
     const attachMode = testAttachMode();
@@ -42,10 +45,10 @@ class Counting {
       ...(options.unattributedCapacity ? { unattributedCapacity: options.unattributedCapacity } : {}),
       exitedCapacity: 4096,
       threadCapacity: 0,
+      ...(options.peerCapacity ? { peerCapacity: options.peerCapacity } : {}),
       ...(attachMode ? { attachMode } : {}),
     });
-    const log: Logger = { error: (m) => this.warnings.push(m), warn: (m) => this.warnings.push(m), info() {}, debug() {} };
-    this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: options.liveInfoIntervalMs ?? 10_000 }, log);
+    this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: options.liveInfoIntervalMs ?? 10_000 }, this.log);
   }
 
   /** Per cgroup id, every process's counters and the unattributed rows, after a fresh read (what /v1/cgroups adds up). */
@@ -308,6 +311,29 @@ describeWithBpf("the host's row when the unattributed map is full too (real BPF)
     } finally {
       await Promise.all(children.map((c) => c.finish()));
       for (const group of groups) group.remove();
+    }
+  });
+});
+
+describeWithBpf('the peers sweep (real BPF)', () => {
+  const counting = useCounting(32768, { peerCapacity: 1024 });
+
+  test("keeps a live process's rows when the table has not read it yet (a daemon just started on pinned maps, a quiet host)", async () => {
+    const child = await TrafficChild.start('peers');
+    try {
+      // A new daemon's table and collector over the same maps; only the periodic check runs, sweeping each time.
+      const table = new ProcessTable({ exitedRetentionMs: 3_600_000, maxExited: 100_000, slotSettleMs: 0, rateIntervalMs: 1000 });
+      const collector = new Collector(counting().kernel, table, { drainIntervalMs: 1000, liveInfoIntervalMs: 10_000, peerSweepMs: 0 }, counting().log, null, new PeerTable(1000));
+      for (let sweep = 0; sweep < 3; sweep++) collector.drain();
+      collector.readAll();
+      const entry = table.find(child.pid, liveOf(table).find((e) => e.tgid === child.pid)!.startNs)!;
+      const rows = collector.peersOf([entry])!.get(processKey(entry.tgid, entry.startNs)) ?? [];
+      expect(rows.length).toBeGreaterThan(5);
+      const sum = rows.reduce((total, row) => total.map((value, i) => value + row.counters[i]!), BASIC_SCENARIO.map(() => 0));
+      expect(sum).toEqual(Array.from(entry.total));
+      expect(counting().warnings).toEqual([]);
+    } finally {
+      await child.finish();
     }
   });
 });

@@ -229,6 +229,31 @@ describeWithBpf('a full peers map (--peer-capacity 2)', () => {
   });
 });
 
+describeWithBpf("a user's share of the peers map (--peer-capacity 1024)", () => {
+  test("nobody's 3,000 peers fill only its share: root's process keeps a row per peer, exact", async () => {
+    const daemon = await TestDaemon.start(['--peers', '--peer-capacity', '1024']);
+    const flood = await TrafficChild.startAsNobody('peer-flood', '3000');
+    let child: TrafficChild | undefined;
+    try {
+      const floodRows = (await apiGet(daemon.apiSocketPath, `/v1/processes/${flood.pid}/peers`)).body.peers as PeerRow[];
+      // Half of 1,024 pairs at most (--map-share-per-user-percent 50), the rest in its own overflow row.
+      expect(floodRows.filter((row) => row.kind === 'peer').length).toBeLessThanOrEqual(512);
+      expect(floodRows.filter((row) => row.kind === 'overflow')).toHaveLength(1);
+      expect(addApiCounters(floodRows.map((row) => row.counters))).toEqual(apiCounters({ 'ipv4 udp send': [3000, 3000] }));
+
+      child = await TrafficChild.start('peers');
+      const mode = (await apiGet(daemon.apiSocketPath, '/v1/stats')).body.attachMode.mode;
+      const { body } = await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}/peers`);
+      expect([...body.peers].sort(rowOrder)).toEqual(expectedRows(portsOf(child), mode).sort(rowOrder));
+      expect((await apiGet(daemon.apiSocketPath, '/v1/stats')).body.kernel.overShare).toBeGreaterThan(0);
+    } finally {
+      await child?.finish();
+      await flood.finish();
+      expect(await daemon.stop()).toBe(0);
+    }
+  });
+});
+
 describeWithBpf('without --peers', () => {
   let daemon: TestDaemon;
   beforeAll(async () => {

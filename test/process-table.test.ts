@@ -27,7 +27,7 @@ function slot(index: number, tgid: number, startNs: number, calls: number, state
 const slots = (...list: Slot[]) => (visit: SlotVisitor) => list.forEach((s) => visit(...s));
 
 function part(tgid: number, startNs: number, calls: number, cgroupId = 1): OverflowSample {
-  return { tgid, startNs, cgroupId, counters: counters(calls), startLow: startNs, startHigh: 0, cgroupLow: cgroupId, cgroupHigh: 0 };
+  return { tgid, uid: 0, startNs, cgroupId, counters: counters(calls), startLow: startNs, startHigh: 0, cgroupLow: cgroupId, cgroupHigh: 0 };
 }
 
 /** Served up to `seq` to every client, all of which see every process (null: no client). */

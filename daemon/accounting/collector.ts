@@ -17,6 +17,8 @@ import { UnattributedRows } from './unattributed-rows.js';
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
   drainIntervalMs: number;
+  /** How often every process's peers are read, to drop rows of processes forgotten without them (default 60 s). */
+  peerSweepMs?: number;
   /**
    * How often the task iterator says who the live processes are (slots
    * already name who claimed them): follows renames at exec and notices
@@ -26,7 +28,7 @@ export interface CollectorOptions {
 }
 
 /** Every process's peers are read this often (the rest of the time, only those of processes that exit). */
-const PEER_SWEEP_MS = 60_000;
+const DEFAULT_PEER_SWEEP_MS = 60_000;
 
 export class Collector {
   /** performance.now() when the last full read began. */
@@ -39,6 +41,7 @@ export class Collector {
     unattributed: 0,
     unattributedFull: 0,
     lost: 0,
+    overShare: 0,
     exitedFull: 0,
     noStorage: 0,
     slotsRetired: 0,
@@ -172,7 +175,7 @@ export class Collector {
     const exited = (tgid: number, startNs: number): boolean => this.table.find(tgid, startNs)?.exit != null;
     const kept = (tgid: number, startNs: number): boolean => this.table.find(tgid, startNs) !== undefined;
     const samples = this.kernel.readPeers(tgids ? (tgid) => tgids.has(tgid) : undefined);
-    this.kernel.deletePeers(peers.apply(samples, exited, kept));
+    this.kernel.deletePeers(peers.apply(samples, exited, kept, tgids === null));
     if (!tgids) this.lastPeerSweepMs = performance.now();
   }
 
@@ -194,7 +197,12 @@ export class Collector {
         this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
         this.lastReadMs = performance.now() - started;
       }
-      if (this.peers && performance.now() - this.lastPeerSweepMs >= PEER_SWEEP_MS) this.readPeers(this.peers, null);
+      if (this.peers && performance.now() - this.lastPeerSweepMs >= (this.options.peerSweepMs ?? DEFAULT_PEER_SWEEP_MS)) {
+        // The table must know every live process first (right after a start, or on a host where no client asked):
+        // a process it does not list is taken for one forgotten, its rows for orphans.
+        this.readAll();
+        this.readPeers(this.peers, null);
+      }
       // Exited threads' entries are deleted as soon as they are read, so that they never fill the map.
       if (this.threads && stats.threadsExited !== this.reportedStats.threadsExited) this.readThreads(this.threads);
       else this.threads?.expire(Date.now());
@@ -233,6 +241,8 @@ export class Collector {
       this.log.warn(`kernel: overflow map full, ${grew('unattributed')} calls counted per user and cgroup only, not per process (raise --overflow-capacity)`);
     if (grew('unattributedFull') > 0)
       this.log.warn(`kernel: unattributed map full too, ${grew('unattributedFull')} calls counted in the host's row only (raise --unattributed-capacity)`);
+    if (grew('overShare') > 0)
+      this.log.warn(`kernel: ${grew('overShare')} map entries refused to users past their share of a map (--map-share-per-user-percent): their calls count in coarser rows of their own`);
     if (grew('lost') > 0) this.log.error(`kernel: ${grew('lost')} calls not counted at all: the host's unattributed row is missing (a bug)`);
     if (grew('exitedFull') > 0)
       this.log.warn(`kernel: exited map full, ${grew('exitedFull')} exits not recorded: those processes are retired with their last counters (raise --exited-capacity)`);

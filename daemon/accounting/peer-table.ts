@@ -56,7 +56,13 @@ export class PeerTable {
    * the caller deletes from the kernel: exited processes' (kept here), and
    * those of processes forgotten with their rows left behind.
    */
-  apply(samples: readonly PeerSample[], exited: (tgid: number, startNs: number) => boolean, kept: (tgid: number, startNs: number) => boolean): PeerSample[] {
+  apply(
+    samples: readonly PeerSample[],
+    exited: (tgid: number, startNs: number) => boolean,
+    kept: (tgid: number, startNs: number) => boolean,
+    /** A read of every process's rows, just after a full read of the process table: only it judges orphans. */
+    sweep: boolean,
+  ): PeerSample[] {
     const done: PeerSample[] = [];
     const final: PeerSample[] = [];
     const unlisted = new Map<string, number>();
@@ -66,6 +72,7 @@ export class PeerTable {
       // last read; one it still does not list a read later was forgotten
       // with its rows left behind (a failed read at its exit): drop them.
       if (!kept(sample.tgid, sample.startNs)) {
+        if (!sweep) continue; // a read of exited processes' rows says nothing of the others
         const reads = (this.unlisted.get(key) ?? 0) + 1;
         if (reads > 1) done.push(sample);
         else unlisted.set(key, reads);
@@ -75,7 +82,7 @@ export class PeerTable {
       final.push(sample);
       done.push(sample);
     }
-    this.unlisted = unlisted;
+    if (sweep) this.unlisted = unlisted;
     for (const [key, process] of rowsByProcess(final)) this.keepExited(key, process);
     for (const [key, process] of this.exited) {
       if (kept(process.tgid, process.startNs)) continue;

@@ -309,7 +309,11 @@ export class ProcessTable {
       this.withOverflow.clear();
       for (const part of read.overflow) {
         const entry = this.entry(part.tgid, part.startNs);
-        (entry.overflow ??= new Map()).set(part.cgroupId, part.counters);
+        // Threads of one process under different uids have a part each in the same cgroup: they add up.
+        const sameCgroup = entry.overflow?.get(part.cgroupId);
+        const counters = sameCgroup ? Array.from(sameCgroup) : part.counters;
+        if (sameCgroup) addInto(counters as number[], part.counters);
+        (entry.overflow ??= new Map()).set(part.cgroupId, counters);
         entry.overflowParts.push(part);
         if (!entry.exit) this.withOverflow.add(entry);
         touched.push(entry);

@@ -24,8 +24,12 @@ import {
   ThreadKey,
   ThreadState,
   UnattributedKey,
+  HELD_SIZE,
+  PeerOverflowKey,
+  Share,
   readU64,
 } from './layout.js';
+import { DEFAULT_SHARES, ShareLedger, type ShareOptions, writeShares } from './map-shares.js';
 import { mapShared, native } from './libbpf.js';
 
 /** Who a process is (struct netacct_proc_info). */
@@ -64,6 +68,8 @@ export type SlotVisitor = (
 ) => void;
 
 export interface OverflowSample extends PartSample {
+  /** The calling thread's real uid: whose share of the map the entry is counted in. */
+  uid: number;
   /** The key's u64 fields as 32-bit halves: startNs may exceed 2^53, and deleting needs the exact key. */
   startLow: number;
   startHigh: number;
@@ -71,7 +77,6 @@ export interface OverflowSample extends PartSample {
   cgroupHigh: number;
 }
 
-/** One thread's counters (per-thread counting is on). */
 /** An unattributed row: calls no process row could take, of `uid` in `cgroupId` (the host's: HOST_UID, 0). */
 export interface UnattributedSample {
   uid: number;
@@ -79,6 +84,7 @@ export interface UnattributedSample {
   counters: number[];
 }
 
+/** One thread's counters (per-thread counting is on). */
 export interface ThreadSample {
   tid: number;
   tgid: number;
@@ -102,6 +108,8 @@ export interface PeerAddress {
 /** One process's counters with one peer (per-peer counting is on), or its overflow row (`peer` null). */
 export interface PeerSample {
   tgid: number;
+  /** The calling thread's real uid: whose share of the map the entry is counted in. */
+  uid: number;
   startNs: number;
   peer: PeerAddress | null;
   counters: number[];
@@ -116,6 +124,8 @@ export interface KernelStats {
   unattributedFull: number;
   /** Calls not counted at all (the host's row was missing): never, unless there is a bug. */
   lost: number;
+  /** Entries not created because their user held its share of the map (its calls went to a coarser row). */
+  overShare: number;
   exitedFull: number;
   noStorage: number;
   slotsRetired: number;
@@ -148,6 +158,8 @@ export interface KernelCountersOptions {
   peerCapacity?: number;
   /** How to count (attach-mode.ts); default: what the running kernel offers (auto). */
   attachMode?: AttachMode;
+  /** Each user's share of the maps it can fill (map-shares.ts); default DEFAULT_SHARES. */
+  shares?: ShareOptions;
 }
 
 /**
@@ -183,7 +195,7 @@ const E2BIG = 7;
 const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
 // Peers too: a process's peers add up to its counters across restarts.
-const PINNED_MAPS = ['owners', 'slots', 'overflow', 'unattributed', 'exited', 'tracked', 'stats', 'cgroup_totals', 'peers', 'peer_overflow'];
+const PINNED_MAPS = ['owners', 'slots', 'overflow', 'unattributed', 'exited', 'tracked', 'stats', 'cgroup_totals', 'peers', 'peer_overflow', 'share_created', 'share_released'];
 
 /** Default (uid, cgroup) rows of calls that no process row could take. */
 export const DEFAULT_UNATTRIBUTED_CAPACITY = 16384;
@@ -279,20 +291,28 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
   const [ephemeralLow, ephemeralHigh] = ephemeralPorts();
   rodata.writeUInt16LE(ephemeralLow, Settings.ephemeralLow);
   rodata.writeUInt16LE(ephemeralHigh, Settings.ephemeralHigh);
+  const unattributed = options.unattributedCapacity ?? DEFAULT_UNATTRIBUTED_CAPACITY;
+  const peerOverflow = peers > 0 ? Math.min(slots, PEER_OVERFLOW_ROWS) : 1;
+  const byShare = [];
+  byShare[Share.overflow] = options.overflowCapacity;
+  byShare[Share.unattributed] = unattributed;
+  byShare[Share.peers] = Math.max(1, peers);
+  byShare[Share.peerOverflow] = peerOverflow;
+  writeShares(rodata, byShare, options.shares ?? DEFAULT_SHARES);
   return BpfObject.load(options.objectPath, {
     capacities: {
       owners: slots,
       slots,
       overflow: options.overflowCapacity,
-      // One more for the host's row, which is never deleted.
-      unattributed: (options.unattributedCapacity ?? DEFAULT_UNATTRIBUTED_CAPACITY) + 1,
+      // One more for the host's row, which is never deleted; users' own rows (uid, cgroup 0) share the rest.
+      unattributed: unattributed + 1,
       exited: options.exitedCapacity,
       thread_owners: threads,
       thread_slots: threads,
       threads: options.threadCapacity > 0 ? (options.threadOverflowCapacity ?? threads) : 1,
       peers: Math.max(1, peers),
       // Rows of processes whose pairs did not fit; beyond these, calls are only counted as lost (preallocated: 190 B each).
-      peer_overflow: peers > 0 ? Math.min(slots, PEER_OVERFLOW_ROWS) : 1,
+      peer_overflow: peerOverflow,
     },
     rodata,
     // Programs of the other mode are not even loaded: their attach points may not exist here.
@@ -351,6 +371,8 @@ export class KernelCounters {
   private readonly peerOverflow: BatchReader;
   private readonly peerOverflowFd: number;
   private readonly statsFd: number;
+  /** Gives users back their share of a map as the daemon deletes their entries. */
+  private readonly shares: ShareLedger;
   private readonly unattributedFd: number;
   private readonly unattributed: BatchReader;
   private readonly cgroupTotalsFd: number;
@@ -397,8 +419,10 @@ export class KernelCounters {
     this.peersFd = object.mapFd('peers');
     this.peers = new BatchReader(this.peersFd, PeerKey.size, COUNTERS_SIZE, 1024);
     this.peerOverflowFd = object.mapFd('peer_overflow');
-    this.peerOverflow = new BatchReader(this.peerOverflowFd, ProcId.size, COUNTERS_SIZE, 1024);
+    this.peerOverflow = new BatchReader(this.peerOverflowFd, PeerOverflowKey.size, COUNTERS_SIZE, 1024);
     this.statsFd = object.mapFd('stats');
+    const releasedFd = object.mapFd('share_released');
+    this.shares = new ShareLedger(releasedFd, (visit) => new BatchReader(releasedFd, 4, HELD_SIZE, 256).read(false, visit));
     this.unattributedFd = object.mapFd('unattributed');
     this.unattributed = new BatchReader(this.unattributedFd, UnattributedKey.size, COUNTERS_SIZE, 256);
     this.cgroupTotalsFd = object.mapFd('cgroup_totals');
@@ -543,6 +567,7 @@ export class KernelCounters {
       const cgroupHigh = keyWords![k + PartKey.cgroupId / 4 + 1]!;
       samples.push({
         tgid: keyWords![k + PartKey.tgid / 4]!,
+        uid: keyWords![k + PartKey.uid / 4]!,
         startNs: startLow + startHigh * 0x1_0000_0000,
         cgroupId: cgroupLow + cgroupHigh * 0x1_0000_0000,
         counters,
@@ -639,12 +664,20 @@ export class KernelCounters {
     };
     read(this.peers, PeerKey.size, (key, counters) => ({
       tgid: key.readUInt32LE(PeerKey.tgid),
+      uid: key.readUInt32LE(PeerKey.uid),
       startNs: readU64(key, PeerKey.startNs),
       peer: { address: key.subarray(PeerKey.addr, PeerKey.addr + PeerKey.addrSize), remotePort: key.readUInt16LE(PeerKey.remotePort), localPort: key.readUInt16LE(PeerKey.localPort) },
       counters,
       key,
     }));
-    read(this.peerOverflow, ProcId.size, (key, counters) => ({ tgid: key.readUInt32LE(ProcId.tgid), startNs: readU64(key, ProcId.startNs), peer: null, counters, key }));
+    read(this.peerOverflow, PeerOverflowKey.size, (key, counters) => ({
+      tgid: key.readUInt32LE(PeerOverflowKey.tgid),
+      uid: key.readUInt32LE(PeerOverflowKey.uid),
+      startNs: readU64(key, PeerOverflowKey.startNs),
+      peer: null,
+      counters,
+      key,
+    }));
     return samples;
   }
 
@@ -657,7 +690,10 @@ export class KernelCounters {
 
   /** Deletes the entries of processes that exited, once read for the last time. */
   deletePeers(samples: readonly PeerSample[]): void {
-    for (const { peer, key } of samples) native.deleteElem(peer ? this.peersFd : this.peerOverflowFd, key);
+    for (const { peer, key, uid } of samples) {
+      if (native.deleteElem(peer ? this.peersFd : this.peerOverflowFd, key) === 0) this.shares.release(peer ? Share.peers : Share.peerOverflow, uid);
+    }
+    this.shares.flush();
   }
 
   /** Writes 0 (free) into owners[index] of the map `ownersFd`. */
@@ -729,7 +765,8 @@ export class KernelCounters {
     const key = Buffer.alloc(UnattributedKey.size);
     key.writeUInt32LE(uid, UnattributedKey.uid);
     key.writeBigUInt64LE(BigInt(cgroupId), UnattributedKey.cgroupId);
-    native.deleteElem(this.unattributedFd, key);
+    if (native.deleteElem(this.unattributedFd, key) === 0) this.shares.release(Share.unattributed, uid);
+    this.shares.flush();
   }
 
   /** Deletes overflow entries of processes that have exited (nothing writes them any more). */
@@ -737,12 +774,14 @@ export class KernelCounters {
     const key = Buffer.alloc(PartKey.size);
     for (const part of parts) {
       key.writeUInt32LE(part.tgid, PartKey.tgid);
+      key.writeUInt32LE(part.uid, PartKey.uid);
       key.writeUInt32LE(part.startLow, PartKey.startNs);
       key.writeUInt32LE(part.startHigh, PartKey.startNs + 4);
       key.writeUInt32LE(part.cgroupLow, PartKey.cgroupId);
       key.writeUInt32LE(part.cgroupHigh, PartKey.cgroupId + 4);
-      native.deleteElem(this.overflowFd, key);
+      if (native.deleteElem(this.overflowFd, key) === 0) this.shares.release(Share.overflow, part.uid);
     }
+    this.shares.flush();
   }
 
   readStats(): KernelStats {
@@ -758,6 +797,7 @@ export class KernelCounters {
       unattributed: totals[Stat.overflowFull]!,
       unattributedFull: totals[Stat.unattributedFull]!,
       lost: totals[Stat.lost]!,
+      overShare: totals[Stat.overShare]!,
       exitedFull: totals[Stat.exitedFull]!,
       noStorage: totals[Stat.noStorage]!,
       slotsRetired: totals[Stat.slotsRetired]!,

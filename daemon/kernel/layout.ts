@@ -5,7 +5,15 @@
 export const LAYOUT_VERSION = 4;
 
 /** struct netacct_settings, the .rodata the daemon writes before loading. */
-export const Settings = { size: 20, slotMask: 0, countThreads: 4, threadMask: 8, countPeers: 12, ephemeralLow: 16, ephemeralHigh: 18 } as const;
+export const Settings = { size: 52, slotMask: 0, countThreads: 4, threadMask: 8, countPeers: 12, ephemeralLow: 16, ephemeralHigh: 18, userShare: 20, othersShare: 36 } as const;
+
+/** enum netacct_share: the kernel maps a user fills, where each user but root holds at most a share. */
+export const Share = { overflow: 0, unattributed: 1, peers: 2, peerOverflow: 3 } as const;
+export const SHARES = 4;
+/** struct netacct_held: entries held per share (u64 each), in share_created and share_released by uid. */
+export const HELD_SIZE = SHARES * 8;
+/** The key of the share maps that counts every user but root together. */
+export const OTHERS_UID = 0xffff_fffe;
 
 /** Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */
 export const Family = { ipv4: 0, ipv6: 1 } as const;
@@ -31,7 +39,7 @@ export const OWNER_SIZE = 8;
 
 export const Slot = { size: 168, tgid: 0, uid: 4, startNs: 8, cgroupId: 16, comm: 24, commSize: 16, counters: 40 } as const;
 
-export const PartKey = { size: 24, tgid: 0, startNs: 8, cgroupId: 16 } as const;
+export const PartKey = { size: 24, tgid: 0, uid: 4, startNs: 8, cgroupId: 16 } as const;
 
 /** struct netacct_unattributed_key: calls no process row could take, per (uid, cgroup); the host's row is (HOST_UID, 0). */
 export const UnattributedKey = { size: 16, uid: 0, cgroupId: 8 } as const;
@@ -48,10 +56,13 @@ export const ThreadState = { live: 0, exited: 1 } as const;
 export const Thread = { size: 176, tid: 0, tgid: 4, startNs: 8, processStartNs: 16, comm: 24, commSize: 16, state: 40, counters: 48 } as const;
 
 /** struct netacct_peer_key: addr is IPv6, IPv4 as ::ffff:a.b.c.d, all zero when not known. */
-export const PeerKey = { size: 32, tgid: 0, remotePort: 4, localPort: 6, startNs: 8, addr: 16, addrSize: 16 } as const;
+export const PeerKey = { size: 40, tgid: 0, remotePort: 4, localPort: 6, startNs: 8, addr: 16, addrSize: 16, uid: 32 } as const;
 
-export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5, peersFull: 6, peersLost: 7, unattributedFull: 8, lost: 9 } as const;
-export const STATS = 10;
+/** struct netacct_peer_overflow_key. */
+export const PeerOverflowKey = { size: 16, tgid: 0, uid: 4, startNs: 8 } as const;
+
+export const Stat = { overflowFull: 0, exitedFull: 1, noStorage: 2, slotsRetired: 3, threadsFull: 4, threadsExited: 5, peersFull: 6, peersLost: 7, unattributedFull: 8, lost: 9, overShare: 10 } as const;
+export const STATS = 11;
 
 /** The netatop module's getsockopt commands (bpf/netatop-sockopt.bpf.c serves them). */
 export const NetatopCommand = { probe: 15661, forceGc: 15662, emptyExit: 15663, getcntExit: 15664, getcntTgid: 15665, getcntPid: 15666 } as const;

@@ -164,6 +164,7 @@ export function renderMetrics(input: MetricsInput): string {
   const k = health.kernel;
   family('netacct_unattributed_events_total', 'counter', "Send/receive calls counted per user and cgroup only, not in their process's row: the overflow map was full.").add({}, k.unattributed);
   family('netacct_host_row_events_total', 'counter', "Of those, calls counted in the host's row only: the unattributed map was full too.").add({}, k.unattributedFull);
+  family('netacct_share_refusals_total', 'counter', "Kernel map entries refused to a user past its share of a map: its calls count in a coarser row of its own.").add({}, k.overShare);
   family('netacct_dropped_events_total', 'counter', 'Send/receive calls not counted at all (always 0 unless there is a bug).').add({}, k.lost);
   family('netacct_unrecorded_exits_total', 'counter', 'Process exits not recorded because the exited map was full.').add({}, k.exitedFull);
   family('netacct_thread_dropped_events_total', 'counter', 'Calls not counted per thread because the threads map was full.').add({}, k.threadsFull);

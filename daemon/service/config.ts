@@ -35,6 +35,14 @@ export const ConfigSchema = z.strictObject({
   overflowCapacity: z.number().int().min(1),
   /** Kernel rows per (user, cgroup) for calls that found neither a slot nor an overflow entry (the host's row takes the rest). */
   unattributedCapacity: z.number().int().min(1),
+  /**
+   * Percent of each kernel map a user fills (overflow, unattributed, peers)
+   * that one user other than root may hold, and that all of them together
+   * may: the rest is kept for root. Past it, a user's calls count in a
+   * coarser row of its own.
+   */
+  mapSharePerUserPercent: z.number().int().min(1).max(100),
+  mapShareOthersPercent: z.number().int().min(1).max(100),
   /** Kernel entries for exited processes between two drains. */
   exitedCapacity: z.number().int().min(1),
   /** Exited processes are kept at least this long after every client had them. */
@@ -124,6 +132,8 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'slots',
   'overflowCapacity',
   'unattributedCapacity',
+  'mapSharePerUserPercent',
+  'mapShareOthersPercent',
   'exitedCapacity',
   'threads',
   'threadCapacity',
@@ -157,6 +167,8 @@ export function defaultConfig(): Config {
     slots: 32768,
     overflowCapacity: 16384,
     unattributedCapacity: 16384,
+    mapSharePerUserPercent: 50,
+    mapShareOthersPercent: 90,
     exitedCapacity: 32768,
     exitedRetentionMs: 10_000,
     threads: false,

@@ -79,6 +79,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       slots: config.slots,
       overflowCapacity: config.overflowCapacity,
       unattributedCapacity: config.unattributedCapacity,
+      shares: { perUserPercent: config.mapSharePerUserPercent, othersPercent: config.mapShareOthersPercent },
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
       threadOverflowCapacity: config.threadOverflowCapacity,

@@ -61,6 +61,7 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
       slots: config.slots,
       overflowCapacity: config.overflowCapacity,
       unattributedCapacity: config.unattributedCapacity,
+      shares: { perUserPercent: config.mapSharePerUserPercent, othersPercent: config.mapShareOthersPercent },
       exitedCapacity: config.exitedCapacity,
       threadCapacity: config.threads ? config.threadCapacity : 0,
       threadOverflowCapacity: config.threadOverflowCapacity,

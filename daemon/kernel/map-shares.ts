@@ -1,0 +1,72 @@
+// Each user's share of the kernel maps it can fill (bpf/netacct.h:
+// netacct_share). The programs count the entries they create per uid in
+// share_created; the daemon, the only one that deletes entries, counts what
+// it deletes in share_released. Each map has one writer, so neither count can
+// lose an update; a user holds created - released. Both maps are pinned with
+// the others: the shares survive a restart as the entries do.
+import { HELD_SIZE, OTHERS_UID, SHARES, Settings } from './layout.js';
+import { fail } from './bpf-object.js';
+import { native } from './libbpf.js';
+
+/** A map a user fills, by its enum netacct_share index. */
+export type ShareKind = number;
+
+export interface ShareOptions {
+  /** Percent of each map one user other than root may hold. */
+  perUserPercent: number;
+  /** Percent of each map every user but root may hold together: the rest is kept for root. */
+  othersPercent: number;
+}
+
+export const DEFAULT_SHARES: ShareOptions = { perUserPercent: 50, othersPercent: 90 };
+
+/** Writes the shares of maps of `capacities` (by share kind) into the programs' settings (.rodata). */
+export function writeShares(rodata: Buffer, capacities: readonly number[], options: ShareOptions): void {
+  for (let kind = 0; kind < SHARES; kind++) {
+    const capacity = capacities[kind]!;
+    rodata.writeUInt32LE(Math.max(1, Math.floor((capacity * options.perUserPercent) / 100)), Settings.userShare + kind * 4);
+    rodata.writeUInt32LE(Math.max(1, Math.floor((capacity * options.othersPercent) / 100)), Settings.othersShare + kind * 4);
+  }
+}
+
+export class ShareLedger {
+  /** share_released as this daemon wrote it (read back at start from pinned maps), by uid. */
+  private readonly released = new Map<number, bigint[]>();
+  /** Uids whose counts changed since the last flush. */
+  private readonly dirty = new Set<number>();
+  private readonly key = Buffer.alloc(4);
+  private readonly value = Buffer.alloc(HELD_SIZE);
+
+  /** `readReleased` visits share_released's entries (a pinned map may hold some): (key, value) at an index. */
+  constructor(
+    private readonly releasedFd: number,
+    readReleased: (visit: (keys: Buffer, values: Buffer, index: number) => void) => void,
+  ) {
+    readReleased((keys, values, i) => {
+      this.released.set(keys.readUInt32LE(i * 4), Array.from({ length: SHARES }, (_, kind) => values.readBigUInt64LE(i * HELD_SIZE + kind * 8)));
+    });
+  }
+
+  /** `count` entries of `kind` created for `uid` were deleted (root holds no share). */
+  release(kind: ShareKind, uid: number, count = 1): void {
+    if (uid === 0) return;
+    for (const key of [uid, OTHERS_UID]) {
+      let held = this.released.get(key);
+      if (!held) this.released.set(key, (held = new Array<bigint>(SHARES).fill(0n)));
+      held[kind]! += BigInt(count);
+      this.dirty.add(key);
+    }
+  }
+
+  /** Writes what changed: after deleting, so that a share is given back only for entries really gone. */
+  flush(): void {
+    for (const key of this.dirty) {
+      const held = this.released.get(key)!;
+      this.key.writeUInt32LE(key);
+      for (let kind = 0; kind < SHARES; kind++) this.value.writeBigUInt64LE(held[kind]!, kind * 8);
+      const ret: number = native.updateElem(this.releasedFd, this.key, this.value, 0);
+      if (ret < 0) fail(`giving back the map shares of uid ${key}`, -ret);
+    }
+    this.dirty.clear();
+  }
+}
