@@ -107,6 +107,7 @@ struct css_set {
 	struct cgroup *dfl_cgrp; /* the task's cgroup v2 */
 } __attribute__((preserve_access_index));
 
+struct files_struct;
 struct task_struct {
 	int pid;
 	int tgid;
@@ -116,6 +117,7 @@ struct task_struct {
 	const struct cred *cred;
 	struct signal_struct *signal;
 	struct css_set *cgroups;
+	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
 struct kernfs_node {
@@ -553,8 +555,9 @@ static __always_inline int ephemeral(__u16 port)
 static __noinline int count_peer(struct sockaddr_peer *peer, __u16 local, __u32 tgid, __u32 calls_index,
 				 int ret)
 {
-	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
-	struct netacct_peer_key key = { .tgid = tgid, .start_ns = leader->start_boottime, .uid = (__u32)bpf_get_current_uid_gid() };
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* The real uid as bpf_get_current_uid_gid gives it, read through the task: no helper call per event. */
+	struct netacct_peer_key key = { .tgid = tgid, .start_ns = task->group_leader->start_boottime, .uid = task->cred->uid.val };
 
 	if (peer->family == AF_INET && peer->v4_or_flowinfo) {
 		key.addr[10] = key.addr[11] = 0xff;
@@ -738,6 +741,21 @@ int BPF_PROG(on_inet6_recv, struct socket *sock, struct msghdr *msg, __u64 size,
  * (<= 6.4): they never pass inet*_sendmsg, except where the protocol has no
  * sendpage of its own (UDP over IPv6, MPTCP), whose fallback goes through
  * kernel_sendmsg and inet*_sendmsg: those are counted there, not twice. */
+/* A call that moved data on `sk`, a socket the verifier has no BTF type for
+ * (reached through a void pointer, or a kprobe's argument): read with CO-RE. */
+static __always_inline int count_read_socket(struct sock *sk, __u16 family, __u16 protocol, int ret, int direction)
+{
+	struct sockaddr_peer peer = { .family = family };
+	__u16 local = 0;
+	if (settings.count_peers) {
+		peer.port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+		peer.v4_or_flowinfo = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		bpf_core_read(peer.v6, sizeof(peer.v6), &sk->__sk_common.skc_v6_daddr);
+		local = BPF_CORE_READ(sk, __sk_common.skc_num);
+	}
+	return count_socket_call(family, protocol, ret, direction, &peer, local);
+}
+
 SEC("fexit/sock_sendpage")
 int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size, void *ppos, int more, long ret)
 {
@@ -752,16 +770,111 @@ int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size,
 		return 0;
 	if (family == AF_INET6 && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE))
 		return 0;
-	struct sockaddr_peer peer = { .family = family };
-	__u16 local = 0;
-	if (settings.count_peers) {
-		/* Read, not dereferenced: this sk is not a BTF pointer. */
-		peer.port = BPF_CORE_READ(sk, __sk_common.skc_dport);
-		peer.v4_or_flowinfo = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		bpf_core_read(peer.v6, sizeof(peer.v6), &sk->__sk_common.skc_v6_daddr);
-		local = BPF_CORE_READ(sk, __sk_common.skc_num);
-	}
-	return count_socket_call(family, protocol, (int)ret, NA_SEND, &peer, local);
+	return count_read_socket(sk, family, protocol, (int)ret, NA_SEND);
+}
+
+/*
+ * splice(2) from a TCP socket into a pipe (HAProxy's splice forwarding)
+ * reaches tcp_splice_read, which takes the data without any recvmsg: neither
+ * the tracepoints nor the fexit programs see it (other protocols' splice
+ * reads go through recvmsg and are counted there). The splice system call's
+ * own tracepoints see it on every kernel, kprobes or fexit or not: the entry
+ * notes the TCP socket spliced from, for the calling task; the exit counts
+ * what was moved. (io_uring's IORING_OP_SPLICE skips the system call: not
+ * seen.)
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} splicing SEC(".maps");
+
+/* events/syscalls/sys_enter_splice/format and sys_exit_splice/format (each argument in 8 bytes). */
+struct sys_enter_splice {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__u64 fd_in;
+	__u64 off_in;
+	__u64 fd_out;
+	__u64 off_out;
+	__u64 len;
+	__u64 flags;
+};
+
+struct sys_exit_splice {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__s64 ret;
+};
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+struct inode {
+	unsigned short i_mode;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct file___splice {
+	struct inode *f_inode;
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+/* The TCP socket that file descriptor `fd` of the calling task is, or NULL. */
+static __always_inline struct sock *tcp_socket_of(__u64 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **files = BPF_CORE_READ(fdt, fd);
+	struct file___splice *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &files[fd]) || !file)
+		return 0;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
+	return sk && protocol == IPPROTO_TCP ? sk : 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_splice")
+int on_splice_enter(struct sys_enter_splice *ctx)
+{
+	struct sock *sk = tcp_socket_of(ctx->fd_in);
+	if (!sk)
+		return 0;
+	__u64 *noted = bpf_task_storage_get(&splicing, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (noted)
+		*noted = (__u64)sk;
+	else
+		stat_add(NA_STAT_NO_STORAGE);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_splice")
+int on_splice_exit(struct sys_exit_splice *ctx)
+{
+	__u64 *noted = bpf_task_storage_get(&splicing, bpf_get_current_task_btf(), 0, 0);
+	if (!noted || !*noted)
+		return 0;
+	struct sock *sk = (struct sock *)*noted;
+	*noted = 0;
+	if (!moved_data((int)ctx->ret, 0, NA_RECV))
+		return 0;
+	return count_read_socket(sk, BPF_CORE_READ(sk, __sk_common.skc_family), IPPROTO_TCP, (int)ctx->ret, NA_RECV);
 }
 
 /* The process's slot, if it owns one in one of `states`. */

@@ -142,6 +142,14 @@ describeWithBpf('kernel counting (real BPF)', () => {
     await child.finish();
   });
 
+  test('splice(2) from a TCP socket into a pipe (tcp_splice_read: no recvmsg) counts as receive calls, exact', async () => {
+    const child = await TrafficChild.start('splice-read');
+    const splices = Number(child.announced.find((line) => line.startsWith('splices '))!.split(' ')[1]);
+    expect(splices).toBeGreaterThanOrEqual(10);
+    expect(counting().counters(child.pid)).toEqual(expectedCounters({ 'ipv4 tcp send': [10, 100_000], 'ipv4 tcp recv': [splices, 100_000] }));
+    await child.finish();
+  });
+
   test('other protocols (raw ICMP) are ignored', async () => {
     const child = await TrafficChild.start('raw');
     expect(counting().process(child.pid)).toBeUndefined(); // never counted at all

@@ -4,10 +4,14 @@
 // program each. Without them: fexit programs on the functions the
 // tracepoints' call sites reach, inet_sendmsg, inet6_sendmsg, inet_recvmsg,
 // inet6_recvmsg, and sock_sendpage where the kernel still has it (<= 6.4,
-// sendfile and splice). Both count by the same code (bpf/netacct.bpf.c).
+// sendfile and splice). Both count by the same code (bpf/netacct.bpf.c). In
+// both, the splice system call's tracepoints count splice(2) out of a TCP
+// socket (tcp_splice_read), which reaches no recvmsg.
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { type BtfPtr, native } from './libbpf.js';
-import { PreflightError } from './preflight.js';
+import { PreflightError, TRACEFS } from './preflight.js';
 
 export type AttachMode = 'tracepoint' | 'fexit';
 
@@ -16,6 +20,8 @@ export interface KernelFeatures {
   tracepoints: boolean;
   fexitTargets: boolean;
   sendpage: boolean;
+  /** The splice system call's tracepoints (syscalls:sys_enter_splice, sys_exit_splice: CONFIG_FTRACE_SYSCALLS). */
+  spliceRead: boolean;
   /** BPF compare-and-exchange (Linux 5.12), with which a process claims its slot. */
   atomics: boolean;
 }
@@ -59,6 +65,8 @@ const FEXIT_TARGETS = ['inet_sendmsg', 'inet6_sendmsg', 'inet_recvmsg', 'inet6_r
 const TRACEPOINT_PROGRAMS = ['on_send', 'on_recv'];
 const FEXIT_PROGRAMS = ['on_inet_send', 'on_inet6_send', 'on_inet_recv', 'on_inet6_recv'];
 const SENDPAGE_PROGRAM = 'on_sendpage';
+const SPLICE_READ_PROGRAMS = ['on_splice_enter', 'on_splice_exit'];
+const SPLICE_TRACEPOINTS = path.join(TRACEFS, 'events/syscalls/sys_exit_splice');
 
 let probed: KernelFeatures | null = null;
 
@@ -78,6 +86,7 @@ function readKernelFeatures(): KernelFeatures {
       tracepoints: has('btf_trace_sock_send_length', BTF_KIND_TYPEDEF) && has('btf_trace_sock_recv_length', BTF_KIND_TYPEDEF),
       fexitTargets: FEXIT_TARGETS.every((name) => has(name, BTF_KIND_FUNC)),
       sendpage: has('sock_sendpage', BTF_KIND_FUNC),
+      spliceRead: fs.existsSync(SPLICE_TRACEPOINTS),
       atomics: probeAtomics(),
     };
   } finally {
@@ -107,15 +116,17 @@ export function chooseAttachMode(setting: 'auto' | AttachMode, features: KernelF
 
 /** The counting programs to load and attach in `mode`. */
 export function countingPrograms(mode: AttachMode, features: KernelFeatures): string[] {
-  if (mode === 'tracepoint') return TRACEPOINT_PROGRAMS;
-  return features.sendpage ? [...FEXIT_PROGRAMS, SENDPAGE_PROGRAM] : FEXIT_PROGRAMS;
+  const splice = features.spliceRead ? SPLICE_READ_PROGRAMS : [];
+  if (mode === 'tracepoint') return [...TRACEPOINT_PROGRAMS, ...splice];
+  return [...FEXIT_PROGRAMS, ...(features.sendpage ? [SENDPAGE_PROGRAM] : []), ...splice];
 }
 
 /** Every counting program of the object: those not in countingPrograms() are not even loaded. */
-export const ALL_COUNTING_PROGRAMS = [...TRACEPOINT_PROGRAMS, ...FEXIT_PROGRAMS, SENDPAGE_PROGRAM];
+export const ALL_COUNTING_PROGRAMS = [...TRACEPOINT_PROGRAMS, ...FEXIT_PROGRAMS, SENDPAGE_PROGRAM, ...SPLICE_READ_PROGRAMS];
 
 /** One line for the log, --check and /v1/stats. */
 export function describeAttachMode(mode: AttachMode, features: KernelFeatures): string {
-  if (mode === 'tracepoint') return 'tracepoints sock:sock_send_length and sock:sock_recv_length';
-  return `fexit on ${[...FEXIT_TARGETS, ...(features.sendpage ? ['sock_sendpage'] : [])].join(', ')}${features.tracepoints ? ' (forced: the kernel has the tracepoints)' : ' (the kernel has no sock:sock_send_length tracepoint)'}`;
+  const splice = features.spliceRead ? ', and the splice system call (splice out of TCP sockets)' : ' (splice out of TCP sockets not seen: no syscalls:sys_exit_splice tracepoint)';
+  if (mode === 'tracepoint') return `tracepoints sock:sock_send_length and sock:sock_recv_length${splice}`;
+  return `fexit on ${[...FEXIT_TARGETS, ...(features.sendpage ? ['sock_sendpage'] : [])].join(', ')}${splice}${features.tracepoints ? ' (forced: the kernel has the tracepoints)' : ' (the kernel has no sock:sock_send_length tracepoint)'}`;
 }
