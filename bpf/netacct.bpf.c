@@ -269,6 +269,22 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* Which generation of programs counts (netacct.h); pinned with the maps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netacct_control);
+} control SEC(".maps");
+
+/* Whether these programs are the generation that counts: an inlined array lookup, one load and a compare. */
+static __always_inline int counting_generation(void)
+{
+	__u32 zero = 0;
+	struct netacct_control *control_now = bpf_map_lookup_elem(&control, &zero);
+	return control_now && control_now->generation == settings.generation;
+}
+
 static __always_inline __u64 owner_tag(__u32 tgid, __u64 state)
 {
 	return tgid | state << 32;
@@ -621,6 +637,8 @@ static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol,
 		return 0;
 	}
 
+	if (!counting_generation())
+		return 0;
 	__u32 calls_index = ((family * 2 + protocol) * 2 + direction) * 2 + NA_CALLS;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (settings.count_threads) /* a constant for the verifier: no cost when off */

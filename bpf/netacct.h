@@ -49,6 +49,19 @@ struct netacct_settings {
 	__u16 ephemeral_high;
 	__u32 user_share[NA_SHARES];   /* entries one user other than root may hold */
 	__u32 others_share[NA_SHARES]; /* entries all users but root may hold together */
+	__u32 generation;              /* these programs count while control[0] holds it */
+};
+
+/*
+ * Counting goes on while no daemon runs: the programs' links are pinned
+ * beside the maps. A daemon that starts loads its own programs as a new
+ * generation, attaches them (they count nothing yet), then writes their
+ * generation into control[0], the one switch every generation reads: from
+ * that store on, the new programs count and the old ones stop, with no call
+ * missed or counted twice; it then removes the old links.
+ */
+struct netacct_control {
+	__u32 generation; /* the generation that counts */
 };
 
 /* Counter index = ((family * 2 + protocol) * 2 + direction) * 2 + kind. */

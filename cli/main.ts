@@ -22,11 +22,17 @@ const USAGE = `usage: netacct daemon [options]
                      [--api-socket PATH]    (the daemon runs with --peers)
        netacct stats [--json] [--api-socket PATH]
        netacct top [--api-socket PATH]
+       netacct detach [--pin-dir PATH] [--config PATH]
        netacct --version
 
 ps, cgroups, peers, stats and top ask the running daemon's API (--api-socket, default
 the configuration's apiSocket); sort keys: pid, command (ps), id, path (cgroups),
 address, port (peers), and tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
+
+The BPF programs go on counting while no daemon runs (after a stop, a crash, during an
+upgrade: the next daemon takes over, nothing missed or counted twice). netacct detach
+stops that (with the daemon stopped): the programs of the pin directory detach, its
+counters stay for the next start.
 
 netacct daemon options (each overrides the same setting of the configuration file):
   --config PATH            configuration file (default ${DEFAULT_CONFIG_PATH}, used if present)
@@ -280,6 +286,35 @@ async function listingCommand(command: keyof typeof LISTING_OPTIONS, args: strin
   }
 }
 
+async function detachCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { 'pin-dir': { type: 'string' }, config: { type: 'string' } }, strict: true, allowPositionals: false });
+  let pinDir: string | null;
+  try {
+    pinDir = values['pin-dir'] ?? resolveConfig(readConfigFile(values.config ?? DEFAULT_CONFIG_PATH), {}).pinDir;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`netacct: ${err.message}\n`);
+    return 2;
+  }
+  if (pinDir === null) {
+    process.stdout.write('netacct: no pin directory configured: programs detach with their daemon\n');
+    return 0;
+  }
+  const { detachPinned } = await import('../daemon/service/detach.js');
+  try {
+    const detached = detachPinned(pinDir);
+    process.stdout.write(
+      detached > 0
+        ? `netacct: detached the programs pinned in ${pinDir}: nothing is counted until the daemon starts again (the counters stay)\n`
+        : `netacct: no programs pinned in ${pinDir}\n`,
+    );
+    return 0;
+  } catch (err) {
+    process.stderr.write(`netacct: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
 async function topCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'api-socket': { type: 'string' } }, strict: true, allowPositionals: false });
   const socketPath = apiSocketFor(values['api-socket']);
@@ -309,6 +344,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'daemon') return await daemonCommand(rest);
     if (command === 'ps' || command === 'cgroups' || command === 'peers' || command === 'stats') return await listingCommand(command, rest);
     if (command === 'top') return await topCommand(rest);
+    if (command === 'detach') return await detachCommand(rest);
     throw new UsageError(command === undefined ? 'no command given' : `unknown command '${command}'`);
   } catch (err) {
     if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {

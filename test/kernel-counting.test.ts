@@ -150,6 +150,15 @@ describeWithBpf('kernel counting (real BPF)', () => {
     await child.finish();
   });
 
+  test('io_uring: IORING_OP_SEND, SEND_ZC, RECV, SENDMSG and RECVMSG are counted like the system calls, exact', async () => {
+    const child = await TrafficChild.startIoUring();
+    const recvs = Number(child.announced.find((line) => line.startsWith('recvs '))!.split(' ')[1]);
+    expect(counting().counters(child.pid)).toEqual(
+      expectedCounters({ 'ipv4 tcp send': [5, 4500], 'ipv4 tcp recv': [recvs, 4500], 'ipv4 udp send': [3, 600], 'ipv4 udp recv': [3, 600] }),
+    );
+    await child.finish();
+  });
+
   test('other protocols (raw ICMP) are ignored', async () => {
     const child = await TrafficChild.start('raw');
     expect(counting().process(child.pid)).toBeUndefined(); // never counted at all

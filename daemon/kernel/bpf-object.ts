@@ -150,6 +150,16 @@ export class BpfObject {
     return link;
   }
 
+  /**
+   * Pins `link` at `path`: the program stays attached after this object is
+   * closed and this process is gone, until the file is removed.
+   */
+  keepAttached(link: BpfLinkPtr, path: string): void {
+    const ret: number = native.pinLink(link, path);
+    if (ret < 0) fail(`pinning the link of a program at ${path}`, -ret);
+    native.disconnectLink(link); // closing it now only closes this process's handle
+  }
+
   /** How many programs are attached now. */
   get attachedCount(): number {
     return this.links.size;

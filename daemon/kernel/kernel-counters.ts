@@ -30,7 +30,8 @@ import {
   readU64,
 } from './layout.js';
 import { DEFAULT_SHARES, ShareLedger, type ShareOptions, writeShares } from './map-shares.js';
-import { mapShared, native } from './libbpf.js';
+import { type BpfLinkPtr, mapShared, native } from './libbpf.js';
+import { activeGeneration, nextGeneration, takeOver } from './counting-generations.js';
 
 /** Who a process is (struct netacct_proc_info). */
 export interface ProcInfoSample {
@@ -160,6 +161,8 @@ export interface KernelCountersOptions {
   attachMode?: AttachMode;
   /** Each user's share of the maps it can fill (map-shares.ts); default DEFAULT_SHARES. */
   shares?: ShareOptions;
+  /** The generation the counting programs are loaded as (counting-generations.ts); default 0, what a new control map holds. */
+  generation?: number;
 }
 
 /**
@@ -195,7 +198,7 @@ const E2BIG = 7;
 const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
 // Peers too: a process's peers add up to its counters across restarts.
-const PINNED_MAPS = ['owners', 'slots', 'overflow', 'unattributed', 'exited', 'tracked', 'stats', 'cgroup_totals', 'peers', 'peer_overflow', 'share_created', 'share_released'];
+const PINNED_MAPS = ['owners', 'slots', 'overflow', 'unattributed', 'exited', 'tracked', 'stats', 'cgroup_totals', 'peers', 'peer_overflow', 'share_created', 'share_released', 'control'];
 
 /** Default (uid, cgroup) rows of calls that no process row could take. */
 export const DEFAULT_UNATTRIBUTED_CAPACITY = 16384;
@@ -299,6 +302,7 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
   byShare[Share.peers] = Math.max(1, peers);
   byShare[Share.peerOverflow] = peerOverflow;
   writeShares(rodata, byShare, options.shares ?? DEFAULT_SHARES);
+  rodata.writeUInt32LE(options.generation ?? 0, Settings.generation);
   return BpfObject.load(options.objectPath, {
     capacities: {
       owners: slots,
@@ -341,7 +345,8 @@ function loadPinned(options: KernelCountersOptions, pinDir: string, notice: (mes
   } catch (err) {
     if (!(err instanceof PinMismatchError)) throw err;
     notice(`pinned maps in ${dir} do not match this daemon (${err.message}): discarding them, counters start from zero`);
-    for (const file of fs.readdirSync(dir)) fs.rmSync(path.join(dir, file));
+    // Their programs' links too: they count into the discarded maps.
+    for (const file of fs.readdirSync(dir)) fs.rmSync(path.join(dir, file), { recursive: true });
     return loadNetacctObject(options, dir);
   }
 }
@@ -387,6 +392,9 @@ export class KernelCounters {
     private readonly slotCount: number,
     threadCount: number,
     countingPrograms: readonly string[],
+    generation: number,
+    /** Where the maps are pinned (and the links with them), or null. */
+    mapsDir: string | null,
   ) {
     this.ownersFd = object.mapFd('owners');
     const owners = mapShared(this.ownersFd, slotCount * OWNER_SIZE);
@@ -431,11 +439,16 @@ export class KernelCounters {
     this.createHostRow();
     // The exit and cgroup programs go first, so that no process gets counters
     // that could not be followed to its exit or across a cgroup move.
-    for (const name of FOLLOWING_PROGRAMS) object.attach(name);
+    const kept = new Map<string, BpfLinkPtr>();
+    for (const name of FOLLOWING_PROGRAMS) kept.set(name, object.attach(name));
     this.iterLinkFd = native.linkFd(object.attach(ITERATOR_PROGRAM));
     this.retiredOrphans = this.retireOrphanSlots();
-    for (const name of countingPrograms) object.attach(name);
+    for (const name of countingPrograms) kept.set(name, object.attach(name));
+    this.replacedGenerations = takeOver(object, generation, kept, mapsDir);
   }
+
+  /** Generations of programs left attached (by daemons before this one) that this one took over from. */
+  readonly replacedGenerations: number;
 
   /** Slots of reused (pinned) maps whose process exited while no daemon ran. */
   readonly retiredOrphans: number;
@@ -474,9 +487,12 @@ export class KernelCounters {
 
   /** Loads, sizes and attaches; counting starts when this returns. `notice` gets what to log. */
   static open(options: KernelCountersOptions, notice: (message: string) => void = () => {}): KernelCounters {
-    const object = options.pinDir ? loadPinned(options, options.pinDir, notice) : loadNetacctObject(options);
+    const mapsDir = options.pinDir ? path.join(options.pinDir, `v${LAYOUT_VERSION}`) : null;
+    const generation = nextGeneration(mapsDir ? activeGeneration(mapsDir) : 0);
+    const loading = { ...options, generation };
+    const object = options.pinDir ? loadPinned(loading, options.pinDir, notice) : loadNetacctObject(loading);
     try {
-      return new KernelCounters(object, options.slots, options.threadCapacity, countingProgramsFor(options.attachMode));
+      return new KernelCounters(object, options.slots, options.threadCapacity, countingProgramsFor(options.attachMode), generation, mapsDir);
     } catch (err) {
       object.close();
       throw err;
@@ -825,7 +841,11 @@ export class KernelCounters {
     return this.object.mapFd(name);
   }
 
-  /** Detaches every program and frees the object. Safe to call twice. */
+  /**
+   * Frees the object: the programs whose links are pinned go on counting
+   * (the next daemon takes over from them); without a pin directory, every
+   * program is detached. Safe to call twice.
+   */
   close(): void {
     for (const unmap of this.unmap.splice(0)) unmap();
     this.object.close();

@@ -5,7 +5,10 @@
 export const LAYOUT_VERSION = 4;
 
 /** struct netacct_settings, the .rodata the daemon writes before loading. */
-export const Settings = { size: 52, slotMask: 0, countThreads: 4, threadMask: 8, countPeers: 12, ephemeralLow: 16, ephemeralHigh: 18, userShare: 20, othersShare: 36 } as const;
+export const Settings = { size: 56, slotMask: 0, countThreads: 4, threadMask: 8, countPeers: 12, ephemeralLow: 16, ephemeralHigh: 18, userShare: 20, othersShare: 36, generation: 52 } as const;
+
+/** struct netacct_control: control[0] says which generation of programs counts. */
+export const Control = { size: 4, generation: 0 } as const;
 
 /** enum netacct_share: the kernel maps a user fills, where each user but root holds at most a share. */
 export const Share = { overflow: 0, unattributed: 1, peers: 2, peerOverflow: 3 } as const;

@@ -65,6 +65,8 @@ export const native = {
   attachCgroup: libbpf.func('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)'),
   linkFd: libbpf.func('int bpf_link__fd(bpf_link *link)'),
   destroyLink: libbpf.func('int bpf_link__destroy(bpf_link *link)'),
+  pinLink: libbpf.func('int bpf_link__pin(bpf_link *link, const char *path)'),
+  disconnectLink: libbpf.func('void bpf_link__disconnect(bpf_link *link)'),
   iterCreate: libbpf.func('int bpf_iter_create(int link_fd)'),
   lookupElem: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
   deleteElem: libbpf.func('int bpf_map_delete_elem(int fd, const void *key)'),

@@ -89,6 +89,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     (message) => log.warn(message),
   ));
   log.info(`counting with ${describeAttachMode(attachMode, features)}`);
+  if (kernel.replacedGenerations > 0) {
+    log.info('took over counting from the programs left attached by the daemon before: nothing missed while no daemon ran, nothing counted twice');
+  }
   if (kernel.retiredOrphans > 0) {
     log.info(`${kernel.retiredOrphans} processes counted in the pinned maps exited while no daemon ran: retired with their last counters`);
   }

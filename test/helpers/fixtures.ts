@@ -17,12 +17,15 @@ export function scratchDir(prefix: string): string {
 const outDir = scratchDir('fixtures'); // tests run the fixtures as other users too
 const built = new Map<string, string>();
 
-export function fixture(name: 'traffic' | 'atop-client' | 'notify-listener' | 'netatop-query'): string {
+/** Libraries a fixture links with, besides libc. */
+const LIBRARIES: Record<string, string[]> = { 'io-uring': ['-luring'] };
+
+export function fixture(name: 'traffic' | 'atop-client' | 'notify-listener' | 'netatop-query' | 'io-uring'): string {
   let binary = built.get(name);
   if (!binary) {
     binary = path.join(outDir, name);
     const source = path.join(import.meta.dirname, '..', 'fixtures', `${name}.c`);
-    execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', binary, source]);
+    execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', binary, source, ...(LIBRARIES[name] ?? [])]);
     built.set(name, binary);
   }
   return binary;

@@ -21,6 +21,16 @@ export class TrafficChild {
     return TrafficChild.run([fixture('traffic'), args]);
   }
 
+  /** Started, not waited for: its traffic runs while the caller goes on (await expectLine('ready') for its end). */
+  static launch(...args: string[]): TrafficChild {
+    return TrafficChild.spawned([fixture('traffic'), args]);
+  }
+
+  /** The io_uring fixture (test/fixtures/io-uring.c), which speaks the same lines. */
+  static startIoUring(): Promise<TrafficChild> {
+    return TrafficChild.run([fixture('io-uring'), []]);
+  }
+
   /** Runs the fixture through another path (a symlink): the process is named after it. */
   static startFrom(executable: string, ...args: string[]): Promise<TrafficChild> {
     return TrafficChild.run([executable, args]);
@@ -41,13 +51,18 @@ export class TrafficChild {
     return TrafficChild.run(['sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', cgroup.dir, command, ...commandArgs]]);
   }
 
-  private static async run([command, args]: [string, string[]]): Promise<TrafficChild> {
+  /** Spawned, killed at the end of the test file if still running. */
+  private static spawned([command, args]: [string, string[]]): TrafficChild {
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
     const forget = stopAtFileEnd(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
     child.once('exit', forget);
-    const traffic = new TrafficChild(child, child.pid!);
+    return new TrafficChild(child, child.pid!);
+  }
+
+  private static async run(command: [string, string[]]): Promise<TrafficChild> {
+    const traffic = TrafficChild.spawned(command);
     traffic.announced = await traffic.expectLine('ready');
     return traffic;
   }

@@ -1,0 +1,75 @@
+// Counting goes on while no daemon runs, and across a restart or an upgrade
+// with no call missed or counted twice (bpf/netacct.h: netacct_control).
+// The links of the programs that count and follow processes are pinned under
+// <maps dir>/links/<generation>/, beside the maps, so that they outlive the
+// daemon. A daemon that starts loads its programs as the next generation,
+// attaches and pins them (they count nothing yet), switches control[0] to
+// their generation in one store, then removes every other generation's
+// links, whose programs then detach. A start that dies half way leaves at
+// most an idle generation, removed by the next start. Links are only removed
+// otherwise when the user asks (netacct detach, package removal).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fail } from './bpf-object.js';
+import type { BpfObject } from './bpf-object.js';
+import { Control } from './layout.js';
+import { type BpfLinkPtr, native } from './libbpf.js';
+
+const CONTROL_MAP = 'control';
+
+/** The generation whose programs count on the maps pinned in `mapsDir` (0: none pinned yet). */
+export function activeGeneration(mapsDir: string): number {
+  const file = path.join(mapsDir, CONTROL_MAP);
+  if (!fs.existsSync(file)) return 0;
+  const fd: number = native.objGet(file);
+  if (fd < 0) return 0; // not readable: treated as new; the maps' own check says more
+  try {
+    const value = Buffer.alloc(Control.size);
+    return native.lookupElem(fd, Buffer.alloc(4), value) === 0 ? value.readUInt32LE(Control.generation) : 0;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The generation after `active` (never 0, the value of a new control map). */
+export function nextGeneration(active: number): number {
+  return (active + 1) >>> 0 || 1;
+}
+
+/** Where the links of the maps in `mapsDir` are pinned. */
+export function linksDir(mapsDir: string): string {
+  return path.join(mapsDir, 'links');
+}
+
+/**
+ * Makes `generation` the one that counts: pins its `links` (by program name)
+ * when `mapsDir` is set, switches control[0], and removes the links of every
+ * other generation. Returns how many generations were retired.
+ */
+export function takeOver(object: BpfObject, generation: number, links: ReadonlyMap<string, BpfLinkPtr>, mapsDir: string | null): number {
+  if (mapsDir) {
+    const dir = path.join(linksDir(mapsDir), String(generation));
+    fs.rmSync(dir, { recursive: true, force: true }); // an idle one left by a start that died
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const [name, link] of links) object.keepAttached(link, path.join(dir, name));
+  }
+  const value = Buffer.alloc(Control.size);
+  value.writeUInt32LE(generation, Control.generation);
+  const ret: number = native.updateElem(object.mapFd(CONTROL_MAP), Buffer.alloc(4), value, 0);
+  if (ret < 0) fail('switching counting to this generation of programs', -ret);
+  return mapsDir ? detachExcept(mapsDir, String(generation)) : 0;
+}
+
+/** Removes the pinned links of every generation but `kept` (none: every one): their programs detach. */
+export function detachExcept(mapsDir: string, kept: string | null = null): number {
+  const dir = linksDir(mapsDir);
+  if (!fs.existsSync(dir)) return 0;
+  let removed = 0;
+  for (const generation of fs.readdirSync(dir)) {
+    if (generation === kept) continue;
+    fs.rmSync(path.join(dir, generation), { recursive: true, force: true });
+    removed++;
+  }
+  if (kept === null) fs.rmdirSync(dir);
+  return removed;
+}
