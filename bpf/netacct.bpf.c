@@ -945,6 +945,38 @@ static __always_inline void fill_info(struct netacct_proc_info *info, struct tas
 	bpf_probe_read_kernel(info->comm, sizeof(info->comm), leader->comm);
 }
 
+/*
+ * A thread other than the leader execs: it takes the leader's PID and start
+ * time (de_thread), the leader's task is freed, and the thread never exits
+ * as the thread it was. So its thread slot is retired here (else a later
+ * thread with its tid, of any process, would add to it), and the tracked
+ * mark, which was on the old leader's task, is set again where the process
+ * has an overflow entry (else its exit would go unrecorded).
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task, int old_pid, void *bprm)
+{
+	if (old_pid == task->pid)
+		return 0; /* the leader: nothing changes hands */
+	if (settings.count_threads) {
+		__u32 tid = old_pid;
+		__u32 idx = tid & settings.thread_mask;
+		__u64 *owner = bpf_map_lookup_elem(&thread_owners, &idx);
+		struct netacct_thread *slot = bpf_map_lookup_elem(&thread_slots, &idx);
+		if (owner && slot && *owner == owner_tag(tid, NA_SLOT_ACTIVE) && slot->tgid == (__u32)task->tgid)
+			retire_owner(owner, tid, NA_SLOT_EXITED, NA_STAT_THREADS_EXITED);
+	}
+	struct netacct_part_key key = {
+		.tgid = task->tgid,
+		.uid = (__u32)bpf_get_current_uid_gid(),
+		.start_ns = task->start_boottime,
+		.cgroup_id = bpf_get_current_cgroup_id(),
+	};
+	if (bpf_map_lookup_elem(&overflow, &key))
+		mark_tracked(task);
+	return 0;
+}
+
 /* The last thread of a process exits: freeze its slot and record who it was.
  * This runs before the PID can be given to a new process. */
 SEC("tp_btf/sched_process_exit")

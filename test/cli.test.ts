@@ -69,7 +69,7 @@ describeWithBpf('netacct ps, cgroups, stats (real daemon)', () => {
     const stats = await netacct('stats', '--api-socket', daemon.apiSocketPath);
     expect(stats.stdout).toMatch(/^netacct \S+, up \d+ s\n/);
     expect(stats.stdout).toContain('clients: 0 atop, 1 API (0 streams)'); // the CLI itself
-    expect(stats.stdout).toContain('5 BPF programs attached'); // send, recv, exit, cgroup moves, iterator
+    expect(stats.stdout).toContain('8 BPF programs attached'); // send, recv, splice in and out, exit, exec, cgroup moves, iterator
     expect(stats.stdout).toMatch(/maps: slots \d+\/32768, overflow \d+\/16384\n/);
     expect(JSON.parse((await netacct('stats', '--json', '--api-socket', daemon.apiSocketPath)).stdout).kernel.slots).toBe(32768);
   });

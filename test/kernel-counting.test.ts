@@ -2,7 +2,7 @@
 // made known traffic, exactly, read through the same KernelCounters,
 // Collector and ProcessTable the daemon uses.
 import path from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Collector } from '../daemon/accounting/collector.js';
 import { KernelCounters } from '../daemon/kernel/kernel-counters.js';
 import type { Logger } from '../daemon/common/log.js';
@@ -15,12 +15,14 @@ import { BASIC_SCENARIO, expectedCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
 import { PeerTable, processKey } from '../daemon/accounting/peer-table.js';
+import { ThreadTable } from '../daemon/accounting/thread-table.js';
 import { NOBODY_UID } from './helpers/fixtures.js';
 
 const OBJECT = path.join(import.meta.dirname, '..', 'bpf', 'netacct.bpf.o');
 
 interface CountingOptions {
   overflowCapacity?: number;
+  threadCapacity?: number;
   peerCapacity?: number;
   unattributedCapacity?: number;
   /** How often reads run the task iterator (0: every read, as minutes of the daemon's reads would). */
@@ -44,11 +46,12 @@ class Counting {
       overflowCapacity: options.overflowCapacity ?? 4096,
       ...(options.unattributedCapacity ? { unattributedCapacity: options.unattributedCapacity } : {}),
       exitedCapacity: 4096,
-      threadCapacity: 0,
+      threadCapacity: options.threadCapacity ?? 0,
       ...(options.peerCapacity ? { peerCapacity: options.peerCapacity } : {}),
       ...(attachMode ? { attachMode } : {}),
     });
-    this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: options.liveInfoIntervalMs ?? 10_000 }, this.log);
+    const threads = options.threadCapacity ? new ThreadTable(3_600_000, 100_000) : null;
+    this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: options.liveInfoIntervalMs ?? 10_000 }, this.log, threads);
   }
 
   /** Per cgroup id, every process's counters and the unattributed rows, after a fresh read (what /v1/cgroups adds up). */
@@ -352,5 +355,53 @@ describeWithBpf('the peers sweep (real BPF)', () => {
     } finally {
       await child.finish();
     }
+  });
+});
+
+describeWithBpf('exec from a thread other than the main one (real BPF)', () => {
+  const udp = (calls: number): number[] => expectedCounters({ 'ipv4 udp send': [calls, calls * 100], 'ipv4 udp recv': [calls, calls * 100] });
+  const sent = expectedCounters({ 'ipv4 udp send': [3, 300] });
+  const plus = (a: number[], b: number[]): number[] => a.map((value, i) => value + b[i]!);
+
+  describe('with per-thread counters', () => {
+    const counting = useCounting(32768, { threadCapacity: 1024 });
+
+    test("the thread's slot is retired at the exec: it is an exited thread, its tid free for any other", async () => {
+      const child = await TrafficChild.start('exec-thread');
+      try {
+        const tid = Number(child.announced.find((line) => line.startsWith('tid '))!.split(' ')[1]);
+        await child.exchange(2);
+        const entry = counting().entriesOf(child.pid)[0]!;
+        expect(Array.from(entry.total)).toEqual(plus(sent, udp(2)));
+        const threads = counting().collector.threadsOf(child.pid, entry.startNs)!;
+        expect(threads.find((thread) => thread.tid === tid)).toMatchObject({ exitedAtMs: expect.any(Number) });
+        const slotOwners: number[] = [];
+        counting().kernel.readThreads().forEach((thread) => slotOwners.push(thread.tid));
+        expect(slotOwners).not.toContain(tid); // read as exited, and freed
+      } finally {
+        await child.finish();
+      }
+    });
+  });
+
+  describe('a process counted in the overflow map only (one slot for every process)', () => {
+    const counting = useCounting(1, { liveInfoIntervalMs: 0 });
+
+    test('stays live however long it idles after the exec, and its exit is recorded', async () => {
+      const holder = await TrafficChild.start('interactive');
+      await holder.exchange(1); // the one slot is this one's, or another process's already
+      const child = await TrafficChild.start('exec-thread');
+      try {
+        for (let read = 0; read < 4; read++) {
+          expect(counting().entriesOf(child.pid).map((e) => [e.exit, Array.from(e.total)]), `read ${read} after the exec`).toEqual([[null, sent]]);
+        }
+        await child.finish();
+        const exited = counting().entriesOf(child.pid);
+        expect(exited.map((e) => [e.exit?.lost, Array.from(e.total)])).toEqual([[false, sent]]);
+      } finally {
+        await child.finish();
+        await holder.finish();
+      }
+    });
   });
 });

@@ -195,7 +195,7 @@ const BPF_NOEXIST = 1;
 const ENOSPC = 28;
 const E2BIG = 7;
 
-const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach'] as const;
+const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach', 'on_exec'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
 // Peers too: a process's peers add up to its counters across restarts.
 const PINNED_MAPS = ['owners', 'slots', 'overflow', 'unattributed', 'exited', 'tracked', 'stats', 'cgroup_totals', 'peers', 'peer_overflow', 'share_created', 'share_released', 'control'];
