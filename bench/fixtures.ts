@@ -6,6 +6,7 @@ import path from 'node:path';
 import { packageRoot } from '../daemon/common/package-root.js';
 
 const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-bench-'));
+fs.chmodSync(outDir, 0o755); // benchmarks run them as nobody too
 process.on('exit', () => fs.rmSync(outDir, { recursive: true, force: true })); // the compiled programs, whatever the benchmark did
 
 export function compileFixture(name: 'traffic' | 'atop-client' | 'netatop-query'): string {

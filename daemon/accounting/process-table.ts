@@ -9,6 +9,7 @@ import { COUNTERS } from '../kernel/layout.js';
 import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../kernel/kernel-counters.js';
 import { SlotState } from '../kernel/layout.js';
 import { ForgottenTotals } from './forgotten-totals.js';
+import { ExitedEntries } from './exited-entries.js';
 import type { ServedExits } from '../../protocol/netatop-server.js';
 
 export interface ProcessEntry {
@@ -99,8 +100,8 @@ export class ProcessTable {
   private readonly unknown = new Set<ProcessEntry>();
   /** The entry that last held each slot index: most reads find it here. */
   private readonly bySlot: Array<ProcessEntry | undefined> = [];
-  /** Exited entries in exit order (seq ascending). */
-  private exited: ProcessEntry[] = [];
+  /** Exited entries kept for clients, in exit order and per user. */
+  private readonly exited = new ExitedEntries<ProcessEntry>();
   private entryCount = 0;
   /** When rates were last sampled (ms), and the interval they cover (s). */
   private lastRateSampleMs: number | null = null;
@@ -154,7 +155,7 @@ export class ProcessTable {
   }
 
   get exitedCount(): number {
-    return this.exited.length;
+    return this.exited.size;
   }
 
   get latestExitSeq(): number {
@@ -195,7 +196,7 @@ export class ProcessTable {
 
   /** How many processes are live. */
   get liveCount(): number {
-    return this.entryCount - this.exited.length;
+    return this.entryCount - this.exited.size;
   }
 
   /** The entry of process (tgid, startNs), if the table has it. */
@@ -416,15 +417,13 @@ export class ProcessTable {
     this.unknown.delete(entry);
     entry.exit = { seq: ++this.lastExitSeq, atMs: nowMs, lost };
     if (lost) this.lostExits++;
-    this.exited.push(entry);
+    this.exited.add(entry);
   }
 
   /** Serves an exited entry again, to every client, with what it has now. */
   private requeueExit(entry: ProcessEntry): void {
-    const at = this.exited.indexOf(entry);
-    if (at >= 0) this.exited.splice(at, 1);
     entry.exit!.seq = ++this.lastExitSeq;
-    this.exited.push(entry);
+    this.exited.moved(entry);
   }
 
   /**
@@ -433,9 +432,8 @@ export class ProcessTable {
    * row beside a live one.
    */
   private revive(entry: ProcessEntry): void {
-    const at = this.exited.indexOf(entry);
-    if (at >= 0) this.exited.splice(at, 1);
     entry.exit = null;
+    this.exited.removed();
     entry.missedReads = 0;
     this.lostExits--;
     this.revived++;
@@ -443,40 +441,28 @@ export class ProcessTable {
 
   /** Exited entries a client that was served up to `servedSeq` has not had yet. */
   exitedAfter(servedSeq: number): ProcessEntry[] {
-    let first = this.exited.length;
-    while (first > 0 && this.exited[first - 1]!.exit!.seq > servedSeq) first--;
-    return this.exited.slice(first);
+    return this.exited.after(servedSeq);
   }
 
   /**
    * Forgets exited entries that every connected client that may see them has
    * been served (a client that sees only its own user's processes holds only
    * those), once they are older than the retention and their slot has been
-   * read for the last time; and the oldest beyond maxExited.
+   * read for the last time; and the oldest beyond maxExited. Costs what it
+   * forgets, not what clients hold (exited-entries.ts).
    */
   forgetServedExits(served: ServedExits, nowMs: number): void {
-    const isServed = (entry: ProcessEntry): boolean => {
-      const { seq } = entry.exit!;
-      const ownUser = served.byUid.get(entry.uid);
-      return (served.all === null || seq <= served.all) && (ownUser === undefined || seq <= ownUser);
-    };
-    const kept: ProcessEntry[] = [];
-    const forgotten: ProcessEntry[] = [];
-    for (const entry of this.exited) {
-      const done = nowMs - entry.exit!.atMs >= this.options.exitedRetentionMs && !entry.hasSlot && isServed(entry);
-      (done ? forgotten : kept).push(entry);
-    }
-    const overflow = kept.length - this.options.maxExited;
-    if (overflow > 0) {
-      this.droppedExits += overflow;
-      for (let i = 0; i < overflow; i++) forgotten.push(kept[i]!);
-    }
-    if (forgotten.length === 0) return;
-    for (const entry of forgotten) {
-      for (const [cgroupId, counters] of countersByCgroup(entry)) this.forgotten.add(cgroupId, counters);
-      this.forget(entry);
-    }
-    this.exited = overflow > 0 ? kept.slice(overflow) : kept;
+    this.droppedExits += this.exited.forgetServed(
+      served,
+      nowMs,
+      this.options.exitedRetentionMs,
+      this.options.maxExited,
+      (entry) => !entry.hasSlot,
+      (entry) => {
+        for (const [cgroupId, counters] of countersByCgroup(entry)) this.forgotten.add(cgroupId, counters);
+        this.forget(entry);
+      },
+    );
   }
 }
 

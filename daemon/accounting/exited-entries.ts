@@ -1,0 +1,125 @@
+// Exited processes kept until every client that may see them was served
+// them: in exit order (seq) for the answers, and per user for forgetting. A
+// client of one user holds only that user's exits, so forgetting walks each
+// user's queue from its oldest and stops at the first exit still owed: its
+// cost is the exits forgotten plus one step per user, never the exits held.
+// A user's idle atop client holding 100,000 exits costs nothing per
+// connection, answer or disconnect of anyone else.
+//
+// An exit served again (a late part of an exited process) gets a new seq and
+// goes to the end; a process revived gives its exit up. Their old places stay
+// in the arrays as stale references (an entry whose exit seq is no longer the
+// one recorded there), skipped as met and dropped when the arrays compact.
+import type { ServedExits } from '../../protocol/netatop-server.js';
+
+/** What an exited entry needs to be kept here. */
+export interface ExitedEntry {
+  readonly uid: number;
+  exit: { seq: number; atMs: number } | null;
+}
+
+interface ExitRef<T> {
+  entry: T;
+  seq: number;
+}
+
+/** A FIFO of references with a moving head (shift() would copy the array). */
+class RefQueue<T extends ExitedEntry> {
+  refs: Array<ExitRef<T>> = [];
+  head = 0;
+
+  /** Drops the references before the head and the stale ones, once they outnumber the current ones. */
+  compact(current: (ref: ExitRef<T>) => boolean): void {
+    if (this.head < 1024 && this.head * 2 < this.refs.length) return;
+    this.refs = this.refs.slice(this.head).filter(current);
+    this.head = 0;
+  }
+}
+
+/** A forgotten entry's seq: no reference is current for it any more. */
+const FORGOTTEN = -1;
+
+export class ExitedEntries<T extends ExitedEntry> {
+  /** Every kept exit, seq ascending (with stale references). */
+  private readonly bySeq = new RefQueue<T>();
+  /** Each user's kept exits, seq ascending (with stale references). */
+  private readonly byUid = new Map<number, RefQueue<T>>();
+  private count = 0;
+
+  private readonly current = (ref: ExitRef<T>): boolean => ref.entry.exit?.seq === ref.seq;
+
+  /** Exits kept now. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Keeps `entry`, whose exit (with its seq, above every kept one) was just set. */
+  add(entry: T): void {
+    this.count++;
+    this.append(entry);
+  }
+
+  /** `entry`'s exit got a new seq (above every kept one): it moves to the end. */
+  moved(entry: T): void {
+    this.append(entry);
+  }
+
+  /** `entry`'s exit was taken back (exit set to null): it is no longer kept. */
+  removed(): void {
+    this.count--;
+  }
+
+  private append(entry: T): void {
+    const ref = { entry, seq: entry.exit!.seq };
+    this.bySeq.refs.push(ref);
+    let queue = this.byUid.get(entry.uid);
+    if (!queue) this.byUid.set(entry.uid, (queue = new RefQueue()));
+    queue.refs.push(ref);
+  }
+
+  /** The kept exits with a seq above `servedSeq`, in seq order. */
+  after(servedSeq: number): T[] {
+    const { refs } = this.bySeq;
+    const found: T[] = [];
+    for (let i = refs.length - 1; i >= this.bySeq.head && refs[i]!.seq > servedSeq; i--) {
+      if (this.current(refs[i]!)) found.push(refs[i]!.entry);
+    }
+    return found.reverse();
+  }
+
+  /**
+   * Forgets, calling `forget` for each, the exits that every client that may
+   * see them was served (`served`), older than `retentionMs`, for which
+   * `done` holds (their slot read for the last time); then the oldest beyond
+   * `maxKept`, however owed. Returns how many of those were dropped owed.
+   */
+  forgetServed(served: ServedExits, nowMs: number, retentionMs: number, maxKept: number, done: (entry: T) => boolean, forget: (entry: T) => void): number {
+    for (const [uid, queue] of this.byUid) {
+      const ownUser = served.byUid.get(uid);
+      const watermark = Math.min(served.all ?? Infinity, ownUser ?? Infinity);
+      for (; queue.head < queue.refs.length; queue.head++) {
+        const ref = queue.refs[queue.head]!;
+        if (!this.current(ref)) continue;
+        if (ref.seq > watermark || nowMs - ref.entry.exit!.atMs < retentionMs || !done(ref.entry)) break;
+        this.drop(ref.entry, forget);
+      }
+      if (queue.head === queue.refs.length) this.byUid.delete(uid);
+      else queue.compact(this.current);
+    }
+    let dropped = 0;
+    for (; this.count > maxKept && this.bySeq.head < this.bySeq.refs.length; this.bySeq.head++) {
+      const ref = this.bySeq.refs[this.bySeq.head]!;
+      if (!this.current(ref)) continue;
+      this.drop(ref.entry, forget);
+      dropped++;
+    }
+    this.bySeq.compact(this.current);
+    return dropped;
+  }
+
+  private drop(entry: T, forget: (entry: T) => void): void {
+    entry.exit!.seq = FORGOTTEN;
+    this.count--;
+    forget(entry);
+  }
+}

@@ -1,0 +1,78 @@
+// The exits kept for clients: in exit order for answers, forgotten per user
+// at the cost of what is forgotten, never of what a user's client holds.
+import { expect, test } from 'vitest';
+import { ExitedEntries } from '../daemon/accounting/exited-entries.js';
+import type { ServedExits } from '../protocol/netatop-server.js';
+
+interface Entry {
+  uid: number;
+  exit: { seq: number; atMs: number } | null;
+  name: string;
+}
+
+function kept(): { exits: ExitedEntries<Entry>; add: (uid: number, name?: string) => Entry; requeue: (entry: Entry) => void } {
+  const exits = new ExitedEntries<Entry>();
+  let seq = 0;
+  return {
+    exits,
+    add: (uid, name = '') => {
+      const entry = { uid, exit: { seq: ++seq, atMs: 0 }, name };
+      exits.add(entry);
+      return entry;
+    },
+    requeue: (entry) => {
+      entry.exit!.seq = ++seq;
+      exits.moved(entry);
+    },
+  };
+}
+
+const NOBODY = 65534;
+const heldByNobody = (seq: number): ServedExits => ({ all: null, byUid: new Map([[NOBODY, seq]]) });
+
+test("100,000 exits held by one user's idle client: others' are forgotten, each call looks at a handful of entries", () => {
+  const { exits, add } = kept();
+  for (let i = 0; i < 100_000; i++) add(NOBODY);
+  for (let i = 0; i < 10; i++) add(0);
+  let looked = 0;
+  const forgotten: Entry[] = [];
+  const forget = (): number =>
+    exits.forgetServed(heldByNobody(0), 1000, 0, 1_000_000, () => (looked++, true), (entry) => forgotten.push(entry));
+  expect(forget()).toBe(0);
+  expect(forgotten.map((e) => e.uid)).toEqual(new Array(10).fill(0));
+  expect(looked).toBe(10);
+  looked = 0;
+  for (let call = 0; call < 1000; call++) forget(); // a connection, an answer, a disconnect each
+  expect(looked).toBe(0);
+  expect(exits.size).toBe(100_000);
+  // Its client served them all (or gone): forgotten.
+  exits.forgetServed({ all: null, byUid: new Map() }, 1000, 0, 1_000_000, () => true, (entry) => forgotten.push(entry));
+  expect(exits.size).toBe(0);
+  expect(forgotten).toHaveLength(100_010);
+});
+
+test('answers get the exits after a seq, in order; an exit served again moves to the end; one taken back is gone', () => {
+  const { exits, add, requeue } = kept();
+  const [a, b, c] = [add(0, 'a'), add(0, 'b'), add(NOBODY, 'c')];
+  expect(exits.after(0).map((e) => e.name)).toEqual(['a', 'b', 'c']);
+  requeue(a);
+  expect(exits.after(0).map((e) => e.name)).toEqual(['b', 'c', 'a']);
+  expect(exits.after(c.exit!.seq).map((e) => e.name)).toEqual(['a']);
+  b.exit = null;
+  exits.removed();
+  expect(exits.after(0).map((e) => e.name)).toEqual(['c', 'a']);
+  expect(exits.size).toBe(2);
+});
+
+test('retention, a slot not read for the last time, and a client behind hold an exit; past maxKept the oldest go, owed or not', () => {
+  const { exits, add } = kept();
+  const entries = [add(0, 'old'), add(0, 'slot'), add(0, 'young')];
+  entries[2]!.exit!.atMs = 900;
+  const forgotten: string[] = [];
+  const forget = (entry: Entry): number => forgotten.push(entry.name);
+  exits.forgetServed({ all: null, byUid: new Map() }, 1000, 500, 100, (e) => e.name !== 'slot', forget);
+  expect(forgotten).toEqual(['old']); // 'slot' holds the rest of its user's queue
+  exits.forgetServed({ all: 0, byUid: new Map() }, 2000, 500, 1, () => true, forget);
+  expect(forgotten).toEqual(['old', 'slot']); // owed to a client at 0, but one kept at most
+  expect(exits.size).toBe(1);
+});
