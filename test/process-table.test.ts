@@ -4,6 +4,7 @@ import { expect, test } from 'vitest';
 import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../daemon/kernel/kernel-counters.js';
 import { COUNTERS, SlotState } from '../daemon/kernel/layout.js';
 import { ProcessTable } from '../daemon/accounting/process-table.js';
+import { ForgottenTotals } from '../daemon/accounting/forgotten-totals.js';
 import type { ServedExits } from '../protocol/netatop-server.js';
 import { liveOf } from './helpers/live.js';
 
@@ -199,4 +200,28 @@ test('a process retired as lost that is seen alive again is one live row; forgot
   expect(liveCalls(t)).toEqual([[7, 70, 4]]);
   expect(exitedCalls(t)).toEqual([[8, 80, 1]]);
   t.forgetServedExits(servedToAll(null), 0);
+});
+
+test("a full totals store: a live cgroup's totals stay its own (never folded: its counter would drop), and are stored once a fold frees room", () => {
+  const stored = new Map<number, number[]>();
+  const store = {
+    readCgroupTotals: () => new Map(stored),
+    writeCgroupTotals: (id: number, counters: ArrayLike<number>) => {
+      if (!stored.has(id) && stored.size >= 3) return false;
+      stored.set(id, Array.from(counters));
+      return true;
+    },
+    deleteCgroupTotals: (id: number) => void stored.delete(id),
+  };
+  const totals = new ForgottenTotals(store); // the removed bucket takes one place of 3
+  totals.add(10, counters(1));
+  totals.add(11, counters(2));
+  totals.add(12, counters(3)); // no room
+  expect(new Map([...totals.entries()].map(([id, c]) => [id, c[0]]))).toEqual(new Map([[10, 1], [11, 2], [12, 3]]));
+  expect(totals.unpersistedCount).toBe(1);
+  totals.foldRemoved((id) => id === 10);
+  totals.foldRemoved((id) => id === 10); // removed at two passes: folded, its place freed
+  expect(new Map([...totals.entries()].map(([id, c]) => [id, c[0]]))).toEqual(new Map([[0, 1], [11, 2], [12, 3]]));
+  expect(totals.unpersistedCount).toBe(0);
+  expect(stored.get(12)![0]).toBe(3);
 });

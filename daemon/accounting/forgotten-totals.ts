@@ -6,7 +6,10 @@
 // Bounded whatever cgroups churn: a cgroup that was removed (and holds no
 // process the table still has) keeps its own totals for one fold interval,
 // so that scrapes see its last values, then folds into REMOVED_CGROUPS, one
-// bucket for every cgroup removed since.
+// bucket for every cgroup removed since. A cgroup the store has no room for
+// (as many live cgroups with forgotten processes as it holds) keeps its
+// totals here only, never folded while it lives (its counters would drop, a
+// reset to Prometheus), until a fold pass frees room in the store.
 import { addInto, addUnder, zeroCounters } from './counter-math.js';
 
 /** The key of the bucket of cgroups removed since (no cgroup has id 0). */
@@ -27,8 +30,8 @@ export class ForgottenTotals {
   private readonly byCgroup: Map<number, number[]>;
   /** Removed cgroups seen at the last fold pass: folded at the next one. */
   private removedAtLastPass = new Set<number>();
-  /** Totals folded into the removed bucket because the store was full. */
-  foldedWhenFull = 0;
+  /** Cgroups whose totals the store had no room for: kept here only (not across a restart) until it has. */
+  private readonly unpersisted = new Set<number>();
 
   constructor(private readonly store: TotalsStore | null = null) {
     this.byCgroup = store?.readCgroupTotals() ?? new Map();
@@ -54,10 +57,13 @@ export class ForgottenTotals {
   /** Adds a forgotten process's counters in `cgroupId`. */
   add(cgroupId: number, counters: ArrayLike<number>): void {
     addUnder(this.byCgroup, cgroupId, counters);
-    if (!this.persist(cgroupId)) {
-      this.foldedWhenFull++;
-      this.fold(cgroupId);
-    }
+    if (this.persist(cgroupId)) this.unpersisted.delete(cgroupId);
+    else this.unpersisted.add(cgroupId);
+  }
+
+  /** Cgroups whose totals would not survive a restart now (the store is full). */
+  get unpersistedCount(): number {
+    return this.unpersisted.size;
   }
 
   private persist(cgroupId: number): boolean {
@@ -72,6 +78,7 @@ export class ForgottenTotals {
     if (removed) addInto(removed, counters);
     else this.byCgroup.set(REMOVED_CGROUPS, Array.from(counters));
     this.byCgroup.delete(cgroupId);
+    this.unpersisted.delete(cgroupId);
     this.store?.deleteCgroupTotals(cgroupId);
     this.persist(REMOVED_CGROUPS); // its key exists from the start: never refused for space
   }
@@ -89,6 +96,7 @@ export class ForgottenTotals {
     const waiting = new Set(removed);
     for (const id of folded) waiting.delete(id);
     this.removedAtLastPass = waiting;
+    for (const id of this.unpersisted) if (this.persist(id)) this.unpersisted.delete(id); // room freed by the folds
     return folded;
   }
 }

@@ -189,6 +189,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       collector.unattributed.foldRemoved((id) => cgroupNames.nameOf(id) !== undefined && cgroupNames.isRemoved(id), table.forgotten);
       for (const id of collector.unattributed.cgroupIds()) inUse.add(id);
       table.forgotten.foldRemoved((id) => !inUse.has(id) && cgroupNames.isRemoved(id));
+      if (table.forgotten.unpersistedCount > 0) {
+        report('warn', 'cgroup totals', `${table.forgotten.unpersistedCount} live cgroups' totals are in memory only (the pinned cgroup_totals map is full): they would not survive a restart`);
+      }
       cgroupNames.retain((id) => inUse.has(id) || table.forgotten.has(id));
     }),
     config.removedCgroupFoldMs,
