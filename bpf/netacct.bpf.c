@@ -998,8 +998,12 @@ int BPF_PROG(on_process_exit)
 	struct netacct_proc_info info = {};
 	fill_info(&info, leader);
 	struct netacct_proc_id id = { .tgid = info.tgid, .start_ns = info.start_ns };
-	if (bpf_map_update_elem(&exited, &id, &info, BPF_ANY))
+	/* Within its user's share: a user's churn between two drains cannot crowd out others' exits.
+	 * Refused, the exit is still known from the slot (EXITED), or from the live reads. */
+	if (!may_hold(info.uid, NA_SHARE_EXITED) || bpf_map_update_elem(&exited, &id, &info, BPF_NOEXIST))
 		stat_add(NA_STAT_EXITED_FULL);
+	else
+		note_created(info.uid, NA_SHARE_EXITED);
 	return 0;
 }
 

@@ -24,7 +24,8 @@ enum netacct_share {
 	NA_SHARE_UNATTRIBUTED = 1,  /* (uid, cgroup) rows */
 	NA_SHARE_PEERS = 2,         /* (process, peer) pairs */
 	NA_SHARE_PEER_OVERFLOW = 3, /* processes' peer overflow rows */
-	NA_SHARES = 4,
+	NA_SHARE_EXITED = 4,        /* exit records between two drains */
+	NA_SHARES = 5,
 };
 
 /* Entries held per share: share_created (added to by the programs as they

@@ -22,6 +22,7 @@ const OBJECT = path.join(import.meta.dirname, '..', 'bpf', 'netacct.bpf.o');
 
 interface CountingOptions {
   overflowCapacity?: number;
+  exitedCapacity?: number;
   threadCapacity?: number;
   peerCapacity?: number;
   unattributedCapacity?: number;
@@ -45,7 +46,7 @@ class Counting {
       slots,
       overflowCapacity: options.overflowCapacity ?? 4096,
       ...(options.unattributedCapacity ? { unattributedCapacity: options.unattributedCapacity } : {}),
-      exitedCapacity: 4096,
+      exitedCapacity: options.exitedCapacity ?? 4096,
       threadCapacity: options.threadCapacity ?? 0,
       ...(options.peerCapacity ? { peerCapacity: options.peerCapacity } : {}),
       ...(attachMode ? { attachMode } : {}),
@@ -403,5 +404,22 @@ describeWithBpf('exec from a thread other than the main one (real BPF)', () => {
         await holder.finish();
       }
     });
+  });
+});
+
+describeWithBpf("a user's share of the exit records between two drains (real BPF)", () => {
+  const counting = useCounting(32768, { exitedCapacity: 8 });
+
+  test("nobody's 10 exits at once take at most half of 8 records: root's exit is still recorded", async () => {
+    counting().kernel.drainExited();
+    const nobody = await TrafficChild.startAsNobody('spawn', '10');
+    const root = await TrafficChild.start('basic');
+    await nobody.finish(); // its 10 children and itself exit
+    await root.finish();
+    const records = counting().kernel.drainExited();
+    const byNobody = records.filter((info) => info.uid === NOBODY_UID).length;
+    expect(byNobody).toBeLessThanOrEqual(4);
+    expect(records.some((info) => info.tgid === root.pid)).toBe(true);
+    expect(counting().kernel.readStats().exitedFull).toBe(10 - byNobody); // the children sent; the parent never did
   });
 });

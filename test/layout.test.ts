@@ -36,6 +36,7 @@ const expressions: Record<string, [number, string]> = {
   'Share.unattributed': [layout.Share.unattributed, 'NA_SHARE_UNATTRIBUTED'],
   'Share.peers': [layout.Share.peers, 'NA_SHARE_PEERS'],
   'Share.peerOverflow': [layout.Share.peerOverflow, 'NA_SHARE_PEER_OVERFLOW'],
+  'Share.exited': [layout.Share.exited, 'NA_SHARE_EXITED'],
   SHARES: [layout.SHARES, 'NA_SHARES'],
   HELD_SIZE: [layout.HELD_SIZE, 'sizeof(struct netacct_held)'],
   OTHERS_UID: [layout.OTHERS_UID, 'NA_OTHERS_UID'],

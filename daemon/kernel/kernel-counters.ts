@@ -301,6 +301,7 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
   byShare[Share.unattributed] = unattributed;
   byShare[Share.peers] = Math.max(1, peers);
   byShare[Share.peerOverflow] = peerOverflow;
+  byShare[Share.exited] = options.exitedCapacity;
   writeShares(rodata, byShare, options.shares ?? DEFAULT_SHARES);
   rodata.writeUInt32LE(options.generation ?? 0, Settings.generation);
   return BpfObject.load(options.objectPath, {
@@ -529,6 +530,8 @@ export class KernelCounters {
   drainExited(): ProcInfoSample[] {
     const infos: ProcInfoSample[] = [];
     this.exited.read(true, (_keys, values, i) => infos.push(decodeInfo(values, i * ProcInfo.size)));
+    for (const info of infos) this.shares.release(Share.exited, info.uid);
+    this.shares.flush();
     return infos;
   }
 

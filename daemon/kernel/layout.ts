@@ -5,14 +5,14 @@
 export const LAYOUT_VERSION = 4;
 
 /** struct netacct_settings, the .rodata the daemon writes before loading. */
-export const Settings = { size: 56, slotMask: 0, countThreads: 4, threadMask: 8, countPeers: 12, ephemeralLow: 16, ephemeralHigh: 18, userShare: 20, othersShare: 36, generation: 52 } as const;
+export const Settings = { size: 64, slotMask: 0, countThreads: 4, threadMask: 8, countPeers: 12, ephemeralLow: 16, ephemeralHigh: 18, userShare: 20, othersShare: 40, generation: 60 } as const;
 
 /** struct netacct_control: control[0] says which generation of programs counts. */
 export const Control = { size: 4, generation: 0 } as const;
 
 /** enum netacct_share: the kernel maps a user fills, where each user but root holds at most a share. */
-export const Share = { overflow: 0, unattributed: 1, peers: 2, peerOverflow: 3 } as const;
-export const SHARES = 4;
+export const Share = { overflow: 0, unattributed: 1, peers: 2, peerOverflow: 3, exited: 4 } as const;
+export const SHARES = 5;
 /** struct netacct_held: entries held per share (u64 each), in share_created and share_released by uid. */
 export const HELD_SIZE = SHARES * 8;
 /** The key of the share maps that counts every user but root together. */
