@@ -423,11 +423,14 @@ static __noinline int count_unattributed(__u32 uid, __u64 cgroup_id, __u32 calls
 	stat_add(NA_STAT_OVERFLOW_FULL);
 	struct netacct_counters *row = shared_counters(&unattributed, &key, uid, NA_SHARE_UNATTRIBUTED);
 	if (!row) {
+		/* The user's own row: one per uid, within what all users but root may hold
+		 * together (user namespaces give a user many uids), and never deleted. */
 		key.cgroup_id = 0;
 		row = bpf_map_lookup_elem(&unattributed, &key);
-		if (!row) {
+		if (!row && (uid == 0 || under_share(NA_OTHERS_UID, NA_SHARE_UNATTRIBUTED, settings.others_share[NA_SHARE_UNATTRIBUTED]))) {
 			struct netacct_counters zero = {};
-			bpf_map_update_elem(&unattributed, &key, &zero, BPF_NOEXIST);
+			if (bpf_map_update_elem(&unattributed, &key, &zero, BPF_NOEXIST) == 0)
+				note_created(uid, NA_SHARE_UNATTRIBUTED);
 			row = bpf_map_lookup_elem(&unattributed, &key);
 		}
 	}
@@ -589,7 +592,13 @@ static __noinline int count_peer(struct sockaddr_peer *peer, __u16 local, __u32 
 	else if (ephemeral(remote) && !ephemeral(local))
 		key.remote_port = 0; /* a service: its own port, not its clients' */
 
-	struct netacct_counters *c = shared_counters(&peers, &key, key.uid, NA_SHARE_PEERS);
+	struct netacct_counters *c = bpf_map_lookup_elem(&peers, &key);
+	if (!c) {
+		/* A process whose own calls all went to unattributed rows holds nothing
+		 * else in the kernel: marked, the iterator lists it and its peers stay. */
+		mark_tracked(task->group_leader);
+		c = shared_counters(&peers, &key, key.uid, NA_SHARE_PEERS);
+	}
 	if (!c) {
 		struct netacct_peer_overflow_key row = { .tgid = tgid, .uid = key.uid, .start_ns = key.start_ns };
 		stat_add(NA_STAT_PEERS_FULL);
@@ -637,8 +646,6 @@ static __always_inline int count_socket_call(__u16 sk_family, __u16 sk_protocol,
 		return 0;
 	}
 
-	if (!counting_generation())
-		return 0;
 	__u32 calls_index = ((family * 2 + protocol) * 2 + direction) * 2 + NA_CALLS;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (settings.count_threads) /* a constant for the verifier: no cost when off */
@@ -664,6 +671,8 @@ static __always_inline int count_call(struct sock *sk, int ret, int flags, int d
 				      struct sockaddr_peer *name)
 {
 	if (!moved_data(ret, flags, direction)) /* before touching the socket: most calls that fail stop here */
+		return 0;
+	if (!counting_generation())
 		return 0;
 	__u16 family = sk->__sk_common.skc_family;
 	struct sockaddr_peer peer; /* filled, and read, only when peers are counted */
@@ -788,6 +797,8 @@ int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size,
 		return 0;
 	if (family == AF_INET6 && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE))
 		return 0;
+	if (!counting_generation())
+		return 0;
 	return count_read_socket(sk, family, protocol, (int)ret, NA_SEND);
 }
 
@@ -798,8 +809,8 @@ int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size,
  * reads go through recvmsg and are counted there). The splice system call's
  * own tracepoints see it on every kernel, kprobes or fexit or not: the entry
  * notes the TCP socket spliced from, for the calling task; the exit counts
- * what was moved. (io_uring's IORING_OP_SPLICE skips the system call: not
- * seen.)
+ * what was moved. (io_uring's IORING_OP_SPLICE skips the system call, and
+ * 32-bit programs' splice has no such tracepoint on x86-64: not seen.)
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -849,12 +860,19 @@ struct file___splice {
 	void *private_data;
 } __attribute__((preserve_access_index));
 
-/* The TCP socket that file descriptor `fd` of the calling task is, or NULL. */
-static __always_inline struct sock *tcp_socket_of(__u64 fd)
+struct socket___splice {
+	short type;
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+#define SOCK_STREAM 1
+
+/* The TCP stream socket that file descriptor `fd` of the calling task is, or NULL. */
+static __always_inline struct sock *tcp_socket_of(__s32 fd)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd < 0 || !fdt || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
 		return 0;
 	struct file **files = BPF_CORE_READ(fdt, fd);
 	struct file___splice *file = 0;
@@ -862,22 +880,26 @@ static __always_inline struct sock *tcp_socket_of(__u64 fd)
 		return 0;
 	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return 0;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct socket___splice *sock = BPF_CORE_READ(file, private_data);
 	struct sock *sk = BPF_CORE_READ(sock, sk);
-	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
-	return sk && protocol == IPPROTO_TCP ? sk : 0;
+	if (!sk || BPF_CORE_READ(sock, type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0; /* a raw socket of protocol TCP reads through recvmsg */
+	return sk;
 }
 
+/* Only the generation that counts notes a splice, and the note is taken
+ * whole at its end by whichever program comes first (the map is pinned, so
+ * a splice that spans a daemon's take-over is counted once by either). */
 SEC("tracepoint/syscalls/sys_enter_splice")
 int on_splice_enter(struct sys_enter_splice *ctx)
 {
-	struct sock *sk = tcp_socket_of(ctx->fd_in);
-	if (!sk)
-		return 0;
-	__u64 *noted = bpf_task_storage_get(&splicing, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* The system call takes an int: the register's upper half is not the descriptor's. */
+	struct sock *sk = counting_generation() ? tcp_socket_of((__s32)ctx->fd_in) : 0;
+	__u64 *noted = bpf_task_storage_get(&splicing, task, 0, sk ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 	if (noted)
-		*noted = (__u64)sk;
-	else
+		*noted = (__u64)sk; /* 0 for another file: no stale note for a later splice */
+	else if (sk)
 		stat_add(NA_STAT_NO_STORAGE);
 	return 0;
 }
@@ -886,11 +908,10 @@ SEC("tracepoint/syscalls/sys_exit_splice")
 int on_splice_exit(struct sys_exit_splice *ctx)
 {
 	__u64 *noted = bpf_task_storage_get(&splicing, bpf_get_current_task_btf(), 0, 0);
-	if (!noted || !*noted)
+	if (!noted)
 		return 0;
-	struct sock *sk = (struct sock *)*noted;
-	*noted = 0;
-	if (!moved_data((int)ctx->ret, 0, NA_RECV))
+	struct sock *sk = (struct sock *)__sync_lock_test_and_set(noted, 0);
+	if (!sk || !moved_data((int)ctx->ret, 0, NA_RECV))
 		return 0;
 	return count_read_socket(sk, BPF_CORE_READ(sk, __sk_common.skc_family), IPPROTO_TCP, (int)ctx->ret, NA_RECV);
 }
@@ -950,8 +971,10 @@ static __always_inline void fill_info(struct netacct_proc_info *info, struct tas
  * time (de_thread), the leader's task is freed, and the thread never exits
  * as the thread it was. So its thread slot is retired here (else a later
  * thread with its tid, of any process, would add to it), and the tracked
- * mark, which was on the old leader's task, is set again where the process
- * has an overflow entry (else its exit would go unrecorded).
+ * mark, which was on the old leader's task, is set again (else the exit of a
+ * process with overflow entries would go unrecorded). A thread counted in the
+ * `threads` hash keeps its entry until the process exits (its key's start
+ * time is gone with the exec).
  */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task, int old_pid, void *bprm)
@@ -966,14 +989,8 @@ int BPF_PROG(on_exec, struct task_struct *task, int old_pid, void *bprm)
 		if (owner && slot && *owner == owner_tag(tid, NA_SLOT_ACTIVE) && slot->tgid == (__u32)task->tgid)
 			retire_owner(owner, tid, NA_SLOT_EXITED, NA_STAT_THREADS_EXITED);
 	}
-	struct netacct_part_key key = {
-		.tgid = task->tgid,
-		.uid = (__u32)bpf_get_current_uid_gid(),
-		.start_ns = task->start_boottime,
-		.cgroup_id = bpf_get_current_cgroup_id(),
-	};
-	if (bpf_map_lookup_elem(&overflow, &key))
-		mark_tracked(task);
+	/* Rare: marked whether or not it has entries (in any cgroup, under any uid). */
+	mark_tracked(task);
 	return 0;
 }
 
@@ -1000,6 +1017,8 @@ int BPF_PROG(on_process_exit)
 	struct netacct_proc_id id = { .tgid = info.tgid, .start_ns = info.start_ns };
 	/* Within its user's share: a user's churn between two drains cannot crowd out others' exits.
 	 * Refused, the exit is still known from the slot (EXITED), or from the live reads. */
+	if (bpf_map_lookup_elem(&exited, &id))
+		return 0; /* recorded by the other generation's program, both attached for a moment */
 	if (!may_hold(info.uid, NA_SHARE_EXITED) || bpf_map_update_elem(&exited, &id, &info, BPF_NOEXIST))
 		stat_add(NA_STAT_EXITED_FULL);
 	else

@@ -51,6 +51,18 @@ test("100,000 exits held by one user's idle client: others' are forgotten, each 
   expect(forgotten).toHaveLength(100_010);
 });
 
+test('forgotten exits leave nothing behind: a million exits through a queue keep its arrays small', () => {
+  const { exits, add } = kept();
+  const internals = exits as unknown as { bySeq: { refs: unknown[] }; byUid: Map<number, { refs: unknown[] }> };
+  for (let i = 0; i < 1_000_000; i++) {
+    add(i % 3);
+    if (i % 1000 === 999) exits.forgetServed({ all: null, byUid: new Map() }, 1000, 0, 1_000_000, () => true, () => {});
+  }
+  expect(exits.size).toBe(0);
+  expect(internals.bySeq.refs.length).toBeLessThan(3000);
+  expect(internals.byUid.size).toBe(0);
+});
+
 test('answers get the exits after a seq, in order; an exit served again moves to the end; one taken back is gone', () => {
   const { exits, add, requeue } = kept();
   const [a, b, c] = [add(0, 'a'), add(0, 'b'), add(NOBODY, 'c')];
@@ -59,7 +71,7 @@ test('answers get the exits after a seq, in order; an exit served again moves to
   expect(exits.after(0).map((e) => e.name)).toEqual(['b', 'c', 'a']);
   expect(exits.after(c.exit!.seq).map((e) => e.name)).toEqual(['a']);
   b.exit = null;
-  exits.removed();
+  exits.removed(b);
   expect(exits.after(0).map((e) => e.name)).toEqual(['c', 'a']);
   expect(exits.size).toBe(2);
 });

@@ -2,9 +2,10 @@
 // with the samples the kernel side produces.
 import { expect, test } from 'vitest';
 import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../daemon/kernel/kernel-counters.js';
-import { COUNTERS, SlotState } from '../daemon/kernel/layout.js';
+import { COUNTERS, HOST_UID, SlotState } from '../daemon/kernel/layout.js';
 import { ProcessTable } from '../daemon/accounting/process-table.js';
 import { ForgottenTotals } from '../daemon/accounting/forgotten-totals.js';
+import { UnattributedRows } from '../daemon/accounting/unattributed-rows.js';
 import type { ServedExits } from '../protocol/netatop-server.js';
 import { liveOf } from './helpers/live.js';
 
@@ -224,4 +225,27 @@ test("a full totals store: a live cgroup's totals stay its own (never folded: it
   expect(new Map([...totals.entries()].map(([id, c]) => [id, c[0]]))).toEqual(new Map([[0, 1], [11, 2], [12, 3]]));
   expect(totals.unpersistedCount).toBe(0);
   expect(stored.get(12)![0]).toBe(3);
+});
+
+test("unattributed rows: only a removed cgroup's rows fold into the forgotten totals and leave the kernel; users' own rows and the host's never", () => {
+  const row = (uid: number, cgroupId: number, calls: number) => ({ uid, cgroupId, counters: Array.from(counters(calls)) });
+  let kernelRows = [row(1000, 0, 1), row(HOST_UID, 0, 2), row(1000, 55, 3), row(1000, 66, 4), row(0, 55, 5)];
+  const deleted: string[] = [];
+  const rows = new UnattributedRows({
+    readUnattributed: () => kernelRows,
+    deleteUnattributed: (uid, cgroupId) => {
+      deleted.push(`${uid}:${cgroupId}`);
+      kernelRows = kernelRows.filter((r) => r.uid !== uid || r.cgroupId !== cgroupId);
+    },
+  });
+  const forgotten = new ForgottenTotals();
+  const asked: number[][] = [];
+  rows.foldRemoved((ids) => (asked.push(ids), new Set(ids.filter((id) => id === 55 || id === 0))), forgotten);
+  expect(asked).toEqual([[55, 66]]); // once, for every cgroup at a time; never cgroup 0
+  expect(deleted).toEqual(['1000:55', '0:55']);
+  expect(forgotten.entries().next().value).toBeDefined();
+  expect(new Map([...forgotten.entries()].map(([id, c]) => [id, c[0]]))).toEqual(new Map([[55, 8]]));
+  const totals = new Map<number, number[]>();
+  rows.addTo(totals, () => true, true);
+  expect(new Map([...totals].map(([id, c]) => [id, c[0]]))).toEqual(new Map([[0, 3], [66, 4]]));
 });

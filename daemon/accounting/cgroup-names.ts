@@ -76,6 +76,19 @@ export class CgroupNames {
     }
   }
 
+  /**
+   * Whether each of `ids` is gone, walking the hierarchy at most once for
+   * all of them (however many were never seen): an id a walk does not find
+   * was removed before it could be seen.
+   */
+  removedOf(ids: readonly number[]): Set<number> {
+    const removed = new Set<number>();
+    if (!this.mount) return removed;
+    if (ids.some((id) => !this.byId.has(id))) this.scan(this.mount);
+    for (const id of ids) if (!this.byId.has(id) || this.isRemoved(id)) removed.add(id);
+    return removed;
+  }
+
   /** Drops the names of removed cgroups that `referenced` no longer needs, so that churning cgroups leave nothing behind. */
   retain(referenced: (id: number) => boolean): void {
     for (const id of this.byId.keys()) if (!referenced(id) && this.isRemoved(id)) this.byId.delete(id);

@@ -13,6 +13,7 @@ import type { ThreadRecord, ThreadTable } from './thread-table.js';
 import { type PeerRecord, type PeerTable, processKey, rowsByProcess } from './peer-table.js';
 import type { ProcessEntry } from './process-table.js';
 import { UnattributedRows } from './unattributed-rows.js';
+import { Stat } from '../kernel/layout.js';
 
 export interface CollectorOptions {
   /** How often exited processes are drained from the kernel. */
@@ -214,7 +215,7 @@ export class Collector {
 
   private finish(read: KernelRead): void {
     if (read.overflow) this.overflowEntries = read.overflow.length;
-    this.unattributed.read();
+    this.unattributed.read(this.kernel.readStat(Stat.overflowFull)); // read again only when calls went there
     const { lostExits, droppedExits, latestExitSeq, revived } = this.table;
     const chores = this.table.apply(read, Date.now());
     this.kernel.freeSlots(chores.freeSlots);

@@ -27,10 +27,12 @@ interface ExitRef<T> {
 class RefQueue<T extends ExitedEntry> {
   refs: Array<ExitRef<T>> = [];
   head = 0;
+  /** Entries with a current reference here. */
+  kept = 0;
 
-  /** Drops the references before the head and the stale ones, once they outnumber the current ones. */
+  /** Drops the references before the head and the stale ones, once they outnumber the current ones (amortised: O(1) a reference). */
   compact(current: (ref: ExitRef<T>) => boolean): void {
-    if (this.head < 1024 && this.head * 2 < this.refs.length) return;
+    if (this.refs.length - this.kept < this.kept + 1024) return;
     this.refs = this.refs.slice(this.head).filter(current);
     this.head = 0;
   }
@@ -44,37 +46,56 @@ export class ExitedEntries<T extends ExitedEntry> {
   private readonly bySeq = new RefQueue<T>();
   /** Each user's kept exits, seq ascending (with stale references). */
   private readonly byUid = new Map<number, RefQueue<T>>();
-  private count = 0;
 
   private readonly current = (ref: ExitRef<T>): boolean => ref.entry.exit?.seq === ref.seq;
 
   /** Exits kept now. */
   get size(): number {
-    return this.count;
+    return this.bySeq.kept;
   }
 
   /** Keeps `entry`, whose exit (with its seq, above every kept one) was just set. */
   add(entry: T): void {
-    this.count++;
-    this.append(entry);
+    this.append(entry).kept++;
+    this.bySeq.kept++;
   }
 
   /** `entry`'s exit got a new seq (above every kept one): it moves to the end. */
   moved(entry: T): void {
     this.append(entry);
+    this.compact(entry.uid);
   }
 
-  /** `entry`'s exit was taken back (exit set to null): it is no longer kept. */
-  removed(): void {
-    this.count--;
+  /** `entry`'s exit was taken back (its exit set to null): it is no longer kept. */
+  removed(entry: T): void {
+    this.release(entry);
+    this.compact(entry.uid);
   }
 
-  private append(entry: T): void {
+  /** Appends a reference to `entry`'s exit; returns its user's queue. */
+  private append(entry: T): RefQueue<T> {
     const ref = { entry, seq: entry.exit!.seq };
     this.bySeq.refs.push(ref);
     let queue = this.byUid.get(entry.uid);
     if (!queue) this.byUid.set(entry.uid, (queue = new RefQueue()));
     queue.refs.push(ref);
+    return queue;
+  }
+
+  /** One fewer kept for `entry`'s user and in all. */
+  private release(entry: T): void {
+    this.bySeq.kept--;
+    const queue = this.byUid.get(entry.uid);
+    if (queue) queue.kept--;
+  }
+
+  /** Compacts the exit-order list and `uid`'s queue (dropped once it keeps nothing). */
+  private compact(uid: number): void {
+    this.bySeq.compact(this.current);
+    const queue = this.byUid.get(uid);
+    if (!queue) return;
+    if (queue.kept === 0) this.byUid.delete(uid);
+    else queue.compact(this.current);
   }
 
   /** The kept exits with a seq above `servedSeq`, in seq order. */
@@ -103,23 +124,23 @@ export class ExitedEntries<T extends ExitedEntry> {
         if (ref.seq > watermark || nowMs - ref.entry.exit!.atMs < retentionMs || !done(ref.entry)) break;
         this.drop(ref.entry, forget);
       }
-      if (queue.head === queue.refs.length) this.byUid.delete(uid);
-      else queue.compact(this.current);
+      this.compact(uid);
     }
     let dropped = 0;
-    for (; this.count > maxKept && this.bySeq.head < this.bySeq.refs.length; this.bySeq.head++) {
+    for (; this.bySeq.kept > maxKept && this.bySeq.head < this.bySeq.refs.length; this.bySeq.head++) {
       const ref = this.bySeq.refs[this.bySeq.head]!;
       if (!this.current(ref)) continue;
       this.drop(ref.entry, forget);
       dropped++;
+      this.compact(ref.entry.uid);
     }
     this.bySeq.compact(this.current);
     return dropped;
   }
 
   private drop(entry: T, forget: (entry: T) => void): void {
+    this.release(entry);
     entry.exit!.seq = FORGOTTEN;
-    this.count--;
     forget(entry);
   }
 }

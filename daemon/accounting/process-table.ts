@@ -240,7 +240,9 @@ export class ProcessTable {
     if (sameTgid.length === 0) this.entries.delete(entry.tgid);
     // A later claim of the slot by the same process (one retired as lost
     // that was not gone) must make a new entry, not add to a forgotten one.
-    if (entry.slotIndex >= 0 && this.bySlot[entry.slotIndex] === entry) this.bySlot[entry.slotIndex] = undefined;
+    // One forgotten while it still held its slot (dropped past maxExited)
+    // keeps it: the slot's later reads must not count again in a new entry.
+    if (!entry.hasSlot && entry.slotIndex >= 0 && this.bySlot[entry.slotIndex] === entry) this.bySlot[entry.slotIndex] = undefined;
     this.entryCount--;
     this.withOverflow.delete(entry);
     this.unknown.delete(entry);
@@ -360,6 +362,9 @@ export class ProcessTable {
         chores.deleteOverflow.push(...entry.overflowParts);
         entry.overflowParts = [];
         this.withOverflow.delete(entry);
+        // Read for the last time: settled, so that a process revived after all adds its new parts on top.
+        for (const [cgroupId, counters] of entry.overflow ?? []) settle(entry, cgroupId, counters);
+        entry.overflow = null;
       }
     }
     return chores;
@@ -433,7 +438,7 @@ export class ProcessTable {
    */
   private revive(entry: ProcessEntry): void {
     entry.exit = null;
-    this.exited.removed();
+    this.exited.removed(entry);
     entry.missedReads = 0;
     this.lostExits--;
     this.revived++;

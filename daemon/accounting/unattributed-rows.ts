@@ -28,9 +28,17 @@ export class UnattributedRows {
 
   constructor(private readonly store: UnattributedStore) {}
 
-  /** Reads the kernel's rows (one hash lookup batch: on a host that never filled the overflow map, just the host's row). */
-  read(): void {
+  /** The kernel's count of calls put in these rows when they were last read. */
+  private readAtCount = -1;
+
+  /**
+   * Reads the kernel's rows when calls were added to them since the last
+   * read (`addedCount`: the kernel's count of such calls), else keeps them.
+   */
+  read(addedCount: number): void {
+    if (addedCount === this.readAtCount) return;
     this.rows = this.store.readUnattributed();
+    this.readAtCount = addedCount;
   }
 
   /** The rows as last read: a (uid, cgroup) pair each, and the host's (uid HOST_UID, cgroup 0). */
@@ -53,19 +61,25 @@ export class UnattributedRows {
   }
 
   /**
-   * Hands the rows of cgroups `isRemoved` says are gone to `forgotten` and
+   * Hands the rows of cgroups `removedOf` says are gone to `forgotten` and
    * deletes them from the kernel, read afresh just before: a removed cgroup
-   * has no process left that could add to them in between.
+   * has no process left that could add to them in between. The host's and
+   * the users' own rows (cgroup 0) are never deleted: programs add to them.
    */
-  foldRemoved(isRemoved: (cgroupId: number) => boolean, forgotten: ForgottenTotals): number {
+  foldRemoved(removedOf: (cgroupIds: number[]) => Set<number>, forgotten: ForgottenTotals): number {
     let folded = 0;
-    for (const row of this.store.readUnattributed()) {
-      if (row.uid === HOST_UID || !isRemoved(row.cgroupId)) continue;
+    const rows = this.store.readUnattributed().filter((row) => row.uid !== HOST_UID && row.cgroupId !== 0);
+    const removed = removedOf([...new Set(rows.map((row) => row.cgroupId))]);
+    for (const row of rows) {
+      if (!removed.has(row.cgroupId)) continue;
       forgotten.add(row.cgroupId, row.counters);
       this.store.deleteUnattributed(row.uid, row.cgroupId);
       folded++;
     }
-    if (folded > 0) this.read();
+    if (folded > 0) {
+      this.rows = this.store.readUnattributed();
+      this.readAtCount = -1; // read again at the next read of the table
+    }
     return folded;
   }
 }

@@ -27,9 +27,10 @@ import {
   HELD_SIZE,
   PeerOverflowKey,
   Share,
+  SHARES,
   readU64,
 } from './layout.js';
-import { DEFAULT_SHARES, ShareLedger, type ShareOptions, writeShares } from './map-shares.js';
+import { DEFAULT_SHARES, SHARE_UIDS, ShareLedger, type ShareOptions, decodeHeld, writeShares } from './map-shares.js';
 import { type BpfLinkPtr, mapShared, native } from './libbpf.js';
 import { activeGeneration, nextGeneration, takeOver } from './counting-generations.js';
 
@@ -198,7 +199,7 @@ const E2BIG = 7;
 const FOLLOWING_PROGRAMS = ['on_process_exit', 'on_cgroup_attach', 'on_exec'] as const;
 const ITERATOR_PROGRAM = 'dump_processes';
 // Peers too: a process's peers add up to its counters across restarts.
-const PINNED_MAPS = ['owners', 'slots', 'overflow', 'unattributed', 'exited', 'tracked', 'stats', 'cgroup_totals', 'peers', 'peer_overflow', 'share_created', 'share_released', 'control'];
+const PINNED_MAPS = ['owners', 'slots', 'overflow', 'unattributed', 'exited', 'tracked', 'splicing', 'stats', 'cgroup_totals', 'peers', 'peer_overflow', 'share_created', 'share_released', 'control'];
 
 /** Default (uid, cgroup) rows of calls that no process row could take. */
 export const DEFAULT_UNATTRIBUTED_CAPACITY = 16384;
@@ -318,6 +319,8 @@ export function loadNetacctObject(options: KernelCountersOptions, pinDir: string
       peers: Math.max(1, peers),
       // Rows of processes whose pairs did not fit; beyond these, calls are only counted as lost (preallocated: 190 B each).
       peer_overflow: peerOverflow,
+      share_created: SHARE_UIDS,
+      share_released: SHARE_UIDS,
     },
     rodata,
     // Programs of the other mode are not even loaded: their attach points may not exist here.
@@ -430,14 +433,14 @@ export class KernelCounters {
     this.peerOverflowFd = object.mapFd('peer_overflow');
     this.peerOverflow = new BatchReader(this.peerOverflowFd, PeerOverflowKey.size, COUNTERS_SIZE, 1024);
     this.statsFd = object.mapFd('stats');
-    const releasedFd = object.mapFd('share_released');
-    this.shares = new ShareLedger(releasedFd, (visit) => new BatchReader(releasedFd, 4, HELD_SIZE, 256).read(false, visit));
+    this.shares = new ShareLedger(object.mapFd('share_released'));
     this.unattributedFd = object.mapFd('unattributed');
     this.unattributed = new BatchReader(this.unattributedFd, UnattributedKey.size, COUNTERS_SIZE, 256);
     this.cgroupTotalsFd = object.mapFd('cgroup_totals');
     this.cgroupTotals = new BatchReader(this.cgroupTotalsFd, 8, COUNTERS_SIZE, 1024);
     this.statsValue = Buffer.alloc(8 * native.numPossibleCpus());
     this.createHostRow();
+    this.reconcileShares();
     // The exit and cgroup programs go first, so that no process gets counters
     // that could not be followed to its exit or across a cgroup move.
     const kept = new Map<string, BpfLinkPtr>();
@@ -476,6 +479,23 @@ export class KernelCounters {
       if (ret < 0) fail(`retiring slot ${index}`, -ret);
     }
     return orphans.length;
+  }
+
+  /** What each user holds in the shared maps, counted from their keys (map-shares.ts reconcile). */
+  private reconcileShares(): void {
+    const created = new Map<number, bigint[]>();
+    new BatchReader(this.object.mapFd('share_created'), 4, HELD_SIZE, 256).read(false, (keys, values, i) => created.set(...decodeHeld(keys, values, i)));
+    const held = new Map<number, number[]>();
+    const hold = (uid: number, kind: number): void => {
+      let counts = held.get(uid);
+      if (!counts) held.set(uid, (counts = new Array<number>(SHARES).fill(0)));
+      counts[kind]!++;
+    };
+    for (const part of this.readOverflow()) hold(part.uid, Share.overflow);
+    for (const row of this.readUnattributed()) if (row.uid !== HOST_UID) hold(row.uid, Share.unattributed);
+    for (const sample of this.readPeers()) hold(sample.uid, sample.peer ? Share.peers : Share.peerOverflow);
+    this.exited.read(false, (_keys, values, i) => hold(values.readUInt32LE(i * ProcInfo.size + ProcInfo.uid), Share.exited));
+    this.shares.reconcile(created, held);
   }
 
   /** The host's unattributed row, before any program can need it (kept as it is in reused pinned maps). */
@@ -803,15 +823,19 @@ export class KernelCounters {
     this.shares.flush();
   }
 
+  /** One of the kernel's stats (layout.ts Stat), summed over the CPUs. */
+  readStat(stat: number): number {
+    this.indexKey.writeUInt32LE(stat);
+    const ret: number = native.lookupElem(this.statsFd, this.indexKey, this.statsValue);
+    if (ret < 0) fail('reading the BPF stats map', -ret);
+    let total = 0;
+    for (let cpu = 0; cpu * 8 < this.statsValue.length; cpu++) total += readU64(this.statsValue, cpu * 8);
+    return total;
+  }
+
   readStats(): KernelStats {
-    const key = Buffer.alloc(4);
     const totals = new Array<number>(STATS).fill(0);
-    for (let stat = 0; stat < STATS; stat++) {
-      key.writeUInt32LE(stat);
-      const ret: number = native.lookupElem(this.statsFd, key, this.statsValue);
-      if (ret < 0) fail('reading the BPF stats map', -ret);
-      for (let cpu = 0; cpu * 8 < this.statsValue.length; cpu++) totals[stat]! += readU64(this.statsValue, cpu * 8);
-    }
+    for (let stat = 0; stat < STATS; stat++) totals[stat] = this.readStat(stat);
     return {
       unattributed: totals[Stat.overflowFull]!,
       unattributedFull: totals[Stat.unattributedFull]!,

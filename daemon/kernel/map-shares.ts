@@ -5,7 +5,6 @@
 // lose an update; a user holds created - released. Both maps are pinned with
 // the others: the shares survive a restart as the entries do.
 import { HELD_SIZE, OTHERS_UID, SHARES, Settings } from './layout.js';
-import { fail } from './bpf-object.js';
 import { native } from './libbpf.js';
 
 /** A map a user fills, by its enum netacct_share index. */
@@ -19,6 +18,14 @@ export interface ShareOptions {
 }
 
 export const DEFAULT_SHARES: ShareOptions = { perUserPercent: 50, othersPercent: 90 };
+
+/** Uids the share maps count (user namespaces give a user many); a uid beyond gets no entry but root's. */
+export const SHARE_UIDS = 16384;
+
+/** A share map's entries (share_created, share_released) by uid, from a batch read's (keys, values, index). */
+export function decodeHeld(keys: Buffer, values: Buffer, i: number): [number, bigint[]] {
+  return [keys.readUInt32LE(i * 4), Array.from({ length: SHARES }, (_, kind) => values.readBigUInt64LE(i * HELD_SIZE + kind * 8))];
+}
 
 /** Writes the shares of maps of `capacities` (by share kind) into the programs' settings (.rodata). */
 export function writeShares(rodata: Buffer, capacities: readonly number[], options: ShareOptions): void {
@@ -37,14 +44,37 @@ export class ShareLedger {
   private readonly key = Buffer.alloc(4);
   private readonly value = Buffer.alloc(HELD_SIZE);
 
-  /** `readReleased` visits share_released's entries (a pinned map may hold some): (key, value) at an index. */
-  constructor(
-    private readonly releasedFd: number,
-    readReleased: (visit: (keys: Buffer, values: Buffer, index: number) => void) => void,
-  ) {
-    readReleased((keys, values, i) => {
-      this.released.set(keys.readUInt32LE(i * 4), Array.from({ length: SHARES }, (_, kind) => values.readBigUInt64LE(i * HELD_SIZE + kind * 8)));
-    });
+  constructor(private readonly releasedFd: number) {}
+
+  /**
+   * Makes what each user holds (share_created - share_released) what the
+   * maps hold now, `held` (counted from their keys): a daemon killed between
+   * deleting entries and writing their release left users charged for
+   * entries gone. `created` is share_created, read before `held`, so that an
+   * entry made in between is charged, never given for free.
+   */
+  reconcile(created: ReadonlyMap<number, readonly bigint[]>, held: ReadonlyMap<number, readonly number[]>): void {
+    const others = new Array<bigint>(SHARES).fill(0n);
+    let othersCreated: readonly bigint[] | undefined;
+    for (const [uid, made] of created) {
+      if (uid === OTHERS_UID) {
+        othersCreated = made;
+        continue;
+      }
+      const holds = held.get(uid);
+      const released = made.map((count, kind) => (count > BigInt(holds?.[kind] ?? 0) ? count - BigInt(holds?.[kind] ?? 0) : 0n));
+      released.forEach((count, kind) => (others[kind]! += count));
+      this.released.set(uid, released);
+      this.dirty.add(uid);
+    }
+    if (othersCreated) {
+      // All users but root together: what they made less what all of them hold.
+      let total = new Array<number>(SHARES).fill(0);
+      for (const [uid, holds] of held) if (uid !== 0) total = total.map((sum, kind) => sum + holds[kind]!);
+      this.released.set(OTHERS_UID, othersCreated.map((count, kind) => (count > BigInt(total[kind]!) ? count - BigInt(total[kind]!) : 0n)));
+      this.dirty.add(OTHERS_UID);
+    }
+    this.flush();
   }
 
   /** `count` entries of `kind` created for `uid` were deleted (root holds no share). */
@@ -58,15 +88,21 @@ export class ShareLedger {
     }
   }
 
-  /** Writes what changed: after deleting, so that a share is given back only for entries really gone. */
+  /**
+   * Writes what changed: after deleting, so that a share is given back only
+   * for entries really gone. Never throws (it runs on every drain): a uid
+   * whose count cannot be written now stays to be written at the next flush.
+   */
   flush(): void {
     for (const key of this.dirty) {
       const held = this.released.get(key)!;
       this.key.writeUInt32LE(key);
       for (let kind = 0; kind < SHARES; kind++) this.value.writeBigUInt64LE(held[kind]!, kind * 8);
-      const ret: number = native.updateElem(this.releasedFd, this.key, this.value, 0);
-      if (ret < 0) fail(`giving back the map shares of uid ${key}`, -ret);
+      if (native.updateElem(this.releasedFd, this.key, this.value, 0) === 0) this.dirty.delete(key);
+      else this.unwritten++;
     }
-    this.dirty.clear();
   }
+
+  /** Writes of a user's released count that failed (retried at each flush). */
+  unwritten = 0;
 }

@@ -185,8 +185,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   const folding = setInterval(
     guarded(report, 'folding removed cgroups', () => {
       const inUse = table.cgroupsInUse();
-      // Only a cgroup known by name and gone: a row of a live cgroup must never be deleted under the programs.
-      collector.unattributed.foldRemoved((id) => cgroupNames.nameOf(id) !== undefined && cgroupNames.isRemoved(id), table.forgotten);
+      collector.unattributed.foldRemoved((ids) => cgroupNames.removedOf(ids), table.forgotten);
       for (const id of collector.unattributed.cgroupIds()) inUse.add(id);
       table.forgotten.foldRemoved((id) => !inUse.has(id) && cgroupNames.isRemoved(id));
       if (table.forgotten.unpersistedCount > 0) {
