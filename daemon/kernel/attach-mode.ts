@@ -65,7 +65,8 @@ const FEXIT_TARGETS = ['inet_sendmsg', 'inet6_sendmsg', 'inet_recvmsg', 'inet6_r
 const TRACEPOINT_PROGRAMS = ['on_send', 'on_recv'];
 const FEXIT_PROGRAMS = ['on_inet_send', 'on_inet6_send', 'on_inet_recv', 'on_inet6_recv'];
 const SENDPAGE_PROGRAM = 'on_sendpage';
-const SPLICE_READ_PROGRAMS = ['on_splice_enter', 'on_splice_exit'];
+/** Counting programs that may fail to attach, counting going on without them (kernel-counters.ts). */
+export const SPLICE_READ_PROGRAMS = ['on_splice_enter', 'on_splice_exit'];
 const SPLICE_TRACEPOINTS = path.join(TRACEFS, 'events/syscalls/sys_exit_splice');
 
 let probed: KernelFeatures | null = null;

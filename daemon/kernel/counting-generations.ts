@@ -41,35 +41,80 @@ export function linksDir(mapsDir: string): string {
   return path.join(mapsDir, 'links');
 }
 
+export interface TakeOver {
+  /** Generations of programs that were left attached and are now removed. */
+  retired: number;
+  /** Programs whose link could not be pinned (a perf event link before Linux 5.15): they detach with this daemon. */
+  unpinned: string[];
+}
+
 /**
  * Makes `generation` the one that counts: pins its `links` (by program name)
  * when `mapsDir` is set, switches control[0], and removes the links of every
- * other generation. Returns how many generations were retired.
+ * other generation.
  */
-export function takeOver(object: BpfObject, generation: number, links: ReadonlyMap<string, BpfLinkPtr>, mapsDir: string | null): number {
+export function takeOver(object: BpfObject, generation: number, links: ReadonlyMap<string, BpfLinkPtr>, mapsDir: string | null): TakeOver {
+  const unpinned: string[] = [];
   if (mapsDir) {
     const dir = path.join(linksDir(mapsDir), String(generation));
     fs.rmSync(dir, { recursive: true, force: true }); // an idle one left by a start that died
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    for (const [name, link] of links) object.keepAttached(link, path.join(dir, name));
+    for (const [name, link] of links) {
+      try {
+        object.keepAttached(link, path.join(dir, name));
+      } catch {
+        unpinned.push(name);
+      }
+    }
   }
   const value = Buffer.alloc(Control.size);
   value.writeUInt32LE(generation, Control.generation);
   const ret: number = native.updateElem(object.mapFd(CONTROL_MAP), Buffer.alloc(4), value, 0);
   if (ret < 0) fail('switching counting to this generation of programs', -ret);
-  return mapsDir ? detachExcept(mapsDir, String(generation)) : 0;
+  return { retired: mapsDir ? detachExcept(mapsDir, String(generation)) : 0, unpinned };
 }
 
-/** Removes the pinned links of every generation but `kept` (none: every one): their programs detach. */
-export function detachExcept(mapsDir: string, kept: string | null = null): number {
+/**
+ * Removes the pinned links of every generation but `kept` (none: every one):
+ * their programs detach. The kernel frees a link from a work queue, a moment
+ * after its last reference goes: with `waitMs`, returns once every removed
+ * link is gone (or that long has passed), so that nothing counts after.
+ */
+export function detachExcept(mapsDir: string, kept: string | null = null, waitMs = 0): number {
   const dir = linksDir(mapsDir);
   if (!fs.existsSync(dir)) return 0;
   let removed = 0;
+  const ids: number[] = [];
   for (const generation of fs.readdirSync(dir)) {
     if (generation === kept) continue;
+    if (waitMs > 0) for (const name of fs.readdirSync(path.join(dir, generation))) ids.push(...linkId(path.join(dir, generation, name)));
     fs.rmSync(path.join(dir, generation), { recursive: true, force: true });
     removed++;
   }
   if (kept === null) fs.rmdirSync(dir);
+  const until = performance.now() + waitMs;
+  for (let left = ids; left.length > 0 && performance.now() < until; ) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    left = left.filter((id) => {
+      const fd: number = native.linkFdById(id);
+      if (fd < 0) return false;
+      native.closeFd(fd);
+      return true;
+    });
+  }
   return removed;
+}
+
+/** The id of the link pinned at `file` ([] if it cannot be read). */
+function linkId(file: string): number[] {
+  const fd: number = native.objGet(file);
+  if (fd < 0) return [];
+  try {
+    const info = Buffer.alloc(64); // struct bpf_link_info: type, then id
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(info.length);
+    return native.objGetInfoByFd(fd, info, length) === 0 ? [info.readUInt32LE(4)] : [];
+  } finally {
+    native.closeFd(fd);
+  }
 }

@@ -4,7 +4,7 @@
 // records, and who each live process is (through a task iterator).
 import fs from 'node:fs';
 import path from 'node:path';
-import { ALL_COUNTING_PROGRAMS, type AttachMode, chooseAttachMode, countingPrograms, probeKernel } from './attach-mode.js';
+import { ALL_COUNTING_PROGRAMS, type AttachMode, SPLICE_READ_PROGRAMS, chooseAttachMode, countingPrograms, probeKernel } from './attach-mode.js';
 import { BpfObject, BpfError, PinMismatchError, fail } from './bpf-object.js';
 import {
   COUNTERS_SIZE,
@@ -447,12 +447,38 @@ export class KernelCounters {
     for (const name of FOLLOWING_PROGRAMS) kept.set(name, object.attach(name));
     this.iterLinkFd = native.linkFd(object.attach(ITERATOR_PROGRAM));
     this.retiredOrphans = this.retireOrphanSlots();
-    for (const name of countingPrograms) kept.set(name, object.attach(name));
-    this.replacedGenerations = takeOver(object, generation, kept, mapsDir);
+    for (const name of countingPrograms.filter((program) => !SPLICE_READ_PROGRAMS.includes(program))) kept.set(name, object.attach(name));
+    this.spliceNotCounted = countingPrograms.some((program) => SPLICE_READ_PROGRAMS.includes(program)) ? this.attachSpliceReads(kept) : null;
+    ({ retired: this.replacedGenerations, unpinned: this.unpinnedPrograms } = takeOver(object, generation, kept, mapsDir));
   }
 
   /** Generations of programs left attached (by daemons before this one) that this one took over from. */
   readonly replacedGenerations: number;
+  /** Programs that detach with this daemon: their link could not be pinned. */
+  readonly unpinnedPrograms: string[];
+  /** Why splice(2) out of TCP sockets is not counted here, or null when it is. */
+  readonly spliceNotCounted: string | null;
+
+  /**
+   * The splice system call's two tracepoint programs, or neither: they are
+   * perf events, which a kernel may refuse without CAP_SYS_ADMIN (Debian's
+   * kernel.perf_event_paranoid 3), and counting goes on without them.
+   */
+  private attachSpliceReads(kept: Map<string, BpfLinkPtr>): string | null {
+    const attached: BpfLinkPtr[] = [];
+    try {
+      for (const name of SPLICE_READ_PROGRAMS) {
+        const link = this.object.attach(name);
+        attached.push(link);
+        kept.set(name, link);
+      }
+      return null;
+    } catch (err) {
+      for (const link of attached) this.object.detach(link);
+      for (const name of SPLICE_READ_PROGRAMS) kept.delete(name);
+      return (err as Error).message;
+    }
+  }
 
   /** Slots of reused (pinned) maps whose process exited while no daemon ran. */
   readonly retiredOrphans: number;

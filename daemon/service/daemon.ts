@@ -89,6 +89,12 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     (message) => log.warn(message),
   ));
   log.info(`counting with ${describeAttachMode(attachMode, features)}`);
+  if (kernel.spliceNotCounted) {
+    log.warn(`splice(2) out of TCP sockets is not counted here (${kernel.spliceNotCounted}): the kernel refuses the splice system call's tracepoints, perf events (kernel.perf_event_paranoid 3 needs CAP_SYS_ADMIN; 2 is enough with CAP_PERFMON)`);
+  }
+  if (kernel.unpinnedPrograms.length > 0) {
+    log.warn(`${kernel.unpinnedPrograms.join(', ')} cannot stay attached while no daemon runs on this kernel (perf event links are pinned from Linux 5.15): they count while this daemon runs`);
+  }
   if (kernel.replacedGenerations > 0) {
     log.info('took over counting from the programs left attached by the daemon before: nothing missed while no daemon ran, nothing counted twice');
   }

@@ -8,6 +8,9 @@ import path from 'node:path';
 import { detachExcept } from '../kernel/counting-generations.js';
 import { lockPinDir } from '../kernel/pin-lock.js';
 
+/** How long detaching waits for the kernel to free the links (it does so from a work queue). */
+const DETACH_WAIT_MS = 5000;
+
 /** Detaches every generation of programs pinned under `pinDir`; how many there were. */
 export function detachPinned(pinDir: string): number {
   if (!fs.existsSync(pinDir)) return 0;
@@ -15,7 +18,7 @@ export function detachPinned(pinDir: string): number {
   try {
     let detached = 0;
     for (const layout of fs.readdirSync(pinDir)) {
-      if (/^v\d+$/.test(layout)) detached += detachExcept(path.join(pinDir, layout));
+      if (/^v\d+$/.test(layout)) detached += detachExcept(path.join(pinDir, layout), null, DETACH_WAIT_MS);
     }
     return detached;
   } finally {
