@@ -14,38 +14,17 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { packageRoot } from '../daemon/common/package-root.js';
 import { compileFixture } from './fixtures.js';
+import { cpuShare, rssMiB, sleep, untilLine } from './process-stats.js';
 
 const HELD_PROCESSES = Number(process.env['HELD_PROCESSES'] ?? 100_000);
 const RATES = (process.env['RATES'] ?? '1000,2000,5000,0').split(',').map(Number); // 0: as fast as fork goes
 const PER_RATE = Number(process.env['PROCESSES_PER_RATE'] ?? 20_000);
 const ATTACKER = fs.readFileSync(path.join(packageRoot(), 'test', 'fixtures', 'attacker.mjs'), 'utf8');
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const asNobody = (command: string, ...args: string[]): ChildProcess =>
   spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', command, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-
-async function untilLine(child: ChildProcess, pattern: RegExp): Promise<string> {
-  for await (const line of readline.createInterface({ input: child.stdout! })) if (pattern.test(line)) return line;
-  throw new Error(`process ${child.pid} ended before printing ${pattern}`);
-}
-
-function cpuNs(pid: number): number {
-  let total = 0;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-  return total;
-}
-
-const rssMiB = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-
-async function cpuShare(pid: number, during: () => Promise<void>): Promise<string> {
-  const before = cpuNs(pid);
-  const started = performance.now();
-  await during();
-  return `${(((cpuNs(pid) - before) / ((performance.now() - started) * 1e6)) * 100).toFixed(1)} % of a core`;
-}
 
 async function stats(apiSocket: string): Promise<{ unattributed: number; lost: number }> {
   const body = await new Promise<string>((resolve, reject) => {
@@ -108,7 +87,7 @@ async function main(): Promise<void> {
       const before = await stats(apiSocket);
       const started = performance.now();
       const churn = asNobody(traffic, 'churn', String(PER_RATE), String(rate));
-      await untilLine(churn, /^ready$/);
+      await untilLine(churn, churn.stdout!, /^ready$/);
       const seconds = (performance.now() - started) / 1000;
       churn.stdin!.end();
       await sleep(2000);
@@ -122,9 +101,9 @@ async function main(): Promise<void> {
 
     const holder = asNobody(process.execPath, '--input-type=module', '-e', ATTACKER, 'hold-atop', atopSocket);
     children.push(holder);
-    await untilLine(holder, /answered/);
+    await untilLine(holder, holder.stdout!, /answered/);
     const churn = asNobody(traffic, 'churn', String(HELD_PROCESSES));
-    await untilLine(churn, /^ready$/);
+    await untilLine(churn, churn.stdout!, /^ready$/);
     churn.stdin!.end();
     await sleep(5000);
     console.log(`2. ${HELD_PROCESSES} exits of nobody held by its idle atop client:`);
@@ -134,7 +113,7 @@ async function main(): Promise<void> {
     const cpu = await cpuShare(pid, async () => {
       const flapper = asNobody(process.execPath, '--input-type=module', '-e', ATTACKER, 'flap', atopSocket, '50', '10');
       children.push(flapper);
-      const done = untilLine(flapper, /connections/).then(() => (flapping = false));
+      const done = untilLine(flapper, flapper.stdout!, /connections/).then(() => (flapping = false));
       waits = await rootAtop(atopSocket, () => !flapping);
       await done;
     });

@@ -3,46 +3,17 @@
 // over a minute idle, over a minute while processes make about 100,000
 // socket events per second, and the same with an atop-like client asking
 // every second; RSS idle and with 10,000 real processes in its table.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { promisify } from 'node:util';
+import { cpuShare, rssMiB, sleep, untilLine } from './process-stats.js';
 import { packageRoot } from '../daemon/common/package-root.js';
 import { compileFixture } from './fixtures.js';
 
 const SECONDS = Number(process.env['SECONDS_PER_PHASE'] ?? 60);
 const EVENTS_PER_SECOND = 100_000;
-/** Nanoseconds all threads of `pid` have run (threads that ended are not counted). */
-function cpuNs(pid: number): number {
-  let total = 0;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-  }
-  return total;
-}
-
-function rssMiB(pid: number): number {
-  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
-  return kb / 1024;
-}
-
-async function untilLine(child: ChildProcess, stream: NodeJS.ReadableStream, pattern: RegExp): Promise<void> {
-  for await (const line of readline.createInterface({ input: stream })) if (pattern.test(line)) return;
-  throw new Error(`process ${child.pid} ended before printing ${pattern}`);
-}
-
-async function cpuShare(pid: number, during: () => Promise<void>): Promise<string> {
-  const before = cpuNs(pid);
-  const started = performance.now();
-  await during();
-  const elapsedNs = (performance.now() - started) * 1e6;
-  return `${(((cpuNs(pid) - before) / elapsedNs) * 100).toFixed(3)} % of a core`;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/daemon-resources needs root');
   const traffic = compileFixture('traffic');

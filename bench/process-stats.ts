@@ -1,0 +1,36 @@
+// What benchmarks read of a process they run: its CPU time and memory from
+// /proc, and its output lines.
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import readline from 'node:readline';
+
+/** Nanoseconds all threads of `pid` have run (threads that ended are not counted), from /proc/PID/task/TID/schedstat. */
+export function cpuNs(pid: number): number {
+  let total = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+  }
+  return total;
+}
+
+export function rssMiB(pid: number): number {
+  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  return kb / 1024;
+}
+
+/** `pid`'s CPU while `during` runs, as a share of one core. */
+export async function cpuShare(pid: number, during: () => Promise<void>): Promise<string> {
+  const before = cpuNs(pid);
+  const started = performance.now();
+  await during();
+  const elapsedNs = (performance.now() - started) * 1e6;
+  return `${(((cpuNs(pid) - before) / elapsedNs) * 100).toFixed(3)} % of a core`;
+}
+
+/** Resolves with the first line of `stream` that matches. */
+export async function untilLine(child: ChildProcess, stream: NodeJS.ReadableStream, pattern: RegExp): Promise<string> {
+  for await (const line of readline.createInterface({ input: stream })) if (pattern.test(line)) return line;
+  throw new Error(`process ${child.pid} ended before printing ${pattern}`);
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
