@@ -76,9 +76,11 @@ export function takeOver(object: BpfObject, generation: number, links: ReadonlyM
 
 /**
  * Removes the pinned links of every generation but `kept` (none: every one):
- * their programs detach. The kernel frees a link from a work queue, a moment
- * after its last reference goes: with `waitMs`, returns once every removed
- * link is gone (or that long has passed), so that nothing counts after.
+ * their programs detach. The kernel detaches a link from a work queue after
+ * its last reference goes, its id gone first (an fexit link's trampoline was
+ * still calling its program seconds later inside a guest kernel): with
+ * `waitMs`, returns once every removed link's program is freed (or that long
+ * has passed), so that nothing counts after.
  */
 export function detachExcept(mapsDir: string, kept: string | null = null, waitMs = 0): number {
   const dir = linksDir(mapsDir);
@@ -87,7 +89,7 @@ export function detachExcept(mapsDir: string, kept: string | null = null, waitMs
   const ids: number[] = [];
   for (const generation of fs.readdirSync(dir)) {
     if (generation === kept) continue;
-    if (waitMs > 0) for (const name of fs.readdirSync(path.join(dir, generation))) ids.push(...linkId(path.join(dir, generation, name)));
+    if (waitMs > 0) for (const name of fs.readdirSync(path.join(dir, generation))) ids.push(...linkProgramId(path.join(dir, generation, name)));
     fs.rmSync(path.join(dir, generation), { recursive: true, force: true });
     removed++;
   }
@@ -96,7 +98,7 @@ export function detachExcept(mapsDir: string, kept: string | null = null, waitMs
   for (let left = ids; left.length > 0 && performance.now() < until; ) {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
     left = left.filter((id) => {
-      const fd: number = native.linkFdById(id);
+      const fd: number = native.programFdById(id);
       if (fd < 0) return false;
       native.closeFd(fd);
       return true;
@@ -105,15 +107,15 @@ export function detachExcept(mapsDir: string, kept: string | null = null, waitMs
   return removed;
 }
 
-/** The id of the link pinned at `file` ([] if it cannot be read). */
-function linkId(file: string): number[] {
+/** The id of the program of the link pinned at `file` ([] if it cannot be read). */
+function linkProgramId(file: string): number[] {
   const fd: number = native.objGet(file);
   if (fd < 0) return [];
   try {
-    const info = Buffer.alloc(64); // struct bpf_link_info: type, then id
+    const info = Buffer.alloc(64); // struct bpf_link_info: type, id, prog_id
     const length = Buffer.alloc(4);
     length.writeUInt32LE(info.length);
-    return native.objGetInfoByFd(fd, info, length) === 0 ? [info.readUInt32LE(4)] : [];
+    return native.objGetInfoByFd(fd, info, length) === 0 ? [info.readUInt32LE(8)] : [];
   } finally {
     native.closeFd(fd);
   }

@@ -66,7 +66,7 @@ export const native = {
   linkFd: libbpf.func('int bpf_link__fd(bpf_link *link)'),
   destroyLink: libbpf.func('int bpf_link__destroy(bpf_link *link)'),
   pinLink: libbpf.func('int bpf_link__pin(bpf_link *link, const char *path)'),
-  linkFdById: libbpf.func('int bpf_link_get_fd_by_id(uint32_t id)'),
+  programFdById: libbpf.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
   disconnectLink: libbpf.func('void bpf_link__disconnect(bpf_link *link)'),
   iterCreate: libbpf.func('int bpf_iter_create(int link_fd)'),
   lookupElem: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),

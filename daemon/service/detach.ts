@@ -9,7 +9,7 @@ import { detachExcept } from '../kernel/counting-generations.js';
 import { lockPinDir } from '../kernel/pin-lock.js';
 
 /** How long detaching waits for the kernel to free the links (it does so from a work queue). */
-const DETACH_WAIT_MS = 5000;
+const DETACH_WAIT_MS = 30_000;
 
 /** Detaches every generation of programs pinned under `pinDir`; how many there were. */
 export function detachPinned(pinDir: string): number {
