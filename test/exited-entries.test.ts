@@ -37,7 +37,7 @@ test("100,000 exits held by one user's idle client: others' are forgotten, each 
   let looked = 0;
   const forgotten: Entry[] = [];
   const forget = (): number =>
-    exits.forgetServed(heldByNobody(0), 1000, 0, 1_000_000, () => (looked++, true), (entry) => forgotten.push(entry));
+    exits.forgetServed(heldByNobody(0), 1000, 0, { maxKept: 1_000_000, maxPerUser: 1_000_000 }, () => (looked++, true), (entry) => forgotten.push(entry));
   expect(forget()).toBe(0);
   expect(forgotten.map((e) => e.uid)).toEqual(new Array(10).fill(0));
   expect(looked).toBe(10);
@@ -46,7 +46,7 @@ test("100,000 exits held by one user's idle client: others' are forgotten, each 
   expect(looked).toBe(0);
   expect(exits.size).toBe(100_000);
   // Its client served them all (or gone): forgotten.
-  exits.forgetServed({ all: null, byUid: new Map() }, 1000, 0, 1_000_000, () => true, (entry) => forgotten.push(entry));
+  exits.forgetServed({ all: null, byUid: new Map() }, 1000, 0, { maxKept: 1_000_000, maxPerUser: 1_000_000 }, () => true, (entry) => forgotten.push(entry));
   expect(exits.size).toBe(0);
   expect(forgotten).toHaveLength(100_010);
 });
@@ -56,7 +56,7 @@ test('forgotten exits leave nothing behind: a million exits through a queue keep
   const internals = exits as unknown as { bySeq: { refs: unknown[] }; byUid: Map<number, { refs: unknown[] }> };
   for (let i = 0; i < 1_000_000; i++) {
     add(i % 3);
-    if (i % 1000 === 999) exits.forgetServed({ all: null, byUid: new Map() }, 1000, 0, 1_000_000, () => true, () => {});
+    if (i % 1000 === 999) exits.forgetServed({ all: null, byUid: new Map() }, 1000, 0, { maxKept: 1_000_000, maxPerUser: 1_000_000 }, () => true, () => {});
   }
   expect(exits.size).toBe(0);
   expect(internals.bySeq.refs.length).toBeLessThan(3000);
@@ -82,9 +82,21 @@ test('retention, a slot not read for the last time, and a client behind hold an 
   entries[2]!.exit!.atMs = 900;
   const forgotten: string[] = [];
   const forget = (entry: Entry): number => forgotten.push(entry.name);
-  exits.forgetServed({ all: null, byUid: new Map() }, 1000, 500, 100, (e) => e.name !== 'slot', forget);
+  exits.forgetServed({ all: null, byUid: new Map() }, 1000, 500, { maxKept: 100, maxPerUser: 100 }, (e) => e.name !== 'slot', forget);
   expect(forgotten).toEqual(['old']); // 'slot' holds the rest of its user's queue
-  exits.forgetServed({ all: 0, byUid: new Map() }, 2000, 500, 1, () => true, forget);
+  exits.forgetServed({ all: 0, byUid: new Map() }, 2000, 500, { maxKept: 1, maxPerUser: 100 }, () => true, forget);
   expect(forgotten).toEqual(['old', 'slot']); // owed to a client at 0, but one kept at most
   expect(exits.size).toBe(1);
+});
+
+test("a user's held exits beyond maxPerUser go, oldest first, its own only; root's are not capped", () => {
+  const { exits, add } = kept();
+  for (let i = 0; i < 30; i++) add(NOBODY, `n${i}`);
+  for (let i = 0; i < 30; i++) add(0, `r${i}`);
+  const forgotten: string[] = [];
+  const held: ServedExits = { all: 0, byUid: new Map([[NOBODY, 0]]) }; // root's and nobody's clients served nothing
+  const dropped = exits.forgetServed(held, 1000, 0, { maxKept: 1000, maxPerUser: 20 }, () => true, (e) => forgotten.push(e.name));
+  expect(dropped).toBe(10);
+  expect(forgotten).toEqual(Array.from({ length: 10 }, (_, i) => `n${i}`));
+  expect(exits.size).toBe(50);
 });

@@ -111,10 +111,20 @@ export class ExitedEntries<T extends ExitedEntry> {
   /**
    * Forgets, calling `forget` for each, the exits that every client that may
    * see them was served (`served`), older than `retentionMs`, for which
-   * `done` holds (their slot read for the last time); then the oldest beyond
-   * `maxKept`, however owed. Returns how many of those were dropped owed.
+   * `done` holds (their slot read for the last time); then, however owed, a
+   * user's oldest beyond `maxPerUser` (root's exempt: a user's idle client
+   * holds only its own user's exits, which cost the daemon ~2 KiB each) and
+   * the oldest beyond `maxKept`. Returns how many were dropped owed.
    */
-  forgetServed(served: ServedExits, nowMs: number, retentionMs: number, maxKept: number, done: (entry: T) => boolean, forget: (entry: T) => void): number {
+  forgetServed(
+    served: ServedExits,
+    nowMs: number,
+    retentionMs: number,
+    limits: { maxKept: number; maxPerUser: number },
+    done: (entry: T) => boolean,
+    forget: (entry: T) => void,
+  ): number {
+    let dropped = 0;
     for (const [uid, queue] of this.byUid) {
       const ownUser = served.byUid.get(uid);
       const watermark = Math.min(served.all ?? Infinity, ownUser ?? Infinity);
@@ -124,10 +134,15 @@ export class ExitedEntries<T extends ExitedEntry> {
         if (ref.seq > watermark || nowMs - ref.entry.exit!.atMs < retentionMs || !done(ref.entry)) break;
         this.drop(ref.entry, forget);
       }
+      for (; uid !== 0 && queue.kept > limits.maxPerUser && queue.head < queue.refs.length; queue.head++) {
+        const ref = queue.refs[queue.head]!;
+        if (!this.current(ref)) continue;
+        this.drop(ref.entry, forget);
+        dropped++;
+      }
       this.compact(uid);
     }
-    let dropped = 0;
-    for (; this.bySeq.kept > maxKept && this.bySeq.head < this.bySeq.refs.length; this.bySeq.head++) {
+    for (; this.bySeq.kept > limits.maxKept && this.bySeq.head < this.bySeq.refs.length; this.bySeq.head++) {
       const ref = this.bySeq.refs[this.bySeq.head]!;
       if (!this.current(ref)) continue;
       this.drop(ref.entry, forget);

@@ -66,6 +66,8 @@ export interface ProcessTableOptions {
   exitedRetentionMs: number;
   /** Hard bound on exited entries kept for clients that never ask. */
   maxExited: number;
+  /** Hard bound on one user's (but root's) exited entries kept for its clients; default maxExited. */
+  maxExitedPerUser?: number;
   /** Rates are sampled on reads at least this far apart. */
   rateIntervalMs: number;
   /**
@@ -461,7 +463,7 @@ export class ProcessTable {
       served,
       nowMs,
       this.options.exitedRetentionMs,
-      this.options.maxExited,
+      { maxKept: this.options.maxExited, maxPerUser: this.options.maxExitedPerUser ?? this.options.maxExited },
       (entry) => !entry.hasSlot,
       (entry) => {
         for (const [cgroupId, counters] of countersByCgroup(entry)) this.forgotten.add(cgroupId, counters);

@@ -31,6 +31,8 @@ import { NetatopModule, type NetatopModuleState } from '../serve/netatop-module.
 const DRAIN_INTERVAL_MS = 1000;
 const LIVE_INFO_INTERVAL_MS = 10_000;
 const MAX_EXITED = 200_000;
+/** Exited processes of one user (but root) kept for its clients: its idle atop client holds only those, ~2 KiB each. */
+const MAX_EXITED_PER_USER = 20_000;
 const MAX_EXITED_THREADS = 50_000;
 const SHUTDOWN_GRACE_MS = 5000;
 const FORGET_GAP_MS = 10;
@@ -102,7 +104,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     log.info(`${kernel.retiredOrphans} processes counted in the pinned maps exited while no daemon ran: retired with their last counters`);
   }
   const table = new ProcessTable(
-    { exitedRetentionMs: config.exitedRetentionMs, maxExited: MAX_EXITED, slotSettleMs: 10, rateIntervalMs: 1000 },
+    { exitedRetentionMs: config.exitedRetentionMs, maxExited: MAX_EXITED, maxExitedPerUser: MAX_EXITED_PER_USER, slotSettleMs: 10, rateIntervalMs: 1000 },
     new ForgottenTotals(kernel),
   );
   const cgroupNames = new CgroupNames();
