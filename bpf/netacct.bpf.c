@@ -893,9 +893,11 @@ static __always_inline struct sock *tcp_socket_of(__s32 fd)
 SEC("tracepoint/syscalls/sys_enter_splice")
 int on_splice_enter(struct sys_enter_splice *ctx)
 {
+	if (!counting_generation())
+		return 0; /* never touches the note of the generation that counts */
 	struct task_struct *task = bpf_get_current_task_btf();
 	/* The system call takes an int: the register's upper half is not the descriptor's. */
-	struct sock *sk = counting_generation() ? tcp_socket_of((__s32)ctx->fd_in) : 0;
+	struct sock *sk = tcp_socket_of((__s32)ctx->fd_in);
 	__u64 *noted = bpf_task_storage_get(&splicing, task, 0, sk ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 	if (noted)
 		*noted = (__u64)sk; /* 0 for another file: no stale note for a later splice */

@@ -1,5 +1,8 @@
 // cgroup ids to names: paths of real cgroups this test creates, systemd units
 // and container ids derived from the path, names kept after removal.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { expect, test } from 'vitest';
 import { CgroupNames, cgroup2Mount, describeCgroupPath } from '../daemon/accounting/cgroup-names.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
@@ -42,4 +45,19 @@ describeWithBpf('names of real cgroups (root: the test creates them)', () => {
     expect(names.nameOf(scratch.id)?.path).toBe(scratch.relativePath);
     expect(names.nameOf(2 ** 40)).toBeNull();
   });
+});
+
+test('removedOf: one walk for every id asked; a live one never, a removed or never seen one yes', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-cgroups-'));
+  try {
+    for (const dir of ['a', 'b', 'a/c']) fs.mkdirSync(path.join(root, dir));
+    const id = (dir: string): number => fs.statSync(path.join(root, dir)).ino;
+    const [a, b, c] = [id('a'), id('b'), id('a/c')];
+    const names = new CgroupNames(root);
+    expect(names.nameOf(b)?.path).toBe('/b');
+    fs.rmdirSync(path.join(root, 'b'));
+    expect([...names.removedOf([a, b, c, 999_999_999])].sort()).toEqual([b, 999_999_999].sort());
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
 });

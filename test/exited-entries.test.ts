@@ -5,8 +5,7 @@ import { ExitedEntries } from '../daemon/accounting/exited-entries.js';
 import type { ServedExits } from '../protocol/netatop-server.js';
 
 interface Entry {
-  uid: number;
-  exit: { seq: number; atMs: number } | null;
+  exit: { seq: number; atMs: number; uid: number } | null;
   name: string;
 }
 
@@ -16,7 +15,7 @@ function kept(): { exits: ExitedEntries<Entry>; add: (uid: number, name?: string
   return {
     exits,
     add: (uid, name = '') => {
-      const entry = { uid, exit: { seq: ++seq, atMs: 0 }, name };
+      const entry = { exit: { seq: ++seq, atMs: 0, uid }, name };
       exits.add(entry);
       return entry;
     },
@@ -39,7 +38,7 @@ test("100,000 exits held by one user's idle client: others' are forgotten, each 
   const forget = (): number =>
     exits.forgetServed(heldByNobody(0), 1000, 0, { maxKept: 1_000_000, maxPerUser: 1_000_000 }, () => (looked++, true), (entry) => forgotten.push(entry));
   expect(forget()).toBe(0);
-  expect(forgotten.map((e) => e.uid)).toEqual(new Array(10).fill(0));
+  expect(forgotten.map((e) => e.exit!.uid)).toEqual(new Array(10).fill(0));
   expect(looked).toBe(10);
   looked = 0;
   for (let call = 0; call < 1000; call++) forget(); // a connection, an answer, a disconnect each
@@ -71,7 +70,7 @@ test('answers get the exits after a seq, in order; an exit served again moves to
   expect(exits.after(0).map((e) => e.name)).toEqual(['b', 'c', 'a']);
   expect(exits.after(c.exit!.seq).map((e) => e.name)).toEqual(['a']);
   b.exit = null;
-  exits.removed(b);
+  exits.removed(0);
   expect(exits.after(0).map((e) => e.name)).toEqual(['c', 'a']);
   expect(exits.size).toBe(2);
 });
@@ -99,4 +98,15 @@ test("a user's held exits beyond maxPerUser go, oldest first, its own only; root
   expect(dropped).toBe(10);
   expect(forgotten).toEqual(Array.from({ length: 10 }, (_, i) => `n${i}`));
   expect(exits.size).toBe(50);
+});
+
+test('past maxKept the oldest go in order, however many stale references lie before them', () => {
+  const { exits, add } = kept();
+  for (let i = 0; i < 2000; i++) add(1, `a${i}`);
+  for (let i = 0; i < 3000; i++) add(2, `b${i}`);
+  const heldFor2: ServedExits = { all: null, byUid: new Map([[2, 0]]) };
+  exits.forgetServed(heldFor2, 1000, 0, { maxKept: 1_000_000, maxPerUser: 1_000_000 }, () => true, () => {}); // uid 1's go
+  expect(exits.forgetServed(heldFor2, 1000, 0, { maxKept: 1000, maxPerUser: 1_000_000 }, () => true, () => {})).toBe(2000);
+  expect(exits.after(0).map((e) => e.name)).toEqual(Array.from({ length: 1000 }, (_, i) => `b${i + 2000}`));
+  expect(exits.size).toBe(1000);
 });

@@ -71,8 +71,8 @@ export class CgroupNames {
     if (!name) return true;
     try {
       return fs.statSync(path.join(this.mount, name.path)).ino !== id;
-    } catch {
-      return true;
+    } catch (err) {
+      return gone(err);
     }
   }
 
@@ -84,8 +84,9 @@ export class CgroupNames {
   removedOf(ids: readonly number[]): Set<number> {
     const removed = new Set<number>();
     if (!this.mount) return removed;
-    if (ids.some((id) => !this.byId.has(id))) this.scan(this.mount);
-    for (const id of ids) if (!this.byId.has(id) || this.isRemoved(id)) removed.add(id);
+    // A walk that could not read a directory (a user's chmod 700 on its delegated cgroup) proves no absence.
+    const complete = ids.some((id) => !this.byId.has(id)) ? this.scan(this.mount) : true;
+    for (const id of ids) if (this.byId.has(id) ? this.isRemoved(id) : complete) removed.add(id);
     return removed;
   }
 
@@ -95,17 +96,19 @@ export class CgroupNames {
     this.missing.clear();
   }
 
-  /** Walks the hierarchy; names of cgroups removed since stay known. */
-  private scan(mount: string): void {
+  /** Walks the hierarchy; names of cgroups removed since stay known. False when a directory could not be read (not for being gone). */
+  private scan(mount: string): boolean {
     this.lastScanMs = performance.now();
+    let complete = true;
     const visit = (dir: string, relative: string): void => {
       let stat: fs.Stats;
       let entries: fs.Dirent[];
       try {
         stat = fs.statSync(dir);
         entries = fs.readdirSync(dir, { withFileTypes: true });
-      } catch {
-        return; // removed while we walked
+      } catch (err) {
+        if (!gone(err)) complete = false;
+        return; // removed while we walked, or not ours to read
       }
       this.byId.set(stat.ino, describeCgroupPath(relative || '/'));
       for (const entry of entries) {
@@ -113,5 +116,12 @@ export class CgroupNames {
       }
     };
     visit(mount, '');
+    return complete;
   }
+}
+
+/** Whether a file system error says the path is gone (not unreadable). */
+function gone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }

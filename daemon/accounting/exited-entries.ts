@@ -12,10 +12,9 @@
 // one recorded there), skipped as met and dropped when the arrays compact.
 import type { ServedExits } from '../../protocol/netatop-server.js';
 
-/** What an exited entry needs to be kept here. */
+/** What an exited entry needs to be kept here: its exit, with the user it is kept for (fixed while kept). */
 export interface ExitedEntry {
-  readonly uid: number;
-  exit: { seq: number; atMs: number } | null;
+  exit: { seq: number; atMs: number; readonly uid: number } | null;
 }
 
 interface ExitRef<T> {
@@ -41,6 +40,11 @@ class RefQueue<T extends ExitedEntry> {
 /** A forgotten entry's seq: no reference is current for it any more. */
 const FORGOTTEN = -1;
 
+/** Whether `entry` was forgotten here (its exit no longer kept). */
+export function isForgotten(entry: ExitedEntry): boolean {
+  return entry.exit?.seq === FORGOTTEN;
+}
+
 export class ExitedEntries<T extends ExitedEntry> {
   /** Every kept exit, seq ascending (with stale references). */
   private readonly bySeq = new RefQueue<T>();
@@ -63,35 +67,36 @@ export class ExitedEntries<T extends ExitedEntry> {
   /** `entry`'s exit got a new seq (above every kept one): it moves to the end. */
   moved(entry: T): void {
     this.append(entry);
-    this.compact(entry.uid);
+    this.bySeq.compact(this.current);
+    this.compactQueue(entry.exit!.uid);
   }
 
-  /** `entry`'s exit was taken back (its exit set to null): it is no longer kept. */
-  removed(entry: T): void {
-    this.release(entry);
-    this.compact(entry.uid);
+  /** The exit kept for `uid` was taken back (its entry's exit set to null): it is no longer kept. */
+  removed(uid: number): void {
+    this.release(uid);
+    this.bySeq.compact(this.current);
+    this.compactQueue(uid);
   }
 
   /** Appends a reference to `entry`'s exit; returns its user's queue. */
   private append(entry: T): RefQueue<T> {
     const ref = { entry, seq: entry.exit!.seq };
     this.bySeq.refs.push(ref);
-    let queue = this.byUid.get(entry.uid);
-    if (!queue) this.byUid.set(entry.uid, (queue = new RefQueue()));
+    let queue = this.byUid.get(entry.exit!.uid);
+    if (!queue) this.byUid.set(entry.exit!.uid, (queue = new RefQueue()));
     queue.refs.push(ref);
     return queue;
   }
 
-  /** One fewer kept for `entry`'s user and in all. */
-  private release(entry: T): void {
+  /** One fewer kept for `uid` and in all. */
+  private release(uid: number): void {
     this.bySeq.kept--;
-    const queue = this.byUid.get(entry.uid);
+    const queue = this.byUid.get(uid);
     if (queue) queue.kept--;
   }
 
-  /** Compacts the exit-order list and `uid`'s queue (dropped once it keeps nothing). */
-  private compact(uid: number): void {
-    this.bySeq.compact(this.current);
+  /** Compacts `uid`'s queue, dropped once it keeps nothing. */
+  private compactQueue(uid: number): void {
     const queue = this.byUid.get(uid);
     if (!queue) return;
     if (queue.kept === 0) this.byUid.delete(uid);
@@ -140,21 +145,22 @@ export class ExitedEntries<T extends ExitedEntry> {
         this.drop(ref.entry, forget);
         dropped++;
       }
-      this.compact(uid);
+      this.compactQueue(uid);
     }
     for (; this.bySeq.kept > limits.maxKept && this.bySeq.head < this.bySeq.refs.length; this.bySeq.head++) {
       const ref = this.bySeq.refs[this.bySeq.head]!;
       if (!this.current(ref)) continue;
+      const { uid } = ref.entry.exit!;
       this.drop(ref.entry, forget);
       dropped++;
-      this.compact(ref.entry.uid);
+      this.compactQueue(uid); // never bySeq here: its head is this loop's
     }
     this.bySeq.compact(this.current);
     return dropped;
   }
 
   private drop(entry: T, forget: (entry: T) => void): void {
-    this.release(entry);
+    this.release(entry.exit!.uid);
     entry.exit!.seq = FORGOTTEN;
     forget(entry);
   }

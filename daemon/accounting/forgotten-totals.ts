@@ -49,6 +49,11 @@ export class ForgottenTotals {
     return this.byCgroup.has(cgroupId);
   }
 
+  /** The cgroups with totals here (the removed bucket apart). */
+  cgroupIds(): number[] {
+    return [...this.byCgroup.keys()].filter((id) => id !== REMOVED_CGROUPS);
+  }
+
   /** Every cgroup's totals; the removed bucket only once something was folded into it. */
   *entries(): IterableIterator<[number, number[]]> {
     for (const entry of this.byCgroup) if (entry[0] !== REMOVED_CGROUPS || entry[1].some((value) => value > 0)) yield entry;

@@ -9,7 +9,7 @@ import { COUNTERS } from '../kernel/layout.js';
 import type { OverflowSample, ProcInfoSample, SlotVisitor } from '../kernel/kernel-counters.js';
 import { SlotState } from '../kernel/layout.js';
 import { ForgottenTotals } from './forgotten-totals.js';
-import { ExitedEntries } from './exited-entries.js';
+import { ExitedEntries, isForgotten } from './exited-entries.js';
 import type { ServedExits } from '../../protocol/netatop-server.js';
 
 export interface ProcessEntry {
@@ -38,8 +38,8 @@ export interface ProcessEntry {
   rates: number[] | null;
   /** Totals at the last sampling, the base of the next rates. */
   rateBase: number[] | null;
-  /** Set once the process has exited; seq orders exits for delivery. */
-  exit: { seq: number; atMs: number; lost: boolean } | null;
+  /** Set once the process has exited; seq orders exits for delivery; uid: the user it is kept for (its uid then). */
+  exit: { seq: number; atMs: number; lost: boolean; readonly uid: number } | null;
   /** Consecutive live reads that did not list this process. */
   missedReads: number;
 }
@@ -272,7 +272,7 @@ export class ProcessTable {
           this.bySlot[index] = entry;
           entry.slotIndex = index;
         }
-        if (state === SlotState.active && entry.exit?.lost) this.revive(entry);
+        if (state === SlotState.active && entry.exit?.lost && !isForgotten(entry)) this.revive(entry);
         touched.push(entry);
         if (!entry.known) {
           const { uid, comm } = claimedBy(index);
@@ -312,8 +312,15 @@ export class ProcessTable {
         entry.overflowParts = [];
       }
       this.withOverflow.clear();
+      const readNow = new Set<ProcessEntry>();
       for (const part of read.overflow) {
         const entry = this.entry(part.tgid, part.startNs);
+        if (!readNow.has(entry)) {
+          // This read's parts replace the last read's (an exited entry's late parts, read again until deleted).
+          readNow.add(entry);
+          entry.overflow = null;
+          entry.overflowParts = [];
+        }
         // Threads of one process under different uids have a part each in the same cgroup: they add up.
         const sameCgroup = entry.overflow?.get(part.cgroupId);
         const counters = sameCgroup ? Array.from(sameCgroup) : part.counters;
@@ -331,7 +338,7 @@ export class ProcessTable {
       for (const info of read.live) {
         const entry = this.entry(info.tgid, info.startNs);
         this.describe(entry, info);
-        if (entry.exit?.lost) this.revive(entry);
+        if (entry.exit?.lost && !isForgotten(entry)) this.revive(entry);
         entry.missedReads = 0;
         seen.add(entry);
       }
@@ -422,7 +429,7 @@ export class ProcessTable {
 
   private retire(entry: ProcessEntry, nowMs: number, lost: boolean): void {
     this.unknown.delete(entry);
-    entry.exit = { seq: ++this.lastExitSeq, atMs: nowMs, lost };
+    entry.exit = { seq: ++this.lastExitSeq, atMs: nowMs, lost, uid: entry.uid };
     if (lost) this.lostExits++;
     this.exited.add(entry);
   }
@@ -439,8 +446,9 @@ export class ProcessTable {
    * row beside a live one.
    */
   private revive(entry: ProcessEntry): void {
+    const { uid } = entry.exit!;
     entry.exit = null;
-    this.exited.removed(entry);
+    this.exited.removed(uid);
     entry.missedReads = 0;
     this.lostExits--;
     this.revived++;

@@ -15,6 +15,8 @@ import type { BpfObject } from './bpf-object.js';
 import { Control } from './layout.js';
 import { type BpfLinkPtr, native } from './libbpf.js';
 
+const ENOENT = 2;
+
 const CONTROL_MAP = 'control';
 
 /** The generation whose programs count on the maps pinned in `mapsDir` (0: none pinned yet). */
@@ -53,7 +55,14 @@ export interface TakeOver {
  * when `mapsDir` is set, switches control[0], and removes the links of every
  * other generation.
  */
-export function takeOver(object: BpfObject, generation: number, links: ReadonlyMap<string, BpfLinkPtr>, mapsDir: string | null): TakeOver {
+export function takeOver(
+  object: BpfObject,
+  generation: number,
+  links: ReadonlyMap<string, BpfLinkPtr>,
+  mapsDir: string | null,
+  /** Programs allowed to stay unpinned (perf event links); any other that cannot be pinned is an error. */
+  mayStayUnpinned: readonly string[],
+): TakeOver {
   const unpinned: string[] = [];
   if (mapsDir) {
     const dir = path.join(linksDir(mapsDir), String(generation));
@@ -62,7 +71,8 @@ export function takeOver(object: BpfObject, generation: number, links: ReadonlyM
     for (const [name, link] of links) {
       try {
         object.keepAttached(link, path.join(dir, name));
-      } catch {
+      } catch (err) {
+        if (!mayStayUnpinned.includes(name)) throw err;
         unpinned.push(name);
       }
     }
@@ -95,14 +105,20 @@ export function detachExcept(mapsDir: string, kept: string | null = null, waitMs
   }
   if (kept === null) fs.rmdirSync(dir);
   const until = performance.now() + waitMs;
-  for (let left = ids; left.length > 0 && performance.now() < until; ) {
+  let left = ids;
+  while (left.length > 0 && performance.now() < until) {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-    left = left.filter((id) => {
+    const still: number[] = [];
+    for (const id of left) {
       const fd: number = native.programFdById(id);
-      if (fd < 0) return false;
-      native.closeFd(fd);
-      return true;
-    });
+      if (fd >= 0) {
+        native.closeFd(fd);
+        still.push(id);
+      } else if (fd !== -ENOENT) {
+        return removed; // cannot tell (no CAP_SYS_ADMIN to look a program up): no wait
+      }
+    }
+    left = still;
   }
   return removed;
 }

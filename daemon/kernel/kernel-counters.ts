@@ -449,7 +449,7 @@ export class KernelCounters {
     this.retiredOrphans = this.retireOrphanSlots();
     for (const name of countingPrograms.filter((program) => !SPLICE_READ_PROGRAMS.includes(program))) kept.set(name, object.attach(name));
     this.spliceNotCounted = countingPrograms.some((program) => SPLICE_READ_PROGRAMS.includes(program)) ? this.attachSpliceReads(kept) : null;
-    ({ retired: this.replacedGenerations, unpinned: this.unpinnedPrograms } = takeOver(object, generation, kept, mapsDir));
+    ({ retired: this.replacedGenerations, unpinned: this.unpinnedPrograms } = takeOver(object, generation, kept, mapsDir, SPLICE_READ_PROGRAMS));
   }
 
   /** Generations of programs left attached (by daemons before this one) that this one took over from. */

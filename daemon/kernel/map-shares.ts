@@ -54,7 +54,6 @@ export class ShareLedger {
    * entry made in between is charged, never given for free.
    */
   reconcile(created: ReadonlyMap<number, readonly bigint[]>, held: ReadonlyMap<number, readonly number[]>): void {
-    const others = new Array<bigint>(SHARES).fill(0n);
     let othersCreated: readonly bigint[] | undefined;
     for (const [uid, made] of created) {
       if (uid === OTHERS_UID) {
@@ -62,9 +61,7 @@ export class ShareLedger {
         continue;
       }
       const holds = held.get(uid);
-      const released = made.map((count, kind) => (count > BigInt(holds?.[kind] ?? 0) ? count - BigInt(holds?.[kind] ?? 0) : 0n));
-      released.forEach((count, kind) => (others[kind]! += count));
-      this.released.set(uid, released);
+      this.released.set(uid, made.map((count, kind) => (count > BigInt(holds?.[kind] ?? 0) ? count - BigInt(holds?.[kind] ?? 0) : 0n)));
       this.dirty.add(uid);
     }
     if (othersCreated) {
@@ -99,10 +96,6 @@ export class ShareLedger {
       this.key.writeUInt32LE(key);
       for (let kind = 0; kind < SHARES; kind++) this.value.writeBigUInt64LE(held[kind]!, kind * 8);
       if (native.updateElem(this.releasedFd, this.key, this.value, 0) === 0) this.dirty.delete(key);
-      else this.unwritten++;
     }
   }
-
-  /** Writes of a user's released count that failed (retried at each flush). */
-  unwritten = 0;
 }
