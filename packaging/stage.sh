@@ -46,7 +46,8 @@ node_license=$(dirname "$node")/../share/doc/node/LICENSE # official tarball lay
 cp "$node_license" "$lib/node/LICENSE"
 
 # libbpf: the one the tests load on this machine.
-libbpf=$(ldconfig -p | awk '$1 == "libbpf.so.1" && /x86-64|AArch64|64bit/ { print $NF; exit }')
+# awk reads to the end: an early exit could kill ldconfig with SIGPIPE, which pipefail made a silent failure of the build.
+libbpf=$(ldconfig -p | awk '$1 == "libbpf.so.1" && /x86-64|AArch64|64bit/ && !found { print $NF; found = 1 }')
 [[ -n $libbpf ]] || { echo "packaging: no libbpf.so.1 on this machine (apt-get install libbpf1)" >&2; exit 1; }
 cp "$(readlink -f "$libbpf")" "$lib/lib/libbpf.so.1"
 cp /usr/share/doc/libbpf1/copyright "$lib/lib/libbpf.copyright"
