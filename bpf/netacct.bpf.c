@@ -391,6 +391,16 @@ static __noinline int note_created(__u32 uid, __u32 kind)
 	return 0;
 }
 
+/* Creates `key` with `value` in `map` when `uid` may hold one more entry of
+ * `kind`, counted in its share; 0 when created. */
+static __always_inline int create_shared(void *map, void *key, void *value, __u32 uid, __u32 kind)
+{
+	if (!may_hold(uid, kind) || bpf_map_update_elem(map, key, value, BPF_NOEXIST))
+		return -1;
+	note_created(uid, kind);
+	return 0;
+}
+
 /* Looks `key` up in `map`, creating it (zero) when `uid` may hold one more
  * entry of `kind`; NULL when it may not or the map is full. */
 static __always_inline struct netacct_counters *shared_counters(void *map, void *key, __u32 uid, __u32 kind)
@@ -398,12 +408,9 @@ static __always_inline struct netacct_counters *shared_counters(void *map, void 
 	struct netacct_counters *c = bpf_map_lookup_elem(map, key);
 	if (c)
 		return c;
-	if (!may_hold(uid, kind))
-		return 0;
 	struct netacct_counters zero = {};
-	if (bpf_map_update_elem(map, key, &zero, BPF_NOEXIST) == 0)
-		note_created(uid, kind);
-	return bpf_map_lookup_elem(map, key);
+	create_shared(map, key, &zero, uid, kind);
+	return bpf_map_lookup_elem(map, key); /* made here, or by another CPU just now */
 }
 
 static __always_inline void mark_tracked(struct task_struct *leader)
@@ -594,10 +601,13 @@ static __noinline int count_peer(struct sockaddr_peer *peer, __u16 local, __u32 
 
 	struct netacct_counters *c = bpf_map_lookup_elem(&peers, &key);
 	if (!c) {
-		/* A process whose own calls all went to unattributed rows holds nothing
-		 * else in the kernel: marked, the iterator lists it and its peers stay. */
-		mark_tracked(task->group_leader);
-		c = shared_counters(&peers, &key, key.uid, NA_SHARE_PEERS);
+		struct netacct_counters zero = {};
+		/* Marked when it gets a row: a process whose own calls all went to
+		 * unattributed rows holds nothing else in the kernel, yet the
+		 * iterator must list it for its rows to stay. */
+		if (create_shared(&peers, &key, &zero, key.uid, NA_SHARE_PEERS) == 0)
+			mark_tracked(task->group_leader);
+		c = bpf_map_lookup_elem(&peers, &key);
 	}
 	if (!c) {
 		struct netacct_peer_overflow_key row = { .tgid = tgid, .uid = key.uid, .start_ns = key.start_ns };
@@ -764,12 +774,8 @@ int BPF_PROG(on_inet6_recv, struct socket *sock, struct msghdr *msg, __u64 size,
 	return count_message(sock, msg, ret, flags, NA_RECV);
 }
 
-/* sendfile and splice into a socket on kernels that still have sock_sendpage
- * (<= 6.4): they never pass inet*_sendmsg, except where the protocol has no
- * sendpage of its own (UDP over IPv6, MPTCP), whose fallback goes through
- * kernel_sendmsg and inet*_sendmsg: those are counted there, not twice. */
 /* A call that moved data on `sk`, a socket the verifier has no BTF type for
- * (reached through a void pointer, or a kprobe's argument): read with CO-RE. */
+ * (reached through a void pointer, or noted by the splice program): read with CO-RE. */
 static __always_inline int count_read_socket(struct sock *sk, __u16 family, __u16 protocol, int ret, int direction)
 {
 	struct sockaddr_peer peer = { .family = family };
@@ -783,6 +789,10 @@ static __always_inline int count_read_socket(struct sock *sk, __u16 family, __u1
 	return count_socket_call(family, protocol, ret, direction, &peer, local);
 }
 
+/* sendfile and splice into a socket on kernels that still have sock_sendpage
+ * (<= 6.4): they never pass inet*_sendmsg, except where the protocol has no
+ * sendpage of its own (UDP over IPv6, MPTCP), whose fallback goes through
+ * kernel_sendmsg and inet*_sendmsg: those are counted there, not twice. */
 SEC("fexit/sock_sendpage")
 int BPF_PROG(on_sendpage, struct file *file, void *page, int offset, __u64 size, void *ppos, int more, long ret)
 {
@@ -1021,10 +1031,8 @@ int BPF_PROG(on_process_exit)
 	 * Refused, the exit is still known from the slot (EXITED), or from the live reads. */
 	if (bpf_map_lookup_elem(&exited, &id))
 		return 0; /* recorded by the other generation's program, both attached for a moment */
-	if (!may_hold(info.uid, NA_SHARE_EXITED) || bpf_map_update_elem(&exited, &id, &info, BPF_NOEXIST))
+	if (create_shared(&exited, &id, &info, info.uid, NA_SHARE_EXITED))
 		stat_add(NA_STAT_EXITED_FULL);
-	else
-		note_created(info.uid, NA_SHARE_EXITED);
 	return 0;
 }
 

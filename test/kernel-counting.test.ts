@@ -163,6 +163,14 @@ describeWithBpf('kernel counting (real BPF)', () => {
     await child.finish();
   });
 
+  test('a socket passed to another process (SCM_RIGHTS): each process counts the calls it made on it', async () => {
+    const parent = await TrafficChild.start('pass-socket');
+    const child = Number(parent.announced.find((line) => line.startsWith('child '))!.split(' ')[1]);
+    expect(counting().counters(parent.pid)).toEqual(expectedCounters({ 'ipv4 udp send': [2, 200], 'ipv4 udp recv': [5, 500] }));
+    expect(counting().counters(child)).toEqual(expectedCounters({ 'ipv4 udp send': [3, 300] }));
+    await parent.finish();
+  });
+
   test('other protocols (raw ICMP) are ignored', async () => {
     const child = await TrafficChild.start('raw');
     expect(counting().process(child.pid)).toBeUndefined(); // never counted at all

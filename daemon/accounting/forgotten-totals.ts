@@ -49,11 +49,6 @@ export class ForgottenTotals {
     return this.byCgroup.has(cgroupId);
   }
 
-  /** The cgroups with totals here (the removed bucket apart). */
-  cgroupIds(): number[] {
-    return [...this.byCgroup.keys()].filter((id) => id !== REMOVED_CGROUPS);
-  }
-
   /** Every cgroup's totals; the removed bucket only once something was folded into it. */
   *entries(): IterableIterator<[number, number[]]> {
     for (const entry of this.byCgroup) if (entry[0] !== REMOVED_CGROUPS || entry[1].some((value) => value > 0)) yield entry;
@@ -89,13 +84,13 @@ export class ForgottenTotals {
   }
 
   /**
-   * One fold pass (every minute): cgroups that `isRemoved` says are gone, and
+   * One fold pass (every minute): cgroups that `removedOf` says are gone, and
    * that were already gone at the last pass, fold into the removed bucket;
    * returns the ids folded (their names may be forgotten).
    */
-  foldRemoved(isRemoved: (cgroupId: number) => boolean): number[] {
-    const removed: number[] = [];
-    for (const cgroupId of this.byCgroup.keys()) if (cgroupId !== REMOVED_CGROUPS && isRemoved(cgroupId)) removed.push(cgroupId);
+  foldRemoved(removedOf: (cgroupIds: number[]) => Set<number>): number[] {
+    const gone = removedOf([...this.byCgroup.keys()].filter((id) => id !== REMOVED_CGROUPS)); // asked once, for all
+    const removed = [...this.byCgroup.keys()].filter((id) => gone.has(id));
     const folded = removed.filter((id, i) => this.removedAtLastPass.has(id) || removed.length - i > MAX_REMOVED_WAITING);
     for (const id of folded) this.fold(id);
     const waiting = new Set(removed);

@@ -96,8 +96,6 @@ export function countersByCgroup(entry: ProcessEntry): Map<number, number[]> {
 export class ProcessTable {
   /** Every entry, live or exited, by tgid (more than one after a PID reuse), in order of first sight. */
   private readonly entries = new Map<number, ProcessEntry[]>();
-  /** Live entries that have overflow parts (their parts are replaced on every overflow read). */
-  private readonly withOverflow = new Set<ProcessEntry>();
   /** Live entries not yet known by name. */
   private readonly unknown = new Set<ProcessEntry>();
   /** The entry that last held each slot index: most reads find it here. */
@@ -246,7 +244,6 @@ export class ProcessTable {
     // keeps it: the slot's later reads must not count again in a new entry.
     if (!entry.hasSlot && entry.slotIndex >= 0 && this.bySlot[entry.slotIndex] === entry) this.bySlot[entry.slotIndex] = undefined;
     this.entryCount--;
-    this.withOverflow.delete(entry);
     this.unknown.delete(entry);
   }
 
@@ -305,29 +302,23 @@ export class ProcessTable {
     }
 
     if (read.overflow) {
-      // A live process's overflow entries only grow; an exited one's were
-      // deleted from the kernel and its last read stays as final.
-      for (const entry of this.withOverflow) {
-        entry.overflow = null;
-        entry.overflowParts = [];
-      }
-      this.withOverflow.clear();
+      // A read's parts replace an entry's last ones: a live process's only
+      // grow; an exited one's were deleted from the kernel at its last read
+      // (settled, below), unless late parts came after.
       const readNow = new Set<ProcessEntry>();
       for (const part of read.overflow) {
         const entry = this.entry(part.tgid, part.startNs);
         if (!readNow.has(entry)) {
-          // This read's parts replace the last read's (an exited entry's late parts, read again until deleted).
           readNow.add(entry);
-          entry.overflow = null;
+          entry.overflow = new Map();
           entry.overflowParts = [];
         }
         // Threads of one process under different uids have a part each in the same cgroup: they add up.
-        const sameCgroup = entry.overflow?.get(part.cgroupId);
-        const counters = sameCgroup ? Array.from(sameCgroup) : part.counters;
+        const sameCgroup = entry.overflow!.get(part.cgroupId);
+        const counters = sameCgroup ? Array.from(sameCgroup) : part.counters; // the common case is not copied
         if (sameCgroup) addInto(counters as number[], part.counters);
-        (entry.overflow ??= new Map()).set(part.cgroupId, counters);
+        entry.overflow!.set(part.cgroupId, counters);
         entry.overflowParts.push(part);
-        if (!entry.exit) this.withOverflow.add(entry);
         touched.push(entry);
       }
     }
@@ -370,7 +361,6 @@ export class ProcessTable {
       for (const entry of group) {
         chores.deleteOverflow.push(...entry.overflowParts);
         entry.overflowParts = [];
-        this.withOverflow.delete(entry);
         // Read for the last time: settled, so that a process revived after all adds its new parts on top.
         for (const [cgroupId, counters] of entry.overflow ?? []) settle(entry, cgroupId, counters);
         entry.overflow = null;

@@ -13,9 +13,6 @@ import type { ForgottenTotals } from './forgotten-totals.js';
 import { HOST_UID } from '../kernel/layout.js';
 import type { UnattributedSample } from '../kernel/kernel-counters.js';
 
-/** The cgroup key the host's row adds to: the bucket of removed cgroups (forgotten-totals.ts), as its cgroup is not known either. */
-const HOST_ROW_CGROUP = 0;
-
 /** What the rows need of the kernel (KernelCounters). */
 export interface UnattributedStore {
   readUnattributed(): UnattributedSample[];
@@ -46,18 +43,23 @@ export class UnattributedRows {
     return this.rows;
   }
 
-  /** Adds the rows of users `mayRead` admits (the host's row: only for a client that sees every user) to `totals`, by cgroup id. */
+  /**
+   * Adds the rows of users `mayRead` admits (the host's row: only for a
+   * client that sees every user) to `totals`, by cgroup id. The host's and
+   * the users' own rows are cgroup 0, the bucket of removed cgroups
+   * (forgotten-totals.ts): their cgroup is not known either.
+   */
   addTo(totals: Map<number, number[]>, mayRead: (uid: number) => boolean, seesAll: boolean): void {
     for (const row of this.rows) {
       if (row.uid === HOST_UID ? !seesAll : !mayRead(row.uid)) continue;
       if (row.counters.every((value) => value === 0)) continue;
-      addUnder(totals, row.uid === HOST_UID ? HOST_ROW_CGROUP : row.cgroupId, row.counters);
+      addUnder(totals, row.cgroupId, row.counters);
     }
   }
 
   /** The cgroups the rows count in (their names must stay known). */
   cgroupIds(): Set<number> {
-    return new Set(this.rows.filter((row) => row.uid !== HOST_UID).map((row) => row.cgroupId));
+    return new Set(this.rows.map((row) => row.cgroupId).filter((id) => id !== 0));
   }
 
   /**
@@ -66,7 +68,7 @@ export class UnattributedRows {
    * has no process left that could add to them in between. The host's and
    * the users' own rows (cgroup 0) are never deleted: programs add to them.
    */
-  foldRemoved(removedOf: (cgroupIds: number[]) => Set<number>, forgotten: ForgottenTotals): number {
+  foldRemoved(removedOf: (cgroupIds: number[]) => Set<number>, forgotten: ForgottenTotals): void {
     let folded = 0;
     const rows = this.store.readUnattributed().filter((row) => row.uid !== HOST_UID && row.cgroupId !== 0);
     const removed = removedOf([...new Set(rows.map((row) => row.cgroupId))]);
@@ -76,10 +78,6 @@ export class UnattributedRows {
       this.store.deleteUnattributed(row.uid, row.cgroupId);
       folded++;
     }
-    if (folded > 0) {
-      this.rows = this.store.readUnattributed();
-      this.readAtCount = -1; // read again at the next read of the table
-    }
-    return folded;
+    if (folded > 0) this.rows = this.store.readUnattributed(); // else the folded rows would count twice until the next read
   }
 }

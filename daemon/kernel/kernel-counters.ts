@@ -576,7 +576,7 @@ export class KernelCounters {
   drainExited(): ProcInfoSample[] {
     const infos: ProcInfoSample[] = [];
     this.exited.read(true, (_keys, values, i) => infos.push(decodeInfo(values, i * ProcInfo.size)));
-    for (const info of infos) this.shares.release(Share.exited, info.uid);
+    for (const info of infos) this.shares.release(Share.exited, info.uid); // deleted by the batch read
     this.shares.flush();
     return infos;
   }
@@ -755,9 +755,7 @@ export class KernelCounters {
 
   /** Deletes the entries of processes that exited, once read for the last time. */
   deletePeers(samples: readonly PeerSample[]): void {
-    for (const { peer, key, uid } of samples) {
-      if (native.deleteElem(peer ? this.peersFd : this.peerOverflowFd, key) === 0) this.shares.release(peer ? Share.peers : Share.peerOverflow, uid);
-    }
+    for (const { peer, key, uid } of samples) this.deleteShared(peer ? this.peersFd : this.peerOverflowFd, key, peer ? Share.peers : Share.peerOverflow, uid);
     this.shares.flush();
   }
 
@@ -830,8 +828,13 @@ export class KernelCounters {
     const key = Buffer.alloc(UnattributedKey.size);
     key.writeUInt32LE(uid, UnattributedKey.uid);
     key.writeBigUInt64LE(BigInt(cgroupId), UnattributedKey.cgroupId);
-    if (native.deleteElem(this.unattributedFd, key) === 0) this.shares.release(Share.unattributed, uid);
+    this.deleteShared(this.unattributedFd, key, Share.unattributed, uid);
     this.shares.flush();
+  }
+
+  /** Deletes `key` of the map `fd`, an entry of `kind` in `uid`'s share, given back once really gone (flush after). */
+  private deleteShared(fd: number, key: Buffer, kind: number, uid: number): void {
+    if (native.deleteElem(fd, key) === 0) this.shares.release(kind, uid);
   }
 
   /** Deletes overflow entries of processes that have exited (nothing writes them any more). */
@@ -844,7 +847,7 @@ export class KernelCounters {
       key.writeUInt32LE(part.startHigh, PartKey.startNs + 4);
       key.writeUInt32LE(part.cgroupLow, PartKey.cgroupId);
       key.writeUInt32LE(part.cgroupHigh, PartKey.cgroupId + 4);
-      if (native.deleteElem(this.overflowFd, key) === 0) this.shares.release(Share.overflow, part.uid);
+      this.deleteShared(this.overflowFd, key, Share.overflow, part.uid);
     }
     this.shares.flush();
   }

@@ -54,33 +54,23 @@ export class ShareLedger {
    * entry made in between is charged, never given for free.
    */
   reconcile(created: ReadonlyMap<number, readonly bigint[]>, held: ReadonlyMap<number, readonly number[]>): void {
-    let othersCreated: readonly bigint[] | undefined;
+    const othersHeld = new Array<number>(SHARES).fill(0); // every user but root together
+    for (const [uid, holds] of held) if (uid !== 0) holds.forEach((count, kind) => (othersHeld[kind]! += count));
     for (const [uid, made] of created) {
-      if (uid === OTHERS_UID) {
-        othersCreated = made;
-        continue;
-      }
-      const holds = held.get(uid);
+      const holds = uid === OTHERS_UID ? othersHeld : held.get(uid);
       this.released.set(uid, made.map((count, kind) => (count > BigInt(holds?.[kind] ?? 0) ? count - BigInt(holds?.[kind] ?? 0) : 0n)));
       this.dirty.add(uid);
-    }
-    if (othersCreated) {
-      // All users but root together: what they made less what all of them hold.
-      let total = new Array<number>(SHARES).fill(0);
-      for (const [uid, holds] of held) if (uid !== 0) total = total.map((sum, kind) => sum + holds[kind]!);
-      this.released.set(OTHERS_UID, othersCreated.map((count, kind) => (count > BigInt(total[kind]!) ? count - BigInt(total[kind]!) : 0n)));
-      this.dirty.add(OTHERS_UID);
     }
     this.flush();
   }
 
-  /** `count` entries of `kind` created for `uid` were deleted (root holds no share). */
-  release(kind: ShareKind, uid: number, count = 1): void {
+  /** An entry of `kind` created for `uid` was deleted (root holds no share). */
+  release(kind: ShareKind, uid: number): void {
     if (uid === 0) return;
     for (const key of [uid, OTHERS_UID]) {
       let held = this.released.get(key);
       if (!held) this.released.set(key, (held = new Array<bigint>(SHARES).fill(0n)));
-      held[kind]! += BigInt(count);
+      held[kind]! += 1n;
       this.dirty.add(key);
     }
   }

@@ -195,9 +195,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       const inUse = table.cgroupsInUse();
       collector.unattributed.foldRemoved((ids) => cgroupNames.removedOf(ids), table.forgotten);
       for (const id of collector.unattributed.cgroupIds()) inUse.add(id);
-      // One walk of the cgroup tree at most for all the ids this pass asks about.
-      const removed = cgroupNames.removedOf(table.forgotten.cgroupIds().filter((id) => !inUse.has(id)));
-      table.forgotten.foldRemoved((id) => removed.has(id));
+      table.forgotten.foldRemoved((ids) => cgroupNames.removedOf(ids.filter((id) => !inUse.has(id))));
       if (table.forgotten.unpersistedCount > 0) {
         report('warn', 'cgroup totals', `${table.forgotten.unpersistedCount} live cgroups' totals are in memory only (the pinned cgroup_totals map is full): they would not survive a restart`);
       }
