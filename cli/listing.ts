@@ -1,6 +1,7 @@
 // `netacct ps`, `netacct cgroups`, `netacct peers` and `netacct stats`: the API's answers as
 // tables for people (human units) or as the API's JSON (--json).
 import { apiGet } from './api-client.js';
+import { printable } from '../daemon/common/printable.js';
 
 /** A process's or cgroup's counters as the API gives them. */
 export interface Directions {
@@ -29,7 +30,9 @@ export function humanBytes(bytes: number): string {
   return `${text}${units[unit]}`;
 }
 
-function table(headers: string[], rows: string[][], rightAligned: Set<number>): string {
+/** The rows' cells are escaped here: commands and cgroup paths are chosen by users, the table goes to a terminal. */
+function table(headers: string[], cells: string[][], rightAligned: Set<number>): string {
+  const rows = cells.map((row) => row.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]): string =>
     cells
@@ -70,7 +73,7 @@ export function peerText(row: PeerRow): string {
 export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', socketPath: string, path: string, json: boolean): Promise<number> {
   const { status, body } = await apiGet(socketPath, path);
   if (status !== 200) {
-    process.stderr.write(`netacct: ${body.error ?? `the daemon answered ${status}`}\n`);
+    process.stderr.write(`netacct: ${printable(String(body.error ?? `the daemon answered ${status}`))}\n`);
     return status === 400 ? 2 : 1;
   }
   if (json) {
@@ -91,15 +94,15 @@ export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', 
     const rows = (body.peers as PeerRow[]).map((p) => [String(p.pid), p.command, peerText(p), p.localPort === null ? '-' : String(p.localPort), ...traffic(p.counters)]);
     process.stdout.write(table(['PID', 'COMMAND', 'PEER', 'LOCAL PORT', ...TRAFFIC_HEADERS], rows, new Set([0, 3, 4, 5, 6, 7])));
   } else {
-    process.stdout.write(
+    process.stdout.write(printable(
       `netacct ${body.version}, up ${body.uptimeSeconds} s\n` +
         `processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)\n` +
         `kernel: ${body.kernel.slots} slots; ${body.kernel.unattributed} calls counted per user and cgroup only (overflow full; ${body.kernel.unattributedFull} in the host's row), ${body.kernel.lost} not counted; ${body.kernel.exitedFull} exits not recorded (exited map full)\n` +
         `maps: ${mapFill('slots', body.maps.slots)}, ${mapFill('overflow', body.maps.overflow)}${body.maps.threads ? `, ${mapFill('threads', body.maps.threads)}` : ''}${body.maps.peers ? `, ${mapFill('peers', body.maps.peers)}` : ''}\n` +
         `counting with ${body.attachMode.description}\n` +
         `${body.programsAttached} BPF programs attached; last kernel read ${(body.lastReadSeconds * 1000).toFixed(1)} ms\n` +
-        `clients: ${body.clients.atop} atop, ${body.clients.api} API (${body.clients.streams} streams)\n`,
-    );
+        `clients: ${body.clients.atop} atop, ${body.clients.api} API (${body.clients.streams} streams)`,
+    ) + '\n');
   }
   return 0;
 }

@@ -11,6 +11,7 @@ import {
   resolveConfig,
 } from '../daemon/service/config.js';
 import { createLogger } from '../daemon/common/log.js';
+import { printable } from '../daemon/common/printable.js';
 import { packageVersion } from '../daemon/common/package-root.js';
 
 const USAGE = `usage: netacct daemon [options]
@@ -222,7 +223,7 @@ async function daemonCommand(args: string[]): Promise<number> {
     config = load();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`netacct: ${err.message}\n`);
+    process.stderr.write(`netacct: ${printable(err.message)}\n`);
     return 2;
   }
   if (values.check) {
@@ -281,7 +282,7 @@ async function listingCommand(command: keyof typeof LISTING_OPTIONS, args: strin
     return await runListing(command, apiSocketFor(values['api-socket']), path, values.json ?? false);
   } catch (err) {
     if (!(err instanceof ApiUnreachableError)) throw err;
-    process.stderr.write(`netacct: ${err.message}\n`);
+    process.stderr.write(`netacct: ${printable(err.message)}\n`);
     return 1;
   }
 }
@@ -293,7 +294,7 @@ async function detachCommand(args: string[]): Promise<number> {
     pinDir = values['pin-dir'] ?? resolveConfig(readConfigFile(values.config ?? DEFAULT_CONFIG_PATH), {}).pinDir;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`netacct: ${err.message}\n`);
+    process.stderr.write(`netacct: ${printable(err.message)}\n`);
     return 2;
   }
   if (pinDir === null) {
@@ -310,7 +311,7 @@ async function detachCommand(args: string[]): Promise<number> {
     );
     return 0;
   } catch (err) {
-    process.stderr.write(`netacct: ${(err as Error).message}\n`);
+    process.stderr.write(`netacct: ${printable((err as Error).message)}\n`);
     return 1;
   }
 }
@@ -323,7 +324,7 @@ async function topCommand(args: string[]): Promise<number> {
     await apiGet(socketPath, '/v1/stats'); // fail with one clear line before taking the terminal
   } catch (err) {
     if (!(err instanceof ApiUnreachableError)) throw err;
-    process.stderr.write(`netacct: ${err.message}\n`);
+    process.stderr.write(`netacct: ${printable(err.message)}\n`);
     return 1;
   }
   const { runTop } = await import('./top.js');
@@ -348,7 +349,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new UsageError(command === undefined ? 'no command given' : `unknown command '${command}'`);
   } catch (err) {
     if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`netacct: ${(err as Error).message}\n${USAGE}`);
+      process.stderr.write(`netacct: ${printable((err as Error).message)}\n${USAGE}`);
       return 2;
     }
     throw err;

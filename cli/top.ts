@@ -5,6 +5,7 @@
 // peers, s cycles the sort column, r reverses it. The terminal is always
 // restored: on q, Ctrl-C, SIGTERM, or an error.
 import { apiGet } from './api-client.js';
+import { printable } from '../daemon/common/printable.js';
 import { type Counters, type PeerRow, humanBytes, peerText } from './listing.js';
 
 const SORTS = ['tcp.send.bytes', 'tcp.recv.bytes', 'udp.send.bytes', 'udp.recv.bytes'] as const;
@@ -44,7 +45,7 @@ export async function runTop(socketPath: string, refreshMs = 1000): Promise<numb
     const key = view === 'processes' ? `rate.${sort}` : sort;
     const { status, body } = await apiGet(socketPath, `/v1/${view}?sort=${key}&order=${descending ? 'desc' : 'asc'}&limit=${Math.max(1, (out.rows ?? 24) - 4)}`);
     if (stopped) return;
-    message = status === 200 ? '' : (body.error ?? `the daemon answered ${status}`);
+    message = status === 200 ? '' : printable(String(body.error ?? `the daemon answered ${status}`));
     const columns = SORTS.map((s) => s.split('.').slice(0, 2).join(' ').toUpperCase().padStart(12)).join('');
     const total = (c: Counters): string => SORTS.map((s) => humanBytes(c[s.split('.')[0] as 'tcp'][s.split('.')[1] as 'send'].bytes).padStart(12)).join('');
     const header = {
@@ -57,12 +58,12 @@ export async function runTop(socketPath: string, refreshMs = 1000): Promise<numb
         ? []
         : view === 'processes'
           ? (body.processes as Array<{ pid: number; command: string; rates: Counters | null }>).map(
-              (p) => `${String(p.pid).padStart(7)}  ${p.command.padEnd(15)}  ${SORTS.map((s) => rate(p.rates, s).padStart(12)).join('')}`,
+              (p) => `${String(p.pid).padStart(7)}  ${printable(p.command).padEnd(15)}  ${SORTS.map((s) => rate(p.rates, s).padStart(12)).join('')}`,
             )
           : view === 'cgroups'
-            ? (body.cgroups as Array<{ id: number; path: string | null; counters: Counters }>).map((c) => `${(c.path ?? `(id ${c.id})`).slice(-40).padEnd(40)}  ${total(c.counters)}`)
+            ? (body.cgroups as Array<{ id: number; path: string | null; counters: Counters }>).map((c) => `${printable(c.path ?? `(id ${c.id})`).slice(-40).padEnd(40)}  ${total(c.counters)}`)
             : (body.peers as PeerRow[]).map(
-                (p) => `${String(p.pid).padStart(7)}  ${p.command.padEnd(15)}  ${peerText(p).padEnd(46)}  ${(p.localPort === null ? '-' : String(p.localPort)).padStart(5)}  ${total(p.counters)}`,
+                (p) => `${String(p.pid).padStart(7)}  ${printable(p.command).padEnd(15)}  ${printable(peerText(p)).padEnd(46)}  ${(p.localPort === null ? '-' : String(p.localPort)).padStart(5)}  ${total(p.counters)}`,
               );
     const keys = `q quit  c ${view === 'processes' ? 'cgroups' : 'processes'}  p peers  s sort  r reverse`;
     const title = `netacct top — ${view} by ${view === 'processes' ? `${sort} rate` : `${sort} total`} ${descending ? '↓' : '↑'}   ${keys}`;
@@ -74,7 +75,7 @@ export async function runTop(socketPath: string, refreshMs = 1000): Promise<numb
       await draw();
     } catch (err) {
       restore();
-      process.stderr.write(`netacct: ${(err as Error).message}\n`);
+      process.stderr.write(`netacct: ${printable((err as Error).message)}\n`);
       stopped = true;
       finish(1);
     }

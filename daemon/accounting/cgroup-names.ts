@@ -1,13 +1,13 @@
-// cgroup v2 ids (what the kernel reports) to names: the directory whose inode
-// number is the id, under the cgroup2 mount found in /proc/self/mountinfo
-// (/sys/fs/cgroup on most hosts, /sys/fs/cgroup/unified on hybrid ones).
-// Names are cached; an id never seen triggers a rescan at once (a cgroup
-// just created must not show up nameless), an id still missing after a scan
-// (removed before it could be seen) only one a second, so that such ids
-// cannot make the daemon walk the tree in a loop; the name of a cgroup that
-// was removed is kept.
+// cgroup v2 ids (what the kernel reports) to names: the cgroup's path under
+// the cgroup2 mount found in /proc/self/mountinfo (/sys/fs/cgroup on most
+// hosts, /sys/fs/cgroup/unified on hybrid ones), opened from the id alone
+// (kernel/cgroup-handles.ts): a lookup costs one system call however many
+// cgroups users make, where walking the tree let one user's 10,000 empty
+// cgroups stall every answer. Names are cached, the cache is bounded; the
+// name of a removed cgroup stays known while something counted in it does
+// (retain drops it after), and an id found gone is remembered as gone.
 import fs from 'node:fs';
-import path from 'node:path';
+import { CgroupHandles } from '../kernel/cgroup-handles.js';
 
 export function cgroup2Mount(mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8')): string | null {
   for (const line of mountinfo.split('\n')) {
@@ -36,92 +36,70 @@ export function describeCgroupPath(cgroupPath: string): CgroupName {
   return { path: cgroupPath, unit, containerId };
 }
 
-const RESCAN_INTERVAL_MS = 1000;
-/** Ids remembered as not found; beyond, an unknown id waits for the next timed rescan anyway. */
-const MAX_MISSING = 10_000;
+/** Names cached at most: past it, the least recently looked up is dropped (and looked up again if asked). */
+const MAX_NAMES = 100_000;
+/** Ids remembered as gone, at most (the oldest forgotten first: asking again costs one system call). */
+const MAX_GONE = 10_000;
 
 export class CgroupNames {
+  /** In the order of the last lookup, so the least recently used is first. */
   private readonly byId = new Map<number, CgroupName>();
-  /** Ids that a scan did not find. */
-  private readonly missing = new Set<number>();
-  private lastScanMs = -Infinity;
+  /** Ids whose cgroup was gone before it could be named. */
+  private readonly gone = new Set<number>();
+  private readonly handles: CgroupHandles | null;
+  /** Why names are unknown here (no cgroup2 mount, handles refused), for the log; null when they are known. */
+  readonly unavailable: string | null;
 
-  constructor(private readonly mount: string | null = cgroup2Mount()) {}
+  constructor(mount: string | null = cgroup2Mount()) {
+    let handles: CgroupHandles | null = null;
+    let unavailable: string | null = null;
+    if (!mount) unavailable = 'no cgroup2 hierarchy is mounted';
+    else {
+      try {
+        handles = CgroupHandles.open(mount);
+      } catch (err) {
+        unavailable = (err as Error).message;
+      }
+    }
+    this.handles = handles;
+    this.unavailable = unavailable;
+  }
 
-  /** The cgroup's name, or null when no cgroup2 hierarchy has it (yet). */
+  /** The cgroup's name, or null when it was gone before it could be named (or names are unavailable). */
   nameOf(id: number): CgroupName | null {
-    let name = this.byId.get(id);
-    const neverLooked = !this.missing.has(id) && this.missing.size < MAX_MISSING;
-    if (!name && this.mount && (neverLooked || performance.now() - this.lastScanMs >= RESCAN_INTERVAL_MS)) {
-      this.scan(this.mount);
-      name = this.byId.get(id);
-      if (name) this.missing.delete(id);
-      else if (this.missing.size < MAX_MISSING) this.missing.add(id);
+    const cached = this.byId.get(id);
+    if (cached) {
+      this.byId.delete(id);
+      this.byId.set(id, cached);
+      return cached;
     }
-    return name ?? null;
+    if (!this.handles || this.gone.has(id)) return null;
+    const found = this.handles.pathOf(id);
+    if (found === null) {
+      this.gone.add(id);
+      if (this.gone.size > MAX_GONE) this.gone.delete(this.gone.values().next().value!);
+      return null;
+    }
+    const name = describeCgroupPath(found);
+    this.byId.set(id, name);
+    if (this.byId.size > MAX_NAMES) this.byId.delete(this.byId.keys().next().value!);
+    return name;
   }
 
-  /**
-   * Whether the cgroup is gone: its directory no longer has its inode, or no
-   * scan ever found it. (Without a cgroup2 mount nothing is known: not gone.)
-   */
-  isRemoved(id: number): boolean {
-    if (!this.mount) return false;
-    const name = this.nameOf(id);
-    if (!name) return true;
-    try {
-      return fs.statSync(path.join(this.mount, name.path)).ino !== id;
-    } catch (err) {
-      return gone(err);
-    }
-  }
-
-  /**
-   * Whether each of `ids` is gone, walking the hierarchy at most once for
-   * all of them (however many were never seen): an id a walk does not find
-   * was removed before it could be seen.
-   */
+  /** Which of `ids` are gone (without names, nothing is known: none). */
   removedOf(ids: readonly number[]): Set<number> {
     const removed = new Set<number>();
-    if (!this.mount) return removed;
-    // A walk that could not read a directory (a user's chmod 700 on its delegated cgroup) proves no absence.
-    const complete = ids.some((id) => !this.byId.has(id)) ? this.scan(this.mount) : true;
-    for (const id of ids) if (this.byId.has(id) ? this.isRemoved(id) : complete) removed.add(id);
+    const handles = this.handles;
+    if (handles) for (const id of ids) if (this.gone.has(id) || !handles.exists(id)) removed.add(id);
     return removed;
   }
 
   /** Drops the names of removed cgroups that `referenced` no longer needs, so that churning cgroups leave nothing behind. */
   retain(referenced: (id: number) => boolean): void {
-    for (const id of this.byId.keys()) if (!referenced(id) && this.isRemoved(id)) this.byId.delete(id);
-    this.missing.clear();
+    for (const id of this.removedOf([...this.byId.keys()].filter((id) => !referenced(id)))) this.byId.delete(id);
   }
 
-  /** Walks the hierarchy; names of cgroups removed since stay known. False when a directory could not be read (not for being gone). */
-  private scan(mount: string): boolean {
-    this.lastScanMs = performance.now();
-    let complete = true;
-    const visit = (dir: string, relative: string): void => {
-      let stat: fs.Stats;
-      let entries: fs.Dirent[];
-      try {
-        stat = fs.statSync(dir);
-        entries = fs.readdirSync(dir, { withFileTypes: true });
-      } catch (err) {
-        if (!gone(err)) complete = false;
-        return; // removed while we walked, or not ours to read
-      }
-      this.byId.set(stat.ino, describeCgroupPath(relative || '/'));
-      for (const entry of entries) {
-        if (entry.isDirectory()) visit(path.join(dir, entry.name), `${relative}/${entry.name}`);
-      }
-    };
-    visit(mount, '');
-    return complete;
+  close(): void {
+    this.handles?.close();
   }
-}
-
-/** Whether a file system error says the path is gone (not unreadable). */
-function gone(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
 }

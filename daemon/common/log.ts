@@ -1,5 +1,9 @@
 // The daemon's log: one line per message on stderr. Under systemd (JOURNAL_STREAM
 // set) lines carry a syslog priority prefix and no timestamp: journald adds it.
+// Messages carry what clients chose (process names, cgroup paths, request
+// lines): escaped, so that a line is one line and a terminal following the log
+// runs no escape sequence of theirs.
+import { printable } from './printable.js';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 export interface Logger {
@@ -22,8 +26,8 @@ export function createLogger(options: { verbose: boolean; journal?: boolean }): 
   const write = (level: LogLevel, message: string): void => {
     if (level === 'debug' && !verbose) return;
     const line = journal
-      ? `<${PRIORITY[level]}>${message}\n`
-      : `${new Date().toISOString()} ${level} ${message}\n`;
+      ? `<${PRIORITY[level]}>${printable(message)}\n`
+      : `${new Date().toISOString()} ${level} ${printable(message)}\n`;
     process.stderr.write(line);
   };
   return {

@@ -166,7 +166,8 @@ export function routeLibbpfMessages(sink: (level: LibbpfLogLevel, message: strin
   const callback = (level: number, fmt: string, args: unknown): number => {
     const length = native.vsnprintf(text, text.length, fmt, args);
     const message = text.toString('utf8', 0, Math.min(Math.max(length, 0), text.length - 1)).trimEnd();
-    if (message) sink(demoted > 0 ? 'debug' : (LEVELS[level] ?? 'debug'), message);
+    // A line each (a verifier log has many): the log escapes a newline inside a message.
+    for (const line of message ? message.split('\n') : []) sink(demoted > 0 ? 'debug' : (LEVELS[level] ?? 'debug'), line);
     return 0;
   };
   const registered = koffi.register(callback, koffi.pointer(PrintFn));

@@ -108,6 +108,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     new ForgottenTotals(kernel),
   );
   const cgroupNames = new CgroupNames();
+  if (cgroupNames.unavailable) log.warn(`cgroups are listed by id only: ${cgroupNames.unavailable}`);
   const collector = new Collector(
     kernel,
     table,
@@ -211,6 +212,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     clearInterval(folding);
     await Promise.all([server.close(0), ...apiServers.map((api) => api.close())]);
     netatop.module?.close();
+    cgroupNames.close();
     collector.stop();
     kernel.close();
     pinLock?.release();
@@ -266,6 +268,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   clearInterval(folding);
   await Promise.all([server.close(SHUTDOWN_GRACE_MS), ...apiServers.map((api) => api.close())]);
   netatop.module?.close();
+  cgroupNames.close();
   collector.stop();
   table.handOver();
   kernel.close();

@@ -43,11 +43,12 @@ export class TrafficChild {
 
   /**
    * In `cgroup` from its first instruction (a shell joins it, then execs the
-   * fixture: same pid), as root or as nobody.
+   * fixture: same pid), as root or as nobody, through another path (a symlink naming it) if given.
    */
-  static startIn(cgroup: ScratchCgroup, scenario: string, options: { asNobody?: boolean; args?: string[] } = {}): Promise<TrafficChild> {
+  static startIn(cgroup: ScratchCgroup, scenario: string, options: { asNobody?: boolean; args?: string[]; executable?: string } = {}): Promise<TrafficChild> {
     const args = [scenario, ...(options.args ?? [])];
-    const [command, commandArgs] = options.asNobody ? asNobody(fixture('traffic'), ...args) : [fixture('traffic'), args];
+    const executable = options.executable ?? fixture('traffic'); // a symlink to it names the process
+    const [command, commandArgs] = options.asNobody ? asNobody(executable, ...args) : [executable, args];
     return TrafficChild.run(['sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', cgroup.dir, command, ...commandArgs]]);
   }
 
