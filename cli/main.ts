@@ -74,6 +74,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --exited-peer-capacity N  peer rows of exited processes kept (default 16384)
   --listen HOST:PORT       serve the API on TCP too, such as 127.0.0.1:9817 (default
                            off); TCP clients have no credentials and see every process
+  --web-config PATH        TLS and basic auth for --listen, in the Prometheus exporters'
+                           web-config.yml format (tls_server_config, basic_auth_users)
   --metrics-top-processes N  /metrics also has series for the top N processes by
                            traffic and one 'other' (default 0: per cgroup only)
   --metrics-top-peer-ports N  with --peers, /metrics also has series for the top N
@@ -135,6 +137,7 @@ const FLAGS = {
   'peer-capacity': 'peerCapacity',
   'exited-peer-capacity': 'exitedPeerCapacity',
   listen: 'listen',
+  'web-config': 'webConfigFile',
   'metrics-top-processes': 'metricsTopProcesses',
   'metrics-top-peer-ports': 'metricsTopPeerPorts',
   'client-limit': 'clientLimit',

@@ -6,7 +6,7 @@
 export interface ClientLimits {
   /** Connections a socket holds at most. */
   total: number;
-  /** Connections one non-root user (on TCP: one remote address) holds at most. */
+  /** Connections one non-root user (on TCP: one client key, all of loopback one) holds at most. */
   perUser: number;
   /** Of `total`, the places only root may take. */
   reservedForRoot: number;
@@ -15,9 +15,9 @@ export interface ClientLimits {
 /** Why a connection was refused, as counted in /metrics. */
 export type RefusalReason = 'per_user' | 'total';
 
-/** Who holds a connection: a uid on a Unix socket, a remote address on TCP. */
+/** Who holds a connection: a uid on a Unix socket, a client key on TCP (tcp-client-keys.ts). */
 export interface ClientOwner {
-  /** The key its connections are counted under ("uid 1000", "127.0.0.1"). */
+  /** The key its connections are counted under ("uid 1000", "loopback", "192.0.2.7"). */
   key: string;
   /** Whether it may use the places kept for root. */
   root: boolean;

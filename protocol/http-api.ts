@@ -13,6 +13,8 @@ import { type ClientLimits, ClientCounts } from './client-limits.js';
 import type { TimeBudgets } from './time-budget.js';
 import { Listing, type Spent, jsonPieces, plainBody } from './listing-body.js';
 import { type ClientIdentity, type Endpoint, SocketListener } from './socket-listener.js';
+import type { BasicAuth } from './basic-auth.js';
+import type { ClientOwner } from './client-limits.js';
 
 export interface ApiServerOptions {
   endpoint: Endpoint;
@@ -29,6 +31,8 @@ export interface ApiServerOptions {
   requestTimeoutMs: number;
   /** A stream client that takes no update for this long is closed. */
   streamStallTimeoutMs: number;
+  /** TCP only: basic auth (the web configuration's users), or null for none. */
+  auth?: BasicAuth | null;
 }
 
 /**
@@ -98,6 +102,8 @@ export class ApiServer {
   private readonly report: RateLimitedLog;
   /** Answers being built and sent, per owner (root's are counted, never refused). */
   private readonly answering = new ClientCounts({ total: Infinity, perUser: ANSWERS_IN_PROGRESS_PER_USER, reservedForRoot: 0 });
+  /** Passwords being checked (bcrypt), per owner: one at a time. */
+  private readonly verifying = new ClientCounts({ total: Infinity, perUser: 1, reservedForRoot: 0 });
 
   constructor(private readonly options: ApiServerOptions) {
     this.report = rateLimited(options.log);
@@ -186,8 +192,8 @@ export class ApiServer {
     return this.listener.where;
   }
 
-  /** Answers `req`; `waited`: it already waited for its owner's time share once (THROTTLED_WAIT_MS). */
-  private respond(req: http.IncomingMessage, res: http.ServerResponse, waited = false): void {
+  /** Checks `req`, then answers it for its owner (with basic auth on TCP: the user it proves). */
+  private respond(req: http.IncomingMessage, res: http.ServerResponse): void {
     const client = this.clientsOf.get(req.socket);
     if (!client) return void res.destroy();
     const refuse = (status: number, error: string): void => this.send(req, res, { status, body: { error } }, null);
@@ -211,8 +217,55 @@ export class ApiServer {
     }
     const repeated = repeatedParameter(url.searchParams);
     if (repeated) return refuse(400, `invalid parameter '${repeated}': given more than once`);
+    const auth = this.isUnix ? null : this.options.auth;
+    if (!auth) return this.answer(req, res, url, client, client.owner);
+    // A user proven before is its own owner: its time share is not the one its network's other clients spend.
+    const user = auth.remembered(req.headers.authorization);
+    if (user !== null) return this.answer(req, res, url, client, { key: `user ${user}`, root: false });
+    this.authenticate(req, res, url, client, auth);
+  }
+
+  /**
+   * A bcrypt for a password not seen to pass: paid from the connection's
+   * owner's time share, one at a time per owner (a guesser waits its turn
+   * and gets 429, everyone else goes on).
+   */
+  private authenticate(req: http.IncomingMessage, res: http.ServerResponse, url: URL, client: ClientIdentity, auth: BasicAuth): void {
     const { budgets } = this.options;
     const { owner } = client;
+    const unauthorized = (): void =>
+      this.send(req, res, { status: 401, body: { error: 'basic auth needed: a user and password of the web configuration' }, headers: { 'WWW-Authenticate': 'Basic realm="netacct", charset="UTF-8"' } }, null);
+    if (req.headers.authorization === undefined) return unauthorized();
+    const waitMs = budgets.waitMs(owner);
+    if (waitMs > 0 || this.verifying.admit(owner) !== null) {
+      budgets.throttled++;
+      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+      return this.send(req, res, { status: 429, body: { error: `${owner.key} is checking a password already, or used its share of the daemon's time: retry after ${seconds} s` }, headers: { 'Retry-After': String(seconds) } }, null);
+    }
+    const started = performance.now();
+    auth
+      .verify(req.headers.authorization)
+      .finally(() => {
+        this.verifying.release(owner);
+        budgets.charge(owner, performance.now() - started);
+      })
+      .then((user) => {
+        if (res.destroyed) return;
+        if (user === null) {
+          this.report('warn', 'basic auth', `API (TCP): ${owner.key}: wrong user or password`);
+          return unauthorized();
+        }
+        this.answer(req, res, url, client, { key: `user ${user}`, root: false });
+      })
+      .catch((err: Error) => {
+        this.report('error', 'basic auth', `API (TCP): checking a password failed: ${err.message}`);
+        res.destroy();
+      });
+  }
+
+  /** Answers `req` for `owner`; `waited`: it already waited for its owner's time share once (THROTTLED_WAIT_MS). */
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, url: URL, client: ClientIdentity, owner: ClientOwner, waited = false): void {
+    const { budgets } = this.options;
     // Admitted when its owner has time left and a place for one more answer in progress (answers are charged as they
     // are built: the places bound what an owner can overdraw by asking for many at once).
     const waitMs = budgets.waitMs(owner);
@@ -222,7 +275,7 @@ export class ApiServer {
         budgets.throttled++; // once per request: each refused one waited first
         // It waits (a second at most, within the idle timeout): a client that asks in a loop asks once a second per connection.
         const retry = setTimeout(
-          guarded(this.report, 'API request', () => !res.destroyed && this.respond(req, res, true)),
+          guarded(this.report, 'API request', () => !res.destroyed && this.answer(req, res, url, client, owner, true)),
           Math.min(waitMs || THROTTLED_WAIT_MS, THROTTLED_WAIT_MS, this.options.requestTimeoutMs / 2),
         );
         res.once('close', () => clearTimeout(retry));
@@ -247,13 +300,12 @@ export class ApiServer {
     const spent = (ms: number): void => budgets.charge(owner, ms);
     const wantsMsgpack = (req.headers.accept ?? '').includes(MSGPACK);
     if (!wantsMsgpack || result.contentType !== undefined) return this.send(req, res, result, null, spent);
-    msgpackEncoder().then(
-      (pack) => this.send(req, res, result, pack, spent),
-      (err: Error) => {
-        this.report('error', 'msgpackr', `API: cannot load msgpackr: ${err.message}`);
+    msgpackEncoder()
+      .then((pack) => this.send(req, res, result, pack, spent))
+      .catch((err: Error) => {
+        this.report('error', 'msgpack', `API ${url.pathname}: the msgpack answer failed: ${err.message}`);
         res.destroy();
-      },
-    );
+      });
   }
 
   /** Sends `result` as JSON, or msgpack with `pack`; HEAD gets the headers alone. Building a listing's rows is `spent`. */
@@ -270,7 +322,8 @@ export class ApiServer {
       res.destroy();
     };
     if (pack) {
-      plainBody(body, {}, spent).then((plain) => whole(MSGPACK, pack(plain)), failed);
+      // Encoding runs in the fulfilment handler: what it throws is caught there too.
+      plainBody(body, {}, spent).then((plain) => whole(MSGPACK, pack(plain))).catch(failed);
       return;
     }
     if (!(body instanceof Listing)) return whole('application/json', Buffer.from(`${JSON.stringify(body)}\n`));

@@ -5,14 +5,20 @@
 // replaced behind the daemon's back is noticed and created again, and its
 // mode is set without following links.
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Logger, RateLimitedLog } from '../daemon/common/log.js';
 import { guarded, rateLimited } from '../daemon/common/log.js';
 import { type ClientLimits, type ClientOwner, ClientCounts, type RefusalReason } from './client-limits.js';
 import { type Visibility, peerOf, visibilityOf } from './peer-credentials.js';
 import { listenUnix, removeSocketFile, setSocketMode, socketInode } from './unix-socket-path.js';
+import type { TcpClientKeys } from './tcp-client-keys.js';
+import type { TlsSettings } from './web-config.js';
 
-/** Where clients connect: a Unix socket with its file mode, or a TCP address. */
-export type Endpoint = { socketPath: string; mode: number } | { host: string; port: number };
+/**
+ * Where clients connect: a Unix socket with its file mode, or a TCP address
+ * with whose connection each is (clientKeys) and TLS if configured.
+ */
+export type Endpoint = { socketPath: string; mode: number } | { host: string; port: number; clientKeys: TcpClientKeys; tls: TlsSettings | null };
 
 /** An admitted client: what it may see, and whose places it counts against. */
 export interface ClientIdentity {
@@ -77,8 +83,10 @@ export class SocketListener {
   }
 
   private identify(socket: net.Socket): ClientIdentity {
-    if (!this.unixPath) {
-      return { visibility: TCP_VISIBILITY, owner: { key: socket.remoteAddress ?? 'unknown', root: false } };
+    const { endpoint } = this.options;
+    if (!('socketPath' in endpoint)) {
+      // No credentials: never root's reserved places, and one key for all of loopback (any local user binds any of it).
+      return { visibility: TCP_VISIBILITY, owner: { key: endpoint.clientKeys.keyOf(socket.remoteAddress), root: false } };
     }
     const peer = peerOf(socket);
     return { visibility: visibilityOf(peer, this.options.allProcessesGroup), owner: { key: `uid ${peer.uid}`, root: peer.uid === 0 } };
@@ -112,7 +120,52 @@ export class SocketListener {
       this.sockets.delete(socket);
       this.counts.release(client.owner);
     });
-    this.options.onClient(socket, client);
+    const { endpoint } = this.options;
+    if ('tls' in endpoint && endpoint.tls) this.secure(socket, client, endpoint.tls);
+    else this.options.onClient(socket, client);
+  }
+
+  /**
+   * A TLS server that takes admitted TCP connections (Node's, for its checks
+   * of client certificates), and the connections it is handshaking, by remote
+   * address and port (how its secure side is matched to its client).
+   */
+  private tls: { server: tls.Server; handshaking: Map<string, ClientIdentity> } | null = null;
+
+  /** Hands an admitted connection to the TLS server; its place is the raw socket's, released when that closes. */
+  private secure(socket: net.Socket, client: ClientIdentity, settings: TlsSettings): void {
+    if (!this.tls) {
+      const server = tls.createServer(settings.server);
+      const handshaking = new Map<string, ClientIdentity>();
+      server.on('secureConnection', guarded(this.report, `${this.options.name} socket: a TLS client`, (secure: tls.TLSSocket) => {
+        const key = `${secure.remoteAddress}:${secure.remotePort}`;
+        const known = handshaking.get(key);
+        handshaking.delete(key);
+        const presented = Object.keys(secure.getPeerCertificate()).length > 0;
+        const refusal = !known
+          ? 'its connection is gone'
+          : settings.requireCert && !presented
+            ? 'no client certificate'
+            : settings.verifyIfGiven && presented && !secure.authorized
+              ? `its certificate is not vouched for (${String(secure.authorizationError)})`
+              : null;
+        if (refusal) {
+          this.report('warn', 'client certificate', `${this.options.name} socket: closed a TLS client: ${refusal}`);
+          return void secure.destroy();
+        }
+        secure.on('error', (err) => this.options.log.debug(`${this.options.name} client: ${err.message}`));
+        this.options.onClient(secure, known!);
+      }));
+      server.on('tlsClientError', (err, secure) => {
+        this.options.log.debug(`${this.options.name} client: TLS: ${err.message}`);
+        secure.destroy();
+      });
+      this.tls = { server, handshaking };
+    }
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.tls.handshaking.set(key, client);
+    socket.once('close', () => this.tls?.handshaking.delete(key));
+    this.tls.server.emit('connection', socket);
   }
 
   async listen(): Promise<void> {

@@ -97,7 +97,14 @@ describeWithBpf('hostile local users on the daemon sockets (real daemon)', () =>
     console.log(`50 silent API connections closed by the daemon after ${Math.max(...(closedAfter as number[])).toFixed(0)} ms`);
   });
 
-  test('idle TCP connections: 32 per address at most, closed after the request timeout; then TCP clients are served again', async () => {
+  test('idle TCP connections from 40 loopback addresses, 16 each: all of loopback is one client, 32 places in all', async () => {
+    const attacker = await attack('hold', `127.0.0.1:${daemon.tcpPort}`, '16', '40');
+    expect(attacker.report['open']).toBe(32); // keyed by address, it held all 640
+    await attacker.stop();
+    await sleep(500); // the daemon sees them close
+  });
+
+  test('idle TCP connections: 32 per client at most, closed after the request timeout; then TCP clients are served again', async () => {
     const attacker = await attack('hold', `127.0.0.1:${daemon.tcpPort}`, '1100');
     expect(attacker.report['open']).toBeLessThanOrEqual(32);
     await sleep(REQUEST_TIMEOUT_MS + 1500);

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { packageRoot } from '../common/package-root.js';
+import { checkNetwork } from '../../protocol/tcp-client-keys.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/netacct/config.json';
 
@@ -68,20 +69,41 @@ export const ConfigSchema = z.strictObject({
     .regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'must be host:port, such as "127.0.0.1:9817" or "[::1]:9817"')
     .refine((text) => listenAddress(text).port <= 65535, 'the port must be 0 to 65535 (0: any free port, named in the log)')
     .nullable(),
+  /**
+   * The TCP listener's web configuration (Prometheus exporter-toolkit's
+   * format: TLS, basic auth with bcrypt hashes), or null for plain HTTP that
+   * anyone who can connect may read.
+   */
+  webConfigFile: z.string().startsWith('/', 'must be an absolute path').nullable(),
+  /**
+   * On TCP, networks counted as one client each for the connection limits and
+   * time shares, such as ["10.0.0.0/8"] (loopback always is one: any local
+   * user can bind any of its addresses).
+   */
+  listenClientNetworks: z.array(
+    z.string().refine((cidr) => {
+      try {
+        checkNetwork(cidr);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be a network such as "10.0.0.0/8" or "fd00::/8"'),
+  ),
   /** /metrics: per-process series for the top N processes by traffic (and one `other`); 0: none. */
   metricsTopProcesses: z.number().int().min(0).max(1000),
   /** /metrics, with peers on: series for the top N (cgroup, service port) pairs by traffic (and one `other`); 0: none. */
   metricsTopPeerPorts: z.number().int().min(0).max(1000),
   /** Connections each socket (atop, API, TCP) holds at most. */
   clientLimit: z.number().int().min(2),
-  /** Connections one non-root user (on TCP: one remote address) holds at most on each socket. */
+  /** Connections one non-root user (on TCP: one client: all of loopback, a chosen network, an address) holds at most on each socket. */
   clientLimitPerUser: z.number().int().min(1),
   /** Of clientLimit, the places only root may take. */
   clientsReservedForRoot: z.number().int().min(1),
-  /** WebSocket streams one non-root user (on TCP: one remote address) holds at most. */
+  /** WebSocket streams one non-root user (on TCP: one client) holds at most. */
   streamLimitPerUser: z.number().int().min(1),
   /**
-   * Each non-root user's (on TCP: each address's) share of the daemon's
+   * Each non-root user's (on TCP: each client's) share of the daemon's
    * time for building answers, on every socket together: ms earned per
    * second, and the most saved up. Past it, atop answers wait, API requests
    * get 429 with Retry-After and stream updates are skipped.
@@ -142,6 +164,8 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'peerCapacity',
   'exitedPeerCapacity',
   'listen',
+  'webConfigFile',
+  'listenClientNetworks',
   'requestTimeoutMs',
   'atopIdleTimeoutMs',
   'streamStallTimeoutMs',
@@ -178,6 +202,8 @@ export function defaultConfig(): Config {
     peerCapacity: 16384,
     exitedPeerCapacity: 16384,
     listen: null,
+    webConfigFile: null,
+    listenClientNetworks: [],
     metricsTopProcesses: 0,
     metricsTopPeerPorts: 0,
     clientLimit: 1024,

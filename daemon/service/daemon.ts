@@ -15,6 +15,9 @@ import { type PinDirLock, lockPinDir } from '../kernel/pin-lock.js';
 import { ProcessTable } from '../accounting/process-table.js';
 import { ForgottenTotals } from '../accounting/forgotten-totals.js';
 import { ApiServer } from '../../protocol/http-api.js';
+import { BasicAuth } from '../../protocol/basic-auth.js';
+import { TcpClientKeys } from '../../protocol/tcp-client-keys.js';
+import { readWebConfig } from '../../protocol/web-config.js';
 import { TimeBudgets } from '../../protocol/time-budget.js';
 import { NetatopServer } from '../../protocol/netatop-server.js';
 import { apiRoutes } from '../serve/api-routes.js';
@@ -39,10 +42,6 @@ const FORGET_GAP_MS = 10;
 /** How soon a finished process is in the netatop exit file while an old atop follows it. */
 const NETATOP_EXIT_POLL_MS = 20;
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
 /**
  * Runs until SIGTERM or SIGINT; resolves once everything is released.
  * `reload` reads the configuration again (SIGHUP); it throws on a bad one.
@@ -62,6 +61,8 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
 
   const notify = systemdNotifier((message) => log.warn(message));
   checkPrivileges();
+  // Read before anything is loaded: a bad file stops the start with its reason.
+  const webConfig = config.webConfigFile ? readWebConfig(config.webConfigFile) : null;
   const allProcessesGroup = groupId(config.allProcessesGroup);
   // Refuse a second instance before loading anything.
   await claimSocketPath(config.atopSocket);
@@ -187,8 +188,16 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   }
   if (config.listen) {
     const { host, port } = listenAddress(config.listen);
-    if (!isLoopback(host)) log.warn(`the API listens on ${config.listen}: anyone who can reach it sees every process's traffic`);
-    apiServers.push(new ApiServer({ ...apiOptions, endpoint: { host, port } }));
+    const web = webConfig ?? { tls: null, users: null };
+    if (!web.users) {
+      log.warn(
+        `the API on TCP ${config.listen} has no basic auth (webConfigFile): whoever can connect to it sees every process, command, cgroup and peer of this host` +
+          ` (on loopback: every local user)`,
+      );
+    }
+    // A handshake is part of the request: it must end within the request timeout too.
+    const tls = web.tls && { ...web.tls, server: { ...web.tls.server, handshakeTimeout: config.requestTimeoutMs } };
+    apiServers.push(new ApiServer({ ...apiOptions, auth: web.users ? new BasicAuth(web.users) : null, endpoint: { host, port, clientKeys: new TcpClientKeys(config.listenClientNetworks), tls } }));
   }
   const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
   const folding = setInterval(
