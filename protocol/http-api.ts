@@ -326,7 +326,15 @@ export class ApiServer {
       plainBody(body, {}, spent).then((plain) => whole(MSGPACK, pack(plain))).catch(failed);
       return;
     }
-    if (!(body instanceof Listing)) return whole('application/json', Buffer.from(`${JSON.stringify(body)}\n`));
+    if (!(body instanceof Listing)) {
+      let json: string;
+      try {
+        json = JSON.stringify(body);
+      } catch (err) {
+        return failed(err as Error);
+      }
+      return whole('application/json', Buffer.from(`${json}\n`));
+    }
     res.writeHead(status, { ...headers, 'Content-Type': 'application/json' }); // chunked: written as it is encoded
     if (head) return void res.end();
     writePieces(res, jsonPieces(body, {}, spent)).catch(failed);

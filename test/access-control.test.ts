@@ -1,7 +1,9 @@
 // Who sees what on the atop socket: the daemon reads each client's
 // credentials from the kernel (SO_PEERCRED). Root, or a member of the
 // configured group, sees every process; any other user only their own.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { expect, test } from 'vitest';
 import { readLikeAtop } from './helpers/atop-c-client.js';
 import { TestDaemon } from './helpers/daemon.js';
@@ -52,6 +54,15 @@ describeWithBpf('access control on the atop socket (clients as root and as nobod
       const nobody = await readLikeAtop(daemon.socketPath, { asNobody: true });
       expect(nobody.byPid.get(rootPid)).toEqual(BASIC_ON_WIRE);
       expect(nobody.byPid.get(nobodyPid)).toEqual(BASIC_ON_WIRE);
+    });
+  });
+
+  test('a supplementary group counts, as the kernel had it at connect (SO_PEERGROUPS): curl as nobody with group adm', async () => {
+    await withDaemonAndTraffic(['--all-processes-group', 'adm'], async (daemon, rootPid) => {
+      const curl = (...groups: string[]): Promise<{ processes: Array<{ pid: number }> }> =>
+        promisify(execFile)('setpriv', ['--reuid=nobody', '--regid=nogroup', ...groups, 'curl', '--silent', '--unix-socket', daemon.apiSocketPath, 'http://netacct/v1/processes?state=all']).then(({ stdout }) => JSON.parse(stdout));
+      expect((await curl('--groups=adm')).processes.map((p) => p.pid)).toContain(rootPid);
+      expect((await curl('--clear-groups')).processes.map((p) => p.pid)).not.toContain(rootPid);
     });
   });
 

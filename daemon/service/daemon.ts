@@ -58,6 +58,10 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     else log.warn('SIGHUP before start-up finished: ignored');
   };
   process.on('SIGHUP', onHangup);
+  // A promise path nobody caught (a bug): logged, rate-limited, and the daemon goes on (Node would exit).
+  const reportUnhandled = rateLimited(log);
+  const onUnhandled = (reason: unknown): void => reportUnhandled('error', 'unhandled rejection', `a promise failed and nothing caught it (a bug; the daemon goes on): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
+  process.on('unhandledRejection', onUnhandled);
 
   const notify = systemdNotifier((message) => log.warn(message));
   checkPrivileges();
@@ -273,6 +277,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   log.info(`${signal}: shutting down`);
   notify?.('STOPPING=1');
   process.off('SIGHUP', onHangup);
+  process.off('unhandledRejection', onUnhandled);
   clearInterval(housekeeping);
   clearInterval(folding);
   await Promise.all([server.close(SHUTDOWN_GRACE_MS), ...apiServers.map((api) => api.close())]);
