@@ -153,10 +153,25 @@ export class ApiServer {
         if (!this.isUnix && !(trustedHost(req.headers.host) && sameOrigin(req))) {
           return void socket.end(closingResponse(403, 'Forbidden'), () => socket.destroy());
         }
-        this.streams.upgrade(req, socket, head, client).catch((err: Error) => {
-          this.report('error', 'stream', `API stream: ${err.message}`);
-          socket.destroy();
-        });
+        const upgrade = (owner: ClientOwner): void => {
+          this.streams.upgrade(req, socket, head, { ...client, owner }).catch((err: Error) => {
+            this.report('error', 'stream', `API stream: ${err.message}`);
+            socket.destroy();
+          });
+        };
+        const auth = this.isUnix ? null : this.options.auth;
+        if (!auth) return upgrade(client.owner);
+        // A stream needs the same basic auth as a request.
+        this.prove(req, client.owner, auth)
+          .then((proven) => {
+            if ('owner' in proven) return upgrade(proven.owner);
+            const { status, body } = proven.refusal;
+            socket.end(closingResponse(status, status === 401 ? 'Unauthorized' : 'Too Many Requests', (body as { error: string }).error), () => socket.destroy());
+          })
+          .catch((err: Error) => {
+            this.report('error', 'basic auth', `API (TCP): checking a password failed: ${err.message}`);
+            socket.destroy();
+          });
       }),
     );
     this.server.on('clientError', (_err: Error, socket: net.Socket) => {
@@ -219,48 +234,51 @@ export class ApiServer {
     if (repeated) return refuse(400, `invalid parameter '${repeated}': given more than once`);
     const auth = this.isUnix ? null : this.options.auth;
     if (!auth) return this.answer(req, res, url, client, client.owner);
-    // A user proven before is its own owner: its time share is not the one its network's other clients spend.
-    const user = auth.remembered(req.headers.authorization);
-    if (user !== null) return this.answer(req, res, url, client, { key: `user ${user}`, root: false });
-    this.authenticate(req, res, url, client, auth);
-  }
-
-  /**
-   * A bcrypt for a password not seen to pass: paid from the connection's
-   * owner's time share, one at a time per owner (a guesser waits its turn
-   * and gets 429, everyone else goes on).
-   */
-  private authenticate(req: http.IncomingMessage, res: http.ServerResponse, url: URL, client: ClientIdentity, auth: BasicAuth): void {
-    const { budgets } = this.options;
-    const { owner } = client;
-    const unauthorized = (): void =>
-      this.send(req, res, { status: 401, body: { error: 'basic auth needed: a user and password of the web configuration' }, headers: { 'WWW-Authenticate': 'Basic realm="netacct", charset="UTF-8"' } }, null);
-    if (req.headers.authorization === undefined) return unauthorized();
-    const waitMs = budgets.waitMs(owner);
-    if (waitMs > 0 || this.verifying.admit(owner) !== null) {
-      budgets.throttled++;
-      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-      return this.send(req, res, { status: 429, body: { error: `${owner.key} is checking a password already, or used its share of the daemon's time: retry after ${seconds} s` }, headers: { 'Retry-After': String(seconds) } }, null);
-    }
-    const started = performance.now();
-    auth
-      .verify(req.headers.authorization)
-      .finally(() => {
-        this.verifying.release(owner);
-        budgets.charge(owner, performance.now() - started);
-      })
-      .then((user) => {
+    this.prove(req, client.owner, auth)
+      .then((proven) => {
         if (res.destroyed) return;
-        if (user === null) {
-          this.report('warn', 'basic auth', `API (TCP): ${owner.key}: wrong user or password`);
-          return unauthorized();
-        }
-        this.answer(req, res, url, client, { key: `user ${user}`, root: false });
+        if ('owner' in proven) this.answer(req, res, url, client, proven.owner);
+        else this.send(req, res, proven.refusal, null);
       })
       .catch((err: Error) => {
         this.report('error', 'basic auth', `API (TCP): checking a password failed: ${err.message}`);
         res.destroy();
       });
+  }
+
+  /**
+   * The owner a request's basic auth proves (a user is its own owner: its
+   * time share is not the one its network's other clients spend), or the
+   * answer that refuses it. A password not seen to pass costs a bcrypt, paid
+   * from the connection's owner's time share, one at a time per owner (a
+   * guesser waits its turn and gets 429; everyone else goes on).
+   */
+  private async prove(req: http.IncomingMessage, owner: ClientOwner, auth: BasicAuth): Promise<{ owner: ClientOwner } | { refusal: ApiResult }> {
+    const asUser = (user: string): { owner: ClientOwner } => ({ owner: { key: `user ${user}`, root: false } });
+    const unauthorized = {
+      refusal: { status: 401, body: { error: 'basic auth needed: a user and password of the web configuration' }, headers: { 'WWW-Authenticate': 'Basic realm="netacct", charset="UTF-8"' } },
+    };
+    const remembered = auth.remembered(req.headers.authorization);
+    if (remembered !== null) return asUser(remembered);
+    if (req.headers.authorization === undefined) return unauthorized;
+    const { budgets } = this.options;
+    const waitMs = budgets.waitMs(owner);
+    if (waitMs > 0 || this.verifying.admit(owner) !== null) {
+      budgets.throttled++;
+      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+      const error = `${owner.key} is checking a password already, or used its share of the daemon's time: retry after ${seconds} s`;
+      return { refusal: { status: 429, body: { error }, headers: { 'Retry-After': String(seconds) } } };
+    }
+    const started = performance.now();
+    try {
+      const user = await auth.verify(req.headers.authorization);
+      if (user !== null) return asUser(user);
+      this.report('warn', 'basic auth', `API (TCP): ${owner.key}: wrong user or password`);
+      return unauthorized;
+    } finally {
+      this.verifying.release(owner);
+      budgets.charge(owner, performance.now() - started);
+    }
   }
 
   /** Answers `req` for `owner`; `waited`: it already waited for its owner's time share once (THROTTLED_WAIT_MS). */

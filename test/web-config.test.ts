@@ -9,6 +9,7 @@ import https from 'node:https';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import WebSocket from 'ws';
 import { readWebConfig } from '../protocol/web-config.js';
 import { tcpGet } from './helpers/api-client.js';
 import { TestDaemon } from './helpers/daemon.js';
@@ -106,6 +107,25 @@ describeWithBpf('TLS and basic auth on the TCP listener (real daemon)', () => {
     expect(right.text).toMatch(/^netacct_build_info/m);
     await expect(tcpGet(port, '/metrics')).rejects.toThrow(); // no HTTP answer to plain text on a TLS port
     expect(daemon.log).not.toMatch(/has no basic auth/);
+  });
+
+  test('a stream needs the password too: 401 without it, 101 with it', async () => {
+    const upgrade = (auth?: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`wss://127.0.0.1:${daemon.tcpPort}/v1/stream`, {
+          ca: fs.readFileSync(server.cert),
+          headers: auth ? { Authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : {},
+        });
+        ws.once('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_req, res) => resolve(res.statusCode!));
+        ws.once('error', (err) => (err.message.includes('Unexpected server response') ? undefined : reject(err)));
+      });
+    expect(await upgrade()).toBe(401);
+    expect(await upgrade('prometheus:wrong')).toBe(401);
+    expect(await upgrade('prometheus:s3cret')).toBe(101);
   });
 
   test('the password passed is remembered: 50 scrapes cost one bcrypt, not 50', async () => {
