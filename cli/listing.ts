@@ -94,15 +94,16 @@ export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', 
     const rows = (body.peers as PeerRow[]).map((p) => [String(p.pid), p.command, peerText(p), p.localPort === null ? '-' : String(p.localPort), ...traffic(p.counters)]);
     process.stdout.write(table(['PID', 'COMMAND', 'PEER', 'LOCAL PORT', ...TRAFFIC_HEADERS], rows, new Set([0, 3, 4, 5, 6, 7])));
   } else {
-    process.stdout.write(printable(
-      `netacct ${body.version}, up ${body.uptimeSeconds} s\n` +
-        `processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)\n` +
-        `kernel: ${body.kernel.slots} slots; ${body.kernel.unattributed} calls counted per user and cgroup only (overflow full; ${body.kernel.unattributedFull} in the host's row), ${body.kernel.lost} not counted; ${body.kernel.exitedFull} exits not recorded (exited map full)\n` +
-        `maps: ${mapFill('slots', body.maps.slots)}, ${mapFill('overflow', body.maps.overflow)}${body.maps.threads ? `, ${mapFill('threads', body.maps.threads)}` : ''}${body.maps.peers ? `, ${mapFill('peers', body.maps.peers)}` : ''}\n` +
-        `counting with ${body.attachMode.description}\n` +
-        `${body.programsAttached} BPF programs attached; last kernel read ${(body.lastReadSeconds * 1000).toFixed(1)} ms\n` +
-        `clients: ${body.clients.atop} atop, ${body.clients.api} API (${body.clients.streams} streams)`,
-    ) + '\n');
+    const lines = [
+      `netacct ${body.version}, up ${body.uptimeSeconds} s`,
+      `processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)`,
+      `kernel: ${body.kernel.slots} slots; ${body.kernel.unattributed} calls counted per user and cgroup only (overflow full; ${body.kernel.unattributedFull} in the host's row), ${body.kernel.lost} not counted; ${body.kernel.exitedFull} exits not recorded (exited map full)`,
+      `maps: ${mapFill('slots', body.maps.slots)}, ${mapFill('overflow', body.maps.overflow)}${body.maps.threads ? `, ${mapFill('threads', body.maps.threads)}` : ''}${body.maps.peers ? `, ${mapFill('peers', body.maps.peers)}` : ''}`,
+      `counting with ${body.attachMode.description}`,
+      `${body.programsAttached} BPF programs attached; last kernel read ${(body.lastReadSeconds * 1000).toFixed(1)} ms`,
+      `clients: ${body.clients.atop} atop, ${body.clients.api} API (${body.clients.streams} streams)`,
+    ];
+    process.stdout.write(`${lines.map(printable).join('\n')}\n`);
   }
   return 0;
 }
