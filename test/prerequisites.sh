@@ -15,11 +15,12 @@
 # netatop module interface; libcap2-bin's setcap gives a test client
 # CAP_NET_RAW without root; dpkg-dev, rpm and binutils build the packages
 # (packaging/build.sh), and debootstrap makes the fresh Debian 12 the .deb is
-# installed in; liburing-dev builds the io_uring test client.
+# installed in; liburing-dev builds the io_uring test client; strace lists the
+# system calls the daemon makes (checked against the unit's filter).
 set -euo pipefail
 
 packages=(clang llvm libbpf-dev libbpf1 gcc libc6-dev binutils python3 util-linux curl tmux prometheus chromium systemd man-db
-	qemu-system-x86 busybox-static cpio xz-utils kmod atop libcap2-bin dpkg-dev rpm debootstrap liburing-dev)
+	qemu-system-x86 busybox-static cpio xz-utils kmod atop libcap2-bin dpkg-dev rpm debootstrap liburing-dev strace)
 missing=()
 for pkg in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -10,6 +10,7 @@ import readline from 'node:readline';
 import { afterEach, expect, test } from 'vitest';
 import { notifyDirect } from '../daemon/service/sd-notify.js';
 import { requestOnce } from './helpers/atop-reader.js';
+import { apiGet, tcpGet } from './helpers/api-client.js';
 import { TestDaemon, UNIT_FILE, unitCapabilities, unitCapabilitiesLauncher } from './helpers/daemon.js';
 import { BASIC_SCENARIO, wireCounters } from './helpers/expected.js';
 import { fixture, tempPath } from './helpers/fixtures.js';
@@ -80,17 +81,71 @@ describeWithBpf('under systemd (real daemon)', () => {
 
   test("the unit's capabilities are enough: the daemon counts exactly with only them", async () => {
     const bounding = unitCapabilities();
-    expect(bounding).toEqual(['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_CHOWN']); // the last two for netatopModule (test/netatop-module.test.ts)
+    // CAP_NET_ADMIN and CAP_CHOWN for netatopModule (test/netatop-module.test.ts), CAP_DAC_READ_SEARCH to name cgroups.
+    expect(bounding).toEqual(['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_CHOWN', 'CAP_DAC_READ_SEARCH']);
     const daemon = await TestDaemon.start([], { launcher: unitCapabilitiesLauncher() });
     const child = await TrafficChild.start('basic');
     try {
       const status = fs.readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8');
-      expect(/^CapEff:\s*(\w+)$/m.exec(status)![1]).toBe(((1n << 39n) | (1n << 38n) | (1n << 12n) | (1n << 0n)).toString(16).padStart(16, '0')); // CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_CHOWN
+      const capabilities = (1n << 39n) | (1n << 38n) | (1n << 12n) | (1n << 0n) | (1n << 2n); // CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_CHOWN, CAP_DAC_READ_SEARCH
+      expect(/^CapEff:\s*(\w+)$/m.exec(status)![1]).toBe(capabilities.toString(16).padStart(16, '0'));
       const records = await requestOnce(daemon.socketPath);
       expect(records.get(child.pid)?.counters).toEqual(wireCounters(BASIC_SCENARIO));
+      // Its cgroup is named (from its id), as /proc says it is.
+      const own = fs.readFileSync(`/proc/${child.pid}/cgroup`, 'utf8').match(/^0::(.*)$/m)![1];
+      expect((await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}`)).body.cgroup.path).toBe(own);
+      expect(daemon.log).not.toMatch(/cgroups are listed by id only|naming a cgroup/);
     } finally {
       await child.finish();
       expect(await daemon.stop()).toBe(0);
     }
   });
+
+  test("every system call the daemon makes is in the unit's SystemCallFilter (strace; systemd would kill it with SIGSYS)", async () => {
+    const summary = tempPath('strace');
+    const daemon = await TestDaemon.start(['--listen', '127.0.0.1:0', '--peers', '--threads'], { launcher: ['strace', '-f', '-qq', '-c', '-o', summary, '--'] });
+    const traced = Number(fs.readFileSync(`/proc/${daemon.child.pid}/task/${daemon.child.pid}/children`, 'utf8').trim());
+    const child = await TrafficChild.start('basic');
+    try {
+      // What it does in service: counts, answers atop and the API (every listing, /metrics, a stream), reloads, stops.
+      await requestOnce(daemon.socketPath);
+      for (const request of ['/v1/processes', '/v1/cgroups', '/v1/peers', '/v1/stats', '/metrics', '/']) {
+        expect((await apiGet(daemon.apiSocketPath, request)).status).toBe(200);
+      }
+      expect((await tcpGet(daemon.tcpPort, '/v1/processes?limit=1')).status).toBe(200);
+      process.kill(traced, 'SIGHUP');
+      await daemon.waitForLog(/SIGHUP: configuration reloaded/);
+    } finally {
+      await child.finish();
+      process.kill(traced, 'SIGTERM');
+      await new Promise((resolve) => daemon.child.once('exit', resolve));
+      await daemon.stop();
+    }
+    // strace -c: a row per system call, its name last.
+    const made = fs
+      .readFileSync(summary, 'utf8')
+      .split('\n')
+      .map((line) => /^\s*[\d.]+\s+[\d.]+\s+\d+\s+\d+\s+(?:\d+\s+)?(\w+)$/.exec(line)?.[1])
+      .filter((name): name is string => name !== undefined && name !== 'total');
+    expect(made).toContain('bpf');
+    expect(made).toContain('open_by_handle_at');
+    const filter = /^SystemCallFilter=(.*)$/m.exec(fs.readFileSync(UNIT_FILE, 'utf8'))![1]!.split(/\s+/);
+    const allowed = allowedCalls(filter);
+    expect(made.filter((name) => !allowed.has(name))).toEqual([]);
+  });
 });
+
+/** The system calls a SystemCallFilter list allows, its groups expanded by systemd-analyze. */
+function allowedCalls(filter: string[]): Set<string> {
+  const allowed = new Set<string>();
+  const expand = (item: string): void => {
+    if (allowed.has(item)) return;
+    allowed.add(item);
+    if (!item.startsWith('@')) return;
+    const lines = execFileSync('systemd-analyze', ['syscall-filter', item], { encoding: 'utf8' }).split('\n').slice(1);
+    for (const line of lines.map((text) => text.trim())) if (line && !line.startsWith('#')) expand(line);
+  };
+  for (const item of filter) expand(item);
+  return allowed;
+}
+

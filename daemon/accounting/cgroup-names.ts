@@ -50,7 +50,15 @@ export class CgroupNames {
   /** Why names are unknown here (no cgroup2 mount, handles refused), for the log; null when they are known. */
   readonly unavailable: string | null;
 
-  constructor(mount: string | null = cgroup2Mount()) {
+  /**
+   * `onError`: a lookup that failed otherwise than by the cgroup being gone
+   * (out of descriptors, a cgroup outside the mount as this process sees it):
+   * that id is unnamed this time, and asked again next time.
+   */
+  constructor(
+    mount: string | null = cgroup2Mount(),
+    private readonly onError: (message: string) => void = () => {},
+  ) {
     let handles: CgroupHandles | null = null;
     let unavailable: string | null = null;
     if (!mount) unavailable = 'no cgroup2 hierarchy is mounted';
@@ -74,7 +82,13 @@ export class CgroupNames {
       return cached;
     }
     if (!this.handles || this.gone.has(id)) return null;
-    const found = this.handles.pathOf(id);
+    let found: string | null;
+    try {
+      found = this.handles.pathOf(id);
+    } catch (err) {
+      this.onError((err as Error).message);
+      return null;
+    }
     if (found === null) {
       this.gone.add(id);
       if (this.gone.size > MAX_GONE) this.gone.delete(this.gone.values().next().value!);
@@ -86,12 +100,20 @@ export class CgroupNames {
     return name;
   }
 
-  /** Which of `ids` are gone (without names, nothing is known: none). */
+  /** Which of `ids` are gone (without names, or where a lookup fails, nothing is known: not gone). */
   removedOf(ids: readonly number[]): Set<number> {
     const removed = new Set<number>();
-    const handles = this.handles;
-    if (handles) for (const id of ids) if (this.gone.has(id) || !handles.exists(id)) removed.add(id);
+    if (this.handles) for (const id of ids) if (this.gone.has(id) || !this.exists(this.handles, id)) removed.add(id);
     return removed;
+  }
+
+  private exists(handles: CgroupHandles, id: number): boolean {
+    try {
+      return handles.exists(id);
+    } catch (err) {
+      this.onError((err as Error).message);
+      return true;
+    }
   }
 
   /** Drops the names of removed cgroups that `referenced` no longer needs, so that churning cgroups leave nothing behind. */

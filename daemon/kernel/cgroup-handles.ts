@@ -4,7 +4,8 @@
 // directory. One system call, however many cgroups the host has, where
 // finding a directory by its inode meant walking the whole tree; a removed
 // cgroup answers ESTALE (kernfs ids are never reused). Needs
-// CAP_DAC_READ_SEARCH (the daemon runs as root).
+// CAP_DAC_READ_SEARCH (the packaged unit grants it, and lets the system call
+// through its filter).
 import fs from 'node:fs';
 import koffi from 'koffi';
 import { errnoText } from './libbpf.js';
@@ -14,9 +15,10 @@ const openByHandleAt = libc.func('int open_by_handle_at(int mount_fd, void *hand
 
 /** include/linux/exportfs.h: the handle kernfs encodes (its node id). */
 const FILEID_KERNFS = 0xfe;
+/** Node has no O_PATH; it is the same on x86-64 and arm64 (O_DIRECTORY is not: Node's is this architecture's). */
 const O_PATH = 0o10000000;
-const O_DIRECTORY = 0o200000;
 const O_CLOEXEC = 0o2000000;
+const { O_DIRECTORY } = fs.constants;
 const ESTALE = 116;
 /** readlink of an open directory removed since. */
 const DELETED = ' (deleted)';
@@ -69,7 +71,8 @@ export class CgroupHandles {
     // Removed between the two calls: the kernel says so after the path.
     if (target.endsWith(DELETED) && !this.exists(id)) return null;
     if (target === this.mount) return '/';
-    if (!target.startsWith(`${this.mount}/`)) throw new Error(`cgroup ${id} opened outside ${this.mount}: ${target}`);
+    // Not under the mount as this process sees it (a cgroup namespace, a mount of a subtree): no name to give.
+    if (!target.startsWith(`${this.mount}/`)) throw new Error(`cgroup ${id} is outside ${this.mount} as this process sees it (${target})`);
     return target.slice(this.mount.length);
   }
 

@@ -59,8 +59,8 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   };
   process.on('SIGHUP', onHangup);
   // A promise path nobody caught (a bug): logged, rate-limited, and the daemon goes on (Node would exit).
-  const reportUnhandled = rateLimited(log);
-  const onUnhandled = (reason: unknown): void => reportUnhandled('error', 'unhandled rejection', `a promise failed and nothing caught it (a bug; the daemon goes on): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
+  const report = rateLimited(log);
+  const onUnhandled = (reason: unknown): void => report('error', 'unhandled rejection', `a promise failed and nothing caught it (a bug; the daemon goes on): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
   process.on('unhandledRejection', onUnhandled);
 
   const notify = systemdNotifier((message) => log.warn(message));
@@ -112,7 +112,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     { exitedRetentionMs: config.exitedRetentionMs, maxExited: MAX_EXITED, maxExitedPerUser: MAX_EXITED_PER_USER, slotSettleMs: 10, rateIntervalMs: 1000 },
     new ForgottenTotals(kernel),
   );
-  const cgroupNames = new CgroupNames();
+  const cgroupNames = new CgroupNames(undefined, (message) => report('warn', 'cgroup name', `naming a cgroup: ${message}`));
   if (cgroupNames.unavailable) log.warn(`cgroups are listed by id only: ${cgroupNames.unavailable}`);
   const collector = new Collector(
     kernel,
@@ -124,7 +124,6 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   );
   collector.start();
 
-  const report = rateLimited(log);
   // Forgetting looks at every exited entry: after a burst of answers, once
   // (right after an answer, but at most every FORGET_GAP_MS).
   let forgetQueued = false;
