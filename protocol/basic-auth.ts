@@ -1,21 +1,36 @@
 // HTTP basic auth against bcrypt hashes (the web configuration's
-// basic_auth_users). bcrypt is slow by design (~80 ms a check at cost 10 in
-// this process), so a password that passed is remembered (as a SHA-256 of the
-// user, the password and the hash: never the password) and the next request
-// costs a hash, not a bcrypt; a name that is not a user is checked against a
-// dummy hash all the same, so that timing does not tell which names exist.
-// The bcrypt runs asynchronously (in slices): other clients go on meanwhile.
+// basic_auth_users). bcrypt is slow by design (~80 ms a check at cost 10), so
+// it runs in a thread of its own (bcrypt-checker.ts), and a password that
+// passed is remembered (as a SHA-256 of the user, the password and the hash:
+// never the password): the next request costs a hash, not a bcrypt. A name
+// that is not a user is checked all the same, against the costliest hash
+// configured (and refused whatever the result), so that timing does not tell
+// which names exist.
 import crypto from 'node:crypto';
 import bcrypt from 'bcryptjs';
+import { BcryptChecker } from './bcrypt-checker.js';
 
 /** Passwords remembered as passed, at most (only right ones get in: a client cannot fill it with guesses). */
 const REMEMBERED = 256;
-const DUMMY_HASH = bcrypt.hashSync('netacct: not a user', 10);
 
 export class BasicAuth {
   private readonly passed = new Set<string>();
+  private readonly checker = new BcryptChecker();
+  /** What a name that is not a user is checked against. */
+  private readonly costliest: string;
 
-  constructor(private readonly users: ReadonlyMap<string, string>) {}
+  constructor(private readonly users: ReadonlyMap<string, string>) {
+    this.costliest = [...users.values()].reduce((a, b) => (bcrypt.getRounds(b) > bcrypt.getRounds(a) ? b : a));
+  }
+
+  /** Whether a password check would be refused now (too many waiting). */
+  get busy(): boolean {
+    return this.checker.full;
+  }
+
+  close(): Promise<void> {
+    return this.checker.close();
+  }
 
   /** The user and password an `Authorization: Basic …` header holds, or null when it holds none. */
   private credentials(header: string | undefined): { user: string; password: string; key: string } | null {
@@ -34,12 +49,12 @@ export class BasicAuth {
     return credentials && this.passed.has(credentials.key) ? credentials.user : null;
   }
 
-  /** The user the header proves, or null: a bcrypt (slow: the caller charges its client). */
+  /** The user the header proves, or null: a bcrypt in the checking thread (throws when too many wait). */
   async verify(header: string | undefined): Promise<string | null> {
     const credentials = this.credentials(header);
     if (!credentials) return null;
     const hash = this.users.get(credentials.user);
-    const right = await bcrypt.compare(credentials.password, hash ?? DUMMY_HASH);
+    const right = await this.checker.compare(credentials.password, hash ?? this.costliest);
     if (!right || !hash) return null;
     this.passed.add(credentials.key);
     if (this.passed.size > REMEMBERED) this.passed.delete(this.passed.values().next().value!);

@@ -48,8 +48,9 @@ export async function msgpackEncoder(): Promise<(value: unknown) => Buffer> {
 }
 
 /** A complete response that closes the connection, for a socket HTTP no longer handles. */
-export function closingResponse(status: number, reason: string, message = ''): string {
+export function closingResponse(status: number, reason: string, message = '', headers: Record<string, string> = {}): string {
   const body = message ? `${JSON.stringify({ error: message })}\n` : '';
   const type = body ? 'Content-Type: application/json\r\n' : '';
-  return `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${type}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  const more = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  return `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${type}${more}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }

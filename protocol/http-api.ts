@@ -83,6 +83,13 @@ const THROTTLED_WAIT_MS = 1000;
 /** Answers one non-root owner has built and sent at once (a listing is built a chunk per turn). */
 const ANSWERS_IN_PROGRESS_PER_USER = 2;
 
+/** A request on TCP without the web configuration's basic auth. */
+const UNAUTHORIZED: ApiResult = {
+  status: 401,
+  body: { error: 'basic auth needed: a user and password of the web configuration' },
+  headers: { 'WWW-Authenticate': 'Basic realm="netacct", charset="UTF-8"' },
+};
+
 /** Each query parameter once: a repeated one is ambiguous, so it is refused. */
 function repeatedParameter(query: URLSearchParams): string | null {
   const seen = new Set<string>();
@@ -130,6 +137,7 @@ export class ApiServer {
       endpoint: options.endpoint,
       limits: options.limits,
       allProcessesGroup: options.allProcessesGroup,
+      budgets: options.budgets,
       log: options.log,
       onClient: (socket, client) => {
         this.clientsOf.set(socket, client);
@@ -165,8 +173,8 @@ export class ApiServer {
         this.prove(req, client.owner, auth)
           .then((proven) => {
             if ('owner' in proven) return upgrade(proven.owner);
-            const { status, body } = proven.refusal;
-            socket.end(closingResponse(status, status === 401 ? 'Unauthorized' : 'Too Many Requests', (body as { error: string }).error), () => socket.destroy());
+            const { status, body, headers } = proven.refusal;
+            socket.end(closingResponse(status, status === 401 ? 'Unauthorized' : 'Too Many Requests', (body as { error: string }).error, headers), () => socket.destroy());
           })
           .catch((err: Error) => {
             this.report('error', 'basic auth', `API (TCP): checking a password failed: ${err.message}`);
@@ -249,35 +257,28 @@ export class ApiServer {
   /**
    * The owner a request's basic auth proves (a user is its own owner: its
    * time share is not the one its network's other clients spend), or the
-   * answer that refuses it. A password not seen to pass costs a bcrypt, paid
-   * from the connection's owner's time share, one at a time per owner (a
-   * guesser waits its turn and gets 429; everyone else goes on).
+   * answer that refuses it. A password not seen to pass costs a bcrypt in the
+   * checking thread: one at a time per owner, and a bounded number waiting
+   * in all (past either, 429: a guesser waits its turn, a scraper whose
+   * password passed before is not held up at all).
    */
   private async prove(req: http.IncomingMessage, owner: ClientOwner, auth: BasicAuth): Promise<{ owner: ClientOwner } | { refusal: ApiResult }> {
     const asUser = (user: string): { owner: ClientOwner } => ({ owner: { key: `user ${user}`, root: false } });
-    const unauthorized = {
-      refusal: { status: 401, body: { error: 'basic auth needed: a user and password of the web configuration' }, headers: { 'WWW-Authenticate': 'Basic realm="netacct", charset="UTF-8"' } },
-    };
     const remembered = auth.remembered(req.headers.authorization);
     if (remembered !== null) return asUser(remembered);
-    if (req.headers.authorization === undefined) return unauthorized;
-    const { budgets } = this.options;
-    const waitMs = budgets.waitMs(owner);
-    if (waitMs > 0 || this.verifying.admit(owner) !== null) {
-      budgets.throttled++;
-      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-      const error = `${owner.key} is checking a password already, or used its share of the daemon's time: retry after ${seconds} s`;
-      return { refusal: { status: 429, body: { error }, headers: { 'Retry-After': String(seconds) } } };
+    if (req.headers.authorization === undefined) return { refusal: UNAUTHORIZED };
+    if (auth.busy || this.verifying.admit(owner) !== null) {
+      this.options.budgets.throttled++;
+      const error = `${owner.key} is checking a password already, or too many are being checked: retry after 1 s`;
+      return { refusal: { status: 429, body: { error }, headers: { 'Retry-After': '1' } } };
     }
-    const started = performance.now();
     try {
       const user = await auth.verify(req.headers.authorization);
       if (user !== null) return asUser(user);
       this.report('warn', 'basic auth', `API (TCP): ${owner.key}: wrong user or password`);
-      return unauthorized;
+      return { refusal: UNAUTHORIZED };
     } finally {
       this.verifying.release(owner);
-      budgets.charge(owner, performance.now() - started);
     }
   }
 
@@ -365,6 +366,7 @@ export class ApiServer {
   }
 
   async close(): Promise<void> {
+    await this.options.auth?.close();
     this.streams.close();
     this.server.closeAllConnections();
     await this.listener.close();

@@ -102,6 +102,7 @@ export class NetatopServer {
       endpoint: { socketPath: options.socketPath, mode: options.mode },
       limits: options.limits,
       allProcessesGroup: options.allProcessesGroup,
+      budgets: options.budgets,
       log: options.log,
       onClient: (socket, client) => this.accept(socket, client),
       refusal: null, // atop's protocol has no way to say why

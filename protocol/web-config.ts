@@ -13,8 +13,12 @@ import { z } from 'zod';
 
 const TLS_VERSIONS = { TLS10: 'TLSv1', TLS11: 'TLSv1.1', TLS12: 'TLSv1.2', TLS13: 'TLSv1.3' } as const;
 const CLIENT_AUTH_TYPES = ['NoClientCert', 'RequestClientCert', 'RequireAnyClientCert', 'VerifyClientCertIfGiven', 'RequireAndVerifyClientCert'] as const;
-/** bcrypt's modular crypt format: $2a$, $2b$ or $2y$, the cost, 53 characters of salt and hash. */
-const BCRYPT = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
+/**
+ * bcrypt's modular crypt format: $2a$, $2b$ or $2y$, the cost, 53 characters
+ * of salt and hash. Costs 4 to 14: each step doubles a check's time, and 14
+ * already takes over a second (10 is usual), in the one thread that checks.
+ */
+const BCRYPT = /^\$2[aby]\$(0[4-9]|1[0-4])\$[./A-Za-z0-9]{53}$/;
 
 const TlsServerConfig = z.strictObject({
   cert_file: z.string().min(1),
@@ -27,7 +31,9 @@ const TlsServerConfig = z.strictObject({
 
 const WebConfigSchema = z.strictObject({
   tls_server_config: TlsServerConfig.optional(),
-  basic_auth_users: z.record(z.string().min(1).regex(/^[^:]+$/, 'a user name has no colon'), z.string().regex(BCRYPT, 'must be a bcrypt hash ($2y$10$…): htpasswd -nBC 10 USER')).optional(),
+  basic_auth_users: z.record(z.string().min(1).regex(/^[^:]+$/, 'a user name has no colon'), z.string().regex(BCRYPT, 'must be a bcrypt hash of cost 4 to 14 ($2y$10$…): htpasswd -nBC 10 USER'))
+    .refine((users) => Object.keys(users).length > 0, 'names no user (leave it out for no basic auth)')
+    .optional(),
 });
 
 /** How TLS clients are taken (Node's TLS server options), and what is checked after the handshake. */

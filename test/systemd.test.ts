@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
+import bcrypt from 'bcryptjs';
 import { afterEach, expect, test } from 'vitest';
 import { notifyDirect } from '../daemon/service/sd-notify.js';
 import { requestOnce } from './helpers/atop-reader.js';
@@ -103,7 +104,12 @@ describeWithBpf('under systemd (real daemon)', () => {
 
   test("every system call the daemon makes is in the unit's SystemCallFilter (strace; systemd would kill it with SIGSYS)", async () => {
     const summary = tempPath('strace');
-    const daemon = await TestDaemon.start(['--listen', '127.0.0.1:0', '--peers', '--threads'], { launcher: ['strace', '-f', '-qq', '-c', '-o', summary, '--'] });
+    // Basic auth too: its password checks run in a thread of their own.
+    const webConfig = path.join(path.dirname(summary), 'web.yml');
+    fs.writeFileSync(webConfig, `basic_auth_users:\n  prometheus: ${bcrypt.hashSync('s3cret', 4)}\n`);
+    const daemon = await TestDaemon.start(['--listen', '127.0.0.1:0', '--web-config', webConfig, '--peers', '--threads'], {
+      launcher: ['strace', '-f', '-qq', '-c', '-o', summary, '--'],
+    });
     const traced = Number(fs.readFileSync(`/proc/${daemon.child.pid}/task/${daemon.child.pid}/children`, 'utf8').trim());
     const child = await TrafficChild.start('basic');
     try {
@@ -112,7 +118,8 @@ describeWithBpf('under systemd (real daemon)', () => {
       for (const request of ['/v1/processes', '/v1/cgroups', '/v1/peers', '/v1/stats', '/metrics', '/']) {
         expect((await apiGet(daemon.apiSocketPath, request)).status).toBe(200);
       }
-      expect((await tcpGet(daemon.tcpPort, '/v1/processes?limit=1')).status).toBe(200);
+      const authorization = `Basic ${Buffer.from('prometheus:s3cret').toString('base64')}`;
+      expect((await tcpGet(daemon.tcpPort, '/v1/processes?limit=1', { Authorization: authorization })).status).toBe(200);
       process.kill(traced, 'SIGHUP');
       await daemon.waitForLog(/SIGHUP: configuration reloaded/);
     } finally {

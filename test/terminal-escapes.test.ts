@@ -21,7 +21,7 @@ const TERMINAL_CONTROLS = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/;
 const C0 = Array.from({ length: 0x20 }, (_, i) => String.fromCharCode(i));
 const C1 = Array.from({ length: 0x20 }, (_, i) => String.fromCharCode(0x80 + i));
 
-test('printable escapes every C0 control, DEL, every C1 control, bidi controls and lone surrogates; leaves the rest', () => {
+test('printable escapes every C0 control, DEL, every C1 control, bidi and invisible characters, lone surrogates; leaves the rest', () => {
   for (const control of [...C0, '\x7f', ...C1]) {
     const shown = printable(`a${control}b`);
     expect(shown).not.toMatch(TERMINAL_CONTROLS);
@@ -29,6 +29,8 @@ test('printable escapes every C0 control, DEL, every C1 control, bidi controls a
     expect(shown).toBe(code < 0x80 ? `a\\x${code.toString(16).padStart(2, '0')}b` : `a\\u00${code.toString(16)}b`);
   }
   expect(printable('\u202eevil\u2066')).toBe('\\u202eevil\\u2066');
+  expect(printable('ss\u200bhd\u00ad\ufeff\u2060')).toBe('ss\\u200bhd\\u00ad\\ufeff\\u2060'); // invisible: would pass for sshd
+  expect(printable('x\u{e0041}y')).toBe('x\\u{e0041}y'); // a tag character
   expect(printable('half \ud800 and \udc00')).toBe('half \\ud800 and \\udc00');
   expect(printable('bad byte \ufffd')).toBe('bad byte ?'); // invalid UTF-8, as decoded, shown as ps(1) does
   const ordinary = 'nginx: worker ✓ 😀 système.slice/dev-disk-by\\x2duuid.device ~!@#$%^&*()[]{}<>|;:\'",.?/ ';

@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -50,6 +51,9 @@ test('a bad web configuration is one line that names what is wrong', () => {
     [`tls_server_config: {cert_file: ${server.cert}, key_file: ${server.key}, min_version: TLS14}`, /min_version: /],
     [`tls_server_config: {cert_file: ${server.cert}, key_file: ${server.key}, cipher_suites: [TLS_AES_128_GCM_SHA256]}`, /tls_server_config: 'cipher_suites' is not supported by netacct/],
     ['basic_auth_users: {alice: plaintext}', /basic_auth_users\.alice: must be a bcrypt hash/],
+    [`basic_auth_users: {alice: '${bcrypt.hashSync('x', 4).replace('$04$', '$03$')}'}`, /basic_auth_users\.alice: must be a bcrypt hash of cost 4 to 14/],
+    [`basic_auth_users: {alice: '${bcrypt.hashSync('x', 4).replace('$04$', '$15$')}'}`, /basic_auth_users\.alice: must be a bcrypt hash of cost 4 to 14/],
+    ['basic_auth_users: {}', /basic_auth_users: names no user/],
     ['http_server_config: {http2: true}', /'http_server_config' is not supported by netacct/],
     ['basic_auth_users: {a: x}\nbasic_auth_users: {b: y}', /web configuration .*: .*(unique|duplicate)/i],
     ['[1, 2', /web configuration .*: /],
@@ -126,6 +130,41 @@ describeWithBpf('TLS and basic auth on the TCP listener (real daemon)', () => {
     expect(await upgrade()).toBe(401);
     expect(await upgrade('prometheus:wrong')).toBe(401);
     expect(await upgrade('prometheus:s3cret')).toBe(101);
+  });
+
+  test('password guessers (20 at once, from loopback) get 401 or 429, while a scrape whose password passed is answered', async () => {
+    const guesses = Array.from({ length: 20 }, (_, i) => httpsGet(daemon.tcpPort, { ca: server.cert, auth: `prometheus:guess${i}` }));
+    const scrape = await httpsGet(daemon.tcpPort, { ca: server.cert, auth: 'prometheus:s3cret' });
+    expect(scrape.status).toBe(200);
+    const statuses = (await Promise.all(guesses)).map((answer) => answer.status);
+    expect(statuses.every((status) => status === 401 || status === 429), String(statuses)).toBe(true);
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThan(10); // one check at a time for all of loopback
+  });
+
+  test('a TLS client gone before its handshake, or after its answer, gives its place back at once (not at the timeout)', async () => {
+    for (let i = 0; i < 40; i++) {
+      await new Promise<void>((resolve) => {
+        const socket = net.connect(daemon.tcpPort, '127.0.0.1', () => socket.destroy());
+        socket.once('close', () => resolve());
+      });
+      expect((await httpsGet(daemon.tcpPort, { ca: server.cert, auth: 'prometheus:s3cret' })).status).toBe(200); // 80 connections: more than loopback's 32
+    }
+  });
+
+  test('TLS connections that open and close in a loop are charged to their client: past its share, refused before the handshake', async () => {
+    // 8 loops at once (within the 32 connections loopback may hold), 400 connections each: 4.8 s of handshakes charged.
+    const flap = async (): Promise<void> => {
+      for (let i = 0; i < 400; i++) {
+        await new Promise<void>((resolve) => {
+          const socket = net.connect(daemon.tcpPort, '127.0.0.1', () => socket.destroy());
+          socket.once('close', () => resolve());
+          socket.once('error', () => {});
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, flap));
+    await daemon.waitForLog(/refused a TLS connection of loopback: its share of the daemon's time is spent/);
+    await new Promise((resolve) => setTimeout(resolve, 5000)); // the share refills (250 ms a second) for the next tests
   });
 
   test('the password passed is remembered: 50 scrapes cost one bcrypt, not 50', async () => {

@@ -3,6 +3,7 @@
 // libbpf, and the kernel verifier's verdict on the BPF programs, loaded but
 // never attached nor pinned) and changes nothing on the host: no socket, no
 // mount, no counting.
+import { printable } from '../common/printable.js';
 import { type Config, groupId } from './config.js';
 import { nodeVersionProblem, requiredNodeRange } from '../common/node-version.js';
 import { checkPrivileges } from '../kernel/preflight.js';
@@ -42,7 +43,7 @@ export async function selfCheck(config: Config, configSource: string, out: NodeJ
     // Warnings only (the verifier's reasons), unless verbose: the attempts that
     // may fail, with a fallback (quietly()), say nothing.
     routeLibbpfMessages((level, message) => {
-      if (level === 'warn' || config.verbose) process.stderr.write(`${message}\n`);
+      if (level === 'warn' || config.verbose) process.stderr.write(`${printable(message)}\n`);
     });
     return `${native.majorVersion()}.${native.minorVersion()}: ${libbpfPath}`;
   });
