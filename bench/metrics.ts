@@ -43,6 +43,7 @@ for (const { cgroups: c, processes: p, top } of CASES) {
     topProcesses: top,
     peerPorts: null,
     topPeerPorts: 0,
+    hostWide: true,
   };
   const times: number[] = [];
   let bytes = 0;

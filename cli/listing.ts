@@ -93,6 +93,14 @@ export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', 
   } else if (command === 'peers') {
     const rows = (body.peers as PeerRow[]).map((p) => [String(p.pid), p.command, peerText(p), p.localPort === null ? '-' : String(p.localPort), ...traffic(p.counters)]);
     process.stdout.write(table(['PID', 'COMMAND', 'PEER', 'LOCAL PORT', ...TRAFFIC_HEADERS], rows, new Set([0, 3, 4, 5, 6, 7])));
+  } else if (body.scope === 'own') {
+    const lines = [
+      `netacct ${body.version}, up ${body.uptimeSeconds} s`,
+      `your processes: ${body.processes.live} live, ${body.processes.exited} exited (kept for clients)`,
+      `counting with ${body.attachMode.description}; ${body.programsAttached} BPF programs attached`,
+      'host-wide figures (kernel maps, counters, clients) are shown to root and allProcessesGroup only',
+    ];
+    process.stdout.write(`${lines.map(printable).join('\n')}\n`);
   } else {
     const lines = [
       `netacct ${body.version}, up ${body.uptimeSeconds} s`,

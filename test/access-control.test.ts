@@ -6,7 +6,9 @@ import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { expect, test } from 'vitest';
 import { readLikeAtop } from './helpers/atop-c-client.js';
-import { TestDaemon } from './helpers/daemon.js';
+import { NETACCT_FOR_OTHERS, TestDaemon } from './helpers/daemon.js';
+import { apiGet } from './helpers/api-client.js';
+import { asNobody } from './helpers/fixtures.js';
 import { BASIC_SCENARIO, wireCounters } from './helpers/expected.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
@@ -63,6 +65,35 @@ describeWithBpf('access control on the atop socket (clients as root and as nobod
         promisify(execFile)('setpriv', ['--reuid=nobody', '--regid=nogroup', ...groups, 'curl', '--silent', '--unix-socket', daemon.apiSocketPath, 'http://netacct/v1/processes?state=all']).then(({ stdout }) => JSON.parse(stdout));
       expect((await curl('--groups=adm')).processes.map((p) => p.pid)).toContain(rootPid);
       expect((await curl('--clear-groups')).processes.map((p) => p.pid)).not.toContain(rootPid);
+    });
+  });
+
+  test("another user's /v1/stats, /metrics and netacct stats: its own processes, none of the host-wide figures", async () => {
+    await withDaemonAndTraffic(['--peers'], async (daemon, _rootPid, nobodyPid) => {
+      const curl = (request: string): Promise<string> =>
+        promisify(execFile)(...asNobody('curl', '--silent', '--unix-socket', daemon.apiSocketPath, `http://netacct${request}`)).then(({ stdout }) => stdout);
+      const stats = JSON.parse(await curl('/v1/stats'));
+      expect(Object.keys(stats).sort()).toEqual(['attachMode', 'processes', 'programsAttached', 'scope', 'uptimeSeconds', 'version']);
+      expect(stats.scope).toBe('own');
+      const own = JSON.parse(await curl('/v1/processes?state=all')).processes as Array<{ pid: number; state: string }>;
+      expect(own.map((p) => p.pid)).toContain(nobodyPid);
+      expect(stats.processes).toEqual({ live: own.filter((p) => p.state === 'live').length, exited: own.filter((p) => p.state === 'exited').length });
+      const rootStats = (await apiGet(daemon.apiSocketPath, '/v1/stats')).body;
+      expect(rootStats.scope).toBe('host');
+      expect(rootStats.processes.live).toBeGreaterThan(stats.processes.live); // root's process too
+      expect(rootStats.maps.peers.entries).toBeGreaterThan(0);
+
+      const metrics = await curl('/metrics');
+      expect(metrics).toMatch(/^netacct_processes\{state="live"\} (\d+)$/m);
+      expect(Number(/^netacct_processes\{state="live"\} (\d+)$/m.exec(metrics)![1])).toBe(stats.processes.live);
+      for (const hostWide of ['netacct_map_entries', 'netacct_clients', 'netacct_unrecorded_exits_total', 'netacct_clients_refused_total', 'netacct_netatop_module_active']) {
+        expect(metrics).not.toContain(hostWide);
+      }
+
+      const [command, args] = asNobody(NETACCT_FOR_OTHERS, 'stats', '--api-socket', daemon.apiSocketPath);
+      const { stdout } = await promisify(execFile)(command, args);
+      expect(stdout).toMatch(new RegExp(`^your processes: ${stats.processes.live} live, ${stats.processes.exited} exited`, 'm'));
+      expect(stdout).toMatch(/shown to root and allProcessesGroup only/);
     });
   });
 

@@ -57,6 +57,7 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
     topProcesses: 1,
     peerPorts: null,
     topPeerPorts: 0,
+    hostWide: true,
   });
   expect(text).toContain('netacct_cgroup_sent_bytes_total{cgroup="/a\\"b\\\\c\\nd.service",unit="x",container_id="",protocol="tcp"} 20');
   expect(text).toContain('netacct_process_sent_bytes_total{pid="7",command="say \\"hi\\"\\\\",protocol="tcp"} 10');
@@ -92,6 +93,7 @@ test('per (cgroup, service port) series are bounded: the top K pairs by bytes an
       { cgroup: '/c', port: 'unknown', counters: tcpSent(5) },
     ],
     topPeerPorts: 1,
+    hostWide: true,
   });
   const series = [...text.matchAll(/^netacct_peer_port_sent_bytes_total\{(.*)\} (\d+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
   expect(series).toEqual([

@@ -245,8 +245,9 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const body = renderMetrics({
       version: context.version,
       startTimeSeconds: Math.floor(context.startedAtMs / 1000),
-      processCounts: { live: table.liveCount, exited: table.exitedCount },
+      processCounts: processCounts(visibility),
       health: context.health(),
+      hostWide: visibility.seesAll,
       cgroups,
       processes,
       topProcesses: top,
@@ -339,14 +340,36 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     return { status: 200, body: new Listing({ pid, command, uid, state, counters }, 'peers', rows, describePeer) };
   };
 
-  const stats = (): ApiResult => {
+  /** Live and exited processes `visibility` may see (the table's counts for root: no walk). */
+  const processCounts = (visibility: Visibility): { live: number; exited: number } =>
+    visibility.seesAll
+      ? { live: table.liveCount, exited: table.exitedCount }
+      : { live: readableEntries(visibility, 'live').length, exited: readableEntries(visibility, 'exited').length };
+
+  /**
+   * The daemon's state. Another user (not root, not of allProcessesGroup)
+   * gets what concerns it alone: its own processes, how counting works; not
+   * the host-wide figures (map fill, kernel counters, clients, limits),
+   * which, polled, would tell it about everyone else's processes and
+   * connections.
+   */
+  const stats = (request: ApiRequest): ApiResult => {
+    const { visibility } = request;
+    collector.ensureReadSince(request.asOfMs); // its counts agree with a listing asked after it
     const { kernel, ...health } = context.health();
+    const common = {
+      version: context.version,
+      uptimeSeconds: Math.floor((Date.now() - context.startedAtMs) / 1000),
+      processes: processCounts(visibility),
+      attachMode: health.attachMode,
+      programsAttached: health.programsAttached,
+    };
+    if (!visibility.seesAll) return { status: 200, body: { scope: 'own', ...common } };
     return {
       status: 200,
       body: {
-        version: context.version,
-        uptimeSeconds: Math.floor((Date.now() - context.startedAtMs) / 1000),
-        processes: { live: table.liveCount, exited: table.exitedCount },
+        scope: 'host',
+        ...common,
         kernel: { slots: health.maps.slots.capacity, ...kernel },
         ...health,
         threads: collector.threads ? { exitedKept: collector.threads.exitedCount, exitedDropped: collector.threads.droppedExited } : null,
@@ -372,7 +395,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     }
     if (request.path === '/v1/stats') {
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
-      return parsed.success ? stats() : badRequest(parsed.error);
+      return parsed.success ? stats(request) : badRequest(parsed.error);
     }
     return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/', '/v1/processes', '/v1/processes/{pid}', '/v1/processes/{pid}/peers', '/v1/peers', '/v1/cgroups', '/v1/stats', '/v1/stream', '/metrics'] } };
   };

@@ -26,8 +26,16 @@ export interface ProcessSeries {
 export interface MetricsInput {
   version: string;
   startTimeSeconds: number;
+  /** The processes the client may see. */
   processCounts: { live: number; exited: number };
   health: DaemonHealth;
+  /**
+   * Whether the client may see the daemon's host-wide state (map fill,
+   * kernel counters, clients, limits): root and allProcessesGroup only. Map
+   * fill and client counts, polled, would tell another user about everyone
+   * else's processes and connections.
+   */
+  hostWide: boolean;
   cgroups: CgroupSeries[];
   /** Every process the client may see, or null when per-process series are off. */
   processes: ProcessSeries[] | null;
@@ -154,44 +162,46 @@ export function renderMetrics(input: MetricsInput): string {
   processes.add({ state: 'exited' }, input.processCounts.exited);
   family('netacct_attach_mode_info', 'gauge', 'How the kernel side counts: tracepoint (Linux 6.3+) or fexit (value 1).').add({ mode: health.attachMode.mode }, 1);
   family('netacct_bpf_programs_attached', 'gauge', 'BPF programs attached (0 means nothing is counted).').add({}, health.programsAttached);
-  const entries = family('netacct_map_entries', 'gauge', 'Entries in use in a kernel map.');
-  const capacity = family('netacct_map_capacity', 'gauge', 'Capacity of a kernel map, entries.');
-  for (const [map, fill] of Object.entries(health.maps)) {
-    if (!fill) continue;
-    if (fill.entries !== null) entries.add({ map }, fill.entries);
-    capacity.add({ map }, fill.capacity);
-  }
-  const k = health.kernel;
-  family('netacct_unattributed_events_total', 'counter', "Send/receive calls counted per user and cgroup only, not in their process's row: the overflow map was full.").add({}, k.unattributed);
-  family('netacct_host_row_events_total', 'counter', "Of those, calls counted in the host's row only: the unattributed map was full too.").add({}, k.unattributedFull);
-  family('netacct_share_refusals_total', 'counter', "Kernel map entries refused to a user past its share of a map: its calls count in a coarser row of its own.").add({}, k.overShare);
-  family('netacct_dropped_events_total', 'counter', 'Send/receive calls not counted at all (always 0 unless there is a bug).').add({}, k.lost);
-  family('netacct_unrecorded_exits_total', 'counter', 'Process exits not recorded because the exited map was full.').add({}, k.exitedFull);
-  family('netacct_thread_dropped_events_total', 'counter', 'Calls not counted per thread because the threads map was full.').add({}, k.threadsFull);
-  if (health.peers) {
-    family('netacct_peer_overflow_events_total', 'counter', "Calls counted in their process's peer overflow row because the peers map was full.").add({}, k.peersFull);
-    family('netacct_peer_dropped_events_total', 'counter', 'Calls not counted per peer at all: the peers map and the overflow rows were full.').add({}, k.peersLost);
-    family('netacct_exited_peer_rows', 'gauge', 'Peer rows kept for exited processes.').add({}, health.peers.exitedRows);
-  }
-  family('netacct_last_read_duration_seconds', 'gauge', 'How long the last read of the kernel maps took.').add({}, health.lastReadSeconds);
-  const clients = family('netacct_clients', 'gauge', 'Clients connected now, by protocol.');
-  clients.add({ protocol: 'atop' }, health.clients.atop);
-  clients.add({ protocol: 'http' }, health.clients.api - health.clients.streams);
-  clients.add({ protocol: 'websocket' }, health.clients.streams);
+  if (input.hostWide) {
+    const entries = family('netacct_map_entries', 'gauge', 'Entries in use in a kernel map.');
+    const capacity = family('netacct_map_capacity', 'gauge', 'Capacity of a kernel map, entries.');
+    for (const [map, fill] of Object.entries(health.maps)) {
+      if (!fill) continue;
+      if (fill.entries !== null) entries.add({ map }, fill.entries);
+      capacity.add({ map }, fill.capacity);
+    }
+    const k = health.kernel;
+    family('netacct_unattributed_events_total', 'counter', "Send/receive calls counted per user and cgroup only, not in their process's row: the overflow map was full.").add({}, k.unattributed);
+    family('netacct_host_row_events_total', 'counter', "Of those, calls counted in the host's row only: the unattributed map was full too.").add({}, k.unattributedFull);
+    family('netacct_share_refusals_total', 'counter', "Kernel map entries refused to a user past its share of a map: its calls count in a coarser row of its own.").add({}, k.overShare);
+    family('netacct_dropped_events_total', 'counter', 'Send/receive calls not counted at all (always 0 unless there is a bug).').add({}, k.lost);
+    family('netacct_unrecorded_exits_total', 'counter', 'Process exits not recorded because the exited map was full.').add({}, k.exitedFull);
+    family('netacct_thread_dropped_events_total', 'counter', 'Calls not counted per thread because the threads map was full.').add({}, k.threadsFull);
+    if (health.peers) {
+      family('netacct_peer_overflow_events_total', 'counter', "Calls counted in their process's peer overflow row because the peers map was full.").add({}, k.peersFull);
+      family('netacct_peer_dropped_events_total', 'counter', 'Calls not counted per peer at all: the peers map and the overflow rows were full.').add({}, k.peersLost);
+      family('netacct_exited_peer_rows', 'gauge', 'Peer rows kept for exited processes.').add({}, health.peers.exitedRows);
+    }
+    family('netacct_last_read_duration_seconds', 'gauge', 'How long the last read of the kernel maps took.').add({}, health.lastReadSeconds);
+    const clients = family('netacct_clients', 'gauge', 'Clients connected now, by protocol.');
+    clients.add({ protocol: 'atop' }, health.clients.atop);
+    clients.add({ protocol: 'http' }, health.clients.api - health.clients.streams);
+    clients.add({ protocol: 'websocket' }, health.clients.streams);
 
-  const refused = family('netacct_clients_refused_total', 'counter', 'Connections refused by the client limits, by socket and reason (per_user, total).');
-  for (const { socket, reason, count } of health.limits.refused) refused.add({ socket, reason }, count);
-  family('netacct_streams_refused_total', 'counter', 'WebSocket streams refused by the per-user limit.').add({}, health.limits.streamsRefused);
-  family('netacct_clients_throttled_total', 'counter', "Answers of non-root owners that waited (atop, HTTP), were refused with 429 (HTTP) or skipped (streams): the owner had used its share of the daemon's time, or had its HTTP answers in progress already.").add({}, health.limits.throttled);
-  family('netacct_stream_updates_skipped_total', 'counter', 'Stream updates skipped: the client had not taken the previous one, or the previous one was still being built.').add({}, health.limits.streamUpdatesSkipped);
+    const refused = family('netacct_clients_refused_total', 'counter', 'Connections refused by the client limits, by socket and reason (per_user, total).');
+    for (const { socket, reason, count } of health.limits.refused) refused.add({ socket, reason }, count);
+    family('netacct_streams_refused_total', 'counter', 'WebSocket streams refused by the per-user limit.').add({}, health.limits.streamsRefused);
+    family('netacct_clients_throttled_total', 'counter', "Answers of non-root owners that waited (atop, HTTP), were refused with 429 (HTTP) or skipped (streams): the owner had used its share of the daemon's time, or had its HTTP answers in progress already.").add({}, health.limits.throttled);
+    family('netacct_stream_updates_skipped_total', 'counter', 'Stream updates skipped: the client had not taken the previous one, or the previous one was still being built.').add({}, health.limits.streamUpdatesSkipped);
 
-  const netatop = health.netatopModule;
-  family('netacct_netatop_module_active', 'gauge', 'Whether atop before 2.10 is served as the netatop module and netatopd did (1) or not (0).').add({}, netatop.active ? 1 : 0);
-  if (netatop.active) {
-    family('netacct_netatop_clients', 'gauge', 'atops that follow the netatop exit file now.').add({}, netatop.clients);
-    const calls = family('netacct_netatop_calls_total', 'counter', "atop's getsockopt calls answered, by command; refused: an unknown id or another user's process.");
-    for (const [command, count] of Object.entries(netatop.calls)) calls.add({ command }, count);
-    family('netacct_netatop_exit_records', 'gauge', 'Finished processes in the netatop exit file now.').add({}, netatop.exitFile.records);
+    const netatop = health.netatopModule;
+    family('netacct_netatop_module_active', 'gauge', 'Whether atop before 2.10 is served as the netatop module and netatopd did (1) or not (0).').add({}, netatop.active ? 1 : 0);
+    if (netatop.active) {
+      family('netacct_netatop_clients', 'gauge', 'atops that follow the netatop exit file now.').add({}, netatop.clients);
+      const calls = family('netacct_netatop_calls_total', 'counter', "atop's getsockopt calls answered, by command; refused: an unknown id or another user's process.");
+      for (const [command, count] of Object.entries(netatop.calls)) calls.add({ command }, count);
+      family('netacct_netatop_exit_records', 'gauge', 'Finished processes in the netatop exit file now.').add({}, netatop.exitFile.records);
+    }
   }
 
   for (const f of families) f.render(out);
