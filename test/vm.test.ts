@@ -11,7 +11,7 @@ import { expect, test } from 'vitest';
 import { describeWithBpf } from './helpers/requirements.js';
 
 const KERNEL_SH = path.join(import.meta.dirname, 'vm', 'kernel.sh');
-const SUITES = ['test/kernel-counting.test.ts', 'test/atop-socket.test.ts', 'test/peers.test.ts', 'test/restart.test.ts'];
+const SUITES = ['test/kernel-counting.test.ts', 'test/atop-socket.test.ts', 'test/peers.test.ts', 'test/restart.test.ts', 'test/cgroup-names.test.ts'];
 const GUEST_TIMEOUT_MS = 15 * 60_000;
 
 /** Runs `command` as root inside `suite`'s kernel, in the checkout; its output and exit status. */
