@@ -49,15 +49,18 @@ export class BasicAuth {
     return credentials && this.passed.has(credentials.key) ? credentials.user : null;
   }
 
-  /** The user the header proves, or null: a bcrypt in the checking thread (throws when too many wait). */
-  async verify(header: string | undefined): Promise<string | null> {
+  /**
+   * The user the header proves, or null, and the checking thread's time it
+   * took: a bcrypt (throws when too many wait).
+   */
+  async verify(header: string | undefined): Promise<{ user: string | null; ms: number }> {
     const credentials = this.credentials(header);
-    if (!credentials) return null;
+    if (!credentials) return { user: null, ms: 0 };
     const hash = this.users.get(credentials.user);
-    const right = await this.checker.compare(credentials.password, hash ?? this.costliest);
-    if (!right || !hash) return null;
+    const { right, ms } = await this.checker.compare(credentials.password, hash ?? this.costliest);
+    if (!right || !hash) return { user: null, ms };
     this.passed.add(credentials.key);
     if (this.passed.size > REMEMBERED) this.passed.delete(this.passed.values().next().value!);
-    return credentials.user;
+    return { user: credentials.user, ms };
   }
 }

@@ -14,6 +14,7 @@ import type { TimeBudgets } from './time-budget.js';
 import { Listing, type Spent, jsonPieces, plainBody } from './listing-body.js';
 import { type ClientIdentity, type Endpoint, SocketListener } from './socket-listener.js';
 import type { BasicAuth } from './basic-auth.js';
+import type { TlsSettings } from './web-config.js';
 import type { ClientOwner } from './client-limits.js';
 
 export interface ApiServerOptions {
@@ -162,6 +163,7 @@ export class ApiServer {
           return void socket.end(closingResponse(403, 'Forbidden'), () => socket.destroy());
         }
         const upgrade = (owner: ClientOwner): void => {
+          if (socket.destroyed) return; // gone while its password was checked
           this.streams.upgrade(req, socket, head, { ...client, owner }).catch((err: Error) => {
             this.report('error', 'stream', `API stream: ${err.message}`);
             socket.destroy();
@@ -172,6 +174,7 @@ export class ApiServer {
         // A stream needs the same basic auth as a request.
         this.prove(req, client.owner, auth)
           .then((proven) => {
+            if (socket.destroyed) return;
             if ('owner' in proven) return upgrade(proven.owner);
             const { status, body, headers } = proven.refusal;
             socket.end(closingResponse(status, status === 401 ? 'Unauthorized' : 'Too Many Requests', (body as { error: string }).error, headers), () => socket.destroy());
@@ -258,22 +261,27 @@ export class ApiServer {
    * The owner a request's basic auth proves (a user is its own owner: its
    * time share is not the one its network's other clients spend), or the
    * answer that refuses it. A password not seen to pass costs a bcrypt in the
-   * checking thread: one at a time per owner, and a bounded number waiting
-   * in all (past either, 429: a guesser waits its turn, a scraper whose
-   * password passed before is not held up at all).
+   * checking thread, charged to the connection's owner's time share: one at a
+   * time per owner, none while its share is spent, and a bounded number
+   * waiting in all (past any, 429; a scraper whose password passed before is
+   * not held up at all).
    */
   private async prove(req: http.IncomingMessage, owner: ClientOwner, auth: BasicAuth): Promise<{ owner: ClientOwner } | { refusal: ApiResult }> {
     const asUser = (user: string): { owner: ClientOwner } => ({ owner: { key: `user ${user}`, root: false } });
     const remembered = auth.remembered(req.headers.authorization);
     if (remembered !== null) return asUser(remembered);
     if (req.headers.authorization === undefined) return { refusal: UNAUTHORIZED };
-    if (auth.busy || this.verifying.admit(owner) !== null) {
-      this.options.budgets.throttled++;
-      const error = `${owner.key} is checking a password already, or too many are being checked: retry after 1 s`;
-      return { refusal: { status: 429, body: { error }, headers: { 'Retry-After': '1' } } };
+    const { budgets } = this.options;
+    const waitMs = budgets.waitMs(owner);
+    if (waitMs > 0 || auth.busy || this.verifying.admit(owner) !== null) {
+      budgets.throttled++;
+      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+      const error = `${owner.key} is checking a password already, used its share of the daemon's time, or too many passwords are being checked: retry after ${seconds} s`;
+      return { refusal: { status: 429, body: { error }, headers: { 'Retry-After': String(seconds) } } };
     }
     try {
-      const user = await auth.verify(req.headers.authorization);
+      const { user, ms } = await auth.verify(req.headers.authorization);
+      budgets.charge(owner, ms);
       if (user !== null) return asUser(user);
       this.report('warn', 'basic auth', `API (TCP): ${owner.key}: wrong user or password`);
       return { refusal: UNAUTHORIZED };
@@ -365,11 +373,23 @@ export class ApiServer {
     this.streams.limitPerUser = streamLimitPerUser;
   }
 
+  /**
+   * Configuration reload (TCP): the web configuration read again. Passwords
+   * remembered as passed are forgotten with the old users (a revoked one stops
+   * working at once); the checks in progress end with their connections.
+   */
+  setWebConfig(tls: TlsSettings | null, auth: BasicAuth | null): void {
+    const old = this.options.auth;
+    this.options.auth = auth;
+    this.listener.setTls(tls);
+    old?.close().catch((err: Error) => this.report('error', 'basic auth', `API (TCP): stopping the old password checker: ${err.message}`));
+  }
+
   async close(): Promise<void> {
-    await this.options.auth?.close();
     this.streams.close();
     this.server.closeAllConnections();
     await this.listener.close();
+    await this.options.auth?.close(); // after the last client: no check starts a new thread past it
   }
 }
 

@@ -244,6 +244,17 @@ export class SocketListener {
     if (this.checkPath() && this.inode !== null) setSocketMode(endpoint.socketPath, mode, this.inode);
   }
 
+  /**
+   * Configuration reload: TLS settings (a renewed certificate, a new CA) for
+   * connections from now on; those open keep the settings they began with.
+   */
+  setTls(settings: TlsSettings | null): void {
+    const { endpoint } = this.options;
+    if (!('tls' in endpoint)) return;
+    endpoint.tls = settings;
+    this.tls = null; // the next connection makes a TLS server with them
+  }
+
   /** Stops accepting and destroys every client; removes the socket file if it is still this listener's. */
   async close(): Promise<void> {
     this.closing = true;

@@ -19,8 +19,16 @@ export interface TimeBudgetLimits {
   burstMs: number;
 }
 
-/** Owners tracked at most: past it, those whose balance is full again (the same as untracked) are dropped, then the oldest. */
+/**
+ * Owners tracked at most. Past it, those whose balance is full again (the
+ * same as untracked) are dropped; if all still owe time, a newcomer shares
+ * one pooled balance with every other newcomer, so that a client with
+ * addresses by the thousand (an IPv6 network) gets no fresh share per
+ * address: what they all may take stays bounded.
+ */
 const TRACKED_OWNERS = 1024;
+/** The balance newcomers share while every tracked owner owes time. */
+const POOL = 'newcomers while 1024 others owe time';
 
 export class TimeBudgets {
   /** Balances below full, by owner key: ms left (negative: owed) as of atMs. */
@@ -39,10 +47,18 @@ export class TimeBudgets {
     return Math.min(this.limits.burstMs, held.ms + ((nowMs - held.atMs) * this.limits.msPerSecond) / 1000);
   }
 
+  /** The balance `owner` is charged under: its own, or the pool while every tracked owner owes time. */
+  private keyOf(owner: ClientOwner, nowMs: number): string {
+    if (this.balances.has(owner.key) || this.balances.size < TRACKED_OWNERS) return owner.key;
+    for (const [key] of this.balances) if (this.balanceOf(key, nowMs) >= this.limits.burstMs) this.balances.delete(key);
+    return this.balances.size < TRACKED_OWNERS ? owner.key : POOL;
+  }
+
   /** 0 when `owner` may have an answer built now; else how many ms it must wait. */
   waitMs(owner: ClientOwner): number {
     if (owner.root) return 0;
-    const balance = this.balanceOf(owner.key, this.now());
+    const nowMs = this.now();
+    const balance = this.balanceOf(this.keyOf(owner, nowMs), nowMs);
     return balance >= 0 ? 0 : Math.ceil((-balance * 1000) / this.limits.msPerSecond);
   }
 
@@ -50,16 +66,10 @@ export class TimeBudgets {
   charge(owner: ClientOwner, ms: number): void {
     if (owner.root) return;
     const nowMs = this.now();
-    const left = this.balanceOf(owner.key, nowMs) - ms;
-    this.balances.delete(owner.key); // set again: the map is in the order of the last charge
-    this.balances.set(owner.key, { ms: left, atMs: nowMs });
-    if (this.balances.size <= TRACKED_OWNERS) return;
-    for (const [key] of this.balances) if (this.balanceOf(key, nowMs) >= this.limits.burstMs) this.balances.delete(key);
-    // Still too many (addresses by the thousand on TCP): the longest uncharged are forgotten, a fresh balance each.
-    for (const [key] of this.balances) {
-      if (this.balances.size <= TRACKED_OWNERS) break;
-      this.balances.delete(key);
-    }
+    const key = this.keyOf(owner, nowMs);
+    const left = this.balanceOf(key, nowMs) - ms;
+    this.balances.delete(key); // set again: the map is in the order of the last charge
+    this.balances.set(key, { ms: left, atMs: nowMs });
   }
 
   /** Runs `build` and charges `owner` its time; returns what it returned (and charges it if it throws). */

@@ -50,7 +50,7 @@ describeWithBpf('names of real cgroups (root: the test creates them)', () => {
     names.close();
   });
 
-  test('removedOf: live ones not, removed and never existing ones yes; retain forgets the removed unreferenced', () => {
+  test('removedOf: live ones not, removed and never existing ones yes; retain forgets the unreferenced (a live one is looked up again)', () => {
     const names = new CgroupNames();
     const [a, b, c] = ['a', 'b', 'c'].map((name) => ScratchCgroup.create(`removed-${name}`));
     try {

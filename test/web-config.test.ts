@@ -167,6 +167,27 @@ describeWithBpf('TLS and basic auth on the TCP listener (real daemon)', () => {
     await new Promise((resolve) => setTimeout(resolve, 5000)); // the share refills (250 ms a second) for the next tests
   });
 
+  test('SIGHUP reads the file again: a revoked password stops at once (remembered or not), a new one works; a bad file keeps the running one', async () => {
+    const auth = (password: string) => httpsGet(daemon.tcpPort, { ca: server.cert, auth: `prometheus:${password}` });
+    expect((await auth('s3cret')).status).toBe(200); // remembered from here on
+    const hangup = async (text: string, logged: RegExp): Promise<void> => {
+      webConfig('web.yml', text);
+      const before = daemon.log.length;
+      daemon.child.kill('SIGHUP');
+      for (let i = 0; i < 50 && !logged.test(daemon.log.slice(before)); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(daemon.log.slice(before)).toMatch(logged);
+    };
+    await hangup(`tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: ${bcrypt.hashSync('n3w', 4)}\n`, /SIGHUP: configuration reloaded/);
+    expect((await auth('s3cret')).status).toBe(401);
+    expect((await auth('n3w')).status).toBe(200);
+    await hangup('basic_auth_users: {prometheus: plaintext}', /SIGHUP: web configuration .*must be a bcrypt hash.*; keeping the running web configuration/);
+    expect((await auth('n3w')).status).toBe(200);
+    // Back to the first, for the tests after this one.
+    await hangup(`tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: ${HASH}\n`, /SIGHUP: configuration reloaded/);
+    expect((await auth('s3cret')).status).toBe(200);
+    expect(daemon.log).not.toMatch(/changes only on restart/); // settings compared by value (listenClientNetworks is a list)
+  });
+
   test('the password passed is remembered: 50 scrapes cost one bcrypt, not 50', async () => {
     const started = performance.now();
     for (let i = 0; i < 50; i++) expect((await httpsGet(daemon.tcpPort, { ca: server.cert, auth: 'prometheus:s3cret' })).status).toBe(200);

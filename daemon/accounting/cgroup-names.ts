@@ -5,7 +5,8 @@
 // cgroups users make, where walking the tree let one user's 10,000 empty
 // cgroups stall every answer. Names are cached, the cache is bounded; the
 // name of a removed cgroup stays known while something counted in it does
-// (retain drops it after), and an id found gone is remembered as gone.
+// (retain drops what nothing needs), and an id found gone is remembered as
+// gone.
 import fs from 'node:fs';
 import { CgroupHandles } from '../kernel/cgroup-handles.js';
 
@@ -116,9 +117,14 @@ export class CgroupNames {
     }
   }
 
-  /** Drops the names of removed cgroups that `referenced` no longer needs, so that churning cgroups leave nothing behind. */
+  /**
+   * Drops the names `referenced` no longer needs, so that churning cgroups
+   * leave nothing behind: without a system call per name (a user's cgroups by
+   * the thousand would cost one each, every pass); a live one dropped is
+   * looked up again when asked.
+   */
   retain(referenced: (id: number) => boolean): void {
-    for (const id of this.removedOf([...this.byId.keys()].filter((id) => !referenced(id)))) this.byId.delete(id);
+    for (const id of this.byId.keys()) if (!referenced(id)) this.byId.delete(id);
   }
 
   close(): void {

@@ -17,7 +17,7 @@ import { ForgottenTotals } from '../accounting/forgotten-totals.js';
 import { ApiServer } from '../../protocol/http-api.js';
 import { BasicAuth } from '../../protocol/basic-auth.js';
 import { TcpClientKeys } from '../../protocol/tcp-client-keys.js';
-import { readWebConfig } from '../../protocol/web-config.js';
+import { type TlsSettings, type WebConfig, readWebConfig } from '../../protocol/web-config.js';
 import { TimeBudgets } from '../../protocol/time-budget.js';
 import { NetatopServer } from '../../protocol/netatop-server.js';
 import { apiRoutes } from '../serve/api-routes.js';
@@ -189,6 +189,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   if (config.apiSocket) {
     apiServers.push(new ApiServer({ ...apiOptions, endpoint: { socketPath: config.apiSocket, mode: parseInt(config.apiSocketMode, 8) } }));
   }
+  let tcpServer: ApiServer | null = null;
+  // A handshake is part of the request: it must end within the request timeout too.
+  const tlsOf = (web: WebConfig | null): TlsSettings | null => (web?.tls ? { ...web.tls, server: { ...web.tls.server, handshakeTimeout: config.requestTimeoutMs } } : null);
   if (config.listen) {
     const { host, port } = listenAddress(config.listen);
     const web = webConfig ?? { tls: null, users: null };
@@ -198,9 +201,8 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
           ` (on loopback: every local user)`,
       );
     }
-    // A handshake is part of the request: it must end within the request timeout too.
-    const tls = web.tls && { ...web.tls, server: { ...web.tls.server, handshakeTimeout: config.requestTimeoutMs } };
-    apiServers.push(new ApiServer({ ...apiOptions, auth: web.users ? new BasicAuth(web.users) : null, endpoint: { host, port, clientKeys: new TcpClientKeys(config.listenClientNetworks), tls } }));
+    tcpServer = new ApiServer({ ...apiOptions, auth: web.users ? new BasicAuth(web.users) : null, endpoint: { host, port, clientKeys: new TcpClientKeys(config.listenClientNetworks), tls: tlsOf(webConfig) } });
+    apiServers.push(tcpServer);
   }
   const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
   const folding = setInterval(
@@ -242,7 +244,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       return;
     }
     for (const key of RESTART_ONLY) {
-      if (next[key] !== running[key]) {
+      if (JSON.stringify(next[key]) !== JSON.stringify(running[key])) { // by value: listenClientNetworks is a list
         log.warn(`SIGHUP: ${key} changes only on restart; still ${JSON.stringify(running[key])}`);
         (next as Record<string, unknown>)[key] = running[key];
       }
@@ -252,6 +254,16 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       for (const api of apiServers) api.reconfigure(parseInt(next.apiSocketMode, 8), nextGroup, limits(next), next.streamLimitPerUser);
     } catch (err) {
       log.error(`SIGHUP: applying the socket settings failed: ${(err as Error).message}`);
+    }
+    if (tcpServer && config.webConfigFile) {
+      // Read again, as the exporters read theirs: a renewed certificate, a revoked password.
+      try {
+        const web = readWebConfig(config.webConfigFile);
+        tcpServer.setWebConfig(tlsOf(web), web.users ? new BasicAuth(web.users) : null);
+        if (!web.users) log.warn(`SIGHUP: the web configuration ${config.webConfigFile} has no basic_auth_users now: TCP clients see everything`);
+      } catch (err) {
+        log.error(`SIGHUP: ${(err as Error).message}; keeping the running web configuration`);
+      }
     }
     try {
       netatop.module?.setAllProcessesGroup(nextGroup);
