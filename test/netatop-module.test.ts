@@ -134,9 +134,12 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
       for (const atop of atops) await atop.waitForSamples(2);
       const live = await TrafficChild.start('basic');
       killOnCleanup(live.child);
-      // Started right after a sample, so that it does its traffic and exits within one interval,
-      // well before the next sample (netacct writes an exit within a few tens of ms: README).
-      await atops[0]!.waitForSamples(atops[0]!.samples + 1);
+      // Started right after a sample of each atop, so that it does its traffic and exits within one
+      // interval, well before either's next sample (netacct writes an exit within a few tens of ms:
+      // README). The two atops sample up to a few hundred ms apart: waiting for the first alone, the
+      // exit could fall just before the second's sample, its record not written yet.
+      const before = atops.map((atop) => atop.samples);
+      await Promise.all(atops.map((atop, i) => atop.waitForSamples(before[i]! + 1)));
       const quick = await TrafficChild.start('basic');
       killOnCleanup(quick.child);
       await quick.finish();
