@@ -120,7 +120,7 @@ export class SocketListener {
           : `${total} connections are open (the limit; the last places are kept for root)`;
       this.report('warn', `refused ${refusal}`, `${this.options.name} socket: refused a connection: ${why}`);
       // Plain text where the client speaks TLS would only be a protocol error to it.
-      const text = 'tls' in this.options.endpoint && this.options.endpoint.tls ? null : this.options.refusal?.(why);
+      const text = this.tlsSettings ? null : this.options.refusal?.(why);
       if (text) socket.end(text, () => socket.destroy());
       else socket.destroy();
       return;
@@ -130,9 +130,15 @@ export class SocketListener {
       this.sockets.delete(socket);
       this.counts.release(client.owner);
     });
-    const { endpoint } = this.options;
-    if ('tls' in endpoint && endpoint.tls) this.secure(socket, client, endpoint.tls);
+    const settings = this.tlsSettings;
+    if (settings) this.secure(socket, client, settings);
     else this.options.onClient(socket, client);
+  }
+
+  /** The TCP endpoint's TLS settings, or null (plain TCP, or a Unix socket). */
+  private get tlsSettings(): TlsSettings | null {
+    const { endpoint } = this.options;
+    return 'tls' in endpoint ? endpoint.tls : null;
   }
 
   /**
@@ -182,10 +188,12 @@ export class SocketListener {
     // The listener keeps half-open sockets (a client's end of input is not the end of its answer); TLS must not: a
     // client gone before or after its handshake would keep its place (and its TLS socket) until the timeouts.
     socket.allowHalfOpen = false;
+    // This server's map, not whichever is current when it closes (a reload makes a new one).
+    const { server, handshaking } = this.tls;
     const key = connectionKey(socket);
-    this.tls.handshaking.set(key, client);
-    socket.once('close', () => this.tls?.handshaking.delete(key));
-    this.tls.server.emit('connection', socket);
+    handshaking.set(key, client);
+    socket.once('close', () => handshaking.delete(key));
+    server.emit('connection', socket);
   }
 
   async listen(): Promise<void> {

@@ -341,10 +341,12 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
   };
 
   /** Live and exited processes `visibility` may see (the table's counts for root: no walk). */
-  const processCounts = (visibility: Visibility): { live: number; exited: number } =>
-    visibility.seesAll
-      ? { live: table.liveCount, exited: table.exitedCount }
-      : { live: readableEntries(visibility, 'live').length, exited: readableEntries(visibility, 'exited').length };
+  const processCounts = (visibility: Visibility): { live: number; exited: number } => {
+    if (visibility.seesAll) return { live: table.liveCount, exited: table.exitedCount };
+    const all = readableEntries(visibility, 'all'); // one pass: exited entries are those with an exit
+    const exited = all.filter((entry) => entry.exit).length;
+    return { live: all.length - exited, exited };
+  };
 
   /**
    * The daemon's state. Another user (not root, not of allProcessesGroup)

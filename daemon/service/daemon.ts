@@ -201,7 +201,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
           ` (on loopback: every local user)`,
       );
     }
-    tcpServer = new ApiServer({ ...apiOptions, auth: web.users ? new BasicAuth(web.users) : null, endpoint: { host, port, clientKeys: new TcpClientKeys(config.listenClientNetworks), tls: tlsOf(webConfig) } });
+    tcpServer = new ApiServer({ ...apiOptions, auth: web.users ? new BasicAuth(web.users) : null, endpoint: { host, port, clientKeys: new TcpClientKeys(config.listenClientNetworks), tls: tlsOf(web) } });
     apiServers.push(tcpServer);
   }
   const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
