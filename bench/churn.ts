@@ -45,7 +45,7 @@ async function rootAtop(socketPath: string, until: () => boolean): Promise<numbe
   const waits: number[] = [];
   let buffered = Buffer.alloc(0);
   let answered = (): void => {};
-  socket.on('data', (chunk) => {
+  socket.on('data', (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
     for (let at = 0; at + 96 <= buffered.length; at += 96) {
       if (buffered.readInt32LE(at) !== 0) continue;

@@ -3,9 +3,10 @@
 # the .rpm from it), under the directory given:
 #   /usr/lib/netacct       the compiled daemon, its production dependencies,
 #                          the BPF objects and the web page;
-#   /usr/lib/netacct/node  this machine's Node.js runtime (>= package.json's
-#                          engines, checked here), so that no distribution's
-#                          nodejs, nor a third-party repository, is needed;
+#   /usr/lib/netacct/node  the Node.js runtime the tests run on (pinned in
+#                          package.json, checked here against engines and its
+#                          end of life), so that no distribution's nodejs, nor
+#                          a third-party repository, is needed;
 #   /usr/lib/netacct/lib   this machine's libbpf.so.1, which the daemon loads
 #                          in preference to the system's: Debian 11, Ubuntu
 #                          22.04 and Amazon Linux 2023 ship only libbpf 0.x;
@@ -30,19 +31,29 @@ cp bpf/netacct.bpf.o bpf/netatop-sockopt.bpf.o "$lib/bpf/"
 cp -r web "$lib/"
 cp package.json package-lock.json "$lib/"
 (cd "$lib" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+# The runtime is carried once, below, not as an npm package too.
+rm -rf "$lib/node_modules/.bin" "$lib"/node_modules/node-linux-*
 # The runtime carried is glibc's: musl builds of native modules never load.
 find "$lib/node_modules" -name '*musl*' -prune -exec rm -rf {} +
 
-# The runtime: this machine's node, if the daemon's own check accepts it.
-node=$(readlink -f "$(command -v node)")
+# The runtime: the one the tests ran on, pinned in package.json (the official
+# binary, npm's node-linux-<arch> package, which npm ci installed), if the
+# daemon's own checks accept it: engines, and at least a year of support left.
+node=$(readlink -f node_modules/.bin/node 2>/dev/null) || true
+[[ -x $node ]] || { echo "packaging: no node_modules/.bin/node: run npm ci first (it installs the pinned Node.js)" >&2; exit 1; }
 problem=$("$node" --input-type=module -e "
-  const { nodeVersionProblem, requiredNodeRange } = await import('$lib/dist/daemon/common/node-version.js');
-  process.stdout.write(nodeVersionProblem(process.versions.node, requiredNodeRange()) ?? '');
+  const { nodeVersionProblem, requiredNodeRange, runtimeSupportProblem } = await import('$lib/dist/daemon/common/node-version.js');
+  process.stdout.write(nodeVersionProblem(process.versions.node, requiredNodeRange()) ?? runtimeSupportProblem(process.versions.node, new Date()) ?? '');
 ")
 [[ -z $problem ]] || { echo "packaging: $node: $problem" >&2; exit 1; }
 cp "$node" "$lib/node/bin/node"
-node_license=$(dirname "$node")/../share/doc/node/LICENSE # official tarball layout
-[[ -f $node_license ]] || node_license=/usr/share/doc/nodejs/LICENSE # Debian's and NodeSource's package
+# Its license: next to the binary in npm's package and in the official
+# tarball's share/doc; Debian's and NodeSource's packages keep it elsewhere.
+node_license=
+for candidate in "$(dirname "$node")/../LICENSE" "$(dirname "$node")/../share/doc/node/LICENSE" /usr/share/doc/nodejs/LICENSE; do
+	[[ -f $candidate ]] && { node_license=$candidate; break; }
+done
+[[ -n $node_license ]] || { echo "packaging: no LICENSE found for $node (looked next to it, in ../share/doc/node and /usr/share/doc/nodejs)" >&2; exit 1; }
 cp "$node_license" "$lib/node/LICENSE"
 
 # libbpf: the one the tests load on this machine.

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { nodeVersionProblem, requiredNodeRange } from '../daemon/common/node-version.js';
+import { nodeVersionProblem, requiredNodeRange, runtimeSupportProblem } from '../daemon/common/node-version.js';
 import { requestOnce } from './helpers/atop-reader.js';
 import { NETACCT, TestDaemon } from './helpers/daemon.js';
 import { tempPath } from './helpers/fixtures.js';
@@ -86,10 +86,28 @@ describeWithBpf('configuration at run time (real daemon)', () => {
 });
 
 test('the Node.js version check: engines.node of package.json against the running version', () => {
-  expect(requiredNodeRange()).toBe('>=20.19');
+  expect(requiredNodeRange()).toBe('>=26.12.1');
+  // The tests run on the runtime the packages carry: the pinned node-linux-* package's.
+  expect(process.versions.node).toBe('26.12.1');
   expect(nodeVersionProblem(process.versions.node, requiredNodeRange())).toBeNull();
   expect(nodeVersionProblem('18.19.0', '>=20.19')).toBe('netacct needs Node.js >=20.19, this is 18.19.0');
   expect(nodeVersionProblem('20.18.3', '>=20.19')).toMatch(/needs Node.js >=20.19/);
   expect(nodeVersionProblem('20.19.0', '>=20.19')).toBeNull();
   expect(nodeVersionProblem('22.1.0', '>=20.19')).toBeNull();
+  expect(nodeVersionProblem('26.12.0', '>=26.12.1')).toMatch(/needs Node.js >=26.12.1, this is 26.12.0/);
+});
+
+test('the package build refuses a runtime that is not LTS or within a year of its end of life', () => {
+  const on = (day: string): Date => new Date(`${day}T12:00:00Z`);
+  expect(runtimeSupportProblem('26.12.1', on('2026-12-07'))).toBeNull();
+  expect(runtimeSupportProblem('v24.11.0', on('2026-12-07'))).toBeNull();
+  expect(runtimeSupportProblem('22.21.0', on('2026-12-07'))).toBe(
+    'Node.js 22.21.0 reaches its end of life on 2027-04-30, in 143 days: carry a release with at least 365 days of support left',
+  );
+  expect(runtimeSupportProblem('20.20.2', on('2026-12-07'))).toBe(
+    'Node.js 20.20.2 reached its end of life on 2026-04-30: carry a release with at least 365 days of support left',
+  );
+  expect(runtimeSupportProblem('25.2.0', on('2026-12-07'))).toMatch(/^Node.js 25.2.0 is not a known LTS line \(20, 22, 24, 26\)/);
+  expect(runtimeSupportProblem('26.12.1', on('2028-04-30'))).toMatch(/in 364 days/);
+  expect(runtimeSupportProblem('26.12.1', on('2028-04-29'))).toBeNull();
 });

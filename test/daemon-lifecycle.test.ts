@@ -11,13 +11,13 @@ import { expect, test } from 'vitest';
 import { RECORD_SIZE, decodeRecord } from '../protocol/netatop-record.js';
 import { requestOnce } from './helpers/atop-reader.js';
 import { NETACCT, NETACCT_FOR_OTHERS, TestDaemon } from './helpers/daemon.js';
-import { tempPath } from './helpers/fixtures.js';
+import { NODE_FOR_OTHERS, tempPath } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
 
 function runNetacct(args: string[], options: { asNobody?: boolean } = {}) {
   const command = options.asNobody
-    ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, NETACCT_FOR_OTHERS, ...args]
+    ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', NODE_FOR_OTHERS, NETACCT_FOR_OTHERS, ...args]
     : [process.execPath, NETACCT, ...args];
   return spawnSync(command[0]!, command.slice(1), { encoding: 'utf8', timeout: 30_000 });
 }
@@ -120,7 +120,7 @@ test('the fixture that runs as nobody can reach node and the package', async () 
   // Guards the "without root" test above: it must fail for the right reason.
   if (process.getuid?.() !== 0) return;
   const { stdout } = await promisify(execFile)('setpriv', [
-    '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, NETACCT_FOR_OTHERS, '--version',
+    '--reuid=nobody', '--regid=nogroup', '--clear-groups', NODE_FOR_OTHERS, NETACCT_FOR_OTHERS, '--version',
   ]);
   expect(stdout).toMatch(/^netacct /);
 });

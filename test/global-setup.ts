@@ -25,29 +25,38 @@ export function setup(): void {
   scratchRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-test-run-'));
   fs.chmodSync(scratchRoot, 0o755); // tests run clients as nobody
   process.env['NETACCT_TEST_SCRATCH'] = scratchRoot; // the test workers inherit it
-  process.env['NETACCT_TEST_CLI_FOR_OTHERS'] = cliForOthers();
+  const forOthers = packageForOthers();
+  process.env['NETACCT_TEST_CLI_FOR_OTHERS'] = path.join(forOthers, 'bin', 'netacct.js');
+  // The pinned Node.js the tests run on (package.json), as other users can run it.
+  process.env['NETACCT_TEST_NODE_FOR_OTHERS'] = path.join(forOthers, 'node_modules', '.bin', 'node');
+  // The CLI's #! line finds node on PATH: the pinned one first, for every user.
+  process.env['PATH'] = `${path.join(forOthers, 'node_modules', '.bin')}:${process.env['PATH']}`;
 }
 
 /**
- * The CLI as other users can run it (tests run it as nobody): the checkout's
- * own when every user may read it, else a copy of what it runs (a clone in
- * /root, mode 0700, is the usual case).
+ * The package as other users can run it (tests run the CLI and Node.js as
+ * nobody): the checkout itself when every user may read it, else a copy of
+ * what runs (a clone in /root, mode 0700, is the usual case).
  */
-function cliForOthers(): string {
-  const bin = path.join(CHECKOUT, 'bin', 'netacct.js');
+function packageForOthers(): string {
   const readableByAll = (file: string): boolean => {
     for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
       if ((fs.statSync(dir).mode & 0o001) === 0) return false;
     }
     return (fs.statSync(file).mode & 0o004) !== 0;
   };
-  if (readableByAll(bin)) return bin;
+  const node = path.join(CHECKOUT, 'node_modules', '.bin', 'node');
+  if (readableByAll(path.join(CHECKOUT, 'bin', 'netacct.js')) && readableByAll(fs.realpathSync(node))) return CHECKOUT;
   const copy = path.join(scratchRoot, 'package');
+  const bin = path.join(CHECKOUT, 'node_modules', '.bin');
   for (const part of ['bin', 'dist', 'node_modules', 'package.json']) {
-    fs.cpSync(path.join(CHECKOUT, part), path.join(copy, part), { recursive: true, dereference: true });
+    // .bin's links would be copied as files: node alone is linked again below.
+    fs.cpSync(path.join(CHECKOUT, part), path.join(copy, part), { recursive: true, dereference: true, filter: (source) => source !== bin });
   }
+  fs.mkdirSync(path.join(copy, 'node_modules', '.bin'));
+  fs.symlinkSync(fs.readlinkSync(node), path.join(copy, 'node_modules', '.bin', 'node'));
   fs.chmodSync(copy, 0o755);
-  return path.join(copy, 'bin', 'netacct.js');
+  return copy;
 }
 
 /**

@@ -12,7 +12,7 @@ import { apiGet } from './helpers/api-client.js';
 import { AtopConnection } from './helpers/atop-reader.js';
 import { ScratchCgroup } from './helpers/cgroup.js';
 import { NETACCT, TestDaemon, removePinDir, scratchPinDir } from './helpers/daemon.js';
-import { asNobody, scratchDir } from './helpers/fixtures.js';
+import { asNobody, NODE_FOR_OTHERS, scratchDir } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
 
@@ -63,7 +63,7 @@ describeWithBpf('hostile inputs (real daemon)', () => {
       void everything.then(() => (done = true));
       while (!done) {
         const started = performance.now();
-        const [command, args] = asNobody(process.execPath, '-e', atopOnceScript(daemon.socketPath));
+        const [command, args] = asNobody(NODE_FOR_OTHERS, '-e', atopOnceScript(daemon.socketPath));
         const { stdout } = await promisify(execFile)(command, args, { encoding: 'utf8' });
         expect(stdout.trim()).toBe('answered');
         nobodysAtop.push(performance.now() - started);

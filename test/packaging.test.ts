@@ -5,6 +5,7 @@
 // where its daemon counts real traffic exactly.
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -27,13 +28,13 @@ const DEBOOTSTRAP_CACHE = '/var/cache/netacct-debootstrap';
 
 /** The releases the .deb is installed in: Debian 11 to 13, Ubuntu 22.04 (libbpf 0.x only) and 24.04 (libelf1t64). */
 const RELEASES = [
-  { name: 'Debian 12', suite: 'bookworm', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1'] },
-  { name: 'Debian 11', suite: 'bullseye', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1'] },
-  { name: 'Debian 13', suite: 'trixie', mirror: 'http://deb.debian.org/debian', comesWith: ['libelf1t64'] },
+  { name: 'Debian 12', suite: 'bookworm', mirror: 'http://deb.debian.org/debian', comesWith: ['libatomic1', 'libelf1'] },
+  { name: 'Debian 11', suite: 'bullseye', mirror: 'http://deb.debian.org/debian', comesWith: ['libatomic1', 'libelf1'] },
+  { name: 'Debian 13', suite: 'trixie', mirror: 'http://deb.debian.org/debian', comesWith: ['libatomic1', 'libelf1t64'] },
   // Debian has no Ubuntu keyring: debootstrap fetches unchecked, apt in the chroot checks with Ubuntu's own.
-  { name: 'Ubuntu 22.04', suite: 'jammy', mirror: 'http://archive.ubuntu.com/ubuntu', comesWith: ['libelf1'], debootstrap: ['--no-check-gpg'] },
+  { name: 'Ubuntu 22.04', suite: 'jammy', mirror: 'http://archive.ubuntu.com/ubuntu', comesWith: ['libatomic1', 'libelf1'], debootstrap: ['--no-check-gpg'] },
   // Debian 12's debootstrap predates noble: gutsy's script is the one every Ubuntu suite uses.
-  { name: 'Ubuntu 24.04', suite: 'noble', mirror: 'http://archive.ubuntu.com/ubuntu', comesWith: ['libelf1t64'], debootstrap: ['--no-check-gpg'], script: '/usr/share/debootstrap/scripts/gutsy' },
+  { name: 'Ubuntu 24.04', suite: 'noble', mirror: 'http://archive.ubuntu.com/ubuntu', comesWith: ['libatomic1', 'libelf1t64'], debootstrap: ['--no-check-gpg'], script: '/usr/share/debootstrap/scripts/gutsy' },
 ];
 
 let work: string;
@@ -50,6 +51,8 @@ async function buildPackages(out: string): Promise<[string, string]> {
 
 /** Each release's fresh root (suite → its directory), once debootstrap has made it. */
 const freshRoots = new Map<string, Promise<string>>();
+/** Stops the debootstraps when the build fails: nothing would use them. */
+const debootstraps = new AbortController();
 
 /**
  * debootstraps every release, one after the other, while the packages build:
@@ -62,12 +65,38 @@ function debootstrapReleases(): void {
     const root = path.join(work, release.suite);
     const args = ['--variant=minbase', `--cache-dir=${DEBOOTSTRAP_CACHE}`, ...(release.debootstrap ?? []), release.suite, root, release.mirror, ...(release.script ? [release.script] : [])];
     const made = previous.then(async () => {
-      await run('debootstrap', args, { maxBuffer: 64 * 2 ** 20 });
+      await debootstrap(args);
       return root;
     });
     made.catch(() => {}); // reported by the release's own beforeAll, which awaits it
     freshRoots.set(release.suite, made);
     previous = made.catch(() => {});
+  }
+}
+
+/**
+ * One debootstrap, in a process group and a mount namespace of its own: when
+ * the build fails it is killed with everything it started (dpkg in the new
+ * root), and the mounts it made there go with them, so the root can be removed.
+ */
+async function debootstrap(args: string[]): Promise<void> {
+  debootstraps.signal.throwIfAborted();
+  const child = spawn('unshare', ['--mount', '--propagation', 'private', 'debootstrap', ...args], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-4096)));
+  const stop = (): void => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
+  };
+  debootstraps.signal.addEventListener('abort', stop);
+  try {
+    const [status, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    if (status !== 0) throw new Error(`debootstrap ${args.join(' ')}: ${signal ?? `exit ${status}`}: ${stderr.trim()}`);
+  } finally {
+    debootstraps.signal.removeEventListener('abort', stop);
   }
 }
 
@@ -90,7 +119,13 @@ const netacctIn = (root: string, ...args: string[]) =>
 beforeAll(async () => {
   work = scratchDir('packages');
   if (!bpfSkipReason) debootstrapReleases();
-  [deb, rpm] = await buildPackages(path.join(work, 'out'));
+  try {
+    [deb, rpm] = await buildPackages(path.join(work, 'out'));
+  } catch (err) {
+    debootstraps.abort();
+    const { stderr } = err as { stderr?: string };
+    throw new Error(`packaging/build.sh failed: ${stderr?.trim() || (err as Error).message}`);
+  }
 }, 600_000);
 
 afterAll(async () => {
@@ -119,7 +154,7 @@ describe('the Debian package', () => {
     expect(field('Package')).toBe('netacct');
     expect(field('Version')).toBe(VERSION);
     expect(field('Architecture')).toBe(DEB_ARCH);
-    expect(field('Depends')).toBe('libc6 (>= 2.28), libelf1, libgcc-s1, libstdc++6, zlib1g');
+    expect(field('Depends')).toBe('libc6 (>= 2.28), libatomic1, libelf1, libgcc-s1, libstdc++6, zlib1g');
     const conffiles = execFileSync('sh', ['-c', `dpkg-deb --ctrl-tarfile '${deb}' | tar -xO ./conffiles`], { encoding: 'utf8' });
     expect(conffiles.trim()).toBe('/etc/netacct/config.json');
   });
@@ -221,9 +256,9 @@ describe('the RPM package', () => {
     expect(scripts).not.toMatch(/sed |> *\/etc\/(sysconfig|default)\/atop/); // never edits atop's file
   });
 
-  test('rpm -qp --requires: glibc >= 2.28, libstdc++, libgcc, libelf and zlib by soname; no nodejs, no libbpf; provides only netacct', () => {
+  test('rpm -qp --requires: glibc >= 2.28, libstdc++, libgcc, libatomic, libelf and zlib by soname; no nodejs, no libbpf; provides only netacct', () => {
     const requires = query('--requires');
-    for (const soname of ['libc.so.6(GLIBC_2.28)(64bit)', 'libstdc++.so.6()(64bit)', 'libgcc_s.so.1()(64bit)', 'libelf.so.1()(64bit)', 'libz.so.1()(64bit)']) {
+    for (const soname of ['libc.so.6(GLIBC_2.28)(64bit)', 'libstdc++.so.6()(64bit)', 'libgcc_s.so.1()(64bit)', 'libatomic.so.1()(64bit)', 'libelf.so.1()(64bit)', 'libz.so.1()(64bit)']) {
       expect(requires).toContain(soname);
     }
     expect(requires.filter((r) => /GLIBC_2\.(29|[3-9]\d)/.test(r))).toEqual([]);
@@ -319,7 +354,7 @@ describe.each(RELEASES)('the .deb installed with apt-get in a fresh $name chroot
     test('netacct daemon --check passes there, with the package\'s Node.js and libbpf', async () => {
       const result = await runInChroot('netacct daemon --check');
       expect(result.status, result.stdout + result.stderr).toBe(0);
-      expect(result.stdout).toContain(`ok   Node.js: ${process.versions.node} (needs >=20.19)\n`);
+      expect(result.stdout).toContain(`ok   Node.js: ${process.versions.node} (needs >=26.12.1)\n`);
       expect(result.stdout).toContain(`ok   libbpf: ${LIBBPF_VERSION}: /usr/lib/netacct/lib/libbpf.so.1\n`);
       expect(result.stdout.trim().split('\n').at(-1)).toBe('netacct daemon can start with this configuration');
       expect(result.stderr).toBe(''); // no libbpf noise from the attempts allowed to fail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What the tests need besides npm's packages, installed when missing (npm test
-# runs this first; so does .ci/run). As root on Debian or Ubuntu it installs
+# What the tests need, installed when missing: npm's packages, and Debian's
+# (npm test runs this first; so does .ci/run). As root on Debian or Ubuntu it installs
 # them with apt-get; otherwise it names what is missing and how to get it, and
 # the tests that need it skip and say why.
 #
@@ -21,15 +21,31 @@ set -euo pipefail
 
 packages=(clang llvm libbpf-dev libbpf1 gcc libc6-dev binutils python3 util-linux curl tmux prometheus chromium systemd man-db
 	qemu-system-x86 busybox-static cpio xz-utils kmod atop libcap2-bin dpkg-dev rpm debootstrap liburing-dev strace)
-missing=()
-for pkg in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-done
-((${#missing[@]})) || exit 0
-if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
-	echo "test prerequisites missing: ${missing[*]} (as root: apt-get install ${missing[*]}); the tests that need them skip" >&2
-	exit 0
-fi
-echo "installing the test prerequisites: ${missing[*]}"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+debian_packages() {
+	local missing=() pkg
+	for pkg in "${packages[@]}"; do
+		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+	done
+	((${#missing[@]})) || return 0
+	if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
+		echo "test prerequisites missing: ${missing[*]} (as root: apt-get install ${missing[*]}); the tests that need them skip" >&2
+		return 0
+	fi
+	echo "installing the test prerequisites: ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# npm's packages, as package-lock.json pins them (with the Node.js the tests
+# run on and the packages carry): installed on a fresh clone, and again when
+# the lock file changed since.
+npm_packages() {
+	cd "$(dirname "$0")/.."
+	[[ node_modules/.package-lock.json -nt package-lock.json ]] && return 0
+	echo "installing npm's packages (npm ci)"
+	npm ci --no-audit --no-fund
+}
+
+debian_packages
+npm_packages

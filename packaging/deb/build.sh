@@ -15,6 +15,7 @@ while read -r need; do
 	GLIBC_*) depends=("libc6 (>= ${need#GLIBC_})" "${depends[@]}") ;;
 	libc.so.6 | libm.so.6 | libdl.so.2 | libpthread.so.0 | ld-linux-*.so.2) ;; # libc6
 	libstdc++.so.6) depends+=(libstdc++6) ;;
+	libatomic.so.1) depends+=(libatomic1) ;;
 	libgcc_s.so.1) depends+=(libgcc-s1) ;;
 	libelf.so.1) depends+=(libelf1) ;; # Debian 13 and Ubuntu 24.04: provided by libelf1t64
 	libz.so.1) depends+=(zlib1g) ;;

@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { asNobody } from './fixtures.js';
+import { asNobody, NODE_FOR_OTHERS } from './fixtures.js';
 import { stopAtFileEnd } from './leftovers.js';
 
 const SCRIPT = fs.readFileSync(path.join(import.meta.dirname, '..', 'fixtures', 'attacker.mjs'), 'utf8');
@@ -17,7 +17,7 @@ export class Attacker<Report = Record<string, number>> {
 
   /** Starts `mode` as nobody and waits for its report (see attacker.mjs). */
   static async start<Report = Record<string, number>>(...args: string[]): Promise<Attacker<Report>> {
-    const [command, commandArgs] = asNobody(process.execPath, '--input-type=module', '-e', SCRIPT, ...args);
+    const [command, commandArgs] = asNobody(NODE_FOR_OTHERS, '--input-type=module', '-e', SCRIPT, ...args);
     const child = spawn(command, commandArgs, { stdio: ['pipe', 'pipe', 'inherit'] });
     child.once('exit', stopAtFileEnd(() => child.kill('SIGKILL')));
     try {

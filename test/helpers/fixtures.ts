@@ -43,3 +43,6 @@ export const NOBODY_UID = Number(execFileSync('id', ['-u', 'nobody'], { encoding
 export function asNobody(command: string, ...args: string[]): [string, string[]] {
   return ['setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', command, ...args]];
 }
+
+/** The Node.js the tests run on, as other users can run it (test/global-setup.ts). */
+export const NODE_FOR_OTHERS = process.env['NETACCT_TEST_NODE_FOR_OTHERS'] ?? process.execPath;
