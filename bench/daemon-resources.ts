@@ -3,12 +3,12 @@
 // over a minute idle, over a minute while processes make about 100,000
 // socket events per second, and the same with an atop-like client asking
 // every second; RSS idle and with 10,000 real processes in its table.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { cpuShare, rssMiB, sleep, untilLine } from './process-stats.js';
+import { cpuShare, idleCost, rssMiB, sleep, untilLine } from './process-stats.js';
 import { packageRoot } from '../daemon/common/package-root.js';
 import { compileFixture } from './fixtures.js';
 
@@ -22,9 +22,12 @@ async function main(): Promise<void> {
   const socketPath = path.join(dir, 'atop');
   // Maps and sockets of its own: never the defaults, never an earlier run's pinned maps.
   const pinDir = `/sys/fs/bpf/netacct-bench-${process.pid}`;
+  // The netatop module interface too (on by default), with a semaphore and exit file of its own.
+  const semaphoreKey = 0x4e410000 + (process.pid & 0xffff);
+  const netatop = ['--netatop-exit-file', path.join(dir, 'netatop.log'), '--netatop-semaphore-key', String(semaphoreKey)];
   const daemon = spawn(
     path.join(packageRoot(), 'bin', 'netacct.js'),
-    ['daemon', '--atop-socket', socketPath, '--api-socket', path.join(dir, 'api'), '--pin-dir', pinDir],
+    ['daemon', '--atop-socket', socketPath, '--api-socket', path.join(dir, 'api'), '--pin-dir', pinDir, ...netatop],
     { stdio: ['ignore', 'inherit', 'pipe'] },
   );
   try {
@@ -32,7 +35,7 @@ async function main(): Promise<void> {
     const pid = daemon.pid!;
     await sleep(10_000); // past start-up: JIT compilation and the first collections
     console.log(`daemon RSS idle: ${rssMiB(pid).toFixed(1)} MiB`);
-    console.log(`daemon CPU idle, ${SECONDS} s: ${await cpuShare(pid, () => sleep(SECONDS * 1000))}`);
+    console.log(`daemon idle, ${SECONDS} s: ${await idleCost(pid, SECONDS * 1000)}`);
 
     const load = async (withClient: boolean): Promise<void> => {
       const generator = spawn(traffic, ['rate', String(EVENTS_PER_SECOND), String(SECONDS)], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -62,6 +65,8 @@ async function main(): Promise<void> {
     daemon.kill('SIGTERM');
     await new Promise((resolve) => daemon.once('exit', resolve));
     fs.rmSync(pinDir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+    spawnSync('ipcrm', ['-S', String(semaphoreKey)]); // the set outlives its daemon (as netatopd's does)
   }
 }
 

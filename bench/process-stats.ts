@@ -13,6 +13,26 @@ export function cpuNs(pid: number): number {
   return total;
 }
 
+/**
+ * Times the threads of `pid` were switched in (voluntary and involuntary
+ * context switches, /proc/PID/task/TID/status): each wake-up is one.
+ */
+export function contextSwitches(pid: number): number {
+  let total = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) total += Number(match[1]);
+  }
+  return total;
+}
+
+/** `pid`'s CPU (share of one core) and wake-ups per second over `ms` with nothing asking. */
+export async function idleCost(pid: number, ms: number): Promise<string> {
+  const switches = contextSwitches(pid);
+  const cpu = await cpuShare(pid, () => sleep(ms));
+  return `${cpu}, ${((contextSwitches(pid) - switches) / (ms / 1000)).toFixed(2)} wake-ups/s`;
+}
+
 export function rssMiB(pid: number): number {
   const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
   return kb / 1024;

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { atopAnswerBuilder } from '../daemon/serve/atop-answers.js';
 import { bootEpochSeconds } from '../daemon/kernel/boot-time.js';
+import { Heartbeat } from '../daemon/common/heartbeat.js';
 import { Collector } from '../daemon/accounting/collector.js';
 import { KernelCounters } from '../daemon/kernel/kernel-counters.js';
 import { COUNTERS_SIZE, OWNER_SIZE, PartKey, ProcId, ProcInfo, STATS, Slot, SlotState } from '../daemon/kernel/layout.js';
@@ -112,7 +113,7 @@ async function measure(n: number, client: string): Promise<void> {
     });
 
     const table = new ProcessTable({ exitedRetentionMs: 60_000, maxExited: 1_000_000, slotSettleMs: 10, rateIntervalMs: 1000 });
-    const collector = new Collector(kernel, table, { drainIntervalMs: 1000, liveInfoIntervalMs: 10_000 }, quiet);
+    const collector = new Collector(kernel, table, { liveInfoIntervalMs: 10_000 }, quiet);
     const build = atopAnswerBuilder(table, collector, bootEpochSeconds());
     const serverTimes: number[] = [];
     const server = new NetatopServer({
@@ -131,6 +132,7 @@ async function measure(n: number, client: string): Promise<void> {
       maxAnswersInFlight: 32,
       limits: { total: 1024, perUser: 32, reservedForRoot: 64 },
       budgets: new TimeBudgets({ msPerSecond: 250, burstMs: 2000 }), // the bench's client is root: never charged
+      ticker: new Heartbeat(1000, (err) => console.error(err)),
       firstRequestTimeoutMs: 10_000,
       idleTimeoutMs: 3_600_000,
       maxAnswersInFlightPerUser: 4,

@@ -4,6 +4,7 @@
 // decide what it may see. Everywhere every byte is hostile (Node's parser
 // bounds headers; requests time out; only GET), and JSON or msgpack answers
 // as the client asks (Accept: application/msgpack).
+import type { Ticker } from '../daemon/common/heartbeat.js';
 import http from 'node:http';
 import net from 'node:net';
 import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/common/log.js';
@@ -26,6 +27,8 @@ export interface ApiServerOptions {
   limits: ClientLimits;
   /** Each non-root owner's share of the daemon's time (shared with the other sockets). */
   budgets: TimeBudgets;
+  /** The daemon's heartbeat (checks the socket file). */
+  ticker: Ticker;
   /** WebSocket streams one non-root user (on TCP: one address) holds at most. */
   streamLimitPerUser: number;
   /** A request must arrive whole within this time; a connection silent this long is closed. */
@@ -139,6 +142,7 @@ export class ApiServer {
       limits: options.limits,
       allProcessesGroup: options.allProcessesGroup,
       budgets: options.budgets,
+      ticker: options.ticker,
       log: options.log,
       onClient: (socket, client) => {
         this.clientsOf.set(socket, client);

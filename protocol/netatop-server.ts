@@ -3,6 +3,7 @@
 // slices of whole records (at most 340), one write in flight at a time, so
 // that atop's recv(fd, buf, 96, 0) without MSG_WAITALL never sees a record
 // split across two kernel buffers (shared/atop-protocol.md, framing rule).
+import type { Ticker } from '../daemon/common/heartbeat.js';
 import type net from 'node:net';
 import { type Logger, type RateLimitedLog, guarded, rateLimited } from '../daemon/common/log.js';
 import type { ClientLimits, ClientOwner } from './client-limits.js';
@@ -60,6 +61,8 @@ export interface NetatopServerOptions {
   limits: ClientLimits;
   /** Each non-root owner's share of the daemon's time: past it, its next answer waits until it is earned. */
   budgets: TimeBudgets;
+  /** The daemon's heartbeat (checks the socket file). */
+  ticker: Ticker;
   /** A client that sends no request within this time of connecting is closed (atop asks at once). */
   firstRequestTimeoutMs: number;
   /** A client silent this long after its last answer is closed (atop asks every interval). */
@@ -103,6 +106,7 @@ export class NetatopServer {
       limits: options.limits,
       allProcessesGroup: options.allProcessesGroup,
       budgets: options.budgets,
+      ticker: options.ticker,
       log: options.log,
       onClient: (socket, client) => this.accept(socket, client),
       refusal: null, // atop's protocol has no way to say why

@@ -21,6 +21,8 @@ export interface ExitFileOptions {
   pid: number;
   /** Past this size the file starts over (atops reopen it at their next sample). */
   maxBytes: number;
+  /** Each time a new file is in place (the first, and each start over): what watches it must watch the new one. */
+  onCreated?: () => void;
 }
 
 export class ExitFile {
@@ -75,6 +77,7 @@ export class ExitFile {
     this.fd = fd;
     this.size = HEADER_SIZE;
     this.seq = 0;
+    this.options.onCreated?.();
   }
 
   /**

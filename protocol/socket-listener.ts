@@ -14,6 +14,7 @@ import { listenUnix, removeSocketFile, setSocketMode, socketInode } from './unix
 import type { TcpClientKeys } from './tcp-client-keys.js';
 import type { TlsSettings } from './web-config.js';
 import type { TimeBudgets } from './time-budget.js';
+import type { Ticker } from '../daemon/common/heartbeat.js';
 
 /**
  * Where clients connect: a Unix socket with its file mode, or a TCP address
@@ -44,6 +45,8 @@ export interface SocketListenerOptions {
    * that curl says why); null: closed without a word (atop's protocol has none).
    */
   refusal: ((reason: string) => string) | null;
+  /** The daemon's heartbeat, which checks a Unix socket's file (a timer of its own would wake the daemon more often). */
+  ticker: Ticker;
 }
 
 /** TCP clients have no credentials: whoever may connect sees every process. */
@@ -64,7 +67,7 @@ export class SocketListener {
   private readonly sockets = new Set<net.Socket>();
   /** The inode of the socket file this listener bound (Unix only). */
   private inode: number | null = null;
-  private pathCheck: NodeJS.Timeout | null = null;
+  private stopPathCheck: (() => void) | null = null;
   private closing = false;
 
   constructor(private readonly options: SocketListenerOptions) {
@@ -201,8 +204,8 @@ export class SocketListener {
     if ('socketPath' in endpoint) {
       await listenUnix(this.server, endpoint.socketPath, endpoint.mode);
       this.inode = socketInode(endpoint.socketPath);
-      this.pathCheck = setInterval(guarded(this.report, `${this.options.name} socket: checking its file`, () => this.checkPath()), PATH_CHECK_INTERVAL_MS);
-      this.pathCheck.unref();
+      this.stopPathCheck?.();
+      this.stopPathCheck = this.options.ticker.every(PATH_CHECK_INTERVAL_MS, guarded(this.report, `${this.options.name} socket: checking its file`, () => this.checkPath()));
       return;
     }
     await new Promise<void>((resolve, reject) => {
@@ -266,7 +269,8 @@ export class SocketListener {
   /** Stops accepting and destroys every client; removes the socket file if it is still this listener's. */
   async close(): Promise<void> {
     this.closing = true;
-    if (this.pathCheck) clearInterval(this.pathCheck);
+    this.stopPathCheck?.();
+    this.stopPathCheck = null;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
     await closed;

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { Heartbeat } from '../daemon/common/heartbeat.js';
 import { ApiServer } from '../protocol/http-api.js';
 import { TimeBudgets } from '../protocol/time-budget.js';
 import { scratchDir } from './helpers/fixtures.js';
@@ -26,6 +27,7 @@ beforeAll(async () => {
     log,
     limits: { total: 16, perUser: 8, reservedForRoot: 1 },
     budgets: new TimeBudgets({ msPerSecond: 250, burstMs: 2000 }),
+    ticker: new Heartbeat(1000, (err) => logged.push(err.message)),
     streamLimitPerUser: 4,
     requestTimeoutMs: 60_000, // a connection left hanging would outlast the test
     streamStallTimeoutMs: 5000,

@@ -52,7 +52,7 @@ class Counting {
       ...(attachMode ? { attachMode } : {}),
     });
     const threads = options.threadCapacity ? new ThreadTable(3_600_000, 100_000) : null;
-    this.collector = new Collector(this.kernel, this.table, { drainIntervalMs: 1000, liveInfoIntervalMs: options.liveInfoIntervalMs ?? 10_000 }, this.log, threads);
+    this.collector = new Collector(this.kernel, this.table, { liveInfoIntervalMs: options.liveInfoIntervalMs ?? 10_000 }, this.log, threads);
   }
 
   /** Per cgroup id, every process's counters and the unattributed rows, after a fresh read (what /v1/cgroups adds up). */
@@ -352,7 +352,7 @@ describeWithBpf('the peers sweep (real BPF)', () => {
     try {
       // A new daemon's table and collector over the same maps; only the periodic check runs, sweeping each time.
       const table = new ProcessTable({ exitedRetentionMs: 3_600_000, maxExited: 100_000, slotSettleMs: 0, rateIntervalMs: 1000 });
-      const collector = new Collector(counting().kernel, table, { drainIntervalMs: 1000, liveInfoIntervalMs: 10_000, peerSweepMs: 0 }, counting().log, null, new PeerTable(1000));
+      const collector = new Collector(counting().kernel, table, { liveInfoIntervalMs: 10_000, peerSweepMs: 0 }, counting().log, null, new PeerTable(1000));
       for (let sweep = 0; sweep < 3; sweep++) collector.drain();
       collector.readAll();
       const entry = table.find(child.pid, liveOf(table).find((e) => e.tgid === child.pid)!.startNs)!;

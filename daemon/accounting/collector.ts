@@ -16,8 +16,6 @@ import { UnattributedRows } from './unattributed-rows.js';
 import { Stat } from '../kernel/layout.js';
 
 export interface CollectorOptions {
-  /** How often exited processes are drained from the kernel. */
-  drainIntervalMs: number;
   /** How often every process's peers are read, to drop rows of processes forgotten without them (default 60 s). */
   peerSweepMs?: number;
   /**
@@ -37,7 +35,6 @@ export class Collector {
   /** performance.now() of the last read of every process's peers. */
   private lastPeerSweepMs = -Infinity;
   private lastLiveInfoMs = -Infinity;
-  private timer: NodeJS.Timeout | null = null;
   private reportedStats: KernelStats = {
     unattributed: 0,
     unattributedFull: 0,
@@ -75,15 +72,6 @@ export class Collector {
   ) {
     this.report = rateLimited(log);
     this.unattributed = new UnattributedRows(kernel);
-  }
-
-  start(): void {
-    this.timer = setInterval(() => this.drain(), this.options.drainIntervalMs);
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
   }
 
   /** Reads everything from the kernel unless a read began after `requestedAtMs` (performance.now()). */
@@ -185,7 +173,8 @@ export class Collector {
   }
 
   /**
-   * The periodic check (also run sooner by whoever needs exits promptly):
+   * The periodic check, every second on the daemon's heartbeat (also run
+   * sooner by whoever needs exits promptly):
    * drains exited processes and, only when some exited or moved, reads the slots.
    */
   drain(): void {
@@ -209,7 +198,7 @@ export class Collector {
       else this.threads?.expire(Date.now());
       this.reportKernelDrops(stats);
     } catch (err) {
-      this.report('error', 'drain', `draining exited processes failed (retried in ${this.options.drainIntervalMs} ms): ${(err as Error).message}`);
+      this.report('error', 'drain', `draining exited processes failed (retried at the next drain): ${(err as Error).message}`);
     }
   }
 

@@ -5,8 +5,10 @@
 //
 // Only while atops follow the exit file (the semaphore counts them) does it
 // cost anything: the answers are refreshed every refreshMs and exits are
-// drained every exitPollMs; otherwise it checks the semaphore every
-// exitPollMs, and holds no answers.
+// drained every exitPollMs. Otherwise it holds no answers and sets no timer
+// of its own: an atop joins by taking the semaphore, then opens the exit
+// file, and that open wakes the daemon at once (daemon/kernel/open-watch.ts);
+// the daemon's heartbeat reads the semaphore too, in case the watch cannot.
 import { AnswerEncoder, RECORD_SIZE, commandEncoder } from '../../protocol/netatop-record.js';
 import { ExitFile } from '../../protocol/netatopd-exit-file.js';
 import { NetatopdSemaphore } from '../../protocol/netatopd-semaphore.js';
@@ -17,6 +19,8 @@ import { NetatopAnswer, NetatopKind } from '../kernel/layout.js';
 import { type NetatopAnswerEntry, type NetatopCalls, NetatopSockopt, type RequestHook, answerKey, netatopProbeAnswered } from '../kernel/netatop-sockopt.js';
 import { cgroup2Mount } from '../accounting/cgroup-names.js';
 import type { Collector } from '../accounting/collector.js';
+import type { Ticker } from '../common/heartbeat.js';
+import { OpenWatch } from '../kernel/open-watch.js';
 import type { ProcessEntry, ProcessTable } from '../accounting/process-table.js';
 
 export interface NetatopModuleOptions {
@@ -37,6 +41,9 @@ export interface NetatopModuleStatus {
   answers: number;
   refreshedAtMs: number | null;
 }
+
+/** How often the semaphore is read while no atop follows, in case the exit file's watch missed a join. */
+const IDLE_CHECK_MS = 1000;
 
 export interface NetatopModuleSettings extends NetatopModuleOptions {
   bpfObject: string;
@@ -75,6 +82,7 @@ export class NetatopModule {
     collector: Collector,
     bootEpoch: number,
     log: Logger,
+    ticker: Ticker,
   ): NetatopModuleState {
     const undo: Array<() => void> = [];
     try {
@@ -82,11 +90,24 @@ export class NetatopModule {
       if (obstacle) return { module: null, inactive: obstacle };
       const semaphore = NetatopdSemaphore.claim(settings.semaphoreKey);
       undo.push(() => semaphore.release());
-      const exitFile = new ExitFile({ path: settings.exitFile, group: settings.allProcessesGroup, pid: process.pid, maxBytes: settings.exitFileMaxBytes });
+      let module: NetatopModule | null = null;
+      const report = rateLimited(log);
+      const joins = OpenWatch.start(
+        () => module?.checkClients(),
+        (message) => report('warn', 'open watch', `the netatop exit file: ${message}; an atop that joins is noticed within a second instead`),
+      );
+      undo.push(() => joins?.close());
+      const exitFile = new ExitFile({
+        path: settings.exitFile,
+        group: settings.allProcessesGroup,
+        pid: process.pid,
+        maxBytes: settings.exitFileMaxBytes,
+        onCreated: () => joins?.watch(settings.exitFile),
+      });
       undo.push(() => exitFile.remove());
       const sockopt = NetatopSockopt.open(settings.bpfObject, settings.capacity, cgroup2Mount()!, settings.allProcessesGroup);
-      const module = new NetatopModule(sockopt, semaphore, exitFile, table, collector, bootEpoch, settings, log);
-      module.start();
+      module = new NetatopModule(sockopt, semaphore, exitFile, joins, table, collector, bootEpoch, settings, report);
+      module.start(ticker);
       return { module, inactive: null };
     } catch (err) {
       for (const step of undo.reverse()) step();
@@ -94,7 +115,9 @@ export class NetatopModule {
     }
   }
 
+  /** Runs every exitPollMs while atops follow; null while none does. */
   private timer: NodeJS.Timeout | null = null;
+  private stopIdleCheck: (() => void) | null = null;
   /** Exits up to this sequence number are in the exit file (or were skipped: no atop followed). */
   private writtenSeq: number;
   /** Entries written already: one whose counters grow later (a late part) is not written twice. */
@@ -104,24 +127,31 @@ export class NetatopModule {
   private answers = 0;
   private clients = 0;
   private readonly command = commandEncoder();
-  private readonly report: RateLimitedLog;
+  private readonly guardedTick: () => void;
 
   private constructor(
     private readonly sockopt: NetatopSockopt,
     private readonly semaphore: NetatopdSemaphore,
     private readonly exitFile: ExitFile,
+    private readonly joins: OpenWatch | null,
     private readonly table: ProcessTable,
     private readonly collector: Collector,
     private readonly bootEpoch: number,
     private readonly settings: NetatopModuleSettings,
-    log: Logger,
+    private readonly report: RateLimitedLog,
   ) {
     this.writtenSeq = table.latestExitSeq;
-    this.report = rateLimited(log);
+    this.guardedTick = guarded(report, 'serving the netatop module interface', () => this.tick());
   }
 
-  start(): void {
-    this.timer = setInterval(guarded(this.report, 'serving the netatop module interface', () => this.tick()), this.settings.exitPollMs);
+  private start(ticker: Ticker): void {
+    // After the heartbeat's drain: exits drained while nobody follows are marked as skipped.
+    this.stopIdleCheck = ticker.every(IDLE_CHECK_MS, () => this.checkClients());
+  }
+
+  /** While no atop follows: has one joined? (An open of the exit file, or the heartbeat, asks.) */
+  checkClients(): void {
+    if (!this.timer) this.guardedTick();
   }
 
   /** What the exit file still needs: ProcessTable.forgetServedExits keeps those. */
@@ -148,6 +178,11 @@ export class NetatopModule {
     const clients = this.semaphore.clients();
     const joined = clients > this.clients;
     this.clients = clients;
+    if (clients > 0 && !this.timer) this.timer = setInterval(this.guardedTick, this.settings.exitPollMs);
+    if (clients === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
     if (clients === 0) {
       // As netatopd: with nobody following, the file starts over and exits are not kept for it.
       if (this.exitFile.records > 0) this.exitFile.startOver();
@@ -229,6 +264,8 @@ export class NetatopModule {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.stopIdleCheck?.();
+    this.joins?.close();
     this.sockopt.close();
     this.semaphore.release();
     this.exitFile.remove();

@@ -30,8 +30,13 @@ import { webPage } from '../serve/web-page.js';
 import { readHealth } from '../serve/health.js';
 import { systemdNotifier } from './sd-notify.js';
 import { NetatopModule, type NetatopModuleState } from '../serve/netatop-module.js';
+import { Heartbeat, type Ticker } from '../common/heartbeat.js';
+import { releaseFreedMemory } from '../kernel/freed-memory.js';
 
+/** The period of the daemon's one timer (daemon/common/heartbeat.ts). */
+const HEARTBEAT_MS = 1000;
 const DRAIN_INTERVAL_MS = 1000;
+const RELEASE_MEMORY_MS = 60_000;
 const LIVE_INFO_INTERVAL_MS = 10_000;
 const MAX_EXITED = 200_000;
 /** Exited processes of one user (but root) kept for its clients: its idle atop client holds only those, ~2 KiB each. */
@@ -117,12 +122,14 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   const collector = new Collector(
     kernel,
     table,
-    { drainIntervalMs: DRAIN_INTERVAL_MS, liveInfoIntervalMs: LIVE_INFO_INTERVAL_MS },
+    { liveInfoIntervalMs: LIVE_INFO_INTERVAL_MS },
     log,
     config.threads ? new ThreadTable(config.exitedRetentionMs, MAX_EXITED_THREADS) : null,
     config.peers ? new PeerTable(config.exitedPeerCapacity) : null,
   );
-  collector.start();
+  // Every periodic job on one timer: an idle daemon wakes once a second.
+  const heartbeat = new Heartbeat(HEARTBEAT_MS, (err) => report('error', 'heartbeat', `periodic work: ${err.message}`));
+  heartbeat.every(DRAIN_INTERVAL_MS, () => collector.drain());
 
   // Forgetting looks at every exited entry: after a burst of answers, once
   // (right after an answer, but at most every FORGET_GAP_MS).
@@ -159,8 +166,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     budgets,
     firstRequestTimeoutMs: config.requestTimeoutMs,
     idleTimeoutMs: config.atopIdleTimeoutMs,
+    ticker: heartbeat,
   });
-  const netatop = openNetatopModule(config, allProcessesGroup, table, collector, log);
+  const netatop = openNetatopModule(config, allProcessesGroup, table, collector, log, heartbeat);
   let running = config;
   const handle = apiRoutes({
     table,
@@ -182,6 +190,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     log,
     limits: limits(config),
     budgets,
+    ticker: heartbeat,
     streamLimitPerUser: config.streamLimitPerUser,
     requestTimeoutMs: config.requestTimeoutMs,
     streamStallTimeoutMs: config.streamStallTimeoutMs,
@@ -204,8 +213,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     tcpServer = new ApiServer({ ...apiOptions, auth: web.users ? new BasicAuth(web.users) : null, endpoint: { host, port, clientKeys: new TcpClientKeys(config.listenClientNetworks), tls: tlsOf(web) } });
     apiServers.push(tcpServer);
   }
-  const housekeeping = setInterval(forgetServedExits, DRAIN_INTERVAL_MS);
-  const folding = setInterval(
+  heartbeat.every(DRAIN_INTERVAL_MS, forgetServedExits);
+  heartbeat.every(
+    config.removedCgroupFoldMs,
     guarded(report, 'folding removed cgroups', () => {
       const inUse = table.cgroupsInUse();
       collector.unattributed.foldRemoved((ids) => cgroupNames.removedOf(ids), table.forgotten);
@@ -216,18 +226,15 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       }
       cgroupNames.retain((id) => inUse.has(id) || table.forgotten.has(id));
     }),
-    config.removedCgroupFoldMs,
   );
   try {
     await server.listen();
     for (const api of apiServers) await api.listen();
   } catch (err) {
-    clearInterval(housekeeping);
-    clearInterval(folding);
+    heartbeat.stop();
     await Promise.all([server.close(0), ...apiServers.map((api) => api.close())]);
     netatop.module?.close();
     cgroupNames.close();
-    collector.stop();
     kernel.close();
     pinLock?.release();
     throw err;
@@ -280,6 +287,9 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   const apiPlaces = apiServers.map((api) => api.where);
   const per = [config.threads ? 'per thread' : '', config.peers ? 'per peer' : ''].filter(Boolean).join(' and ');
   const status = `netacct counting${per ? ` (and ${per})` : ''}; serving atop on ${config.atopSocket}${apiPlaces.length > 0 ? ` and the API on ${apiPlaces.join(' and ')}` : ''}`;
+  // What start-up freed (libbpf's BTF, above all) goes back now, and what later reads free, once a minute.
+  releaseFreedMemory();
+  heartbeat.every(RELEASE_MEMORY_MS, releaseFreedMemory);
   // Ready only now: BPF is attached and every socket listens (atop.service starts after this).
   notify?.(`READY=1\nSTATUS=${status}`);
   log.info(status);
@@ -289,12 +299,10 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   notify?.('STOPPING=1');
   process.off('SIGHUP', onHangup);
   process.off('unhandledRejection', onUnhandled);
-  clearInterval(housekeeping);
-  clearInterval(folding);
+  heartbeat.stop();
   await Promise.all([server.close(SHUTDOWN_GRACE_MS), ...apiServers.map((api) => api.close())]);
   netatop.module?.close();
   cgroupNames.close();
-  collector.stop();
   table.handOver();
   kernel.close();
   pinLock?.release();
@@ -311,6 +319,7 @@ function openNetatopModule(
   table: ProcessTable,
   collector: Collector,
   log: DaemonLogger,
+  ticker: Ticker,
 ): NetatopModuleState {
   if (!config.netatopModule) return { module: null, inactive: 'off (netatopModule: false)' };
   const opened = NetatopModule.open(
@@ -328,6 +337,7 @@ function openNetatopModule(
     collector,
     bootEpochSeconds(),
     log,
+    ticker,
   );
   if (opened.module) {
     log.info(`serving atop before 2.10 as the netatop module and netatopd did (exit file ${config.netatopExitFile}; requests noted by ${opened.module.status().requestHook} on getsockopt)`);
