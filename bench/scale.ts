@@ -132,7 +132,7 @@ async function measure(n: number, client: string): Promise<void> {
       maxAnswersInFlight: 32,
       limits: { total: 1024, perUser: 32, reservedForRoot: 64 },
       budgets: new TimeBudgets({ msPerSecond: 250, burstMs: 2000 }), // the bench's client is root: never charged
-      ticker: new Heartbeat(1000, (err) => console.error(err)),
+      ticker: new Heartbeat(1000, 1000, (err) => console.error(err)),
       firstRequestTimeoutMs: 10_000,
       idleTimeoutMs: 3_600_000,
       maxAnswersInFlightPerUser: 4,

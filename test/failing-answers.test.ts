@@ -27,7 +27,7 @@ beforeAll(async () => {
     log,
     limits: { total: 16, perUser: 8, reservedForRoot: 1 },
     budgets: new TimeBudgets({ msPerSecond: 250, burstMs: 2000 }),
-    ticker: new Heartbeat(1000, (err) => logged.push(err.message)),
+    ticker: new Heartbeat(1000, 1000, (err) => logged.push(err.message)),
     streamLimitPerUser: 4,
     requestTimeoutMs: 60_000, // a connection left hanging would outlast the test
     streamStallTimeoutMs: 5000,

@@ -173,15 +173,18 @@ export class Collector {
   }
 
   /**
-   * The periodic check, every second on the daemon's heartbeat (also run
-   * sooner by whoever needs exits promptly):
+   * The periodic check, on the daemon's heartbeat (also run sooner by
+   * whoever needs exits promptly); says whether it found work (exits, slots
+   * to read), which keeps the heartbeat at its base period:
    * drains exited processes and, only when some exited or moved, reads the slots.
    */
-  drain(): void {
+  drain(): boolean {
+    let found = false;
     try {
       const exited = this.kernel.drainExited();
       const stats = this.kernel.readStats();
       const slotsRetired = stats.slotsRetired !== this.reportedStats.slotsRetired;
+      found = exited.length > 0 || slotsRetired || this.table.settlingSlots > 0 || stats.threadsExited !== this.reportedStats.threadsExited;
       if (exited.length > 0 || slotsRetired || this.table.settlingSlots > 0) {
         const started = performance.now();
         this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
@@ -200,6 +203,7 @@ export class Collector {
     } catch (err) {
       this.report('error', 'drain', `draining exited processes failed (retried at the next drain): ${(err as Error).message}`);
     }
+    return found;
   }
 
   private finish(read: KernelRead): void {
