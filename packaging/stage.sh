@@ -36,9 +36,10 @@ rm -rf "$lib/node_modules/.bin" "$lib"/node_modules/node-linux-*
 # The runtime carried is glibc's: musl builds of native modules never load.
 find "$lib/node_modules" -name '*musl*' -prune -exec rm -rf {} +
 
-# The runtime: the one the tests ran on, pinned in package.json (the official
-# binary, npm's node-linux-<arch> package, which npm ci installed), if the
-# daemon's own checks accept it: engines, and at least a year of support left.
+# The runtime: the one the tests ran on, pinned in package.json (npm's
+# node-linux-<arch> package, which npm ci installed, of the official build)
+# and by its sum (packaging/node-runtime.sha256), if the daemon's own checks
+# accept it: engines, and at least a year of support left.
 node=$(readlink -f node_modules/.bin/node 2>/dev/null) || true
 [[ -x $node ]] || { echo "packaging: no node_modules/.bin/node: run npm ci first (it installs the pinned Node.js)" >&2; exit 1; }
 problem=$("$node" --input-type=module -e "
@@ -46,6 +47,11 @@ problem=$("$node" --input-type=module -e "
   process.stdout.write(nodeVersionProblem(process.versions.node, requiredNodeRange()) ?? runtimeSupportProblem(process.versions.node, new Date()) ?? '');
 ")
 [[ -z $problem ]] || { echo "packaging: $node: $problem" >&2; exit 1; }
+node_sha=$(sha256sum "$node" | cut -d' ' -f1)
+grep -qE "^$node_sha  (x64|arm64)\$" packaging/node-runtime.sha256 || {
+	echo "packaging: $node (sha256 $node_sha) is not a runtime packaging/node-runtime.sha256 lists: the packages carry only the pinned Node.js" >&2
+	exit 1
+}
 cp "$node" "$lib/node/bin/node"
 # Its license: next to the binary in npm's package and in the official
 # tarball's share/doc; Debian's and NodeSource's packages keep it elsewhere.

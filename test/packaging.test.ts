@@ -129,7 +129,8 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  await Promise.allSettled(freshRoots.values()); // a debootstrap still writing
+  debootstraps.abort(); // one still running (a timed-out build, an interrupted run) is killed
+  await Promise.allSettled(freshRoots.values());
   // --one-file-system: never into something mounted under a chroot.
   if (work) execFileSync('rm', ['-rf', '--one-file-system', work]);
 });

@@ -184,7 +184,9 @@ export class Collector {
       const exited = this.kernel.drainExited();
       const stats = this.kernel.readStats();
       const slotsRetired = stats.slotsRetired !== this.reportedStats.slotsRetired;
-      found = exited.length > 0 || slotsRetired || this.table.settlingSlots > 0 || stats.threadsExited !== this.reportedStats.threadsExited;
+      // A full exited map too: the next drain must come soon.
+      found = exited.length > 0 || slotsRetired || this.table.settlingSlots > 0 || stats.threadsExited !== this.reportedStats.threadsExited ||
+        stats.exitedFull !== this.reportedStats.exitedFull;
       if (exited.length > 0 || slotsRetired || this.table.settlingSlots > 0) {
         const started = performance.now();
         this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });

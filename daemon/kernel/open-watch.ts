@@ -42,6 +42,11 @@ export class OpenWatch {
 
   /** A watch on nothing yet (see watch()); null where inotify cannot be used (its limits reached, say). */
   static start(onOpen: () => void, onFailure: (message: string) => void): OpenWatch | null {
+    // With one pool thread, the blocked read would leave none for anything else.
+    if (Number(process.env['UV_THREADPOOL_SIZE'] ?? 4) < 2) {
+      onFailure('UV_THREADPOOL_SIZE is below 2: its one thread is not given to the watch');
+      return null;
+    }
     const fd: number = inotifyInit1(IN_CLOEXEC);
     if (fd < 0) {
       onFailure(`inotify_init1 failed: errno ${koffi.errno()}`);
@@ -83,7 +88,8 @@ export class OpenWatch {
       this.reading = false;
       if (this.closed) return void closeFd(this.fd);
       if (err || length <= 0) {
-        if (++this.failedReads < MAX_FAILED_READS) return this.waitForEvent();
+        // An interrupted read (EINTR) is tried again, never with no watch left to wake it.
+        if (++this.failedReads < MAX_FAILED_READS && this.watchDescriptor >= 0) return this.waitForEvent();
         this.onFailure(`reading inotify events failed ${MAX_FAILED_READS} times: ${err?.message ?? `read returned ${length}`}`);
         return this.close();
       }

@@ -94,7 +94,7 @@ export class NetatopModule {
       const report = rateLimited(log);
       const joins = OpenWatch.start(
         () => module?.checkClients(),
-        (message) => report('warn', 'open watch', `the netatop exit file: ${message}; an atop that joins is noticed within a second instead`),
+        (message) => report('warn', 'open watch', `the netatop exit file: ${message}; an atop that joins is noticed at the next heartbeat (within 2 s) instead`),
       );
       undo.push(() => joins?.close());
       const exitFile = new ExitFile({
@@ -201,7 +201,9 @@ export class NetatopModule {
     } else {
       this.collector.drain();
     }
-    this.writeExits();
+    // Not on the tick of a join: the open that woke it is atop's, which then seeks to the file's end;
+    // records written in between would be behind it. The next tick (exitPollMs later) writes them.
+    if (!joined) this.writeExits();
   }
 
   /** Reads the kernel, as an answer on the bpf socket does, and publishes every process's answer. */
