@@ -44,7 +44,14 @@ npm_packages() {
 	cd "$(dirname "$0")/.."
 	[[ node_modules/.package-lock.json -nt package-lock.json ]] && return 0
 	echo "installing npm's packages (npm ci)"
-	npm ci --no-audit --no-fund
+	# npm before 10.4 ignores the lock file's libc fields and leaves out the
+	# test tools' native parts (Debian 12's npm 9.2 does): npm 10 then, which
+	# runs on Debian 12's Node.js 18.
+	if [[ $(printf '%s\n' "$(npm --version)" 10.4.0 | sort -V | head -1) != 10.4.0 ]]; then
+		npx --yes npm@10.9.9 ci --no-audit --no-fund
+	else
+		npm ci --no-audit --no-fund
+	fi
 }
 
 # The tests run on the pinned runtime (npm's scripts put node_modules/.bin
