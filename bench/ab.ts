@@ -10,8 +10,9 @@
 //
 //   NETATOP_BPF=$(bench/netatop-bpf.sh SOURCE /tmp/netatop-bpf) npm run bench:ab
 //
-// Without NETATOP_BPF the reference is left out (said). Needs nginx and ab
-// (apt-get install nginx-light apache2-utils).
+// Without NETATOP_BPF the reference is left out (said). It counts only while
+// a client is connected: one is. Needs nginx, ab and python3 (apt-get
+// install nginx-light apache2-utils python3).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -129,9 +130,13 @@ function conditions(dir: string): Condition[] {
       name: 'netatop-bpf',
       start: async () => {
         // Its socket, semaphore (key 1541961) and daemonized process stay in namespaces of their own, ended with it.
-        const holder = spawn('unshare', ['--ipc', '--mount', '--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', `mount -t tmpfs tmpfs /run && ${reference} && exec sleep infinity`], {
-          stdio: 'ignore',
-        });
+        // It attaches its programs only while a client is connected: one connects (as atop would) and stays.
+        const client = `import socket, time; s = socket.socket(socket.AF_UNIX); s.connect('/run/netatop-bpf-socket'); time.sleep(1e9)`;
+        const holder = spawn(
+          'unshare',
+          ['--ipc', '--mount', '--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', `mount -t tmpfs tmpfs /run && ${reference} && sleep 1 && exec python3 -c "${client}"`],
+          { stdio: 'ignore' },
+        );
         await sleep(3000); // loaded, attached, past start-up
         if (holder.exitCode !== null) throw new Error(`${reference} did not start`);
         // unshare --fork ignores SIGTERM while it waits; killed, it takes its namespaces' processes with it (--kill-child).

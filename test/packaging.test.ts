@@ -75,13 +75,20 @@ function debootstrapReleases(): void {
 }
 
 /**
+ * Whether a private mount namespace can be made here: not where / is no mount
+ * point (a plain chroot), where debootstrap then runs in the run's own.
+ */
+const PRIVATE_MOUNTS = spawnSync('unshare', ['--mount', '--propagation', 'private', 'true']).status === 0;
+
+/**
  * One debootstrap, in a process group and a mount namespace of its own: when
  * the build fails it is killed with everything it started (dpkg in the new
  * root), and the mounts it made there go with them, so the root can be removed.
  */
 async function debootstrap(args: string[]): Promise<void> {
   debootstraps.signal.throwIfAborted();
-  const child = spawn('unshare', ['--mount', '--propagation', 'private', 'debootstrap', ...args], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const command = PRIVATE_MOUNTS ? ['unshare', '--mount', '--propagation', 'private', 'debootstrap', ...args] : ['debootstrap', ...args];
+  const child = spawn(command[0]!, command.slice(1), { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-4096)));
   const stop = (): void => {
