@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   try {
     await untilLine(daemon, daemon.stderr!, /serving atop on/);
     const pid = daemon.pid!;
-    await sleep(10_000); // past start-up: JIT compilation and the first collections
+    await sleep(60_000); // past start-up: JIT compilation, the first collections, V8's memory reducer (its collections run for about a minute)
     console.log(`daemon RSS idle: ${rssMiB(pid).toFixed(1)} MiB`);
     console.log(`daemon idle, ${SECONDS} s: ${await idleCost(pid, SECONDS * 1000)}`);
 
