@@ -184,10 +184,10 @@ export class Collector {
       const exited = this.kernel.drainExited();
       const stats = this.kernel.readStats();
       const slotsRetired = stats.slotsRetired !== this.reportedStats.slotsRetired;
-      // A full exited map too: the next drain must come soon.
-      found = exited.length > 0 || slotsRetired || this.table.settlingSlots > 0 || stats.threadsExited !== this.reportedStats.threadsExited ||
-        stats.exitedFull !== this.reportedStats.exitedFull;
-      if (exited.length > 0 || slotsRetired || this.table.settlingSlots > 0) {
+      const slotsToRead = exited.length > 0 || slotsRetired || this.table.settlingSlots > 0;
+      // Work found (a full exited map too): the next drain must come soon.
+      found = slotsToRead || stats.threadsExited !== this.reportedStats.threadsExited || stats.exitedFull !== this.reportedStats.exitedFull;
+      if (slotsToRead) {
         const started = performance.now();
         this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
         this.lastReadMs = performance.now() - started;
