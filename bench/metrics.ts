@@ -37,6 +37,7 @@ for (const { cgroups: c, processes: p, top } of CASES) {
       clients: { atop: 1, api: 1, streams: 0 },
       limits: { refused: [], streamsRefused: 0, streamUpdatesSkipped: 0, throttled: 0 },
       netatopModule: { active: false as const, reason: 'off' },
+      history: null,
     },
     cgroups,
     processes: top > 0 ? processes : null,

@@ -110,6 +110,14 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --netatop-semaphore-key N  netatopd's semaphore key (default 1541961, as atop asks)
   --netatop-refresh-ms N   atop's getsockopt answers are at most N ms old while an atop
                            runs (default 1000)
+  --no-history             keep no history (default: kept, see README "History")
+  --history-file PATH      the history's SQLite file (default /var/lib/netacct/history.db)
+  --history-tiers LIST     bucket:keep pairs, finest first (default
+                           1m:48h,10m:31d,1h:13mo,1d:5y); each bucket a multiple of the last
+  --history-rows-per-bucket N  rows of one bucket: the top N workloads by bytes, the
+                           rest summed in one 'other' row (default 100)
+  --history-max-bytes N    the file's bound: past it the oldest fine rows go first
+                           (default 268435456)
   --verbose                debug messages
 
 SIGHUP reloads the configuration file; settings that need a restart are named in the log.
@@ -156,6 +164,10 @@ const FLAGS = {
   'netatop-exit-file-max-bytes': 'netatopExitFileMaxBytes',
   'netatop-semaphore-key': 'netatopSemaphoreKey',
   'netatop-refresh-ms': 'netatopRefreshMs',
+  'history-file': 'historyFile',
+  'history-tiers': 'historyTiers',
+  'history-rows-per-bucket': 'historyRowsPerBucket',
+  'history-max-bytes': 'historyMaxBytes',
 } as const satisfies Record<string, keyof Config>;
 const NUMERIC = new Set<keyof Config>([
   'slots',
@@ -184,11 +196,21 @@ const NUMERIC = new Set<keyof Config>([
   'netatopExitFileMaxBytes',
   'netatopSemaphoreKey',
   'netatopRefreshMs',
+  'historyRowsPerBucket',
+  'historyMaxBytes',
 ]);
 /** Flags that switch a setting on. */
 const SWITCHES = { verbose: 'verbose', threads: 'threads', peers: 'peers' } as const satisfies Record<string, keyof Config>;
 /** Flags that switch a setting off. */
-const OFF_SWITCHES = { 'no-netatop-module': 'netatopModule' } as const satisfies Record<string, keyof Config>;
+const OFF_SWITCHES = { 'no-netatop-module': 'netatopModule', 'no-history': 'history' } as const satisfies Record<string, keyof Config>;
+
+/** --history-tiers "1m:48h,10m:31d": bucket:keep pairs, finest first. */
+function historyTiersFlag(text: string): Array<{ bucket: string; keep: string }> {
+  return text.split(',').map((pair) => {
+    const [bucket = '', keep = ''] = pair.split(':');
+    return { bucket, keep };
+  });
+}
 
 /** The settings given as flags, checked one by one so that errors name the flag. */
 function settingsFromFlags(values: Record<string, string | boolean | undefined>): Partial<Config> {
@@ -197,7 +219,7 @@ function settingsFromFlags(values: Record<string, string | boolean | undefined>)
     const text = values[flag];
     if (typeof text !== 'string') continue;
     if (NUMERIC.has(key) && !/^\d+$/.test(text)) throw new UsageError(`--${flag} '${text}': must be a whole number`);
-    settings[key] = NUMERIC.has(key) ? Number(text) : text;
+    settings[key] = NUMERIC.has(key) ? Number(text) : key === 'historyTiers' ? historyTiersFlag(text) : text;
     const checked = ConfigSchema.shape[key].safeParse(settings[key]);
     if (!checked.success) throw new UsageError(`--${flag} '${text}': ${checked.error.issues[0]!.message}`);
   }

@@ -119,6 +119,8 @@ export class ProcessTable {
   revived = 0;
   /** Exited entries dropped before every client had them (maxExited reached). */
   droppedExits = 0;
+  /** Told of each process just before it is forgotten, its counters final (history takes its last traffic). */
+  onForget: ((entry: ProcessEntry) => void) | null = null;
   constructor(
     private readonly options: ProcessTableOptions,
     /** Per cgroup, the counters of exited processes already forgotten. */
@@ -192,6 +194,11 @@ export class ProcessTable {
     for (const sameTgid of this.entries.values()) {
       for (let i = 0; i < sameTgid.length; i++) if (!sameTgid[i]!.exit) visit(sameTgid[i]!);
     }
+  }
+
+  /** Calls `visit` for each process in the table, live or exited. */
+  forEachEntry(visit: (entry: ProcessEntry) => void): void {
+    for (const sameTgid of this.entries.values()) for (let i = 0; i < sameTgid.length; i++) visit(sameTgid[i]!);
   }
 
   /** How many processes are live. */
@@ -464,6 +471,7 @@ export class ProcessTable {
       { maxKept: this.options.maxExited, maxPerUser: this.options.maxExitedPerUser ?? this.options.maxExited },
       (entry) => !entry.hasSlot,
       (entry) => {
+        this.onForget?.(entry);
         for (const [cgroupId, counters] of countersByCgroup(entry)) this.forgotten.add(cgroupId, counters);
         this.forget(entry);
       },

@@ -12,3 +12,8 @@ export function bootEpochSeconds(): number {
 export function startEpochSeconds(bootEpoch: number, startNs: number): number {
   return bootEpoch + Math.floor(startNs / 1e9);
 }
+
+/** This boot's random id (what survives in bpffs survives only within one boot). */
+export function bootId(): string {
+  return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+}

@@ -179,6 +179,28 @@ export class BpfObject {
   }
 }
 
+/** The kernel's id of the map open as `fd` (struct bpf_map_info's id @4): unique while the map exists. */
+export function mapIdOf(fd: number): number {
+  const info = Buffer.alloc(96);
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(info.length);
+  const ret: number = native.objGetInfoByFd(fd, info, length);
+  if (ret < 0) throw new Error(`reading a map's info: ${errnoText(-ret)}`);
+  return info.readUInt32LE(4);
+}
+
+/** The id of the map pinned at `file`, or null when none is (or it cannot be opened). */
+export function pinnedMapId(file: string): number | null {
+  if (!fs.existsSync(file)) return null;
+  const fd: number = native.objGet(file);
+  if (fd < 0) return null;
+  try {
+    return mapIdOf(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * Why the map pinned at `file` cannot stand for `map`, or null when it can
  * (or nothing is pinned there). Compares what struct bpf_map_info reports

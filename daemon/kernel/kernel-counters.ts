@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ALL_COUNTING_PROGRAMS, type AttachMode, SPLICE_READ_PROGRAMS, chooseAttachMode, countingPrograms, probeKernel } from './attach-mode.js';
-import { BpfObject, BpfError, PinMismatchError, fail } from './bpf-object.js';
+import { BpfObject, BpfError, PinMismatchError, fail, mapIdOf, pinnedMapId } from './bpf-object.js';
+import { bootId } from './boot-time.js';
 import {
   COUNTERS_SIZE,
   HOST_UID,
@@ -452,6 +453,15 @@ export class KernelCounters {
     ({ retired: this.replacedGenerations, unpinned: this.unpinnedPrograms } = takeOver(object, generation, kept, mapsDir, SPLICE_READ_PROGRAMS));
   }
 
+  /**
+   * Which counters these are: the boot and the kernel's id of the pinned
+   * maps (an id is not reused while the maps exist). History's positions
+   * are of one identity.
+   */
+  identity = '';
+  /** Whether the maps were made by this daemon (its counters began with it), rather than found pinned. */
+  mapsCreated = true;
+
   /** Generations of programs left attached (by daemons before this one) that this one took over from. */
   readonly replacedGenerations: number;
   /** Programs that detach with this daemon: their link could not be pinned. */
@@ -537,9 +547,14 @@ export class KernelCounters {
     const mapsDir = options.pinDir ? path.join(options.pinDir, `v${LAYOUT_VERSION}`) : null;
     const generation = nextGeneration(mapsDir ? activeGeneration(mapsDir) : 0);
     const loading = { ...options, generation };
+    const pinnedBefore = mapsDir ? pinnedMapId(path.join(mapsDir, 'cgroup_totals')) : null;
     const object = options.pinDir ? loadPinned(loading, options.pinDir, notice) : loadNetacctObject(loading);
     try {
-      return new KernelCounters(object, options.slots, options.threadCapacity, countingProgramsFor(options.attachMode), generation, mapsDir);
+      const counters = new KernelCounters(object, options.slots, options.threadCapacity, countingProgramsFor(options.attachMode), generation, mapsDir);
+      const mapId = mapIdOf(object.mapFd('cgroup_totals'));
+      counters.identity = `${bootId()}/${mapId}`;
+      counters.mapsCreated = pinnedBefore !== mapId;
+      return counters;
     } catch (err) {
       object.close();
       throw err;

@@ -82,6 +82,8 @@ export interface ApiContext {
   metricsTopProcesses: () => number;
   /** /metrics: per (cgroup, service port) series for this many pairs (0: none), with peers on; read per scrape. */
   metricsTopPeerPorts: () => number;
+  /** /v1/history (daemon/serve/history-route.ts). */
+  history: (request: ApiRequest) => ApiResult;
 }
 
 /** Whether a client with `visibility` may read `entry` (the atop socket's rule). */
@@ -389,6 +391,7 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     }
     if (request.path === '/v1/cgroups') return cgroups(request);
     if (request.path === '/v1/peers') return peers(request);
+    if (request.path === '/v1/history') return context.history(request);
     const page = context.webPage(request.path);
     if (page) return page;
     if (request.path === '/metrics') {
@@ -399,6 +402,6 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
       return parsed.success ? stats(request) : badRequest(parsed.error);
     }
-    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/', '/v1/processes', '/v1/processes/{pid}', '/v1/processes/{pid}/peers', '/v1/peers', '/v1/cgroups', '/v1/stats', '/v1/stream', '/metrics'] } };
+    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/', '/v1/processes', '/v1/processes/{pid}', '/v1/processes/{pid}/peers', '/v1/peers', '/v1/cgroups', '/v1/history', '/v1/stats', '/v1/stream', '/metrics'] } };
   };
 }

@@ -10,6 +10,7 @@ import type { AttachMode } from '../kernel/attach-mode.js';
 import type { Config } from '../service/config.js';
 import type { KernelCounters, KernelStats } from '../kernel/kernel-counters.js';
 import type { NetatopModuleState, NetatopModuleStatus } from './netatop-module.js';
+import type { History, HistoryStatus } from '../history/history.js';
 
 export interface MapFill {
   /** Entries in use now, or null where the map is only a queue between two drains. */
@@ -42,6 +43,8 @@ export interface DaemonHealth {
   };
   /** atop before 2.10, served as the netatop module and netatopd did: its state, or why it is not served. */
   netatopModule: ({ active: true } & NetatopModuleStatus) | { active: false; reason: string };
+  /** History (README, "History"): writing or paused (and why); null when off. */
+  history: HistoryStatus | null;
 }
 
 function refusals(socket: string, refused: Readonly<Record<RefusalReason, number>>): DaemonHealth['limits']['refused'] {
@@ -58,6 +61,7 @@ export function readHealth(
   apiServers: readonly ApiServer[],
   netatop: NetatopModuleState,
   budgets: TimeBudgets,
+  history: History | null,
 ): DaemonHealth {
   return {
     attachMode,
@@ -91,5 +95,6 @@ export function readHealth(
       throttled: budgets.throttled,
     },
     netatopModule: netatop.module ? { active: true, ...netatop.module.status() } : { active: false, reason: netatop.inactive },
+    history: history?.status() ?? null,
   };
 }

@@ -202,6 +202,14 @@ export function renderMetrics(input: MetricsInput): string {
       for (const [command, count] of Object.entries(netatop.calls)) calls.add({ command }, count);
       family('netacct_netatop_exit_records', 'gauge', 'Finished processes in the netatop exit file now.').add({}, netatop.exitFile.records);
     }
+    const { history } = health;
+    if (history) {
+      family('netacct_history_paused', 'gauge', 'Whether history is paused (1: its file cannot be written now, a full disk or a read-only file system; it resumes by itself).').add({}, history.state === 'paused' ? 1 : 0);
+      family('netacct_history_file_bytes', 'gauge', "The history file's size, with its write-ahead log.").add({}, history.fileBytes);
+      family('netacct_history_flushes_total', 'counter', 'Buckets written to the history file.').add({}, history.flushes);
+      family('netacct_history_flush_failures_total', 'counter', 'Writes to the history file that failed (history paused).').add({}, history.failedFlushes);
+      family('netacct_history_last_flush_duration_seconds', 'gauge', 'How long the last write to the history file took (the event loop waits for it).').add({}, history.lastFlushSeconds);
+    }
   }
 
   for (const f of families) f.render(out);

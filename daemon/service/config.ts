@@ -6,6 +6,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { packageRoot } from '../common/package-root.js';
 import { checkNetwork } from '../../protocol/tcp-client-keys.js';
+import { durationSeconds } from '../history/durations.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/netacct/config.json';
 
@@ -14,6 +15,27 @@ const powerOfTwo = z
   .int()
   .positive()
   .refine((n) => Number.isInteger(Math.log2(n)), 'must be a power of two');
+
+const duration = z.string().refine((text) => durationSeconds(text) !== null, 'must be a duration such as "90s", "10m", "48h", "31d", "13mo" or "5y"');
+
+/** History's tiers: each bucket a whole multiple of the one before, each kept longer. */
+const HistoryTiers = z
+  .array(z.strictObject({ bucket: duration, keep: duration }))
+  .min(1)
+  .max(8)
+  .superRefine((tiers, context) => {
+    tiers.forEach((tier, i) => {
+      const bucket = durationSeconds(tier.bucket)!;
+      const keep = durationSeconds(tier.keep)!;
+      if (keep < bucket) context.addIssue({ code: 'custom', path: [i, 'keep'], message: 'must be at least one bucket' });
+      if (i === 0) return;
+      const finer = tiers[i - 1]!;
+      if (bucket <= durationSeconds(finer.bucket)! || bucket % durationSeconds(finer.bucket)! !== 0) {
+        context.addIssue({ code: 'custom', path: [i, 'bucket'], message: `must be a whole multiple of the tier before's (${finer.bucket}), and longer` });
+      }
+      if (keep <= durationSeconds(finer.keep)!) context.addIssue({ code: 'custom', path: [i, 'keep'], message: `must be longer than the tier before's (${finer.keep})` });
+    });
+  });
 
 export const ConfigSchema = z.strictObject({
   /** atop's socket. */
@@ -139,6 +161,15 @@ export const ConfigSchema = z.strictObject({
   netatopSemaphoreKey: z.number().int().min(1).max(0x7fff_ffff),
   /** How old atop's getsockopt answers may be while an atop runs. */
   netatopRefreshMs: z.number().int().min(50),
+  /** History: who used the network and when, in an SQLite file (README, "History"). */
+  history: z.boolean(),
+  historyFile: z.string().startsWith('/', 'must be an absolute path'),
+  /** Bucket lengths and how long each tier keeps them, finest first: the coarser are summed from the finer. */
+  historyTiers: HistoryTiers,
+  /** Rows of one bucket: the top workloads by bytes; the rest are summed in one `other` row. */
+  historyRowsPerBucket: z.number().int().min(1).max(100_000),
+  /** The file's bound: past it the oldest fine rows are deleted first. */
+  historyMaxBytes: z.number().int().min(1024 * 1024),
   /** Debug messages in the log. */
   verbose: z.boolean(),
 });
@@ -177,6 +208,11 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'netatopExitFileMaxBytes',
   'netatopSemaphoreKey',
   'netatopRefreshMs',
+  'history',
+  'historyFile',
+  'historyTiers',
+  'historyRowsPerBucket',
+  'historyMaxBytes',
 ];
 
 export function defaultConfig(): Config {
@@ -223,6 +259,16 @@ export function defaultConfig(): Config {
     netatopExitFileMaxBytes: 64 * 1024 * 1024,
     netatopSemaphoreKey: 1541961,
     netatopRefreshMs: 1000,
+    history: true,
+    historyFile: '/var/lib/netacct/history.db',
+    historyTiers: [
+      { bucket: '1m', keep: '48h' },
+      { bucket: '10m', keep: '31d' },
+      { bucket: '1h', keep: '13mo' },
+      { bucket: '1d', keep: '5y' },
+    ],
+    historyRowsPerBucket: 100,
+    historyMaxBytes: 256 * 1024 * 1024,
     verbose: false,
   };
 }

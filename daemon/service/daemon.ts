@@ -32,6 +32,9 @@ import { systemdNotifier } from './sd-notify.js';
 import { NetatopModule, type NetatopModuleState } from '../serve/netatop-module.js';
 import { Heartbeat, type Ticker } from '../common/heartbeat.js';
 import { releaseFreedMemory } from '../kernel/freed-memory.js';
+import { History } from '../history/history.js';
+import { historyRoute } from '../serve/history-route.js';
+import { durationSeconds } from '../history/durations.js';
 
 /** The period of the daemon's one timer (daemon/common/heartbeat.ts). */
 const HEARTBEAT_MS = 1000;
@@ -133,6 +136,19 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     config.threads ? new ThreadTable(config.exitedRetentionMs, MAX_EXITED_THREADS) : null,
     config.peers ? new PeerTable(config.exitedPeerCapacity) : null,
   );
+  const history = config.history
+    ? new History(
+        {
+          file: config.historyFile,
+          tiers: config.historyTiers.map((tier) => ({ bucketSeconds: durationSeconds(tier.bucket)!, keepSeconds: durationSeconds(tier.keep)! })),
+          rowsPerBucket: config.historyRowsPerBucket,
+          maxBytes: config.historyMaxBytes,
+          readerGroup: allProcessesGroup,
+        },
+        { table, collector, forgotten: table.forgotten, cgroupNames, countersIdentity: kernel.identity, mapsCreated: kernel.mapsCreated },
+        log,
+      )
+    : null;
   // Every periodic job on one timer: once a second while processes exit, every few seconds while nothing happens.
   const heartbeat = new Heartbeat(HEARTBEAT_MS, IDLE_HEARTBEAT_MS, (err) => report('error', 'heartbeat', `periodic work: ${err.message}`));
   heartbeat.every(DRAIN_INTERVAL_MS, () => {
@@ -185,11 +201,12 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     version: packageVersion(),
     startedAtMs: Date.now(),
     health: () =>
-      readHealth(config, { mode: attachMode, description: describeAttachMode(attachMode, features) }, kernel, collector, server, apiServers, netatop, budgets),
+      readHealth(config, { mode: attachMode, description: describeAttachMode(attachMode, features) }, kernel, collector, server, apiServers, netatop, budgets, history),
     cgroupNames,
     metricsTopProcesses: () => running.metricsTopProcesses,
     metricsTopPeerPorts: () => running.metricsTopPeerPorts,
     webPage: webPage(),
+    history: historyRoute(history),
   });
   const apiServers: ApiServer[] = [];
   const apiOptions = {
@@ -292,6 +309,7 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     running = next;
     log.info('SIGHUP: configuration reloaded');
   };
+  history?.start();
   const apiPlaces = apiServers.map((api) => api.where);
   const per = [config.threads ? 'per thread' : '', config.peers ? 'per peer' : ''].filter(Boolean).join(' and ');
   const status = `netacct counting${per ? ` (and ${per})` : ''}; serving atop on ${config.atopSocket}${apiPlaces.length > 0 ? ` and the API on ${apiPlaces.join(' and ')}` : ''}`;
@@ -310,6 +328,8 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   heartbeat.stop();
   await Promise.all([server.close(SHUTDOWN_GRACE_MS), ...apiServers.map((api) => api.close())]);
   netatop.module?.close();
+  // Before the hand-over: what the table holds now is written, then handed to the kernel's totals.
+  history?.stop();
   cgroupNames.close();
   table.handOver();
   kernel.close();

@@ -3,7 +3,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { tempPath } from './fixtures.js';
+import { scratchDir, tempPath } from './fixtures.js';
 import { stopAtFileEnd } from './leftovers.js';
 
 /** The unit of /proc/PID/stat's times. */
@@ -90,6 +90,8 @@ export class TestDaemon {
     // Never the default API socket either.
     const apiSocketPath = tempPath('api');
     if (!extraArgs.includes('--api-socket')) config.push('--api-socket', apiSocketPath);
+    // Never the default history file: one of its own (history is on by default).
+    if (!extraArgs.includes('--history-file') && !extraArgs.includes('--no-history')) config.push('--history-file', path.join(scratchDir('history'), 'history.db'));
     // The suites inside guest kernels run once per attach mode (test/vm).
     if (!options.netatopModule) config.push('--no-netatop-module');
     const mode = testAttachMode();

@@ -1,0 +1,412 @@
+// The history file: one SQLite database (node:sqlite, the SQLite carried by
+// Node.js itself: nothing to build or install beside the runtime the
+// packages ship). This module opens it (moving a corrupt or foreign file
+// aside), writes one flush in one transaction (the rows, the daemon's
+// position, the rollups into the coarser tiers, what has aged out), and
+// keeps the file under its size bound.
+import fs from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { HISTORY_APPLICATION_ID, HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD, migrate } from './schema.js';
+
+export interface TierSetting {
+  bucketSeconds: number;
+  keepSeconds: number;
+}
+
+/** A workload's traffic in a bucket, named as the file stores it. */
+export interface NamedTraffic {
+  cgroup: string;
+  unit: string | null;
+  container: string | null;
+  command: string;
+  uid: number | null;
+  counters: number[];
+  pids: number[];
+}
+
+/** What the file remembers of the daemon's position. */
+export interface StoredPosition {
+  /** Which kernel counters the positions are of (boot and maps); null in a new file. */
+  identity: string | null;
+  positions: Map<string, number[]>;
+  forgotten: Map<number, number[]>;
+  /** The newest base bucket written, or null. */
+  lastBucket: number | null;
+}
+
+/** One flush: the base bucket's rows and the position after them. */
+export interface FlushWrite {
+  identity: string;
+  /** The base bucket the traffic is counted in (its start, Unix seconds). */
+  bucket: number;
+  nowSeconds: number;
+  traffic: NamedTraffic[];
+  changed: Map<string, number[]>;
+  removed: Set<string>;
+  /** `changed` is every position: the file's are replaced (and its forgotten totals written whole). */
+  replacePositions: boolean;
+  forgottenBefore: Map<number, number[]>;
+  forgottenAfter: Map<number, number[]>;
+}
+
+/** SQLite result codes (the primary code: the low byte) that mean the file itself is bad. */
+const SQLITE_CORRUPT = 11;
+const SQLITE_NOTADB = 26;
+
+/** Why the file cannot be used as it is: `corrupt` ones are moved aside, the others wait (a full disk, a read-only file system). */
+export class HistoryFileError extends Error {
+  constructor(
+    message: string,
+    readonly corrupt: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** An error from node:sqlite or the file system, as a HistoryFileError. */
+export function historyFileError(err: unknown): HistoryFileError {
+  if (err instanceof HistoryFileError) return err;
+  const { errcode, code, message } = err as { errcode?: number; code?: string; message?: string };
+  const primary = typeof errcode === 'number' ? errcode & 0xff : null;
+  const reason = code && !code.startsWith('ERR_SQLITE') ? `${code}: ${message}` : (message ?? String(err));
+  return new HistoryFileError(reason, primary === SQLITE_CORRUPT || primary === SQLITE_NOTADB);
+}
+
+const COLUMNS = HISTORY_COUNTERS.join(', ');
+const PLACES = HISTORY_COUNTERS.map(() => '?').join(', ');
+const SUMS = HISTORY_COUNTERS.map((name) => `SUM(${name})`).join(', ');
+/** Rows of one bucket are ordered by this: the top workloads are kept, the rest summed in `other`. */
+const bytesOf = (counters: readonly number[]): number => counters[1]! + counters[3]! + counters[5]! + counters[7]!;
+const callsOf = (counters: readonly number[]): number => counters[0]! + counters[2]! + counters[4]! + counters[6]!;
+
+/** A row being written: a workload id and its sums. */
+interface BucketRow {
+  workload: number;
+  counters: number[];
+  pids: string;
+}
+
+export interface HistoryStoreOptions {
+  tiers: readonly TierSetting[];
+  /** Rows of one bucket (and one `other`). */
+  rowsPerBucket: number;
+  maxBytes: number;
+  /** The group that may read the file (allProcessesGroup), or null: root only. */
+  readerGroup: number | null;
+}
+
+/** Workload ids looked up, at most (past it, the cache starts over). */
+const MAX_CACHED_WORKLOADS = 20_000;
+/** The WAL is truncated to this after a checkpoint. */
+const WAL_LIMIT_BYTES = 4 * 1024 * 1024;
+/** Of the size bound, what a pass that had to delete leaves used. */
+const BOUND_TARGET = 0.9;
+
+export class HistoryStore {
+  private readonly statements = new Map<string, StatementSync>();
+  private readonly workloadIds = new Map<string, number>();
+
+  private constructor(
+    readonly file: string,
+    private readonly db: DatabaseSync,
+    private readonly options: HistoryStoreOptions,
+  ) {}
+
+  /**
+   * Opens (or creates) the file. A file that is no netacct history, or a
+   * corrupt one, is moved aside to `<file>.corrupt` (replacing an older
+   * one), and a new one started: `onMovedAside` says so. Throws a
+   * HistoryFileError when the file cannot be opened or created now.
+   */
+  static open(file: string, options: HistoryStoreOptions, onMovedAside: (message: string) => void): HistoryStore {
+    try {
+      return HistoryStore.openAsIs(file, options);
+    } catch (err) {
+      const error = historyFileError(err);
+      if (!error.corrupt) throw error;
+      onMovedAside(`history file ${file} cannot be used (${error.message}): moved to ${moveAside(file)}; a new one is started`);
+      try {
+        return HistoryStore.openAsIs(file, options);
+      } catch (again) {
+        throw historyFileError(again);
+      }
+    }
+  }
+
+  private static openAsIs(file: string, options: HistoryStoreOptions): HistoryStore {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+    const existing = fs.lstatSync(file, { throwIfNoEntry: false });
+    if (existing && !existing.isFile()) throw new HistoryFileError('it is not a regular file', true);
+    // Created 0640 before SQLite opens it: its journal files take the same mode and owner.
+    if (!existing) fs.closeSync(fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW, 0o640));
+    fs.chownSync(file, 0, options.readerGroup ?? 0);
+    fs.chmodSync(file, 0o640);
+    const db = new DatabaseSync(file, { timeout: 100 });
+    try {
+      const applicationId = (db.prepare('PRAGMA application_id').get() as { application_id: number }).application_id;
+      const version = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+      if (applicationId !== HISTORY_APPLICATION_ID) {
+        const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number }).n;
+        if (tables > 0 || version !== 0) throw new HistoryFileError('it is not a netacct history file (another application_id)', true);
+        // A new file: incremental vacuum must be chosen before the first table.
+        db.exec(`PRAGMA auto_vacuum = INCREMENTAL; PRAGMA application_id = ${HISTORY_APPLICATION_ID}`);
+      }
+      db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = ${WAL_LIMIT_BYTES}`);
+      migrate(db);
+      return new HistoryStore(file, db, options);
+    } catch (err) {
+      db.close();
+      throw historyFileError(err);
+    }
+  }
+
+  close(): void {
+    try {
+      this.db.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  private statement(sql: string): StatementSync {
+    let statement = this.statements.get(sql);
+    if (!statement) this.statements.set(sql, (statement = this.db.prepare(sql)));
+    return statement;
+  }
+
+  /** The daemon's position as last written. */
+  readPosition(): StoredPosition {
+    const state = (key: string): unknown => (this.statement('SELECT value FROM state WHERE key = ?').get(key) as { value: unknown } | undefined)?.value ?? null;
+    const positions = new Map<string, number[]>();
+    for (const row of this.statement(`SELECT kind, a, b, cgroup_id, ${COLUMNS} FROM positions`).all() as Array<Record<string, number>>) {
+      positions.set(`${row.kind}:${row.a}:${row.b}:${row.cgroup_id}`, HISTORY_COUNTERS.map((name) => row[name]!));
+    }
+    const forgotten = new Map<number, number[]>();
+    for (const row of this.statement(`SELECT cgroup_id, ${COLUMNS} FROM forgotten`).all() as Array<Record<string, number>>) {
+      forgotten.set(row.cgroup_id!, HISTORY_COUNTERS.map((name) => row[name]!));
+    }
+    const lastBucket = state('last_bucket');
+    return { identity: (state('identity') as string | null) ?? null, positions, forgotten, lastBucket: lastBucket === null ? null : Number(lastBucket) };
+  }
+
+  /** Writes one flush in one transaction; throws a HistoryFileError (nothing written) when it cannot. */
+  write(flush: FlushWrite): void {
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const base = this.options.tiers[0]!.bucketSeconds;
+        if (flush.traffic.length > 0) {
+          const rows = flush.traffic.map((traffic) => ({ workload: this.workloadId(traffic, flush.bucket), counters: traffic.counters, pids: traffic.pids.join(',') }));
+          this.writeBucket(base, flush.bucket, rows);
+        }
+        this.writePositions(flush);
+        const setState = this.statement('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+        setState.run('identity', flush.identity);
+        setState.run('last_bucket', flush.bucket);
+        this.rollUp(Math.floor(flush.nowSeconds / base) * base, flush.bucket);
+        this.expire(flush.nowSeconds);
+        this.db.exec('COMMIT');
+      } catch (err) {
+        if (this.db.isTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    } catch (err) {
+      this.workloadIds.clear(); // ids made in the rolled-back transaction are gone
+      throw historyFileError(err);
+    }
+  }
+
+  /** The id of a workload, made (and its last bucket noted) if new. */
+  private workloadId(traffic: NamedTraffic, bucket: number): number {
+    const key = `${traffic.cgroup}\u0000${traffic.uid ?? ''}\u0000${traffic.command}`;
+    let id = this.workloadIds.get(key);
+    if (id === undefined) {
+      const found = this.statement('SELECT id FROM workloads WHERE cgroup = ? AND command = ? AND uid IS ?').get(traffic.cgroup, traffic.command, traffic.uid) as { id: number } | undefined;
+      id =
+        found?.id ??
+        Number(
+          this.statement('INSERT INTO workloads (cgroup, unit, container, command, uid, last_bucket) VALUES (?, ?, ?, ?, ?, ?)').run(
+            traffic.cgroup,
+            traffic.unit,
+            traffic.container,
+            traffic.command,
+            traffic.uid,
+            bucket,
+          ).lastInsertRowid,
+        );
+      if (this.workloadIds.size >= MAX_CACHED_WORKLOADS) this.workloadIds.clear();
+      this.workloadIds.set(key, id);
+    }
+    this.statement('UPDATE workloads SET last_bucket = ? WHERE id = ? AND last_bucket < ?').run(bucket, id, bucket);
+    return id;
+  }
+
+  /**
+   * Writes rows into a bucket, merged with those it has (a bucket written
+   * again after a restart, a rollup catching up), keeping the top
+   * `rowsPerBucket` workloads by bytes and summing the rest into `other`:
+   * the bucket's sums stay exact.
+   */
+  private writeBucket(tier: number, bucket: number, rows: readonly BucketRow[]): void {
+    const merged = new Map<number, BucketRow>();
+    const existing = this.statement(`SELECT workload, ${COLUMNS}, pids FROM traffic WHERE tier = ? AND bucket = ?`).all(tier, bucket) as Array<Record<string, number | string>>;
+    const add = (row: BucketRow): void => {
+      const into = merged.get(row.workload);
+      if (!into) merged.set(row.workload, { workload: row.workload, counters: [...row.counters], pids: row.pids });
+      else {
+        for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) into.counters[i]! += row.counters[i]!;
+        into.pids = mergePids(into.pids, row.pids);
+      }
+    };
+    for (const row of existing) add({ workload: row.workload as number, counters: HISTORY_COUNTERS.map((name) => row[name] as number), pids: row.pids as string });
+    for (const row of rows) add(row);
+    const ranked = [...merged.values()].filter((row) => row.workload !== OTHER_WORKLOAD);
+    ranked.sort((a, b) => bytesOf(b.counters) - bytesOf(a.counters) || callsOf(b.counters) - callsOf(a.counters) || a.workload - b.workload);
+    const other = merged.get(OTHER_WORKLOAD) ?? { workload: OTHER_WORKLOAD, counters: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), pids: '' };
+    for (const row of ranked.splice(this.options.rowsPerBucket)) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) other.counters[i]! += row.counters[i]!;
+    if (other.counters.some((value) => value > 0)) ranked.push(other);
+    if (existing.length > 0) this.statement('DELETE FROM traffic WHERE tier = ? AND bucket = ?').run(tier, bucket);
+    const insert = this.statement(`INSERT INTO traffic (tier, bucket, workload, ${COLUMNS}, pids) VALUES (?, ?, ?, ${PLACES}, ?)`);
+    for (const row of ranked) insert.run(tier, bucket, row.workload, ...row.counters, row.pids);
+  }
+
+  private writePositions(flush: FlushWrite): void {
+    if (flush.replacePositions) this.db.exec('DELETE FROM positions; DELETE FROM forgotten');
+    const forgottenBefore = flush.replacePositions ? new Map<number, number[]>() : flush.forgottenBefore;
+    const upsert = this.statement(
+      `INSERT INTO positions (kind, a, b, cgroup_id, ${COLUMNS}) VALUES (?, ?, ?, ?, ${PLACES}) ON CONFLICT (kind, a, b, cgroup_id) DO UPDATE SET ${HISTORY_COUNTERS.map((name) => `${name} = excluded.${name}`).join(', ')}`,
+    );
+    for (const [key, counters] of flush.changed) upsert.run(...key.split(':').map(Number), ...counters);
+    const remove = this.statement('DELETE FROM positions WHERE kind = ? AND a = ? AND b = ? AND cgroup_id = ?');
+    for (const key of flush.removed) remove.run(...key.split(':').map(Number));
+    const setForgotten = this.statement(`INSERT OR REPLACE INTO forgotten (cgroup_id, ${COLUMNS}) VALUES (?, ${PLACES})`);
+    for (const [cgroupId, counters] of flush.forgottenAfter) {
+      const before = forgottenBefore.get(cgroupId);
+      if (!before || before.some((value, i) => value !== counters[i])) setForgotten.run(cgroupId, ...counters);
+    }
+    const dropForgotten = this.statement('DELETE FROM forgotten WHERE cgroup_id = ?');
+    for (const cgroupId of forgottenBefore.keys()) if (!flush.forgottenAfter.has(cgroupId)) dropForgotten.run(cgroupId);
+  }
+
+  /**
+   * Sums each coarser tier's buckets that are complete (they end at or
+   * before `completeEnd`) from the tier below, once each: where each tier
+   * stands is kept in `state`, in the same transaction. A bucket still
+   * written to (the one in progress) is never rolled up before it ends.
+   */
+  private rollUp(completeEnd: number, writtenBucket: number): void {
+    const { tiers } = this.options;
+    for (let k = 1; k < tiers.length; k++) {
+      const size = tiers[k]!.bucketSeconds;
+      const source = tiers[k - 1]!.bucketSeconds;
+      const key = `rolled_up_${size}`;
+      const stored = (this.statement('SELECT value FROM state WHERE key = ?').get(key) as { value: number } | undefined)?.value;
+      const from = stored ?? Math.floor(writtenBucket / size) * size;
+      const to = Math.floor(completeEnd / size) * size;
+      if (to > from) {
+        const sums = this.statement(
+          `SELECT (bucket / ${size}) * ${size} AS coarse, workload, ${SUMS}, group_concat(pids) AS pids FROM traffic WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY coarse, workload`,
+        ).all(source, from, to) as Array<Record<string, number | string | null>>;
+        const byBucket = new Map<number, BucketRow[]>();
+        for (const row of sums) {
+          const coarse = row.coarse as number;
+          if (!byBucket.has(coarse)) byBucket.set(coarse, []);
+          byBucket.get(coarse)!.push({ workload: row.workload as number, counters: HISTORY_COUNTERS.map((name) => Number(row[`SUM(${name})`])), pids: mergePids('', (row.pids as string | null) ?? '') });
+        }
+        for (const [coarse, rows] of byBucket) this.writeBucket(size, coarse, rows);
+      }
+      if (stored === undefined || to > from) this.statement('INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)').run(key, Math.max(from, to));
+    }
+  }
+
+  /** Deletes what each tier keeps no longer, and workloads no row names any more. */
+  private expire(nowSeconds: number): void {
+    const deleteOlder = this.statement('DELETE FROM traffic WHERE tier = ? AND bucket < ?');
+    let longest = 0;
+    for (const tier of this.options.tiers) {
+      deleteOlder.run(tier.bucketSeconds, nowSeconds - tier.keepSeconds);
+      longest = Math.max(longest, tier.keepSeconds);
+    }
+    const dropped = this.statement('DELETE FROM workloads WHERE id <> 0 AND last_bucket < ?').run(nowSeconds - longest);
+    if (Number(dropped.changes) > 0) this.workloadIds.clear();
+  }
+
+  /** The bytes the file and its write-ahead log take. */
+  sizeBytes(): number {
+    const size = (file: string): number => fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+    return size(this.file) + size(`${this.file}-wal`);
+  }
+
+  /** Bytes in use (pages not free) and per tier the rows, and each tier's share of the pages (dbstat is not compiled in: estimated by rows). */
+  usage(): { usedBytes: number; rowsByTier: Map<number, number> } {
+    const pragma = (name: string): number => Number(Object.values(this.statement(`PRAGMA ${name}`).get() as object)[0]);
+    const usedBytes = (pragma('page_count') - pragma('freelist_count')) * pragma('page_size');
+    const rowsByTier = new Map<number, number>();
+    for (const row of this.statement('SELECT tier, count(*) AS n FROM traffic GROUP BY tier').all() as Array<{ tier: number; n: number }>) rowsByTier.set(row.tier, row.n);
+    return { usedBytes, rowsByTier };
+  }
+
+  /**
+   * Keeps the file under its bound: past it, deletes the oldest buckets of
+   * the finest tier that are already rolled up into the next (the oldest
+   * fine rows go first; the coarsest tier's oldest last), down to 90 % of
+   * the bound, and gives the freed pages back to the file system. Returns
+   * the rows deleted.
+   */
+  enforceBound(): number {
+    const pragma = (name: string): number => Number(Object.values(this.statement(`PRAGMA ${name}`).get() as object)[0]);
+    const pageSize = pragma('page_size');
+    const used = (): number => (pragma('page_count') - pragma('freelist_count')) * pageSize;
+    if (this.sizeBytes() <= this.options.maxBytes && used() <= this.options.maxBytes) return 0;
+    const target = this.options.maxBytes * BOUND_TARGET;
+    const { tiers } = this.options;
+    let deleted = 0;
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      for (let k = 0; k < tiers.length && used() > target; k++) {
+        const size = tiers[k]!.bucketSeconds;
+        const next = tiers[k + 1];
+        // Only what the next tier already holds (the coarsest: anything).
+        const limit = next ? ((this.statement('SELECT value FROM state WHERE key = ?').get(`rolled_up_${next.bucketSeconds}`) as { value: number } | undefined)?.value ?? -Infinity) : Infinity;
+        for (;;) {
+          if (used() <= target) break;
+          const oldest = this.statement('SELECT min(bucket) AS b, count(*) AS n FROM traffic WHERE tier = ?').get(size) as { b: number | null; n: number };
+          if (oldest.b === null || oldest.b >= limit) break;
+          // A twentieth of the tier's rows at a time, whole buckets.
+          const cut = this.statement('SELECT bucket FROM traffic WHERE tier = ? ORDER BY bucket LIMIT 1 OFFSET ?').get(size, Math.max(0, Math.floor(oldest.n / 20))) as { bucket: number } | undefined;
+          const end = Math.min(limit, Math.max(oldest.b + size, cut?.bucket ?? oldest.b + size));
+          deleted += Number(this.statement('DELETE FROM traffic WHERE tier = ? AND bucket < ?').run(size, end).changes);
+        }
+      }
+      this.db.exec('COMMIT');
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw historyFileError(err);
+    }
+    this.db.exec('PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)');
+    return deleted;
+  }
+
+  /** The database, for the queries (history-query.ts), which only read. */
+  get reader(): DatabaseSync {
+    return this.db;
+  }
+}
+
+/** At most a few distinct pids, comma-separated. */
+function mergePids(a: string, b: string): string {
+  const pids = new Set<string>();
+  for (const pid of `${a},${b}`.split(',')) if (pid && pids.size < 4) pids.add(pid);
+  return [...pids].join(',');
+}
+
+/** Moves the file (and its journal files) to `<file>.corrupt`, replacing an older one; returns where. */
+export function moveAside(file: string): string {
+  const aside = `${file}.corrupt`;
+  for (const suffix of ['', '-wal', '-shm']) {
+    fs.rmSync(`${aside}${suffix}`, { force: true, recursive: true });
+    if (fs.existsSync(`${file}${suffix}`)) fs.renameSync(`${file}${suffix}`, `${aside}${suffix}`);
+  }
+  return aside;
+}

@@ -1,0 +1,251 @@
+// What history has already written of every counter the daemon reads, so
+// that each counted call lands in history exactly once: the traffic of a
+// flush is, per process part (process, cgroup) and per unattributed row,
+// what it counts now minus what was written before (its position).
+//
+// Nothing is lost between flushes either:
+// - a process the table forgets (exited, served) hands over its last
+//   traffic at that moment (onForget), kept in memory until the next flush;
+// - whatever reached the kernel's forgotten totals without being seen here
+//   (the daemon killed before it flushed what it forgot, a part that
+//   vanished across a restart, an unattributed row folded) is the growth of
+//   those totals that no position explains: it is written per cgroup, as
+//   "(exited unseen)".
+//
+// A flush is planned without changing anything (plan), written, and only
+// then committed: a flush that failed (a full disk) leaves the ledger as it
+// was, and the next one writes all of it.
+import { COUNTERS, Direction, Family, Kind, Protocol, counterIndex } from '../kernel/layout.js';
+import { type ProcessEntry, countersByCgroup } from '../accounting/process-table.js';
+import type { UnattributedSample } from '../kernel/kernel-counters.js';
+import { HOST_UID } from '../kernel/layout.js';
+import { HISTORY_COUNTER_COUNT } from './schema.js';
+
+/** What a workload is: processes of one command and user in one cgroup; uid null for rows of many users. */
+export interface Workload {
+  cgroupId: number;
+  command: string;
+  uid: number | null;
+}
+
+/** A workload's traffic in one flush. */
+export interface WorkloadTraffic extends Workload {
+  counters: number[];
+  /** A few of its processes' pids (a hint). */
+  pids: number[];
+}
+
+/** Where a counter comes from: a process's part in one cgroup (kind 0), or an unattributed row (kind 1). */
+export interface PositionKey {
+  kind: 0 | 1;
+  a: number;
+  b: number;
+  cgroupId: number;
+}
+
+/** One flush, planned: what to write, and the ledger's state once it is written. */
+export interface FlushPlan {
+  traffic: Map<string, WorkloadTraffic>;
+  /** Positions that changed (new values), and positions to delete. */
+  changed: Map<string, number[]>;
+  removed: Set<string>;
+  /** The kernel's forgotten totals, as now accounted. */
+  forgotten: Map<number, number[]>;
+}
+
+export const UNATTRIBUTED_COMMAND = '(unattributed)';
+export const UNSEEN_COMMAND = '(exited unseen)';
+const UNKNOWN_COMMAND = '(unknown)';
+const PIDS_KEPT = 4;
+
+/** The daemon's 16 counters (family × protocol × direction × kind) → history's 8 (both families summed). */
+const TO_HISTORY = new Array<number>(COUNTERS);
+for (const family of [Family.ipv4, Family.ipv6])
+  for (const [p, protocol] of [Protocol.tcp, Protocol.udp].entries())
+    for (const [d, direction] of [Direction.send, Direction.recv].entries())
+      for (const [k, kind] of [Kind.calls, Kind.bytes].entries()) TO_HISTORY[counterIndex(family, protocol, direction, kind)] = p * 4 + d * 2 + k;
+
+export function historyCounters(counters: ArrayLike<number>): number[] {
+  const folded = new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+  for (let i = 0; i < COUNTERS; i++) folded[TO_HISTORY[i]!]! += counters[i]!;
+  return folded;
+}
+
+export function positionKey(key: PositionKey): string {
+  return `${key.kind}:${key.a}:${key.b}:${key.cgroupId}`;
+}
+
+export function parsePositionKey(text: string): PositionKey {
+  const [kind, a, b, cgroupId] = text.split(':').map(Number) as [0 | 1, number, number, number];
+  return { kind, a, b, cgroupId };
+}
+
+export function workloadKey(workload: Workload): string {
+  return `${workload.cgroupId}\u0000${workload.uid ?? ''}\u0000${workload.command}`;
+}
+
+/** Adds `counters` (and a pid) to `workload`'s traffic in `into`. */
+export function addTraffic(into: Map<string, WorkloadTraffic>, workload: Workload, counters: ArrayLike<number>, pids: readonly number[]): void {
+  const key = workloadKey(workload);
+  let traffic = into.get(key);
+  if (!traffic) into.set(key, (traffic = { ...workload, counters: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), pids: [] }));
+  for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) traffic.counters[i]! += counters[i]!;
+  for (const pid of pids) if (traffic.pids.length < PIDS_KEPT && !traffic.pids.includes(pid)) traffic.pids.push(pid);
+}
+
+/** `now − before`, each counter at least 0; null when nothing grew. */
+function growth(now: readonly number[], before: readonly number[] | undefined): number[] | null {
+  let grew = false;
+  const delta = new Array<number>(HISTORY_COUNTER_COUNT);
+  for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) {
+    delta[i] = Math.max(0, now[i]! - (before?.[i] ?? 0));
+    if (delta[i]! > 0) grew = true;
+  }
+  return grew ? delta : null;
+}
+
+function processWorkload(entry: ProcessEntry, cgroupId: number): Workload {
+  return { cgroupId, command: entry.comm || UNKNOWN_COMMAND, uid: entry.known ? entry.uid : null };
+}
+
+/** What the ledger reads at a flush: the table, the unattributed rows, the forgotten totals. */
+export interface LedgerSources {
+  forEachEntry(visit: (entry: ProcessEntry) => void): void;
+  unattributed: readonly UnattributedSample[];
+  forgotten: Map<number, number[]>;
+}
+
+export class PositionLedger {
+  /** Forgotten processes' last traffic since the last flush. */
+  private readonly pending = new Map<string, WorkloadTraffic>();
+  /** Their positions, to delete at the next flush. */
+  private readonly pendingRemoved = new Set<string>();
+  /** Per cgroup, what they handed to the forgotten totals. */
+  private readonly handedOver = new Map<number, number[]>();
+
+  constructor(
+    private readonly positions: Map<string, number[]>,
+    /** The forgotten totals (history's 8 counters) as last accounted. */
+    private forgottenAccounted: Map<number, number[]>,
+  ) {}
+
+  get size(): number {
+    return this.positions.size;
+  }
+
+  /** Forgotten processes' traffic waiting for the next flush, in workloads. */
+  get pendingWorkloads(): number {
+    return this.pending.size;
+  }
+
+  /** Called as the table forgets an exited process: its last traffic, before its parts join the forgotten totals. */
+  onForget(entry: ProcessEntry): void {
+    for (const [cgroupId, counters] of countersByCgroup(entry)) {
+      const key = positionKey({ kind: 0, a: entry.tgid, b: entry.startNs, cgroupId });
+      const last = historyCounters(counters);
+      const delta = growth(last, this.positions.get(key));
+      if (delta) addTraffic(this.pending, processWorkload(entry, cgroupId), delta, [entry.tgid]);
+      addInto(this.handedOver, cgroupId, last);
+      if (this.positions.delete(key)) this.pendingRemoved.add(key);
+    }
+  }
+
+  /** What has grown since the last flush, and the state after it; changes nothing. */
+  plan(sources: LedgerSources): FlushPlan {
+    const traffic = new Map<string, WorkloadTraffic>();
+    for (const [key, pending] of this.pending) traffic.set(key, { ...pending, counters: [...pending.counters], pids: [...pending.pids] });
+    const changed = new Map<string, number[]>();
+    const seen = new Set<string>();
+    const account = (key: string, now: number[], workload: Workload, pids: readonly number[]): void => {
+      seen.add(key);
+      const delta = growth(now, this.positions.get(key));
+      if (!delta) return;
+      addTraffic(traffic, workload, delta, pids);
+      changed.set(key, now.map((value, i) => Math.max(value, this.positions.get(key)?.[i] ?? 0)));
+    };
+    sources.forEachEntry((entry) => {
+      const pids = [entry.tgid];
+      for (const [cgroupId, counters] of countersByCgroup(entry)) {
+        account(positionKey({ kind: 0, a: entry.tgid, b: entry.startNs, cgroupId }), historyCounters(counters), processWorkload(entry, cgroupId), pids);
+      }
+    });
+    for (const row of sources.unattributed) {
+      const uid = row.uid === HOST_UID ? null : row.uid;
+      account(positionKey({ kind: 1, a: row.uid, b: 0, cgroupId: row.cgroupId }), historyCounters(row.counters), { cgroupId: row.cgroupId, command: UNATTRIBUTED_COMMAND, uid }, []);
+    }
+    // Parts gone without a forget (across a restart, folded rows): their counters went to the forgotten totals.
+    const removed = new Set(this.pendingRemoved);
+    const explained = new Map<number, number[]>();
+    for (const [cgroupId, counters] of this.handedOver) addInto(explained, cgroupId, counters);
+    for (const [key, position] of this.positions) {
+      if (seen.has(key)) continue;
+      removed.add(key);
+      addInto(explained, parsePositionKey(key).cgroupId, position);
+    }
+    const forgotten = new Map<number, number[]>();
+    for (const [cgroupId, counters] of sources.forgotten) forgotten.set(cgroupId, historyCounters(counters));
+    for (const [cgroupId, unseen] of unexplainedGrowth(forgotten, this.forgottenAccounted, explained)) {
+      addTraffic(traffic, { cgroupId, command: UNSEEN_COMMAND, uid: null }, unseen, []);
+    }
+    return { traffic, changed, removed, forgotten };
+  }
+
+  /** The forgotten totals as last accounted (what the file holds). */
+  get forgottenAccountedNow(): Map<number, number[]> {
+    return this.forgottenAccounted;
+  }
+
+  /** Every position once `plan` is committed: for a file that must be given all of them. */
+  positionsAfter(plan: FlushPlan): Map<string, number[]> {
+    const after = new Map(this.positions);
+    for (const [key, position] of plan.changed) after.set(key, position);
+    for (const key of plan.removed) after.delete(key);
+    return after;
+  }
+
+  /** The plan was written: it is now the ledger's state. */
+  commit(plan: FlushPlan): void {
+    for (const [key, position] of plan.changed) this.positions.set(key, position);
+    for (const key of plan.removed) this.positions.delete(key);
+    this.pending.clear();
+    this.pendingRemoved.clear();
+    this.handedOver.clear();
+    this.forgottenAccounted = plan.forgotten;
+  }
+}
+
+function addInto(sums: Map<number, number[]>, key: number, counters: readonly number[]): void {
+  const sum = sums.get(key);
+  if (!sum) sums.set(key, [...counters]);
+  else for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) sum[i]! += counters[i]!;
+}
+
+/**
+ * Per cgroup, the growth of the forgotten totals that `explained` does not
+ * account for. A cgroup folded into the removed bucket (id 0) shrinks by
+ * what that bucket grows: shrinking cgroups are netted against it. What
+ * stays negative (parts the kernel lost when a daemon was killed, already
+ * written here) is dropped.
+ */
+function unexplainedGrowth(now: Map<number, number[]>, before: Map<number, number[]>, explained: Map<number, number[]>): Map<number, number[]> {
+  const diff = new Map<number, number[]>();
+  for (const id of new Set([...now.keys(), ...before.keys(), ...explained.keys()])) {
+    const counters = new Array<number>(HISTORY_COUNTER_COUNT);
+    for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) counters[i] = (now.get(id)?.[i] ?? 0) - (before.get(id)?.[i] ?? 0) - (explained.get(id)?.[i] ?? 0);
+    diff.set(id, counters);
+  }
+  const removedBucket = diff.get(0) ?? new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+  for (const [id, counters] of diff) {
+    if (id === 0 || !counters.some((value) => value < 0)) continue;
+    for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) {
+      if (counters[i]! < 0) {
+        removedBucket[i]! += counters[i]!;
+        counters[i] = 0;
+      }
+    }
+  }
+  diff.set(0, removedBucket);
+  const unexplained = new Map<number, number[]>();
+  for (const [id, counters] of diff) if (counters.some((value) => value > 0)) unexplained.set(id, counters.map((value) => Math.max(0, value)));
+  return unexplained;
+}

@@ -1,0 +1,102 @@
+// The history file's schema: documented in README ("History"), so that users
+// can query it with the sqlite3 command too. A file is ours when its
+// application_id is HISTORY_APPLICATION_ID; user_version is the schema's
+// version, and each migration takes a file one version up, in one
+// transaction.
+import type { DatabaseSync } from 'node:sqlite';
+
+/** "NACT" in ASCII: `PRAGMA application_id` of every netacct history file. */
+export const HISTORY_APPLICATION_ID = 0x4e414354;
+
+/** The eight counters of a history row, in their columns' order. */
+export const HISTORY_COUNTERS = [
+  'tcp_send_calls',
+  'tcp_send_bytes',
+  'tcp_recv_calls',
+  'tcp_recv_bytes',
+  'udp_send_calls',
+  'udp_send_bytes',
+  'udp_recv_calls',
+  'udp_recv_bytes',
+] as const;
+export const HISTORY_COUNTER_COUNT = HISTORY_COUNTERS.length;
+
+const counterColumns = HISTORY_COUNTERS.map((name) => `${name} INTEGER NOT NULL`).join(', ');
+
+/** The workload id of every bucket's `other` row. */
+export const OTHER_WORKLOAD = 0;
+
+/** Version 1: workloads, traffic per tier and bucket, and the daemon's position. */
+const VERSION_1 = `
+  -- What a row counts: processes of one command and user in one cgroup.
+  -- Id 0 is "other": the workloads past a bucket's bound, summed.
+  CREATE TABLE workloads (
+    id INTEGER PRIMARY KEY,
+    cgroup TEXT NOT NULL,       -- the cgroup v2 path, "(removed)" when it was gone before it was named
+    unit TEXT,                  -- its innermost systemd unit, if any
+    container TEXT,             -- its container's id, if any
+    command TEXT NOT NULL,      -- comm; "(other)", "(unattributed)", "(exited unseen)" for the rows that are no one process's
+    uid INTEGER,                -- the user; NULL for rows of many users
+    last_bucket INTEGER NOT NULL, -- the newest bucket it has a row in (Unix seconds): unused workloads are deleted
+    UNIQUE (cgroup, command, uid)
+  );
+  INSERT INTO workloads (id, cgroup, command, uid, last_bucket) VALUES (0, '(other)', '(other)', NULL, 0);
+  -- One row per workload per bucket of each tier: traffic counted in [bucket, bucket + tier).
+  CREATE TABLE traffic (
+    tier INTEGER NOT NULL,      -- the bucket's length in seconds (60, 600, 3600, 86400 by default)
+    bucket INTEGER NOT NULL,    -- the bucket's start, Unix seconds (UTC)
+    workload INTEGER NOT NULL REFERENCES workloads (id),
+    ${counterColumns},
+    pids TEXT NOT NULL,         -- a few of its processes' pids, comma-separated (a hint: pids are reused)
+    PRIMARY KEY (tier, bucket, workload)
+  ) WITHOUT ROWID;
+  -- What the daemon has already written of each process's counters per cgroup
+  -- (kind 0: tgid, start time) and of each unattributed row (kind 1: uid, 0):
+  -- written in the same transaction as the traffic rows.
+  CREATE TABLE positions (
+    kind INTEGER NOT NULL,
+    a INTEGER NOT NULL,
+    b INTEGER NOT NULL,
+    cgroup_id INTEGER NOT NULL,
+    ${counterColumns},
+    PRIMARY KEY (kind, a, b, cgroup_id)
+  ) WITHOUT ROWID;
+  -- The kernel's totals of forgotten processes per cgroup id, as last accounted.
+  CREATE TABLE forgotten (
+    cgroup_id INTEGER PRIMARY KEY,
+    ${counterColumns}
+  );
+  -- Which kernel counters the positions refer to, how far each tier is rolled up.
+  CREATE TABLE state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+`;
+
+/** Version 2: a view that names each row, for people reading the file with sqlite3. */
+const VERSION_2 = `
+  CREATE VIEW traffic_named AS
+    SELECT t.tier, t.bucket, datetime(t.bucket, 'unixepoch') AS bucket_utc,
+           w.cgroup, w.unit, w.container, w.command, w.uid,
+           ${HISTORY_COUNTERS.map((name) => `t.${name}`).join(', ')},
+           t.tcp_send_bytes + t.tcp_recv_bytes + t.udp_send_bytes + t.udp_recv_bytes AS total_bytes, t.pids
+    FROM traffic t JOIN workloads w ON w.id = t.workload;
+`;
+
+/** MIGRATIONS[n] takes a file from version n to n + 1 (version 0: an empty file). */
+export const MIGRATIONS: readonly string[] = [VERSION_1, VERSION_2];
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings an empty file or one of an older version up to SCHEMA_VERSION; throws for a newer one. */
+export function migrate(db: DatabaseSync, to = SCHEMA_VERSION): void {
+  const version = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+  if (version > SCHEMA_VERSION) throw new Error(`its schema is version ${version}, newer than this daemon's ${SCHEMA_VERSION}`);
+  for (let from = version; from < to; from++) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      db.exec(MIGRATIONS[from]!);
+      db.exec(`PRAGMA user_version = ${from + 1}`);
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+}
