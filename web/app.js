@@ -7,7 +7,9 @@
 // outside the daemon: the page works on a host with no network. Every name
 // shown (process names are chosen by whoever runs the process) goes in as
 // text, never as HTML. A click on a process follows its peers (a third
-// stream, of that process only), when the daemon counts per peer.
+// stream, of that process only), when the daemon counts per peer. Below the
+// overview, a History section draws the top groups' traffic of the last
+// hour, day or week from GET /v1/history (at the end of this file).
 'use strict';
 
 const INTERVAL_MS = 1000;
@@ -338,3 +340,327 @@ for (const button of document.querySelectorAll('nav button')) {
 renderHeader();
 subscribe({ view: 'cgroups', interval: INTERVAL_MS }, onCgroups);
 subscribe({ view: 'processes', interval: INTERVAL_MS, sort: 'rate.total.bytes', order: 'desc', top: TOP_PROCESSES, state: 'live' }, onProcesses);
+
+// ---------------------------------------------------------------------------
+// History (GET /v1/history): the top groups' bytes per step over the last
+// hour, day or week, stacked in an SVG drawn here (no chart library). The
+// top 8 groups are drawn each in its colour, the others summed as "the rest".
+// A click on a group (its band or its legend entry) shows that group alone; a
+// second click, or "Show all", shows every group again. Refreshed once a
+// minute and when the range or the grouping changes.
+
+const HISTORY_REFRESH_MS = 60_000;
+const HISTORY_TOP = 8;
+/** The groups asked for: the top 8 are drawn, the others summed per step as the rest. */
+const HISTORY_LIMIT = 200;
+/** About this many steps across the chart. */
+const HISTORY_TARGET_STEPS = 180;
+const HISTORY_RANGES = /** @type {Record<string, { seconds: number, title: string }>} */ ({
+  '1h': { seconds: 3600, title: 'last hour' },
+  '1d': { seconds: 86_400, title: 'last day' },
+  '7d': { seconds: 7 * 86_400, title: 'last week' },
+});
+/** One colour per rank; the rest is grey. */
+const HISTORY_COLOURS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#9c755f'];
+const HISTORY_REST_COLOUR = '#bab0ac';
+const REST_KEY = '(rest)';
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const CHART = { width: 900, height: 260, left: 72, right: 10, top: 12, bottom: 26 };
+const DURATION_UNITS = /** @type {Record<string, number>} */ ({ s: 1, m: 60, h: 3600, d: 86_400, w: 604_800, mo: 2_629_746, y: 31_556_952 });
+
+/**
+ * @typedef {{ key: string, name: string, colour: string, bytes: number, series: number[] }} HistoryBand
+ */
+
+const historyState = {
+  range: '1h',
+  by: 'command',
+  /** The key of the group shown alone, or null for all. */
+  only: /** @type {string | null} */ (null),
+  /** The bucket length of the tier that holds each range (from the daemon). */
+  tierSeconds: /** @type {Map<string, number>} */ (new Map()),
+  /** The last answer drawn, to redraw on a click without asking again. */
+  bands: /** @type {HistoryBand[]} */ ([]),
+  answer: /** @type {any} */ (null),
+  /** Each request's number: an answer to an older one is dropped. */
+  request: 0,
+};
+
+/** "1,234,567" whatever the browser's locale. @param {number} n */
+const grouped = (n) => String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+
+/** Seconds in the daemon's "10s", "1m", "1h", "1d"…, or null. @param {string} text */
+function durationSecondsOf(text) {
+  const match = /^(\d+)(s|m|h|d|w|mo|y)$/.exec(text);
+  return match ? Number(match[1]) * DURATION_UNITS[match[2]] : null;
+}
+
+/** "20 s", "8 min", "1 h". @param {number} seconds */
+function stepText(seconds) {
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
+/** A group's name as shown (text only, never HTML). @param {any} group @param {string} by */
+function groupName(group, by) {
+  if (group.other !== undefined) return '(other workloads, past each bucket\'s bound)';
+  const orNone = (/** @type {unknown} */ value, /** @type {string} */ none) => (value === null || value === undefined || value === '' ? none : String(value));
+  switch (by) {
+    case 'command': return orNone(group.command, '(no command)');
+    case 'unit': return orNone(group.unit, '(no unit)');
+    case 'cgroup': return orNone(group.cgroup, '(unknown cgroup)');
+    case 'container': return orNone(group.container, '(no container)');
+    case 'user': return group.uid === null || group.uid === undefined ? '(no user)' : `uid ${group.uid}`;
+    default: return `${orNone(group.command, '(no command)')} · ${orNone(group.unit ?? group.cgroup, '(unknown cgroup)')} · uid ${orNone(group.uid, '?')}`;
+  }
+}
+
+/** A group's identity across refreshes. @param {any} group */
+function groupKey(group) {
+  const { counters: _c, total: _t, series: _s, ...key } = group;
+  return JSON.stringify(key);
+}
+
+/** Bytes of one step (the 8 counters in seriesCounters order). @param {number[]} counters @param {string[]} names */
+function stepBytes(counters, names) {
+  let bytes = 0;
+  names.forEach((name, i) => {
+    if (name.endsWith('.bytes')) bytes += counters[i];
+  });
+  return bytes;
+}
+
+/** @param {string} id @param {string} message @param {boolean} [error] */
+function historyStatus(id, message, error = false) {
+  const element = /** @type {HTMLElement} */ (document.getElementById(id));
+  element.textContent = message;
+  element.classList.toggle('error', error);
+}
+
+/**
+ * GET /v1/history with these parameters: the answer, or an Error whose message is the line to show.
+ * @param {Record<string, string>} parameters
+ * @returns {Promise<{ status: number, body: any }>}
+ */
+async function historyGet(parameters) {
+  const response = await fetch(`/v1/history?${new URLSearchParams(parameters)}`, { headers: { accept: 'application/json' }, cache: 'no-store' });
+  /** @type {any} */
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  return { status: response.status, body };
+}
+
+/** Why an answer is not a chart, as one line. @param {{ status: number, body: any }} answer */
+function historyProblem(answer) {
+  const detail = answer.body && typeof answer.body.error === 'string' ? answer.body.error : `HTTP ${answer.status}`;
+  if (answer.status === 404) return `History is off on this daemon (${detail}).`;
+  if (answer.status === 503) return `History is paused (${detail}).`;
+  return `History cannot be shown: ${detail}`;
+}
+
+/** Asks for the current range and grouping and draws the answer. */
+async function refreshHistory() {
+  const request = ++historyState.request;
+  const { range, by } = historyState;
+  const rangeSeconds = HISTORY_RANGES[range].seconds;
+  try {
+    let answer = null;
+    for (let attempt = 0; attempt < 2 && answer === null; attempt++) {
+      // The step must be a multiple of the bucket of the tier that holds the range: learn it once.
+      let tier = historyState.tierSeconds.get(range);
+      if (tier === undefined) {
+        const probe = await historyGet({ from: `-${range}`, to: 'now', by, limit: '1' });
+        if (probe.status !== 200) throw new Error(historyProblem(probe));
+        tier = durationSecondsOf(probe.body.tier) ?? probe.body.stepSeconds;
+        historyState.tierSeconds.set(range, /** @type {number} */ (tier));
+      }
+      const t = /** @type {number} */ (tier);
+      const step = t * Math.max(1, Math.ceil(rangeSeconds / t / HISTORY_TARGET_STEPS));
+      const got = await historyGet({ from: `-${range}`, to: 'now', by, step: `${step}s`, limit: String(HISTORY_LIMIT) });
+      if (got.status === 400 && got.body?.field === 'step' && attempt === 0) {
+        historyState.tierSeconds.delete(range); // the daemon's tiers changed: ask again
+        continue;
+      }
+      if (got.status !== 200) throw new Error(historyProblem(got));
+      answer = got.body;
+    }
+    if (request !== historyState.request) return;
+    if (answer === null) throw new Error('History cannot be shown: no step fits the daemon\'s tiers');
+    showHistory(answer);
+  } catch (err) {
+    if (request !== historyState.request) return;
+    historyState.answer = null;
+    historyState.bands = [];
+    drawHistory();
+    historyStatus('history-status', err instanceof Error ? err.message : String(err), true);
+  }
+}
+
+/** Turns an answer into bands (top 8 and the rest) and draws them. @param {any} answer */
+function showHistory(answer) {
+  const names = /** @type {string[]} */ (answer.seriesCounters);
+  const steps = /** @type {number} */ (answer.steps);
+  /** @type {HistoryBand[]} */
+  const bands = [];
+  const groups = /** @type {any[]} */ (answer.groups).filter((group) => group.total.bytes > 0);
+  groups.slice(0, HISTORY_TOP).forEach((group, i) => {
+    bands.push({
+      key: groupKey(group),
+      name: groupName(group, answer.by),
+      colour: HISTORY_COLOURS[i],
+      bytes: group.total.bytes,
+      series: Array.from({ length: steps }, (_, s) => (group.series[s] ? stepBytes(group.series[s], names) : 0)),
+    });
+  });
+  const others = groups.slice(HISTORY_TOP);
+  if (others.length > 0) {
+    const series = new Array(steps).fill(0);
+    let bytes = 0;
+    for (const group of others) {
+      bytes += group.total.bytes;
+      for (let s = 0; s < steps; s++) if (group.series[s]) series[s] += stepBytes(group.series[s], names);
+    }
+    bands.push({ key: REST_KEY, name: `the rest (${others.length} ${others.length === 1 ? 'group' : 'groups'})`, colour: HISTORY_REST_COLOUR, bytes, series });
+  }
+  historyState.answer = answer;
+  historyState.bands = bands;
+  if (historyState.only !== null && !bands.some((band) => band.key === historyState.only)) historyState.only = null;
+  drawHistory();
+  const range = HISTORY_RANGES[historyState.range].title;
+  let line = `${range[0].toUpperCase()}${range.slice(1)} by ${answer.by}, bytes per ${stepText(answer.stepSeconds)} step (the ${answer.tier} tier); updated ${clock(new Date(), true)}.`;
+  if (bands.length === 0) line = `No traffic recorded in the ${range} yet. ${line}`;
+  if (answer.rest && answer.rest.groups > 0) {
+    const restBytes = sentBytes(answer.rest.counters) + receivedBytes(answer.rest.counters);
+    line += ` ${answer.rest.groups} smaller groups (${human(restBytes)} in all) are not in the chart.`;
+  }
+  historyStatus('history-status', line);
+}
+
+/** "14:05" (or "14:05:09"), local time. @param {Date} date @param {boolean} [seconds] */
+function clock(date, seconds = false) {
+  const two = (/** @type {number} */ n) => String(n).padStart(2, '0');
+  return `${two(date.getHours())}:${two(date.getMinutes())}${seconds ? `:${two(date.getSeconds())}` : ''}`;
+}
+
+/** @param {string} name @param {Record<string, string | number>} attributes @param {string} [content] */
+function svg(name, attributes, content) {
+  const element = document.createElementNS(SVG_NS, name);
+  for (const [attribute, value] of Object.entries(attributes)) element.setAttribute(attribute, String(value));
+  if (content !== undefined) element.textContent = content;
+  return element;
+}
+
+/** Shows `key`'s group alone, or every group when it is already alone (or key is null). @param {string | null} key */
+function onlyGroup(key) {
+  historyState.only = key === null || historyState.only === key ? null : key;
+  drawHistory();
+}
+
+/** Draws the chart and the legend from historyState (no request). */
+function drawHistory() {
+  const chart = /** @type {SVGSVGElement | null} */ (/** @type {unknown} */ (document.getElementById('history-chart')));
+  const legend = /** @type {HTMLElement} */ (document.getElementById('history-legend'));
+  /** @type {HTMLElement} */ (document.getElementById('history-show-all')).hidden = historyState.only === null;
+  if (!chart) return;
+  const { answer, bands, only } = historyState;
+  const shown = only === null ? bands : bands.filter((band) => band.key === only);
+  /** @type {Element[]} */
+  const parts = [];
+  const plotWidth = CHART.width - CHART.left - CHART.right;
+  const plotHeight = CHART.height - CHART.top - CHART.bottom;
+  const bottom = CHART.top + plotHeight;
+  parts.push(svg('line', { class: 'axis', x1: CHART.left, y1: bottom + 0.5, x2: CHART.width - CHART.right, y2: bottom + 0.5 }));
+  if (answer && shown.length > 0) {
+    const steps = /** @type {number} */ (answer.steps);
+    const startMs = Date.parse(answer.start);
+    const endMs = Date.parse(answer.end);
+    const stacked = new Array(steps).fill(0);
+    for (const band of shown) for (let s = 0; s < steps; s++) stacked[s] += band.series[s];
+    const top = Math.max(1, ...stacked);
+    const x = (/** @type {number} */ s) => (CHART.left + (s / steps) * plotWidth).toFixed(2);
+    const y = (/** @type {number} */ bytes) => (bottom - (bytes / top) * plotHeight).toFixed(2);
+    // The y axis: 0, half and the top, in bytes per step.
+    for (const fraction of [0.5, 1]) {
+      const at = Number(y(top * fraction));
+      parts.push(svg('line', { class: 'axis', x1: CHART.left, y1: at, x2: CHART.width - CHART.right, y2: at, 'stroke-dasharray': '3 3' }));
+      parts.push(svg('text', { x: CHART.left - 6, y: at + 4, 'text-anchor': 'end' }, human(top * fraction)));
+    }
+    parts.push(svg('text', { x: CHART.left - 6, y: bottom + 4, 'text-anchor': 'end' }, '0'));
+    // The x axis: five times, local, with the day when the range is longer than a day.
+    const long = endMs - startMs > 86_400_000 + 3_600_000;
+    for (let i = 0; i <= 4; i++) {
+      const ms = startMs + ((endMs - startMs) * i) / 4;
+      const date = new Date(ms);
+      const label = long ? `${date.getMonth() + 1}/${date.getDate()} ${clock(date)}` : clock(date);
+      parts.push(svg('text', { x: CHART.left + (plotWidth * i) / 4, y: CHART.height - 8, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, label));
+    }
+    // The bands, the largest at the bottom: each a stepped area between what is below it and its own top.
+    const below = new Array(steps).fill(0);
+    for (const band of shown) {
+      const above = below.map((value, s) => value + band.series[s]);
+      let d = `M${x(0)},${y(above[0])}`;
+      for (let s = 0; s < steps; s++) d += `H${x(s + 1)}` + (s + 1 < steps ? `V${y(above[s + 1])}` : '');
+      d += `V${y(below[steps - 1])}`;
+      for (let s = steps - 1; s >= 0; s--) d += `H${x(s)}` + (s > 0 ? `V${y(below[s - 1])}` : '');
+      d += 'Z';
+      const index = bands.indexOf(band);
+      const path = svg('path', { class: 'band', d, fill: band.colour, 'data-index': index, 'data-name': band.name, 'data-bytes': band.bytes });
+      path.append(svg('title', {}, `${band.name}: ${grouped(band.bytes)} B (${human(band.bytes)})`));
+      path.addEventListener('click', () => onlyGroup(band.key));
+      parts.push(path);
+      for (let s = 0; s < steps; s++) below[s] = above[s];
+    }
+  } else if (answer) {
+    parts.push(svg('text', { x: CHART.left + plotWidth / 2, y: CHART.top + plotHeight / 2, 'text-anchor': 'middle' }, 'no traffic in this range'));
+  }
+  chart.replaceChildren(...parts);
+
+  const items = bands.map((band, index) => {
+    const li = document.createElement('li');
+    li.dataset.index = String(index);
+    if (only !== null && band.key !== only) li.classList.add('dimmed');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.setAttribute('aria-pressed', String(band.key === only));
+    button.title = only === band.key ? 'show every group' : 'show this group alone';
+    const swatch = svg('svg', { class: 'swatch', width: 12, height: 12, viewBox: '0 0 12 12', 'aria-hidden': 'true' });
+    swatch.append(svg('rect', { width: 12, height: 12, fill: band.colour }));
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = band.name;
+    name.title = band.name;
+    const bytes = document.createElement('span');
+    bytes.className = 'bytes';
+    bytes.dataset.bytes = String(band.bytes);
+    bytes.textContent = `${grouped(band.bytes)} B`;
+    bytes.title = human(band.bytes);
+    button.append(swatch, name, bytes);
+    button.addEventListener('click', () => onlyGroup(band.key));
+    li.append(button);
+    return li;
+  });
+  legend.replaceChildren(...items);
+}
+
+for (const button of document.querySelectorAll('.history-ranges button')) {
+  button.addEventListener('click', () => {
+    historyState.range = /** @type {string} */ (/** @type {HTMLElement} */ (button).dataset.range);
+    for (const other of document.querySelectorAll('.history-ranges button')) other.setAttribute('aria-pressed', String(other === button));
+    historyStatus('history-status', 'loading…');
+    void refreshHistory();
+  });
+}
+/** @type {HTMLSelectElement} */ (document.getElementById('history-by')).addEventListener('change', (event) => {
+  historyState.by = /** @type {HTMLSelectElement} */ (event.target).value;
+  historyState.only = null;
+  historyStatus('history-status', 'loading…');
+  void refreshHistory();
+});
+/** @type {HTMLElement} */ (document.getElementById('history-show-all')).addEventListener('click', () => onlyGroup(null));
+void refreshHistory();
+setInterval(() => void refreshHistory(), HISTORY_REFRESH_MS);
