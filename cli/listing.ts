@@ -31,7 +31,7 @@ export function humanBytes(bytes: number): string {
 }
 
 /** The rows' cells are escaped here: commands and cgroup paths are chosen by users, the table goes to a terminal. */
-function table(headers: string[], cells: string[][], rightAligned: Set<number>): string {
+export function table(headers: string[], cells: string[][], rightAligned: Set<number>): string {
   const rows = cells.map((row) => row.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]): string =>
@@ -42,8 +42,8 @@ function table(headers: string[], cells: string[][], rightAligned: Set<number>):
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
-const TRAFFIC_HEADERS = ['TCP SENT', 'TCP RECV', 'UDP SENT', 'UDP RECV'];
-const traffic = (c: Counters): string[] => [c.tcp.send, c.tcp.recv, c.udp.send, c.udp.recv].map((d) => humanBytes(d.bytes));
+export const TRAFFIC_HEADERS = ['TCP SENT', 'TCP RECV', 'UDP SENT', 'UDP RECV'];
+export const traffic = (c: Counters): string[] => [c.tcp.send, c.tcp.recv, c.udp.send, c.udp.recv].map((d) => humanBytes(d.bytes));
 
 /** The API's path and query for a listing command's options. */
 export function listingRequest(command: 'ps' | 'cgroups' | 'peers', options: Record<string, string | undefined>): string {
@@ -70,29 +70,41 @@ export function peerText(row: PeerRow): string {
   return row.port === null ? host : `${host}:${row.port}`;
 }
 
+/**
+ * Writes to stdout and resolves once the text has left the process: the
+ * command ends with process.exit, which drops what a pipe or socket that was
+ * full has not taken yet (a large --json or --csv answer came out cut).
+ */
+export function writeOut(text: string): Promise<void> {
+  return new Promise((resolve) => process.stdout.write(text, () => resolve()));
+}
+
+/** A refused request as one line: exit status 2 for a bad parameter (400), as for a bad option; 1 otherwise. */
+export function reportApiError(status: number, body: any): number {
+  process.stderr.write(`netacct: ${printable(String(body?.error ?? `the daemon answered ${status}`))}\n`);
+  return status === 400 ? 2 : 1;
+}
+
 export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', socketPath: string, path: string, json: boolean): Promise<number> {
   const { status, body } = await apiGet(socketPath, path);
-  if (status !== 200) {
-    process.stderr.write(`netacct: ${printable(String(body.error ?? `the daemon answered ${status}`))}\n`);
-    return status === 400 ? 2 : 1;
-  }
+  if (status !== 200) return reportApiError(status, body);
   if (json) {
-    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    await writeOut(`${JSON.stringify(body, null, 2)}\n`);
     return 0;
   }
   if (command === 'ps') {
     const rows = (body.processes as Array<{ pid: number; command: string; uid: number; state: string; counters: Counters }>).map((p) => [
       String(p.pid), p.command, String(p.uid), p.state, ...traffic(p.counters),
     ]);
-    process.stdout.write(table(['PID', 'COMMAND', 'UID', 'STATE', ...TRAFFIC_HEADERS], rows, new Set([0, 2, 4, 5, 6, 7])));
+    await writeOut(table(['PID', 'COMMAND', 'UID', 'STATE', ...TRAFFIC_HEADERS], rows, new Set([0, 2, 4, 5, 6, 7])));
   } else if (command === 'cgroups') {
     const rows = (body.cgroups as Array<{ id: number; path: string | null; unit: string | null; containerId: string | null; counters: Counters }>).map((c) => [
       c.path ?? `(id ${c.id})`, c.unit ?? '-', c.containerId?.slice(0, 12) ?? '-', ...traffic(c.counters),
     ]);
-    process.stdout.write(table(['CGROUP', 'UNIT', 'CONTAINER', ...TRAFFIC_HEADERS], rows, new Set([3, 4, 5, 6])));
+    await writeOut(table(['CGROUP', 'UNIT', 'CONTAINER', ...TRAFFIC_HEADERS], rows, new Set([3, 4, 5, 6])));
   } else if (command === 'peers') {
     const rows = (body.peers as PeerRow[]).map((p) => [String(p.pid), p.command, peerText(p), p.localPort === null ? '-' : String(p.localPort), ...traffic(p.counters)]);
-    process.stdout.write(table(['PID', 'COMMAND', 'PEER', 'LOCAL PORT', ...TRAFFIC_HEADERS], rows, new Set([0, 3, 4, 5, 6, 7])));
+    await writeOut(table(['PID', 'COMMAND', 'PEER', 'LOCAL PORT', ...TRAFFIC_HEADERS], rows, new Set([0, 3, 4, 5, 6, 7])));
   } else if (body.scope === 'own') {
     const lines = [
       `netacct ${body.version}, up ${body.uptimeSeconds} s`,
@@ -100,7 +112,7 @@ export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', 
       `counting with ${body.attachMode.description}; ${body.programsAttached} BPF programs attached`,
       'host-wide figures (kernel maps, counters, clients) are shown to root and allProcessesGroup only',
     ];
-    process.stdout.write(`${lines.map(printable).join('\n')}\n`);
+    await writeOut(`${lines.map(printable).join('\n')}\n`);
   } else {
     const lines = [
       `netacct ${body.version}, up ${body.uptimeSeconds} s`,
@@ -111,7 +123,7 @@ export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', 
       `${body.programsAttached} BPF programs attached; last kernel read ${(body.lastReadSeconds * 1000).toFixed(1)} ms`,
       `clients: ${body.clients.atop} atop, ${body.clients.api} API (${body.clients.streams} streams)`,
     ];
-    process.stdout.write(`${lines.map(printable).join('\n')}\n`);
+    await writeOut(`${lines.map(printable).join('\n')}\n`);
   }
   return 0;
 }

@@ -22,13 +22,23 @@ const USAGE = `usage: netacct daemon [options]
                      [--state live|exited|all] [--sort KEY] [--order asc|desc] [--limit N] [--json]
                      [--api-socket PATH]    (the daemon runs with --peers)
        netacct stats [--json] [--api-socket PATH]
+       netacct history [--since T] [--until T] [--by workload|unit|container|cgroup|command|user]
+                       [--step D] [--limit N] [--sort KEY] [--order asc|desc] [--uid N] [--command C]
+                       [--cgroup PATH] [--unit U] [--container ID] [--json | --csv] [--api-socket PATH]
        netacct top [--api-socket PATH]
        netacct detach [--pin-dir PATH] [--config PATH]
        netacct --version
 
-ps, cgroups, peers, stats and top ask the running daemon's API (--api-socket, default
-the configuration's apiSocket); sort keys: pid, command (ps), id, path (cgroups),
-address, port (peers), and tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
+ps, cgroups, peers, stats, history and top ask the running daemon's API (--api-socket,
+default the configuration's apiSocket); sort keys: pid, command (ps), id, path (cgroups),
+address, port (peers), name, total.bytes, total.calls (history), and
+tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
+
+history sums what the daemon kept per group from --since (default -1h) to --until (default
+now), in steps of --step D (such as 1m, 1h; default chosen from the range). T is now, a time
+ago (-30m, -2h, -7d), a clock time (03:00, 03:00:30: today's, yesterday's if still to come),
+a local date and time ("2026-12-07 03:00") or RFC 3339 with an offset. --csv: one line per
+group per step, for spreadsheets.
 
 The BPF programs go on counting while no daemon runs (after a stop, a crash, during an
 upgrade: the next daemon takes over, nothing missed or counted twice). netacct detach
@@ -285,6 +295,18 @@ const LISTING_OPTIONS = {
   stats: [],
 } as const;
 
+/** A daemon that cannot be reached is one line and exit status 1, not a stack trace. */
+async function reportingUnreachable(run: () => Promise<number>): Promise<number> {
+  const { ApiUnreachableError } = await import('./api-client.js');
+  try {
+    return await run();
+  } catch (err) {
+    if (!(err instanceof ApiUnreachableError)) throw err;
+    process.stderr.write(`netacct: ${printable(err.message)}\n`);
+    return 1;
+  }
+}
+
 async function listingCommand(command: keyof typeof LISTING_OPTIONS, args: string[]): Promise<number> {
   const names: readonly string[] = LISTING_OPTIONS[command];
   const { values } = parseArgs({
@@ -300,16 +322,15 @@ async function listingCommand(command: keyof typeof LISTING_OPTIONS, args: strin
   const given = values as Record<string, string | boolean | undefined>;
   const query = Object.fromEntries(names.map((name) => [name, given[name] as string | undefined]));
   // Loaded only for these commands: the daemon need not carry the API client.
-  const { ApiUnreachableError } = await import('./api-client.js');
   const { listingRequest, runListing } = await import('./listing.js');
   const path = command === 'stats' ? '/v1/stats' : listingRequest(command, query);
-  try {
-    return await runListing(command, apiSocketFor(values['api-socket']), path, values.json ?? false);
-  } catch (err) {
-    if (!(err instanceof ApiUnreachableError)) throw err;
-    process.stderr.write(`netacct: ${printable(err.message)}\n`);
-    return 1;
-  }
+  return reportingUnreachable(() => runListing(command, apiSocketFor(values['api-socket']), path, values.json ?? false));
+}
+
+async function historyCommand(args: string[]): Promise<number> {
+  const { HISTORY_OPTIONS, attachOptionValues, runHistory } = await import('./history.js');
+  const { values } = parseArgs({ args: attachOptionValues(args), options: HISTORY_OPTIONS, strict: true, allowPositionals: false });
+  return reportingUnreachable(() => runHistory(apiSocketFor(values['api-socket']), values));
 }
 
 async function detachCommand(args: string[]): Promise<number> {
@@ -369,6 +390,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (command === 'daemon') return await daemonCommand(rest);
     if (command === 'ps' || command === 'cgroups' || command === 'peers' || command === 'stats') return await listingCommand(command, rest);
+    if (command === 'history') return await historyCommand(rest);
     if (command === 'top') return await topCommand(rest);
     if (command === 'detach') return await detachCommand(rest);
     throw new UsageError(command === undefined ? 'no command given' : `unknown command '${command}'`);

@@ -4,20 +4,11 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { humanBytes } from '../cli/listing.js';
-import { NETACCT, NETACCT_FOR_OTHERS, TestDaemon } from './helpers/daemon.js';
+import { netacct } from './helpers/cli-run.js';
+import { NETACCT_FOR_OTHERS, TestDaemon } from './helpers/daemon.js';
 import { asNobody } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 import { TrafficChild } from './helpers/traffic.js';
-
-async function netacct(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(NETACCT, args);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const failed = err as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
 
 test.each([
   [0, '0B'],
