@@ -215,6 +215,7 @@ export class Collector {
     const chores = this.table.apply(read, Date.now());
     this.kernel.freeSlots(chores.freeSlots);
     this.kernel.deleteOverflow(chores.deleteOverflow);
+    this.table.handToForgotten(chores);
     // Processes exited: their peers are read a last time and leave the kernel.
     if (this.peers && this.table.latestExitSeq !== latestExitSeq) {
       this.readPeers(this.peers, new Set(this.table.exitedAfter(latestExitSeq).map((entry) => entry.tgid)));

@@ -59,6 +59,13 @@ export interface KernelChores {
   freeSlots: number[];
   /** Overflow entries of exited processes: delete them. */
   deleteOverflow: OverflowSample[];
+  /**
+   * The parts read for the last time: once freed and deleted in the kernel,
+   * handed to the forgotten totals (handToForgotten). In that order: a
+   * daemon killed before the kernel frees them reads them again (counted
+   * once), never counts them in both places.
+   */
+  settled: Array<{ entry: ProcessEntry; cgroupId: number; counters: ArrayLike<number> }>;
 }
 
 export interface ProcessTableOptions {
@@ -84,10 +91,13 @@ const RATES_WANTED_MS = 60_000;
 /** A live process that live reads stop listing without an exit record exited unseen. */
 const MISSED_READS_BEFORE_LOST = 2;
 
-/** A process's counters per cgroup id, all parts summed. */
-export function countersByCgroup(entry: ProcessEntry): Map<number, number[]> {
+/**
+ * A process's counters per cgroup id, all parts summed; without its settled
+ * parts when `withSettled` is false (they are in the forgotten totals already).
+ */
+export function countersByCgroup(entry: ProcessEntry, withSettled = true): Map<number, number[]> {
   const byCgroup = new Map<number, number[]>();
-  for (const [cgroupId, counters] of entry.settled ?? []) addUnder(byCgroup, cgroupId, counters);
+  if (withSettled) for (const [cgroupId, counters] of entry.settled ?? []) addUnder(byCgroup, cgroupId, counters);
   if (entry.hasSlot) addUnder(byCgroup, entry.slotCgroupId, entry.slotCounters);
   for (const [cgroupId, counters] of entry.overflow ?? []) addUnder(byCgroup, cgroupId, counters);
   return byCgroup;
@@ -121,6 +131,14 @@ export class ProcessTable {
   droppedExits = 0;
   /** Told of each process just before it is forgotten, its counters final (history takes its last traffic). */
   onForget: ((entry: ProcessEntry) => void) | null = null;
+  /**
+   * Told of what the table adds to the forgotten totals (history: that growth
+   * is accounted for): a part read for the last time (settledFrom: its
+   * process), or what is left of a process forgotten; and whether it is of a
+   * process already forgotten (one dropped while it held its slot, whose slot
+   * is read for the last time later).
+   */
+  onForgottenAdded: ((cgroupId: number, counters: ArrayLike<number>, settledFrom: ProcessEntry | null, ofForgotten: boolean) => void) | null = null;
   constructor(
     private readonly options: ProcessTableOptions,
     /** Per cgroup, the counters of exited processes already forgotten. */
@@ -129,17 +147,36 @@ export class ProcessTable {
 
   /**
    * At shutdown: adds to the forgotten totals (which survive a restart) what
-   * the kernel will not hold after it: every part of an exited process but a
-   * slot still held, and the settled parts of live ones (their slot and
-   * overflow entries stay in the pinned maps).
+   * the kernel will not hold after it: the overflow parts of exited
+   * processes (deleted from the kernel). Settled parts are there already,
+   * and slots and live processes' overflow entries stay in the pinned maps.
    */
   handOver(): void {
-    for (const sameTgid of this.entries.values()) {
-      for (const entry of sameTgid) {
-        for (const [cgroupId, counters] of entry.settled ?? []) this.forgotten.add(cgroupId, counters);
-        if (entry.exit) for (const [cgroupId, counters] of entry.overflow ?? []) this.forgotten.add(cgroupId, counters);
-      }
-    }
+    this.forEachEntry((entry) => {
+      if (entry.exit) for (const [cgroupId, counters] of entry.overflow ?? []) this.toForgotten(cgroupId, counters);
+    });
+  }
+
+  /**
+   * Adds to the forgotten totals, which are pinned: at once for a part read
+   * for the last time (settled), so that a daemon killed before it forgets
+   * the process loses nothing; the rest when it is forgotten.
+   */
+  private toForgotten(cgroupId: number, counters: ArrayLike<number>, settledFrom: ProcessEntry | null = null): void {
+    this.forgotten.add(cgroupId, counters);
+    this.onForgottenAdded?.(cgroupId, counters, settledFrom, settledFrom !== null && isForgotten(settledFrom));
+  }
+
+  /** A part of a process read for the last time: kept with the process, and for the forgotten totals once the kernel let it go. */
+  private settle(entry: ProcessEntry, cgroupId: number, counters: ArrayLike<number>, chores: KernelChores): void {
+    entry.settled ??= new Map();
+    addUnder(entry.settled, cgroupId, counters);
+    chores.settled.push({ entry, cgroupId, counters: Array.from(counters) });
+  }
+
+  /** The parts of `chores.settled`, freed in the kernel: now in the forgotten totals (pinned), so that a daemon killed later loses none. */
+  handToForgotten(chores: KernelChores): void {
+    for (const { entry, cgroupId, counters } of chores.settled) this.toForgotten(cgroupId, counters, entry);
   }
 
   /** The cgroups that processes in the table are or were counted in. */
@@ -166,16 +203,15 @@ export class ProcessTable {
 
   /**
    * Counters per cgroup id: of every process in the table that `include`
-   * admits and, when `withForgotten`, of exited processes already forgotten.
+   * admits and, when `withForgotten`, of exited processes already forgotten
+   * (and the parts already settled, which the forgotten totals hold).
    */
   cgroupTotals(include: (entry: ProcessEntry) => boolean, withForgotten: boolean): Map<number, number[]> {
     const totals = new Map<number, number[]>();
     if (withForgotten) for (const [cgroupId, counters] of this.forgotten.entries()) addUnder(totals, cgroupId, counters);
-    for (const sameTgid of this.entries.values()) {
-      for (const entry of sameTgid) {
-        if (include(entry)) for (const [cgroupId, counters] of countersByCgroup(entry)) addUnder(totals, cgroupId, counters);
-      }
-    }
+    this.forEachEntry((entry) => {
+      if (include(entry)) for (const [cgroupId, counters] of countersByCgroup(entry, !withForgotten)) addUnder(totals, cgroupId, counters);
+    });
     return totals;
   }
 
@@ -256,7 +292,7 @@ export class ProcessTable {
 
   /** Merges one kernel read and says what to free in the kernel. */
   apply(read: KernelRead, nowMs: number): KernelChores {
-    const chores: KernelChores = { freeSlots: [], deleteOverflow: [] };
+    const chores: KernelChores = { freeSlots: [], deleteOverflow: [], settled: [] };
     const exiting = new Set<ProcessEntry>();
 
     for (const info of read.exited) {
@@ -288,7 +324,7 @@ export class ProcessTable {
         if (state === SlotState.exited && !entry.exit) exiting.add(entry);
         const since = state === SlotState.active ? nowMs : (this.settling.get(index) ?? nowMs);
         if (state !== SlotState.active && nowMs - since >= this.options.slotSettleMs) {
-          settle(entry, cgroupId, counters);
+          this.settle(entry, cgroupId, counters, chores);
           entry.hasSlot = false;
           chores.freeSlots.push(index);
         } else {
@@ -369,7 +405,7 @@ export class ProcessTable {
         chores.deleteOverflow.push(...entry.overflowParts);
         entry.overflowParts = [];
         // Read for the last time: settled, so that a process revived after all adds its new parts on top.
-        for (const [cgroupId, counters] of entry.overflow ?? []) settle(entry, cgroupId, counters);
+        for (const [cgroupId, counters] of entry.overflow ?? []) this.settle(entry, cgroupId, counters, chores);
         entry.overflow = null;
       }
     }
@@ -472,18 +508,14 @@ export class ProcessTable {
       (entry) => !entry.hasSlot,
       (entry) => {
         this.onForget?.(entry);
-        for (const [cgroupId, counters] of countersByCgroup(entry)) this.forgotten.add(cgroupId, counters);
+        // Settled parts are there already; a slot still held (an entry dropped past maxExited) goes there when it settles.
+        for (const [cgroupId, counters] of entry.overflow ?? []) this.toForgotten(cgroupId, counters);
         this.forget(entry);
       },
     );
   }
 }
 
-
-function settle(entry: ProcessEntry, cgroupId: number, counters: ArrayLike<number>): void {
-  entry.settled ??= new Map();
-  addUnder(entry.settled, cgroupId, counters);
-}
 
 const scratchSum = zeroCounters();
 

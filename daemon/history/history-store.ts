@@ -7,7 +7,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { HISTORY_APPLICATION_ID, HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD, migrate } from './schema.js';
+import type { Position } from './position-ledger.js';
+import { HISTORY_APPLICATION_ID, HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD, SCHEMA_VERSION, migrate } from './schema.js';
 
 export interface TierSetting {
   bucketSeconds: number;
@@ -29,7 +30,7 @@ export interface NamedTraffic {
 export interface StoredPosition {
   /** Which kernel counters the positions are of (boot and maps); null in a new file. */
   identity: string | null;
-  positions: Map<string, number[]>;
+  positions: Map<string, Position>;
   forgotten: Map<number, number[]>;
   /** The newest base bucket written, or null. */
   lastBucket: number | null;
@@ -42,7 +43,7 @@ export interface FlushWrite {
   bucket: number;
   nowSeconds: number;
   traffic: NamedTraffic[];
-  changed: Map<string, number[]>;
+  changed: Map<string, Position>;
   removed: Set<string>;
   /** `changed` is every position: the file's are replaced (and its forgotten totals written whole). */
   replacePositions: boolean;
@@ -69,11 +70,12 @@ export function historyFileError(err: unknown): HistoryFileError {
   if (err instanceof HistoryFileError) return err;
   const { errcode, code, message } = err as { errcode?: number; code?: string; message?: string };
   const primary = typeof errcode === 'number' ? errcode & 0xff : null;
-  const reason = code && !code.startsWith('ERR_SQLITE') ? `${code}: ${message}` : (message ?? String(err));
+  const reason = code && !code.startsWith('ERR_SQLITE') && !message?.startsWith(code) ? `${code}: ${message}` : (message ?? String(err));
   return new HistoryFileError(reason, primary === SQLITE_CORRUPT || primary === SQLITE_NOTADB);
 }
 
 const COLUMNS = HISTORY_COUNTERS.join(', ');
+const SETTLED_COLUMNS = HISTORY_COUNTERS.map((name) => `settled_${name}`).join(', ');
 const PLACES = HISTORY_COUNTERS.map(() => '?').join(', ');
 const SUMS = HISTORY_COUNTERS.map((name) => `SUM(${name})`).join(', ');
 /** Rows of one bucket are ordered by this: the top workloads are kept, the rest summed in `other`. */
@@ -152,6 +154,8 @@ export class HistoryStore {
         // A new file: incremental vacuum must be chosen before the first table.
         db.exec(`PRAGMA auto_vacuum = INCREMENTAL; PRAGMA application_id = ${HISTORY_APPLICATION_ID}`);
       }
+      // A newer netacct's file (after a downgrade) is left exactly as it is: not even its journal mode is set.
+      if (version > SCHEMA_VERSION) throw new HistoryFileError(`its schema is version ${version}, newer than this daemon's ${SCHEMA_VERSION}: history waits (a newer netacct wrote it)`, false);
       db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = ${WAL_LIMIT_BYTES}`);
       migrate(db);
       return new HistoryStore(file, db, options);
@@ -178,9 +182,10 @@ export class HistoryStore {
   /** The daemon's position as last written. */
   readPosition(): StoredPosition {
     const state = (key: string): unknown => (this.statement('SELECT value FROM state WHERE key = ?').get(key) as { value: unknown } | undefined)?.value ?? null;
-    const positions = new Map<string, number[]>();
-    for (const row of this.statement(`SELECT kind, a, b, cgroup_id, ${COLUMNS} FROM positions`).all() as Array<Record<string, number>>) {
-      positions.set(`${row.kind}:${row.a}:${row.b}:${row.cgroup_id}`, HISTORY_COUNTERS.map((name) => row[name]!));
+    const positions = new Map<string, Position>();
+    for (const row of this.statement(`SELECT kind, a, b, cgroup_id, ${COLUMNS}, ${SETTLED_COLUMNS} FROM positions`).all() as Array<Record<string, number | null>>) {
+      const settled = HISTORY_COUNTERS.map((name) => row[`settled_${name}`] ?? 0);
+      positions.set(`${row.kind}:${row.a}:${row.b}:${row.cgroup_id}`, { written: HISTORY_COUNTERS.map((name) => row[name]!), settled: settled.some((value) => value > 0) ? settled : null });
     }
     const forgotten = new Map<number, number[]>();
     for (const row of this.statement(`SELECT cgroup_id, ${COLUMNS} FROM forgotten`).all() as Array<Record<string, number>>) {
@@ -275,9 +280,10 @@ export class HistoryStore {
     if (flush.replacePositions) this.db.exec('DELETE FROM positions; DELETE FROM forgotten');
     const forgottenBefore = flush.replacePositions ? new Map<number, number[]>() : flush.forgottenBefore;
     const upsert = this.statement(
-      `INSERT INTO positions (kind, a, b, cgroup_id, ${COLUMNS}) VALUES (?, ?, ?, ?, ${PLACES}) ON CONFLICT (kind, a, b, cgroup_id) DO UPDATE SET ${HISTORY_COUNTERS.map((name) => `${name} = excluded.${name}`).join(', ')}`,
+      `INSERT OR REPLACE INTO positions (kind, a, b, cgroup_id, ${COLUMNS}, ${SETTLED_COLUMNS}) VALUES (?, ?, ?, ?, ${PLACES}, ${PLACES})`,
     );
-    for (const [key, counters] of flush.changed) upsert.run(...key.split(':').map(Number), ...counters);
+    const none = new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+    for (const [key, position] of flush.changed) upsert.run(...key.split(':').map(Number), ...position.written, ...(position.settled ?? none));
     const remove = this.statement('DELETE FROM positions WHERE kind = ? AND a = ? AND b = ? AND cgroup_id = ?');
     for (const key of flush.removed) remove.run(...key.split(':').map(Number));
     const setForgotten = this.statement(`INSERT OR REPLACE INTO forgotten (cgroup_id, ${COLUMNS}) VALUES (?, ${PLACES})`);

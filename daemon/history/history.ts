@@ -73,6 +73,7 @@ export class History {
   ) {
     this.bucket = this.bucketOf(Date.now());
     sources.table.onForget = (entry) => this.ledger?.onForget(entry);
+    sources.table.onForgottenAdded = (cgroupId, counters, settledFrom, ofForgotten) => this.ledger?.onForgottenAdded(cgroupId, counters, settledFrom, ofForgotten);
   }
 
   private get baseSeconds(): number {
@@ -246,5 +247,6 @@ export class History {
     this.store?.close();
     this.store = null;
     this.sources.table.onForget = null;
+    this.sources.table.onForgottenAdded = null;
   }
 }

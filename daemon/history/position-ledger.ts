@@ -43,11 +43,21 @@ export interface PositionKey {
   cgroupId: number;
 }
 
+/**
+ * What history has written of a counter (process part or unattributed row),
+ * and of a process part, how much of it the table handed to the forgotten
+ * totals (null: none).
+ */
+export interface Position {
+  written: number[];
+  settled: number[] | null;
+}
+
 /** One flush, planned: what to write, and the ledger's state once it is written. */
 export interface FlushPlan {
   traffic: Map<string, WorkloadTraffic>;
   /** Positions that changed (new values), and positions to delete. */
-  changed: Map<string, number[]>;
+  changed: Map<string, Position>;
   removed: Set<string>;
   /** The kernel's forgotten totals, as now accounted. */
   forgotten: Map<number, number[]>;
@@ -120,11 +130,13 @@ export class PositionLedger {
   private readonly pending = new Map<string, WorkloadTraffic>();
   /** Their positions, to delete at the next flush. */
   private readonly pendingRemoved = new Set<string>();
-  /** Per cgroup, what they handed to the forgotten totals. */
+  /** Positions whose settled part grew since the last flush (the file must have it). */
+  private readonly settledSince = new Set<string>();
+  /** Per cgroup, what the table handed to the forgotten totals of processes followed here. */
   private readonly handedOver = new Map<number, number[]>();
 
   constructor(
-    private readonly positions: Map<string, number[]>,
+    private readonly positions: Map<string, Position>,
     /** The forgotten totals (history's 8 counters) as last accounted. */
     private forgottenAccounted: Map<number, number[]>,
   ) {}
@@ -138,49 +150,94 @@ export class PositionLedger {
     return this.pending.size;
   }
 
-  /** Called as the table forgets an exited process: its last traffic, before its parts join the forgotten totals. */
-  onForget(entry: ProcessEntry): void {
-    for (const [cgroupId, counters] of countersByCgroup(entry)) {
-      const key = positionKey({ kind: 0, a: entry.tgid, b: entry.startNs, cgroupId });
-      const last = historyCounters(counters);
-      const delta = growth(last, this.positions.get(key));
-      if (delta) addTraffic(this.pending, processWorkload(entry, cgroupId), delta, [entry.tgid]);
-      addInto(this.handedOver, cgroupId, last);
-      if (this.positions.delete(key)) this.pendingRemoved.add(key);
+  /**
+   * A process part's counters: what the kernel still holds of it (its slot
+   * and overflow parts, as the table read them) and what went to the
+   * forgotten totals, as the ledger saw it go (settled): across a restart the
+   * table knows only the first, the file keeps the second.
+   */
+  private partValue(key: string, inKernel: ArrayLike<number> | undefined): number[] {
+    const value = inKernel ? historyCounters(inKernel) : new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+    const settled = this.positions.get(key)?.settled;
+    if (settled) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) value[i]! += settled[i]!;
+    return value;
+  }
+
+  /** The keys of `entry`'s parts, with what the kernel holds of each. */
+  private static parts(entry: ProcessEntry): Map<string, ArrayLike<number> | undefined> {
+    const parts = new Map<string, ArrayLike<number> | undefined>();
+    const inKernel = countersByCgroup(entry, false);
+    for (const cgroupId of new Set([...inKernel.keys(), ...(entry.settled?.keys() ?? [])])) {
+      parts.set(positionKey({ kind: 0, a: entry.tgid, b: entry.startNs, cgroupId }), inKernel.get(cgroupId));
     }
+    return parts;
+  }
+
+  /** Called as the table forgets an exited process: its last traffic. */
+  onForget(entry: ProcessEntry): void {
+    for (const [key, inKernel] of PositionLedger.parts(entry)) {
+      const delta = growth(this.partValue(key, inKernel), this.positions.get(key)?.written);
+      if (delta) addTraffic(this.pending, processWorkload(entry, parsePositionKey(key).cgroupId), delta, [entry.tgid]);
+      if (this.positions.delete(key)) this.pendingRemoved.add(key);
+      this.settledSince.delete(key);
+    }
+  }
+
+  /**
+   * Called as the table adds a part to the forgotten totals: that growth is
+   * accounted for (the part's traffic is written from its counters), and a
+   * part read for the last time (`settledFrom`, its process) is noted as
+   * settled. Of a process already forgotten, it is not: written as unseen.
+   */
+  onForgottenAdded(cgroupId: number, counters: ArrayLike<number>, settledFrom: ProcessEntry | null, ofForgotten: boolean): void {
+    if (ofForgotten) return;
+    const folded = historyCounters(counters);
+    addInto(this.handedOver, cgroupId, folded);
+    if (!settledFrom) return;
+    const key = positionKey({ kind: 0, a: settledFrom.tgid, b: settledFrom.startNs, cgroupId });
+    let position = this.positions.get(key);
+    if (!position) this.positions.set(key, (position = { written: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), settled: null }));
+    position.settled ??= new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+    for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) position.settled[i]! += folded[i]!;
+    this.settledSince.add(key);
   }
 
   /** What has grown since the last flush, and the state after it; changes nothing. */
   plan(sources: LedgerSources): FlushPlan {
     const traffic = new Map<string, WorkloadTraffic>();
     for (const [key, pending] of this.pending) traffic.set(key, { ...pending, counters: [...pending.counters], pids: [...pending.pids] });
-    const changed = new Map<string, number[]>();
+    const changed = new Map<string, Position>();
+    for (const key of this.settledSince) changed.set(key, copyPosition(this.positions.get(key)!));
     const seen = new Set<string>();
     const account = (key: string, now: number[], workload: Workload, pids: readonly number[]): void => {
       seen.add(key);
-      const delta = growth(now, this.positions.get(key));
+      const position = this.positions.get(key);
+      const delta = growth(now, position?.written);
       if (!delta) return;
       addTraffic(traffic, workload, delta, pids);
-      changed.set(key, now.map((value, i) => Math.max(value, this.positions.get(key)?.[i] ?? 0)));
+      changed.set(key, { written: now.map((value, i) => Math.max(value, position?.written[i] ?? 0)), settled: position?.settled ? [...position.settled] : null });
     };
     sources.forEachEntry((entry) => {
       const pids = [entry.tgid];
-      for (const [cgroupId, counters] of countersByCgroup(entry)) {
-        account(positionKey({ kind: 0, a: entry.tgid, b: entry.startNs, cgroupId }), historyCounters(counters), processWorkload(entry, cgroupId), pids);
+      for (const [key, inKernel] of PositionLedger.parts(entry)) {
+        account(key, this.partValue(key, inKernel), processWorkload(entry, parsePositionKey(key).cgroupId), pids);
       }
     });
     for (const row of sources.unattributed) {
       const uid = row.uid === HOST_UID ? null : row.uid;
       account(positionKey({ kind: 1, a: row.uid, b: 0, cgroupId: row.cgroupId }), historyCounters(row.counters), { cgroupId: row.cgroupId, command: UNATTRIBUTED_COMMAND, uid }, []);
     }
-    // Parts gone without a forget (across a restart, folded rows): their counters went to the forgotten totals.
+    // Parts gone without a forget (across a restart, folded rows): what was
+    // written of them beyond what was settled is in the forgotten totals'
+    // growth (they went there), and accounted for.
     const removed = new Set(this.pendingRemoved);
     const explained = new Map<number, number[]>();
     for (const [cgroupId, counters] of this.handedOver) addInto(explained, cgroupId, counters);
     for (const [key, position] of this.positions) {
       if (seen.has(key)) continue;
       removed.add(key);
-      addInto(explained, parsePositionKey(key).cgroupId, position);
+      changed.delete(key);
+      addInto(explained, parsePositionKey(key).cgroupId, position.written.map((value, i) => Math.max(0, value - (position.settled?.[i] ?? 0))));
     }
     const forgotten = new Map<number, number[]>();
     for (const [cgroupId, counters] of sources.forgotten) forgotten.set(cgroupId, historyCounters(counters));
@@ -196,7 +253,7 @@ export class PositionLedger {
   }
 
   /** Every position once `plan` is committed: for a file that must be given all of them. */
-  positionsAfter(plan: FlushPlan): Map<string, number[]> {
+  positionsAfter(plan: FlushPlan): Map<string, Position> {
     const after = new Map(this.positions);
     for (const [key, position] of plan.changed) after.set(key, position);
     for (const key of plan.removed) after.delete(key);
@@ -205,13 +262,23 @@ export class PositionLedger {
 
   /** The plan was written: it is now the ledger's state. */
   commit(plan: FlushPlan): void {
-    for (const [key, position] of plan.changed) this.positions.set(key, position);
+    for (const [key, position] of plan.changed) {
+      const current = this.positions.get(key);
+      // A part settled again between the plan and now keeps what it settled since.
+      if (current?.settled && position.settled && current.settled.some((value, i) => value !== position.settled![i])) position.settled = [...current.settled];
+      else this.settledSince.delete(key);
+      this.positions.set(key, position);
+    }
     for (const key of plan.removed) this.positions.delete(key);
     this.pending.clear();
     this.pendingRemoved.clear();
     this.handedOver.clear();
     this.forgottenAccounted = plan.forgotten;
   }
+}
+
+function copyPosition(position: Position): Position {
+  return { written: [...position.written], settled: position.settled ? [...position.settled] : null };
 }
 
 function addInto(sums: Map<number, number[]>, key: number, counters: readonly number[]): void {

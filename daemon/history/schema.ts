@@ -51,14 +51,16 @@ const VERSION_1 = `
     PRIMARY KEY (tier, bucket, workload)
   ) WITHOUT ROWID;
   -- What the daemon has already written of each process's counters per cgroup
-  -- (kind 0: tgid, start time) and of each unattributed row (kind 1: uid, 0):
-  -- written in the same transaction as the traffic rows.
+  -- (kind 0: tgid, start time) and of each unattributed row (kind 1: uid, 0),
+  -- and how much of a process's part the daemon moved to the forgotten totals
+  -- (settled_*): written in the same transaction as the traffic rows.
   CREATE TABLE positions (
     kind INTEGER NOT NULL,
     a INTEGER NOT NULL,
     b INTEGER NOT NULL,
     cgroup_id INTEGER NOT NULL,
     ${counterColumns},
+    ${HISTORY_COUNTERS.map((name) => `settled_${name} INTEGER NOT NULL`).join(', ')},
     PRIMARY KEY (kind, a, b, cgroup_id)
   ) WITHOUT ROWID;
   -- The kernel's totals of forgotten processes per cgroup id, as last accounted.

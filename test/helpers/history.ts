@@ -1,0 +1,56 @@
+// Asking a test daemon's history, and timing traffic inside its buckets.
+import { apiGet } from './api-client.js';
+import type { TestDaemon } from './daemon.js';
+
+/** The 8 counters of a history row, as the API's series and the file hold them. */
+export type HistoryCounters = number[];
+
+/** `calls` exchanges of the interactive scenario (UDP/IPv4, 100 bytes each way), as history counts them. */
+export function udpExchanges(calls: number): HistoryCounters {
+  return [0, 0, 0, 0, calls, calls * 100, calls, calls * 100];
+}
+
+export function sumCounters(...all: HistoryCounters[]): HistoryCounters {
+  const sum = new Array<number>(8).fill(0);
+  for (const counters of all) for (let i = 0; i < 8; i++) sum[i]! += counters[i]!;
+  return sum;
+}
+
+/** A group of the answer as its 8 counters. */
+export function flatCounters(group: { counters: { tcp: any; udp: any } }): HistoryCounters {
+  const { tcp, udp } = group.counters;
+  return [tcp.send.calls, tcp.send.bytes, tcp.recv.calls, tcp.recv.bytes, udp.send.calls, udp.send.bytes, udp.recv.calls, udp.recv.bytes];
+}
+
+/** GET /v1/history with these parameters; throws unless 200. */
+export async function historyOf(daemon: TestDaemon, parameters: Record<string, string>): Promise<any> {
+  const answer = await apiGet(daemon.apiSocketPath, `/v1/history?${new URLSearchParams(parameters)}`);
+  if (answer.status !== 200) throw new Error(`/v1/history: ${answer.status} ${JSON.stringify(answer.body)}`);
+  return answer.body;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until the middle of the next bucket of `seconds`: traffic made now lands in it, whatever the flush's delay. */
+export async function middleOfNextBucket(seconds: number): Promise<number> {
+  const size = seconds * 1000;
+  const next = Math.floor(Date.now() / size) * size + size;
+  await sleep(next + size / 2 - Date.now());
+  return next / 1000;
+}
+
+/** Waits until the bucket of `seconds` that holds now has ended and been flushed (its flush runs 50 ms after the end). */
+export async function afterThisBucket(seconds: number): Promise<void> {
+  const size = seconds * 1000;
+  await sleep(Math.floor(Date.now() / size) * size + size + 400 - Date.now());
+}
+
+/** Polls until `done` holds for the answer (history flushes at bucket ends), for at most `timeoutMs`. */
+export async function historyUntil(daemon: TestDaemon, parameters: Record<string, string>, done: (answer: any) => boolean, timeoutMs = 15_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const answer = await historyOf(daemon, parameters);
+    if (done(answer) || Date.now() > deadline) return answer;
+    await sleep(250);
+  }
+}
