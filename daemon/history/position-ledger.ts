@@ -195,10 +195,11 @@ export class PositionLedger {
     addInto(this.handedOver, cgroupId, folded);
     if (!settledFrom) return;
     const key = positionKey({ kind: 0, a: settledFrom.tgid, b: settledFrom.startNs, cgroupId });
-    let position = this.positions.get(key);
-    if (!position) this.positions.set(key, (position = { written: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), settled: null }));
-    position.settled ??= new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
-    for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) position.settled[i]! += folded[i]!;
+    // Replaced, never changed in place: a plan or a file's copy may hold the old one.
+    const position = this.positions.get(key);
+    const settled = position?.settled ? [...position.settled] : new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+    for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) settled[i]! += folded[i]!;
+    this.positions.set(key, { written: position?.written ?? new Array<number>(HISTORY_COUNTER_COUNT).fill(0), settled });
     this.settledSince.add(key);
   }
 
