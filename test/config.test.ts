@@ -36,6 +36,11 @@ test.each([
   [{ listen: '127.0.0.1:70000' }, 'listen: the port must be 0 to 65535'],
   [{ metricsTopProcesses: 5000 }, "metricsTopProcesses: Too big: expected number to be <=1000"],
   [{ threads: 'yes' }, 'threads: Invalid input: expected boolean, received string'],
+  [{ historyTiers: [{ bucket: '1m', keep: '2 days' }] }, 'historyTiers.0.keep: must be a duration such as "90s", "10m", "48h", "31d", "13mo" or "5y"'],
+  [{ historyTiers: [{ bucket: '1m', keep: '48h' }, { bucket: '90s', keep: '31d' }] }, "historyTiers.1.bucket: must be a whole multiple of the tier before's (1m), and longer"],
+  [{ historyTiers: [{ bucket: '1m', keep: '48h' }, { bucket: '10m', keep: '1h' }] }, "historyTiers.1.keep: must be longer than the tier before's (48h)"],
+  [{ historyTiers: [] }, 'historyTiers: Too small'],
+  [{ historyFile: 'history.db' }, 'historyFile: must be an absolute path'],
   ['{"slots": ', 'not valid JSON'],
 ])('a bad configuration file %j: one line naming it, exit code 2, nothing started', (content, message) => {
   const file = configFile(content);
