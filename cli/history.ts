@@ -83,6 +83,8 @@ interface HistoryGroup {
   container?: string | null;
   command?: string | null;
   uid?: number | null;
+  peer?: string | null;
+  port?: number | null;
   other?: string;
   counters: Counters;
   total: { bytes: number; calls: number };
@@ -123,16 +125,21 @@ const NAME_COLUMNS: Record<Grouping, Array<{ header: string; cell: (group: Histo
   cgroup: [{ header: 'CGROUP', cell: (group) => optional(group.cgroup) }],
   command: [{ header: 'COMMAND', cell: (group) => optional(group.command) }],
   user: [{ header: 'UID', cell: (group) => optional(group.uid), rightAligned: true }],
+  peer: [
+    { header: 'PEER', cell: (group) => optional(group.peer) },
+    { header: 'PORT', cell: (group) => optional(group.port), rightAligned: true },
+  ],
 };
 
 /** The fields of each grouping's key in CSV, all of them (the table shortens some). */
-const CSV_FIELDS: Record<Grouping, Array<'command' | 'uid' | 'cgroup' | 'unit' | 'container'>> = {
+const CSV_FIELDS: Record<Grouping, Array<'command' | 'uid' | 'cgroup' | 'unit' | 'container' | 'peer' | 'port'>> = {
   workload: ['command', 'uid', 'cgroup', 'unit', 'container'],
   unit: ['unit'],
   container: ['container'],
   cgroup: ['cgroup'],
   command: ['command'],
   user: ['uid'],
+  peer: ['peer', 'port'],
 };
 
 const bytesOf = (c: Counters): number => c.tcp.send.bytes + c.tcp.recv.bytes + c.udp.send.bytes + c.udp.recv.bytes;

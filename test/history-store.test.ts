@@ -22,7 +22,7 @@ const TIERS: TierSetting[] = [
 
 function openStore(options: { rowsPerBucket?: number; maxBytes?: number; file?: string } = {}): HistoryStore {
   const file = options.file ?? path.join(dir, `h${++files}.db`);
-  return HistoryStore.open(file, { tiers: TIERS, rowsPerBucket: options.rowsPerBucket ?? 100, maxBytes: options.maxBytes ?? 1 << 30, readerGroup: null }, (message) => {
+  return HistoryStore.open(file, { tiers: TIERS, peerTiers: [], rowsPerBucket: options.rowsPerBucket ?? 100, maxBytes: options.maxBytes ?? 1 << 30, readerGroup: null }, (message) => {
     throw new Error(`moved aside: ${message}`);
   });
 }
@@ -32,7 +32,7 @@ const traffic = (command: string, bytes: number): NamedTraffic => ({ cgroup: '/t
 
 /** Writes `list` into base bucket `bucket`, the clock at `nowSeconds`. */
 function write(store: HistoryStore, bucket: number, nowSeconds: number, list: NamedTraffic[]): void {
-  store.write({ identity: 'test', bucket, nowSeconds, traffic: list, changed: new Map(), removed: new Set(), replacePositions: false, forgottenBefore: new Map(), forgottenAfter: new Map() });
+  store.write({ identity: 'test', bucket, nowSeconds, traffic: list, changed: new Map(), removed: new Set(), replacePositions: false, forgottenBefore: new Map(), forgottenAfter: new Map(), peers: null });
 }
 
 /** The rows of a tier: bucket, command, bytes sent. */
@@ -128,8 +128,9 @@ test('a file of schema version 1 is migrated, its rows kept; the file is 0640', 
   db.close();
   const store = openStore({ file });
   try {
-    expect(SCHEMA_VERSION).toBe(2);
-    expect((store.reader.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(2);
+    expect(SCHEMA_VERSION).toBe(3);
+    expect((store.reader.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(3);
+    expect(store.reader.prepare('SELECT count(*) AS n FROM peer_traffic').get()).toEqual({ n: 0 });
     expect(rows(store, 60)).toEqual([{ bucket: T0, command: 'old', bytes: 500 }]);
     expect((fs.statSync(file).mode & 0o777).toString(8)).toBe('640');
   } finally {

@@ -308,6 +308,56 @@ describeWithBpf('history (real daemon, real BPF, real traffic)', () => {
     }
   });
 
+  test('with --peers: rows per (workload, peer, port) in the second and third tiers, each exactly what the process counted with that peer', async () => {
+    const cgroup = ScratchCgroup.create('history-peers');
+    const file = path.join(scratchDir('history'), 'history.db');
+    const daemon = await TestDaemon.start(['--peers', '--history-tiers', '1s:1h,2s:1d,4s:7d', '--history-file', file]);
+    let child: TrafficChild | null = null;
+    try {
+      const from = (await middleOfNextBucket(4)) - 4;
+      child = await TrafficChild.startIn(cgroup, 'peers'); // its traffic, then it waits
+      const rows = (await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}/peers`)).body;
+      // The API's rows, as history names them: the address ("(unknown)"), and the port that tells the service.
+      const expected = new Map<string, number[]>();
+      for (const row of rows.peers) {
+        const key = `${row.address ?? '(unknown)'} ${row.port ?? row.localPort ?? 0}`;
+        expected.set(key, sumCounters(expected.get(key) ?? new Array(8).fill(0), flatCounters(row)));
+      }
+      const total = flatCounters(rows);
+      const parameters = { from: iso(from), by: 'peer', cgroup: cgroup.relativePath, limit: '1000' };
+      const answer = await historyUntil(daemon, parameters, (ans) => JSON.stringify(sumCounters(...ans.groups.map(flatCounters))) === JSON.stringify(total));
+      expect(answer.tier).toBe('2s');
+      expect(sumCounters(...answer.groups.map(flatCounters))).toEqual(total);
+      expect(new Map(answer.groups.map((group: any) => [`${group.peer} ${group.port}`, flatCounters(group)]))).toEqual(expected);
+      // The 4-second tier sums the 2-second one, once its buckets end.
+      await afterThisBucket(4);
+      await sleep(1000);
+      const db = new DatabaseSync(file, { readOnly: true });
+      try {
+        const sum = (tier: number) =>
+          db.prepare(`SELECT ${HISTORY_COUNTERS.map((name) => `coalesce(sum(p.${name}), 0) AS ${name}`).join(', ')} FROM peer_traffic p JOIN workloads w ON w.id = p.workload WHERE p.tier = ? AND w.cgroup = ?`).get(tier, cgroup.relativePath) as Record<string, number>;
+        expect(HISTORY_COUNTERS.map((name) => sum(4)[name])).toEqual(total);
+        expect(HISTORY_COUNTERS.map((name) => sum(2)[name])).toEqual(total);
+        expect(db.prepare('SELECT count(*) AS n FROM peer_traffic WHERE tier = 1').get()).toEqual({ n: 0 }); // not in the base tier
+      } finally {
+        db.close();
+      }
+      // Without --peers, by=peer says why.
+      const off = await TestDaemon.start(TIERS);
+      try {
+        const refused = await apiGet(off.apiSocketPath, '/v1/history?by=peer');
+        expect(refused.status).toBe(400);
+        expect(refused.body.error).toContain('--peers');
+      } finally {
+        await off.stop();
+      }
+    } finally {
+      await child?.finish();
+      await daemon.stop();
+      cgroup.remove();
+    }
+  });
+
   test("a user who does not see every process gets its own workloads' rows only; bad parameters are a 400 naming them", async () => {
     const daemon = await TestDaemon.start(TIERS);
     const cgroup = ScratchCgroup.create('history-nobody');

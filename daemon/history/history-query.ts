@@ -5,7 +5,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import { HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD } from './schema.js';
 import type { TierSetting } from './history-store.js';
 
-export const GROUPINGS = ['workload', 'unit', 'container', 'cgroup', 'command', 'user'] as const;
+export const GROUPINGS = ['workload', 'unit', 'container', 'cgroup', 'command', 'user', 'peer'] as const;
 export type Grouping = (typeof GROUPINGS)[number];
 
 export interface HistoryQuery {
@@ -65,6 +65,8 @@ const GROUP_EXPRESSIONS: Record<Grouping, { expression: string; fields: string[]
   cgroup: { expression: 'w.cgroup', fields: ['cgroup'] },
   command: { expression: 'w.command', fields: ['command'] },
   user: { expression: 'w.uid', fields: ['uid'] },
+  // From the peer rows (the daemon runs with --peers): the peer's address and port.
+  peer: { expression: "t.peer || ' ' || t.port", fields: ['peer', 'port'] },
 };
 
 const FILTER_COLUMNS = { uid: 'w.uid', command: 'w.command', cgroup: 'w.cgroup', unit: 'w.unit', container: 'w.container' } as const;
@@ -74,8 +76,10 @@ export function tierFor(tiers: readonly TierSetting[], fromSeconds: number, nowS
   return tiers.find((tier) => nowSeconds - tier.keepSeconds <= fromSeconds) ?? tiers.at(-1)!;
 }
 
+/** `tiers`: those that hold the rows asked for (for by=peer, the peer tiers). */
 export function queryHistory(db: DatabaseSync, tiers: readonly TierSetting[], query: HistoryQuery): HistoryAnswer {
   if (query.toSeconds <= query.fromSeconds) throw new HistoryQueryError('to', 'must be after from');
+  if (tiers.length === 0) throw new HistoryQueryError('by', 'per-peer rows are kept only while the daemon counts per peer (--peers)');
   const tier = tierFor(tiers, query.fromSeconds, query.nowSeconds);
   const size = tier.bucketSeconds;
   const range = query.toSeconds - query.fromSeconds;
@@ -104,8 +108,9 @@ export function queryHistory(db: DatabaseSync, tiers: readonly TierSetting[], qu
   const sql =
     `SELECT CASE WHEN w.id = ${OTHER_WORKLOAD} THEN NULL ELSE ${grouping.expression} END AS g, w.id = ${OTHER_WORKLOAD} AS other, ` +
     `(t.bucket - ${startSeconds}) / ${step} AS s, ${HISTORY_COUNTERS.map((name) => `SUM(t.${name})`).join(', ')}, ` +
-    `max(w.cgroup) AS cgroup, max(w.unit) AS unit, max(w.container) AS container, max(w.command) AS command, max(w.uid) AS uid ` +
-    `FROM traffic t JOIN workloads w ON w.id = t.workload WHERE ${where.join(' AND ')} GROUP BY other, g, s`;
+    `max(w.cgroup) AS cgroup, max(w.unit) AS unit, max(w.container) AS container, max(w.command) AS command, max(w.uid) AS uid` +
+    `${query.by === 'peer' ? ', max(t.peer) AS peer, max(t.port) AS port' : ''} ` +
+    `FROM ${query.by === 'peer' ? 'peer_traffic' : 'traffic'} t JOIN workloads w ON w.id = t.workload WHERE ${where.join(' AND ')} GROUP BY other, g, s`;
   const rows = db.prepare(sql).all(...parameters) as Array<Record<string, number | string | null>>;
 
   const groups = new Map<string, HistoryGroup>();

@@ -32,6 +32,8 @@ export interface StoredPosition {
   identity: string | null;
   positions: Map<string, Position>;
   forgotten: Map<number, number[]>;
+  /** Of each process's peer rows (tgid:startNs:row). */
+  peerPositions: Map<string, number[]>;
   /** The newest base bucket written, or null. */
   lastBucket: number | null;
 }
@@ -49,6 +51,8 @@ export interface FlushWrite {
   replacePositions: boolean;
   forgottenBefore: Map<number, number[]>;
   forgottenAfter: Map<number, number[]>;
+  /** Null when per-peer counting is off. */
+  peers: PeerFlushWrite | null;
 }
 
 /** SQLite result codes (the primary code: the low byte) that mean the file itself is bad. */
@@ -82,15 +86,46 @@ const SUMS = HISTORY_COUNTERS.map((name) => `SUM(${name})`).join(', ');
 const bytesOf = (counters: readonly number[]): number => counters[1]! + counters[3]! + counters[5]! + counters[7]!;
 const callsOf = (counters: readonly number[]): number => counters[0]! + counters[2]! + counters[4]! + counters[6]!;
 
-/** A row being written: a workload id and its sums. */
+/** The two row tables: per workload (every tier), and per workload and peer (the peer tiers). */
+interface RowKind {
+  table: 'traffic' | 'peer_traffic';
+  /** The columns that tell a bucket's rows apart (the first: the workload). */
+  keys: readonly string[];
+  /** The key of the `other` row. */
+  other: ReadonlyArray<string | number>;
+  withPids: boolean;
+  /** Where each of its coarser tiers stands in `state`. */
+  rolledUpKey: (size: number) => string;
+}
+const WORKLOAD_ROWS: RowKind = { table: 'traffic', keys: ['workload'], other: [OTHER_WORKLOAD], withPids: true, rolledUpKey: (size) => `rolled_up_${size}` };
+const PEER_ROWS: RowKind = { table: 'peer_traffic', keys: ['workload', 'peer', 'port'], other: [OTHER_WORKLOAD, '', 0], withPids: false, rolledUpKey: (size) => `peer_rolled_up_${size}` };
+
+/** A row being written: its key (a workload id, and for peers the peer and port) and its sums. */
 interface BucketRow {
-  workload: number;
+  key: Array<string | number>;
   counters: number[];
   pids: string;
 }
 
+/** A workload's traffic with one peer in a bucket, named as the file stores it. */
+export interface NamedPeerTraffic extends Omit<NamedTraffic, 'pids'> {
+  peer: string;
+  port: number;
+}
+
+/** The peer rows of one flush (the daemon runs with --peers). */
+export interface PeerFlushWrite {
+  traffic: NamedPeerTraffic[];
+  changed: Map<string, number[]>;
+  removed: Set<string>;
+  /** `changed` is every position: the file's are replaced. */
+  replacePositions: boolean;
+}
+
 export interface HistoryStoreOptions {
   tiers: readonly TierSetting[];
+  /** The tiers that hold peer rows (the second and third by default: 10 minutes and an hour). */
+  peerTiers: readonly TierSetting[];
   /** Rows of one bucket (and one `other`). */
   rowsPerBucket: number;
   maxBytes: number;
@@ -191,8 +226,12 @@ export class HistoryStore {
     for (const row of this.statement(`SELECT cgroup_id, ${COLUMNS} FROM forgotten`).all() as Array<Record<string, number>>) {
       forgotten.set(row.cgroup_id!, HISTORY_COUNTERS.map((name) => row[name]!));
     }
+    const peerPositions = new Map<string, number[]>();
+    for (const row of this.statement(`SELECT tgid, start_ns, peer, ${COLUMNS} FROM peer_positions`).all() as Array<Record<string, number | string>>) {
+      peerPositions.set(`${row.tgid}:${row.start_ns}:${row.peer}`, HISTORY_COUNTERS.map((name) => row[name] as number));
+    }
     const lastBucket = state('last_bucket');
-    return { identity: (state('identity') as string | null) ?? null, positions, forgotten, lastBucket: lastBucket === null ? null : Number(lastBucket) };
+    return { identity: (state('identity') as string | null) ?? null, positions, forgotten, peerPositions, lastBucket: lastBucket === null ? null : Number(lastBucket) };
   }
 
   /** Writes one flush in one transaction; throws a HistoryFileError (nothing written) when it cannot. */
@@ -202,14 +241,25 @@ export class HistoryStore {
       try {
         const base = this.options.tiers[0]!.bucketSeconds;
         if (flush.traffic.length > 0) {
-          const rows = flush.traffic.map((traffic) => ({ workload: this.workloadId(traffic, flush.bucket), counters: traffic.counters, pids: traffic.pids.join(',') }));
-          this.writeBucket(base, flush.bucket, rows);
+          const rows = flush.traffic.map((traffic) => ({ key: [this.workloadId(traffic, flush.bucket)], counters: traffic.counters, pids: traffic.pids.join(',') }));
+          this.writeBucket(WORKLOAD_ROWS, base, flush.bucket, rows);
         }
         this.writePositions(flush);
+        const completeEnd = Math.floor(flush.nowSeconds / base) * base;
+        const { peers } = flush;
+        const peerTier = this.options.peerTiers[0];
+        if (peers && peerTier) {
+          if (peers.traffic.length > 0) {
+            const rows = peers.traffic.map((traffic) => ({ key: [this.workloadId(traffic, flush.bucket), traffic.peer, traffic.port], counters: traffic.counters, pids: '' }));
+            this.writeBucket(PEER_ROWS, peerTier.bucketSeconds, Math.floor(flush.bucket / peerTier.bucketSeconds) * peerTier.bucketSeconds, rows);
+          }
+          this.writePeerPositions(peers);
+        }
         const setState = this.statement('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
         setState.run('identity', flush.identity);
         setState.run('last_bucket', flush.bucket);
-        this.rollUp(Math.floor(flush.nowSeconds / base) * base, flush.bucket);
+        this.rollUp(WORKLOAD_ROWS, this.options.tiers, completeEnd, flush.bucket);
+        this.rollUp(PEER_ROWS, this.options.peerTiers, completeEnd, flush.bucket);
         this.expire(flush.nowSeconds);
         this.db.exec('COMMIT');
       } catch (err) {
@@ -223,7 +273,7 @@ export class HistoryStore {
   }
 
   /** The id of a workload, made (and its last bucket noted) if new. */
-  private workloadId(traffic: NamedTraffic, bucket: number): number {
+  private workloadId(traffic: Omit<NamedTraffic, 'pids'>, bucket: number): number {
     const key = `${traffic.cgroup}\u0000${traffic.uid ?? ''}\u0000${traffic.command}`;
     let id = this.workloadIds.get(key);
     if (id === undefined) {
@@ -249,31 +299,48 @@ export class HistoryStore {
 
   /**
    * Writes rows into a bucket, merged with those it has (a bucket written
-   * again after a restart, a rollup catching up), keeping the top
-   * `rowsPerBucket` workloads by bytes and summing the rest into `other`:
-   * the bucket's sums stay exact.
+   * again after a restart, a rollup catching up, the peer rows of each
+   * flush), keeping the top `rowsPerBucket` by bytes and summing the rest
+   * into `other`: the bucket's sums stay exact.
    */
-  private writeBucket(tier: number, bucket: number, rows: readonly BucketRow[]): void {
-    const merged = new Map<number, BucketRow>();
-    const existing = this.statement(`SELECT workload, ${COLUMNS}, pids FROM traffic WHERE tier = ? AND bucket = ?`).all(tier, bucket) as Array<Record<string, number | string>>;
+  private writeBucket(kind: RowKind, tier: number, bucket: number, rows: readonly BucketRow[]): void {
+    const merged = new Map<string, BucketRow>();
+    const keyColumns = kind.keys.join(', ');
+    const existing = this.statement(`SELECT ${keyColumns}, ${COLUMNS}${kind.withPids ? ', pids' : ''} FROM ${kind.table} WHERE tier = ? AND bucket = ?`).all(tier, bucket) as Array<Record<string, number | string>>;
     const add = (row: BucketRow): void => {
-      const into = merged.get(row.workload);
-      if (!into) merged.set(row.workload, { workload: row.workload, counters: [...row.counters], pids: row.pids });
+      const id = JSON.stringify(row.key);
+      const into = merged.get(id);
+      if (!into) merged.set(id, { key: row.key, counters: [...row.counters], pids: row.pids });
       else {
         for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) into.counters[i]! += row.counters[i]!;
         into.pids = mergePids(into.pids, row.pids);
       }
     };
-    for (const row of existing) add({ workload: row.workload as number, counters: HISTORY_COUNTERS.map((name) => row[name] as number), pids: row.pids as string });
+    for (const row of existing) add({ key: kind.keys.map((column) => row[column]!), counters: HISTORY_COUNTERS.map((name) => row[name] as number), pids: (row.pids as string | undefined) ?? '' });
     for (const row of rows) add(row);
-    const ranked = [...merged.values()].filter((row) => row.workload !== OTHER_WORKLOAD);
-    ranked.sort((a, b) => bytesOf(b.counters) - bytesOf(a.counters) || callsOf(b.counters) - callsOf(a.counters) || a.workload - b.workload);
-    const other = merged.get(OTHER_WORKLOAD) ?? { workload: OTHER_WORKLOAD, counters: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), pids: '' };
+    const otherId = JSON.stringify(kind.other);
+    const ranked = [...merged.values()].filter((row) => row.key[0] !== OTHER_WORKLOAD);
+    ranked.sort((a, b) => bytesOf(b.counters) - bytesOf(a.counters) || callsOf(b.counters) - callsOf(a.counters) || (JSON.stringify(a.key) < JSON.stringify(b.key) ? -1 : 1));
+    const other = merged.get(otherId) ?? { key: [...kind.other], counters: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), pids: '' };
     for (const row of ranked.splice(this.options.rowsPerBucket)) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) other.counters[i]! += row.counters[i]!;
+    other.pids = '';
     if (other.counters.some((value) => value > 0)) ranked.push(other);
-    if (existing.length > 0) this.statement('DELETE FROM traffic WHERE tier = ? AND bucket = ?').run(tier, bucket);
-    const insert = this.statement(`INSERT INTO traffic (tier, bucket, workload, ${COLUMNS}, pids) VALUES (?, ?, ?, ${PLACES}, ?)`);
-    for (const row of ranked) insert.run(tier, bucket, row.workload, ...row.counters, row.pids);
+    if (existing.length > 0) this.statement(`DELETE FROM ${kind.table} WHERE tier = ? AND bucket = ?`).run(tier, bucket);
+    const places = kind.keys.map(() => '?').join(', ');
+    const insert = this.statement(`INSERT INTO ${kind.table} (tier, bucket, ${keyColumns}, ${COLUMNS}${kind.withPids ? ', pids' : ''}) VALUES (?, ?, ${places}, ${PLACES}${kind.withPids ? ', ?' : ''})`);
+    for (const row of ranked) insert.run(tier, bucket, ...row.key, ...row.counters, ...(kind.withPids ? [row.pids] : []));
+  }
+
+  private writePeerPositions(peers: PeerFlushWrite): void {
+    if (peers.replacePositions) this.db.exec('DELETE FROM peer_positions');
+    const upsert = this.statement(`INSERT OR REPLACE INTO peer_positions (tgid, start_ns, peer, ${COLUMNS}) VALUES (?, ?, ?, ${PLACES})`);
+    const split = (key: string): [number, number, string] => {
+      const [tgid, startNs, ...row] = key.split(':');
+      return [Number(tgid), Number(startNs), row.join(':')];
+    };
+    for (const [key, counters] of peers.changed) upsert.run(...split(key), ...counters);
+    const remove = this.statement('DELETE FROM peer_positions WHERE tgid = ? AND start_ns = ? AND peer = ?');
+    for (const key of peers.removed) remove.run(...split(key));
   }
 
   private writePositions(flush: FlushWrite): void {
@@ -301,26 +368,30 @@ export class HistoryStore {
    * stands is kept in `state`, in the same transaction. A bucket still
    * written to (the one in progress) is never rolled up before it ends.
    */
-  private rollUp(completeEnd: number, writtenBucket: number): void {
-    const { tiers } = this.options;
+  private rollUp(kind: RowKind, tiers: readonly TierSetting[], completeEnd: number, writtenBucket: number): void {
+    const keyColumns = kind.keys.join(', ');
     for (let k = 1; k < tiers.length; k++) {
       const size = tiers[k]!.bucketSeconds;
       const source = tiers[k - 1]!.bucketSeconds;
-      const key = `rolled_up_${size}`;
+      const key = kind.rolledUpKey(size);
       const stored = (this.statement('SELECT value FROM state WHERE key = ?').get(key) as { value: number } | undefined)?.value;
       const from = stored ?? Math.floor(writtenBucket / size) * size;
       const to = Math.floor(completeEnd / size) * size;
       if (to > from) {
         const sums = this.statement(
-          `SELECT (bucket / ${size}) * ${size} AS coarse, workload, ${SUMS}, group_concat(pids) AS pids FROM traffic WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY coarse, workload`,
+          `SELECT (bucket / ${size}) * ${size} AS coarse, ${keyColumns}, ${SUMS}${kind.withPids ? ', group_concat(pids) AS pids' : ''} FROM ${kind.table} WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY coarse, ${keyColumns}`,
         ).all(source, from, to) as Array<Record<string, number | string | null>>;
         const byBucket = new Map<number, BucketRow[]>();
         for (const row of sums) {
           const coarse = row.coarse as number;
           if (!byBucket.has(coarse)) byBucket.set(coarse, []);
-          byBucket.get(coarse)!.push({ workload: row.workload as number, counters: HISTORY_COUNTERS.map((name) => Number(row[`SUM(${name})`])), pids: mergePids('', (row.pids as string | null) ?? '') });
+          byBucket.get(coarse)!.push({
+            key: kind.keys.map((column) => row[column]!),
+            counters: HISTORY_COUNTERS.map((name) => Number(row[`SUM(${name})`])),
+            pids: mergePids('', (row.pids as string | null | undefined) ?? ''),
+          });
         }
-        for (const [coarse, rows] of byBucket) this.writeBucket(size, coarse, rows);
+        for (const [coarse, rows] of byBucket) this.writeBucket(kind, size, coarse, rows);
       }
       if (stored === undefined || to > from) this.statement('INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)').run(key, Math.max(from, to));
     }
@@ -328,11 +399,13 @@ export class HistoryStore {
 
   /** Deletes what each tier keeps no longer, and workloads no row names any more. */
   private expire(nowSeconds: number): void {
-    const deleteOlder = this.statement('DELETE FROM traffic WHERE tier = ? AND bucket < ?');
     let longest = 0;
-    for (const tier of this.options.tiers) {
-      deleteOlder.run(tier.bucketSeconds, nowSeconds - tier.keepSeconds);
-      longest = Math.max(longest, tier.keepSeconds);
+    for (const [kind, tiers] of [[WORKLOAD_ROWS, this.options.tiers], [PEER_ROWS, this.options.peerTiers]] as const) {
+      const deleteOlder = this.statement(`DELETE FROM ${kind.table} WHERE tier = ? AND bucket < ?`);
+      for (const tier of tiers) {
+        deleteOlder.run(tier.bucketSeconds, nowSeconds - tier.keepSeconds);
+        longest = Math.max(longest, tier.keepSeconds);
+      }
     }
     const dropped = this.statement('DELETE FROM workloads WHERE id <> 0 AND last_bucket < ?').run(nowSeconds - longest);
     if (Number(dropped.changes) > 0) this.workloadIds.clear();
@@ -366,23 +439,26 @@ export class HistoryStore {
     const used = (): number => (pragma('page_count') - pragma('freelist_count')) * pageSize;
     if (this.sizeBytes() <= this.options.maxBytes && used() <= this.options.maxBytes) return 0;
     const target = this.options.maxBytes * BOUND_TARGET;
-    const { tiers } = this.options;
+    // Finest first; at one bucket length, the peer rows (the detail) before the workload rows.
+    const order = [
+      ...this.options.peerTiers.map((tier, k) => ({ kind: PEER_ROWS, size: tier.bucketSeconds, next: this.options.peerTiers[k + 1] })),
+      ...this.options.tiers.map((tier, k) => ({ kind: WORKLOAD_ROWS, size: tier.bucketSeconds, next: this.options.tiers[k + 1] })),
+    ].sort((a, b) => a.size - b.size);
     let deleted = 0;
     try {
       this.db.exec('BEGIN IMMEDIATE');
-      for (let k = 0; k < tiers.length && used() > target; k++) {
-        const size = tiers[k]!.bucketSeconds;
-        const next = tiers[k + 1];
+      for (const { kind, size, next } of order) {
+        if (used() <= target) break;
         // Only what the next tier already holds (the coarsest: anything).
-        const limit = next ? ((this.statement('SELECT value FROM state WHERE key = ?').get(`rolled_up_${next.bucketSeconds}`) as { value: number } | undefined)?.value ?? -Infinity) : Infinity;
+        const limit = next ? ((this.statement('SELECT value FROM state WHERE key = ?').get(kind.rolledUpKey(next.bucketSeconds)) as { value: number } | undefined)?.value ?? -Infinity) : Infinity;
         for (;;) {
           if (used() <= target) break;
-          const oldest = this.statement('SELECT min(bucket) AS b, count(*) AS n FROM traffic WHERE tier = ?').get(size) as { b: number | null; n: number };
+          const oldest = this.statement(`SELECT min(bucket) AS b, count(*) AS n FROM ${kind.table} WHERE tier = ?`).get(size) as { b: number | null; n: number };
           if (oldest.b === null || oldest.b >= limit) break;
           // A twentieth of the tier's rows at a time, whole buckets.
-          const cut = this.statement('SELECT bucket FROM traffic WHERE tier = ? ORDER BY bucket LIMIT 1 OFFSET ?').get(size, Math.max(0, Math.floor(oldest.n / 20))) as { bucket: number } | undefined;
+          const cut = this.statement(`SELECT bucket FROM ${kind.table} WHERE tier = ? ORDER BY bucket LIMIT 1 OFFSET ?`).get(size, Math.max(0, Math.floor(oldest.n / 20))) as { bucket: number } | undefined;
           const end = Math.min(limit, Math.max(oldest.b + size, cut?.bucket ?? oldest.b + size));
-          deleted += Number(this.statement('DELETE FROM traffic WHERE tier = ? AND bucket < ?').run(size, end).changes);
+          deleted += Number(this.statement(`DELETE FROM ${kind.table} WHERE tier = ? AND bucket < ?`).run(size, end).changes);
         }
       }
       this.db.exec('COMMIT');

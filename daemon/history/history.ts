@@ -11,12 +11,16 @@ import type { ForgottenTotals } from '../accounting/forgotten-totals.js';
 import type { ProcessTable } from '../accounting/process-table.js';
 import type { Logger } from '../common/log.js';
 import { type FlushPlan, PositionLedger, type WorkloadTraffic } from './position-ledger.js';
-import { HistoryFileError, HistoryStore, type NamedTraffic, type TierSetting, historyFileError, moveAside } from './history-store.js';
+import { type PeerFlushPlan, PeerLedger, type PeerTraffic } from './peer-ledger.js';
+import type { ProcessEntry } from '../accounting/process-table.js';
+import { HistoryFileError, HistoryStore, type NamedPeerTraffic, type NamedTraffic, type TierSetting, historyFileError, moveAside } from './history-store.js';
 import { type HistoryAnswer, type HistoryQuery, queryHistory } from './history-query.js';
 
 export interface HistoryOptions {
   file: string;
   tiers: readonly TierSetting[];
+  /** The tiers that hold per-peer rows (empty: per-peer counting is off). */
+  peerTiers: readonly TierSetting[];
   rowsPerBucket: number;
   maxBytes: number;
   /** The group that may read the file (allProcessesGroup), or null. */
@@ -53,6 +57,8 @@ const FLUSH_DELAY_MS = 50;
 export class History {
   private store: HistoryStore | null = null;
   private ledger: PositionLedger | null = null;
+  /** Per-peer positions, when per-peer counting is on. */
+  private peerLedger: PeerLedger | null = null;
   /** The next flush writes every position (a file just opened may hold none, or another's). */
   private writeAllPositions = true;
   /** The first flush writes no traffic: what the counters held when a new file was started is not history's. */
@@ -72,7 +78,10 @@ export class History {
     private readonly log: Logger,
   ) {
     this.bucket = this.bucketOf(Date.now());
-    sources.table.onForget = (entry) => this.ledger?.onForget(entry);
+    sources.table.onForget = (entry) => {
+      this.ledger?.onForget(entry);
+      this.peerLedger?.onForget(entry, sources.collector.peers?.exitedRows(entry.tgid, entry.startNs));
+    };
     sources.table.onForgottenAdded = (cgroupId, counters, settledFrom, ofForgotten) => this.ledger?.onForgottenAdded(cgroupId, counters, settledFrom, ofForgotten);
   }
 
@@ -112,11 +121,14 @@ export class History {
     if (this.ledger) return true; // reopened after a pause: the ledger in memory is exact
     const stored = this.store.readPosition();
     const { countersIdentity, mapsCreated } = this.sources;
+    const peersOn = this.options.peerTiers.length > 0;
     if (stored.identity === countersIdentity) {
       this.ledger = new PositionLedger(stored.positions, stored.forgotten);
+      this.peerLedger = peersOn ? new PeerLedger(stored.peerPositions) : null;
       this.log.info(`history: ${this.options.file}, continuing where it stopped (what was counted meanwhile goes into the bucket in progress)`);
     } else {
       this.ledger = new PositionLedger(new Map(), new Map());
+      this.peerLedger = peersOn ? new PeerLedger(new Map()) : null;
       this.baseline = !mapsCreated;
       const why = stored.identity === null ? 'a new file' : 'its positions are of counters this kernel no longer has (a reboot, or maps made anew)';
       this.log.info(`history: ${this.options.file}, ${why}: ${this.baseline ? 'history starts now (what the pinned counters held before is not in it)' : 'history starts with these counters'}`);
@@ -140,6 +152,7 @@ export class History {
     const ledger = this.ledger!;
     const started = performance.now();
     let plan: FlushPlan;
+    let peerPlan: PeerFlushPlan | null = null;
     try {
       this.sources.collector.readAll();
       plan = ledger.plan({
@@ -147,6 +160,11 @@ export class History {
         unattributed: this.sources.collector.unattributed.all,
         forgotten: new Map(this.sources.forgotten.entries()),
       });
+      if (this.peerLedger) {
+        const entries: ProcessEntry[] = [];
+        this.sources.table.forEachEntry((entry) => entries.push(entry));
+        peerPlan = this.peerLedger.plan(entries, this.sources.collector.peersOf(entries) ?? new Map());
+      }
     } catch (err) {
       this.log.error(`history: reading the counters failed (retried at the next flush): ${(err as Error).message}`);
       return;
@@ -163,8 +181,18 @@ export class History {
         replacePositions: allPositions,
         forgottenBefore: ledger.forgottenAccountedNow,
         forgottenAfter: plan.forgotten,
+        peers:
+          peerPlan && this.peerLedger
+            ? {
+                traffic: this.baseline ? [] : [...peerPlan.traffic.values()].map((traffic) => this.namedPeer(traffic)),
+                changed: allPositions ? this.peerLedger.positionsAfter(peerPlan) : peerPlan.changed,
+                removed: peerPlan.removed,
+                replacePositions: allPositions,
+              }
+            : null,
       });
       ledger.commit(plan);
+      if (peerPlan) this.peerLedger?.commit(peerPlan);
       store.enforceBound();
     } catch (err) {
       this.failedFlushes++;
@@ -199,23 +227,26 @@ export class History {
   }
 
   private named(traffic: WorkloadTraffic): NamedTraffic {
-    const name = traffic.cgroupId === 0 ? null : this.sources.cgroupNames.nameOf(traffic.cgroupId);
-    return {
-      cgroup: name?.path ?? (traffic.cgroupId === 0 ? '(unknown)' : '(removed)'),
-      unit: name?.unit ?? null,
-      container: name?.containerId ?? null,
-      command: traffic.command,
-      uid: traffic.uid,
-      counters: traffic.counters,
-      pids: traffic.pids,
-    };
+    return { ...this.cgroupNamed(traffic.cgroupId), command: traffic.command, uid: traffic.uid, counters: traffic.counters, pids: traffic.pids };
+  }
+
+  private namedPeer(traffic: PeerTraffic): NamedPeerTraffic {
+    const { cgroupId, ...rest } = traffic;
+    return { ...this.cgroupNamed(cgroupId), ...rest };
+  }
+
+  /** A cgroup as the file names it: its path, unit and container. */
+  private cgroupNamed(cgroupId: number): { cgroup: string; unit: string | null; container: string | null } {
+    const name = cgroupId === 0 ? null : this.sources.cgroupNames.nameOf(cgroupId);
+    return { cgroup: name?.path ?? (cgroupId === 0 ? '(unknown)' : '(removed)'), unit: name?.unit ?? null, container: name?.containerId ?? null };
   }
 
   /** Answers a question; throws HistoryQueryError for a bad one, HistoryFileError when the file cannot be read now. */
   query(query: Omit<HistoryQuery, 'nowSeconds'>): HistoryAnswer {
     if (!this.open()) throw new HistoryFileError(`history is paused: ${this.pausedReason}`, false);
     try {
-      return queryHistory(this.store!.reader, this.options.tiers, { ...query, nowSeconds: Math.floor(Date.now() / 1000) });
+      const tiers = query.by === 'peer' ? this.options.peerTiers : this.options.tiers;
+      return queryHistory(this.store!.reader, tiers, { ...query, nowSeconds: Math.floor(Date.now() / 1000) });
     } catch (err) {
       if (err instanceof Error && 'errcode' in err) throw historyFileError(err);
       throw err;

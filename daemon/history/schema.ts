@@ -82,8 +82,33 @@ const VERSION_2 = `
     FROM traffic t JOIN workloads w ON w.id = t.workload;
 `;
 
+/**
+ * Version 3: per-peer rows (the daemon runs with --peers), in the second and
+ * third tiers (10 minutes and an hour by default), and the positions of each
+ * process's peer rows.
+ */
+const VERSION_3 = `
+  -- One row per workload and peer per bucket: workload 0, peer '' is "other".
+  CREATE TABLE peer_traffic (
+    tier INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    workload INTEGER NOT NULL REFERENCES workloads (id),
+    peer TEXT NOT NULL,         -- the peer's address; "(unknown)" when the kernel could not see it, "(overflow)" for a process's pairs past the map
+    port INTEGER NOT NULL,      -- the peer's port for a client, the local port for a service (0: neither kept)
+    ${counterColumns},
+    PRIMARY KEY (tier, bucket, workload, peer, port)
+  ) WITHOUT ROWID;
+  CREATE TABLE peer_positions (
+    tgid INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    peer TEXT NOT NULL,         -- the kernel's key: address (hex), remote and local port
+    ${counterColumns},
+    PRIMARY KEY (tgid, start_ns, peer)
+  ) WITHOUT ROWID;
+`;
+
 /** MIGRATIONS[n] takes a file from version n to n + 1 (version 0: an empty file). */
-export const MIGRATIONS: readonly string[] = [VERSION_1, VERSION_2];
+export const MIGRATIONS: readonly string[] = [VERSION_1, VERSION_2, VERSION_3];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Brings an empty file or one of an older version up to SCHEMA_VERSION; throws for a newer one. */

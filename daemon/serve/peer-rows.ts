@@ -3,21 +3,9 @@
 // or a prefix, a port, a protocol), validated like every other parameter.
 import net from 'node:net';
 import { z } from 'zod';
-import type { PeerRecord } from '../accounting/peer-table.js';
+import { type PeerRecord, peerAddress } from '../accounting/peer-table.js';
 import { sumCounters } from '../accounting/counter-math.js';
 import { Kind, Protocol } from '../kernel/layout.js';
-
-const MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
-
-/** The peer's address as text: a.b.c.d for IPv4 (mapped or not), RFC 5952 for IPv6; null when not known (all zero). */
-export function peerAddress(address: Buffer): string | null {
-  if (address.every((byte) => byte === 0)) return null;
-  if (address.subarray(0, 12).equals(MAPPED_PREFIX)) return [...address.subarray(12)].join('.');
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(address.readUInt16BE(i).toString(16));
-  // The WHATWG URL parser writes IPv6 hosts in RFC 5952's short form (zeros compressed).
-  return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
-}
 
 const LOOPBACK = new net.BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');

@@ -136,11 +136,14 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     config.threads ? new ThreadTable(config.exitedRetentionMs, MAX_EXITED_THREADS) : null,
     config.peers ? new PeerTable(config.exitedPeerCapacity) : null,
   );
+  const historyTiers = config.historyTiers.map((tier) => ({ bucketSeconds: durationSeconds(tier.bucket)!, keepSeconds: durationSeconds(tier.keep)! }));
   const history = config.history
     ? new History(
         {
           file: config.historyFile,
-          tiers: config.historyTiers.map((tier) => ({ bucketSeconds: durationSeconds(tier.bucket)!, keepSeconds: durationSeconds(tier.keep)! })),
+          tiers: historyTiers,
+          // Per-peer rows in the second and third tiers (10 minutes and an hour by default).
+          peerTiers: config.peers ? (historyTiers.length > 1 ? historyTiers.slice(1, 3) : historyTiers) : [],
           rowsPerBucket: config.historyRowsPerBucket,
           maxBytes: config.historyMaxBytes,
           readerGroup: allProcessesGroup,

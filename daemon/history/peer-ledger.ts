@@ -1,0 +1,122 @@
+// Per-peer history (the daemon runs with --peers): what each process's peer
+// rows counted since the last flush, per (workload, peer, port). As for
+// the workload rows (position-ledger.ts), a row's traffic is what it counts
+// now minus what was written before; a process the table forgets hands over
+// its last rows; a plan changes nothing until it is committed.
+//
+// Peer rows are a breakdown of a process's counters: they add up to them
+// while the daemon keeps the process's rows (an exited process's rows are
+// kept in memory only, as the API keeps them: a daemon killed meanwhile
+// loses them from the peer rows, never from the workload rows).
+import type { ProcessEntry } from '../accounting/process-table.js';
+import type { PeerRecord } from '../accounting/peer-table.js';
+import { peerAddress } from '../accounting/peer-table.js';
+import { historyCounters } from './position-ledger.js';
+import { HISTORY_COUNTER_COUNT } from './schema.js';
+
+/** A workload's traffic with one peer in one flush. */
+export interface PeerTraffic {
+  cgroupId: number;
+  command: string;
+  uid: number | null;
+  peer: string;
+  port: number;
+  counters: number[];
+}
+
+export interface PeerFlushPlan {
+  traffic: Map<string, PeerTraffic>;
+  changed: Map<string, number[]>;
+  removed: Set<string>;
+}
+
+/** The kernel's key of a row, within its process: stable while the process lives. */
+function rowKey(record: PeerRecord): string {
+  return record.peer ? `${record.peer.address.toString('hex')}/${record.peer.remotePort}/${record.peer.localPort}` : 'overflow';
+}
+
+/** A position's key: the process and its row. */
+export function peerPositionKey(tgid: number, startNs: number, row: string): string {
+  return `${tgid}:${startNs}:${row}`;
+}
+
+/** How a row is named in the file: the address ("(unknown)", "(overflow)") and the port that says which service. */
+function peerOf(record: PeerRecord): { peer: string; port: number } {
+  if (!record.peer) return { peer: '(overflow)', port: 0 };
+  return { peer: peerAddress(record.peer.address) ?? '(unknown)', port: record.peer.remotePort || record.peer.localPort };
+}
+
+function addPeerTraffic(into: Map<string, PeerTraffic>, entry: ProcessEntry, record: PeerRecord, delta: readonly number[]): void {
+  const { peer, port } = peerOf(record);
+  const uid = entry.known ? entry.uid : null;
+  const key = `${entry.cgroupId}\u0000${uid ?? ''}\u0000${entry.comm}\u0000${peer}\u0000${port}`;
+  let traffic = into.get(key);
+  if (!traffic) into.set(key, (traffic = { cgroupId: entry.cgroupId, command: entry.comm || '(unknown)', uid, peer, port, counters: new Array<number>(HISTORY_COUNTER_COUNT).fill(0) }));
+  for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) traffic.counters[i]! += delta[i]!;
+}
+
+/** `now − before` per counter (at least 0); null when nothing grew. */
+function growth(now: readonly number[], before: readonly number[] | undefined): number[] | null {
+  const delta = now.map((value, i) => Math.max(0, value - (before?.[i] ?? 0)));
+  return delta.some((value) => value > 0) ? delta : null;
+}
+
+export class PeerLedger {
+  private readonly pending = new Map<string, PeerTraffic>();
+  private readonly pendingRemoved = new Set<string>();
+
+  constructor(private readonly positions: Map<string, number[]>) {}
+
+  /** As the table forgets a process: its last rows (`rows`: its final ones, or none kept). */
+  onForget(entry: ProcessEntry, rows: readonly PeerRecord[] | undefined): void {
+    for (const record of rows ?? []) {
+      const key = peerPositionKey(entry.tgid, entry.startNs, rowKey(record));
+      const delta = growth(historyCounters(record.counters), this.positions.get(key));
+      if (delta) addPeerTraffic(this.pending, entry, record, delta);
+    }
+    const prefix = `${entry.tgid}:${entry.startNs}:`;
+    for (const key of this.positions.keys()) {
+      if (!key.startsWith(prefix)) continue;
+      this.positions.delete(key);
+      this.pendingRemoved.add(key);
+    }
+  }
+
+  /** What grew since the last flush: `rows` has every process of the table's rows, by process key. */
+  plan(entries: readonly ProcessEntry[], rows: Map<string, PeerRecord[]>): PeerFlushPlan {
+    const traffic = new Map<string, PeerTraffic>();
+    for (const [key, pending] of this.pending) traffic.set(key, { ...pending, counters: [...pending.counters] });
+    const changed = new Map<string, number[]>();
+    for (const entry of entries) {
+      for (const record of rows.get(`${entry.tgid}:${entry.startNs}`) ?? []) {
+        const key = peerPositionKey(entry.tgid, entry.startNs, rowKey(record));
+        const now = historyCounters(record.counters);
+        const before = this.positions.get(key);
+        const delta = growth(now, before);
+        if (!delta) continue;
+        addPeerTraffic(traffic, entry, record, delta);
+        changed.set(key, now.map((value, i) => Math.max(value, before?.[i] ?? 0)));
+      }
+    }
+    // Only a process gone from the table loses its positions: a row not read this time (an exited process's, between
+    // its exit and its rows' last read) keeps its own, or it would be written twice.
+    const removed = new Set(this.pendingRemoved);
+    const processes = new Set(entries.map((entry) => `${entry.tgid}:${entry.startNs}`));
+    for (const key of this.positions.keys()) if (!processes.has(key.split(':', 2).join(':'))) removed.add(key);
+    return { traffic, changed, removed };
+  }
+
+  positionsAfter(plan: PeerFlushPlan): Map<string, number[]> {
+    const after = new Map(this.positions);
+    for (const [key, position] of plan.changed) after.set(key, position);
+    for (const key of plan.removed) after.delete(key);
+    return after;
+  }
+
+  commit(plan: PeerFlushPlan): void {
+    for (const [key, position] of plan.changed) this.positions.set(key, position);
+    for (const key of plan.removed) this.positions.delete(key);
+    this.pending.clear();
+    this.pendingRemoved.clear();
+  }
+}
