@@ -40,6 +40,7 @@ test.each([
   [{ historyTiers: [{ bucket: '1m', keep: '48h' }, { bucket: '90s', keep: '31d' }] }, "historyTiers.1.bucket: must be a whole multiple of the tier before's (1m), and longer"],
   [{ historyTiers: [{ bucket: '1m', keep: '48h' }, { bucket: '10m', keep: '1h' }] }, "historyTiers.1.keep: must be longer than the tier before's (48h)"],
   [{ historyTiers: [] }, 'historyTiers: Too small'],
+  [{ historyTiers: [{ bucket: '1m', keep: '12h' }, { bucket: '1d', keep: '1y' }] }, "historyTiers.0.keep: must be at least two of the next tier's buckets (1d), which are summed from these rows"],
   [{ historyFile: 'history.db' }, 'historyFile: must be an absolute path'],
   ['{"slots": ', 'not valid JSON'],
 ])('a bad configuration file %j: one line naming it, exit code 2, nothing started', (content, message) => {

@@ -32,7 +32,7 @@ const traffic = (command: string, bytes: number): NamedTraffic => ({ cgroup: '/t
 
 /** Writes `list` into base bucket `bucket`, the clock at `nowSeconds`. */
 function write(store: HistoryStore, bucket: number, nowSeconds: number, list: NamedTraffic[]): void {
-  store.write({ identity: 'test', bucket, nowSeconds, traffic: list, changed: new Map(), removed: new Set(), replacePositions: false, forgottenBefore: new Map(), forgottenAfter: new Map(), peers: null });
+  store.write({ identity: 'test', bucket, nowSeconds, expire: true, traffic: list, changed: new Map(), removed: new Set(), replacePositions: false, forgottenBefore: new Map(), forgottenAfter: new Map(), peers: null });
 }
 
 /** The rows of a tier: bucket, command, bytes sent. */
@@ -96,7 +96,7 @@ test('a coarser tier is summed from the finer once each of its buckets ends, and
 });
 
 test('past its bound the file loses its oldest minutes first, only those already summed, and stays under the bound', () => {
-  const maxBytes = 300 * 1024;
+  const maxBytes = 400 * 1024;
   const store = openStore({ rowsPerBucket: 300, maxBytes });
   try {
     // 300 workloads a minute for 59 minutes (an hour's minutes are kept): ~18,000 rows, about 600 KiB.
@@ -128,8 +128,8 @@ test('a file of schema version 1 is migrated, its rows kept; the file is 0640', 
   db.close();
   const store = openStore({ file });
   try {
-    expect(SCHEMA_VERSION).toBe(3);
-    expect((store.reader.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(3);
+    expect(SCHEMA_VERSION).toBe(4);
+    expect((store.reader.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(4);
     expect(store.reader.prepare('SELECT count(*) AS n FROM peer_traffic').get()).toEqual({ n: 0 });
     expect(rows(store, 60)).toEqual([{ bucket: T0, command: 'old', bytes: 500 }]);
     expect((fs.statSync(file).mode & 0o777).toString(8)).toBe('640');

@@ -49,30 +49,31 @@ describeWithBpf('history (real daemon, real BPF, real traffic)', () => {
   test('every bucket and every workload exact: live processes, one that exited, one that started and ended inside a bucket', async () => {
     const a = ScratchCgroup.create('history-a');
     const b = ScratchCgroup.create('history-b');
-    const daemon = await TestDaemon.start(TIERS);
+    // 4-second buckets: traffic made in the middle of one has 2 s to land in it, a loaded CI machine included.
+    const daemon = await TestDaemon.start(['--history-tiers', '4s:1h,20s:1d']);
     const children: TrafficChild[] = [];
     try {
       const staying = await TrafficChild.startIn(a, 'interactive');
       children.push(staying);
       const leaving = await TrafficChild.startIn(b, 'interactive');
       children.push(leaving);
-      const first = await middleOfNextBucket(2);
+      const first = await middleOfNextBucket(4);
       await staying.exchange(3);
       await leaving.exchange(5);
-      const second = await middleOfNextBucket(2);
+      const second = await middleOfNextBucket(4);
       await staying.exchange(7);
       await leaving.finish();
       const brief = await TrafficChild.startIn(b, 'basic');
       await brief.finish();
-      await afterThisBucket(2);
-      const parameters = { from: iso(first), to: iso(second + 2), by: 'cgroup', step: '2s' };
+      await afterThisBucket(4);
+      const parameters = { from: iso(first), to: iso(second + 4), by: 'cgroup', step: '4s' };
       const answer = await historyUntil(daemon, parameters, (ans) => ans.groups.length >= 2 && ans.groups.some((g: any) => g.cgroup === b.relativePath && g.series[1]?.[1] > 0));
-      expect(answer.tier).toBe('2s');
+      expect(answer.tier).toBe('4s');
       expect(answer.steps).toBe(2);
       expect(groupOf(answer, 'cgroup', a.relativePath).series).toEqual([udpExchanges(3), udpExchanges(7)]);
       expect(groupOf(answer, 'cgroup', b.relativePath).series).toEqual([udpExchanges(5), BASIC]);
       // By workload: the command, its user and cgroup, and a pid as a hint.
-      const workloads = await historyOf(daemon, { from: iso(first), to: iso(second + 2), by: 'workload', cgroup: b.relativePath });
+      const workloads = await historyOf(daemon, { from: iso(first), to: iso(second + 4), by: 'workload', cgroup: b.relativePath });
       expect(workloads.groups).toHaveLength(1);
       expect(workloads.groups[0]).toMatchObject({ command: 'traffic', uid: 0, cgroup: b.relativePath });
       expect(flatCounters(workloads.groups[0])).toEqual(sumCounters(udpExchanges(5), BASIC));
@@ -80,7 +81,7 @@ describeWithBpf('history (real daemon, real BPF, real traffic)', () => {
       const file = /--history-file (\S+)/.exec(daemon.child.spawnargs.join(' '))![1]!;
       const db = new DatabaseSync(file, { readOnly: true });
       try {
-        const rows = db.prepare(`SELECT ${HISTORY_COUNTERS.map((name) => `sum(${name}) AS ${name}`).join(', ')} FROM traffic_named WHERE tier = 2 AND cgroup = ? AND bucket >= ? AND bucket < ?`).get(a.relativePath, first, second + 2) as Record<string, number>;
+        const rows = db.prepare(`SELECT ${HISTORY_COUNTERS.map((name) => `sum(${name}) AS ${name}`).join(', ')} FROM traffic_named WHERE tier = 4 AND cgroup = ? AND bucket >= ? AND bucket < ?`).get(a.relativePath, first, second + 4) as Record<string, number>;
         expect(HISTORY_COUNTERS.map((name) => rows[name])).toEqual(udpExchanges(10));
       } finally {
         db.close();
@@ -202,14 +203,16 @@ describeWithBpf('history (real daemon, real BPF, real traffic)', () => {
       } catch (err) {
         expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
       }
-      // Enough rows that the file must grow: traffic of many workloads in one bucket.
+      // Rows that the file must grow for: traffic of new workloads, bucket after bucket, until a write finds no room
+      // (the write-ahead log keeps the room it had: the first writes after the disk filled may still fit).
       await child.exchange(6);
-      const brief: TrafficChild[] = [];
       const commands = symlinkDir();
-      for (let i = 0; i < 40; i++) brief.push(await TrafficChild.startFrom(path.join(commands, `t${i}`), 'basic'));
-      for (const b of brief) await b.finish();
-      await afterThisBucket(2);
-      await afterThisBucket(2);
+      for (let round = 0; round < 10 && (await apiGet(daemon.apiSocketPath, '/v1/stats')).body.history.state !== 'paused'; round++) {
+        const brief: TrafficChild[] = [];
+        for (let i = 0; i < 10; i++) brief.push(await TrafficChild.startFrom(path.join(commands, `t${round * 10 + i}`), 'basic'));
+        for (const b of brief) await b.finish();
+        await afterThisBucket(2);
+      }
       const stats = (await apiGet(daemon.apiSocketPath, '/v1/stats')).body;
       expect(stats.history.state).toBe('paused');
       expect(stats.history.reason).toMatch(/full/);
@@ -409,6 +412,6 @@ describeWithBpf('history (real daemon, real BPF, real traffic)', () => {
 /** A directory of symlinks to the traffic fixture: each name is a command of its own (a workload each). */
 function symlinkDir(): string {
   const dir = scratchDir('history-commands');
-  for (let i = 0; i < 40; i++) fs.symlinkSync(fixture('traffic'), path.join(dir, `t${i}`));
+  for (let i = 0; i < 100; i++) fs.symlinkSync(fixture('traffic'), path.join(dir, `t${i}`));
   return dir;
 }

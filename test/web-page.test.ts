@@ -176,7 +176,7 @@ describeWithBpf('live web page (real daemon, real Chromium)', () => {
       await expect.poll(() => page.textContent('#history-status'), { timeout: 10_000 }).toMatch(/^(No traffic recorded in the last week yet\. )?Last week by command, bytes per 56 min step/);
       await page.click('#history button[data-range="1h"]');
       expect(await page.getAttribute('#history button[data-range="1h"]', 'aria-pressed')).toBe('true');
-      await expect.poll(() => page.textContent('#history-status'), { timeout: 10_000 }).toMatch(/^Last hour by command, bytes per 20 s step \(the 1s tier\)/);
+      await expect.poll(() => page.textContent('#history-status'), { timeout: 10_000 }).toMatch(/^Last hour by command, bytes per 20 s step \(the 10s tier\)/);
 
       const legend = async () =>
         page.locator('#history-legend li').evaluateAll((items) =>

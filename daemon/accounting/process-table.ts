@@ -65,7 +65,7 @@ export interface KernelChores {
    * daemon killed before the kernel frees them reads them again (counted
    * once), never counts them in both places.
    */
-  settled: Array<{ entry: ProcessEntry; cgroupId: number; counters: ArrayLike<number> }>;
+  settled: Array<{ entry: ProcessEntry; cgroupId: number; counters: ArrayLike<number>; ofForgotten: boolean }>;
 }
 
 export interface ProcessTableOptions {
@@ -162,21 +162,21 @@ export class ProcessTable {
    * for the last time (settled), so that a daemon killed before it forgets
    * the process loses nothing; the rest when it is forgotten.
    */
-  private toForgotten(cgroupId: number, counters: ArrayLike<number>, settledFrom: ProcessEntry | null = null): void {
+  private toForgotten(cgroupId: number, counters: ArrayLike<number>, settledFrom: ProcessEntry | null = null, ofForgotten = false): void {
     this.forgotten.add(cgroupId, counters);
-    this.onForgottenAdded?.(cgroupId, counters, settledFrom, settledFrom !== null && isForgotten(settledFrom));
+    this.onForgottenAdded?.(cgroupId, counters, settledFrom, ofForgotten);
   }
 
   /** A part of a process read for the last time: kept with the process, and for the forgotten totals once the kernel let it go. */
   private settle(entry: ProcessEntry, cgroupId: number, counters: ArrayLike<number>, chores: KernelChores): void {
     entry.settled ??= new Map();
     addUnder(entry.settled, cgroupId, counters);
-    chores.settled.push({ entry, cgroupId, counters: Array.from(counters) });
+    chores.settled.push({ entry, cgroupId, counters: Array.from(counters), ofForgotten: isForgotten(entry) });
   }
 
   /** The parts of `chores.settled`, freed in the kernel: now in the forgotten totals (pinned), so that a daemon killed later loses none. */
   handToForgotten(chores: KernelChores): void {
-    for (const { entry, cgroupId, counters } of chores.settled) this.toForgotten(cgroupId, counters, entry);
+    for (const { entry, cgroupId, counters, ofForgotten } of chores.settled) this.toForgotten(cgroupId, counters, entry, ofForgotten);
   }
 
   /** The cgroups that processes in the table are or were counted in. */
@@ -383,7 +383,8 @@ export class ProcessTable {
 
     const addUp = (entry: ProcessEntry): void => {
       const grew = recomputeTotal(entry);
-      if (grew && entry.exit && !exiting.has(entry)) this.requeueExit(entry); // a late part of an exited process
+      // A late part of an exited process (not of one already forgotten: dropped while its slot settled, it stays gone).
+      if (grew && entry.exit && !exiting.has(entry) && !isForgotten(entry)) this.requeueExit(entry);
     };
     for (let i = 0; i < touched.length; i++) addUp(touched[i]!);
     exiting.forEach(addUp);

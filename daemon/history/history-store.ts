@@ -44,6 +44,8 @@ export interface FlushWrite {
   /** The base bucket the traffic is counted in (its start, Unix seconds). */
   bucket: number;
   nowSeconds: number;
+  /** Whether what each tier keeps no longer is deleted now (not after the clock jumped). */
+  expire: boolean;
   traffic: NamedTraffic[];
   changed: Map<string, Position>;
   removed: Set<string>;
@@ -135,14 +137,16 @@ export interface HistoryStoreOptions {
 
 /** Workload ids looked up, at most (past it, the cache starts over). */
 const MAX_CACHED_WORKLOADS = 20_000;
-/** The WAL is truncated to this after a checkpoint. */
-const WAL_LIMIT_BYTES = 4 * 1024 * 1024;
+/** The WAL is truncated to this once checkpointed (after every write): a nearly full disk does not lose its last megabytes to it. */
+const WAL_LIMIT_BYTES = 1024 * 1024;
 /** Of the size bound, what a pass that had to delete leaves used. */
 const BOUND_TARGET = 0.9;
 
 export class HistoryStore {
   private readonly statements = new Map<string, StatementSync>();
   private readonly workloadIds = new Map<string, number>();
+  /** When unused workloads were last deleted (the history's clock, Unix seconds). */
+  private lastWorkloadSweep = -Infinity;
 
   private constructor(
     readonly file: string,
@@ -173,13 +177,19 @@ export class HistoryStore {
 
   private static openAsIs(file: string, options: HistoryStoreOptions): HistoryStore {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+    // The daemon runs as root: a directory another user may write to could swap the file (or its journal) for a link.
+    const directory = fs.statSync(path.dirname(file));
+    if (directory.uid !== 0 || (directory.mode & 0o022) !== 0) {
+      throw new HistoryFileError(`its directory ${path.dirname(file)} must be root's and writable by root alone (it is uid ${directory.uid}, mode ${(directory.mode & 0o777).toString(8)})`, false);
+    }
     const existing = fs.lstatSync(file, { throwIfNoEntry: false });
     if (existing && !existing.isFile()) throw new HistoryFileError('it is not a regular file', true);
     // Created 0640 before SQLite opens it: its journal files take the same mode and owner.
     if (!existing) fs.closeSync(fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW, 0o640));
     fs.chownSync(file, 0, options.readerGroup ?? 0);
     fs.chmodSync(file, 0o640);
-    const db = new DatabaseSync(file, { timeout: 100 });
+    // Foreign keys are not enforced (node:sqlite turns them on): the daemon deletes workloads only once no row names them.
+    const db = new DatabaseSync(file, { timeout: 100, enableForeignKeyConstraints: false });
     try {
       const applicationId = (db.prepare('PRAGMA application_id').get() as { application_id: number }).application_id;
       const version = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
@@ -197,6 +207,18 @@ export class HistoryStore {
     } catch (err) {
       db.close();
       throw historyFileError(err);
+    }
+  }
+
+  /** The file (and its journal files) readable by `group` from now on. */
+  setReaderGroup(group: number | null): void {
+    this.options.readerGroup = group;
+    for (const suffix of ['', '-wal', '-shm']) {
+      try {
+        fs.chownSync(`${this.file}${suffix}`, 0, group ?? 0);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
     }
   }
 
@@ -218,18 +240,14 @@ export class HistoryStore {
   readPosition(): StoredPosition {
     const state = (key: string): unknown => (this.statement('SELECT value FROM state WHERE key = ?').get(key) as { value: unknown } | undefined)?.value ?? null;
     const positions = new Map<string, Position>();
-    for (const row of this.statement(`SELECT kind, a, b, cgroup_id, ${COLUMNS}, ${SETTLED_COLUMNS} FROM positions`).all() as Array<Record<string, number | null>>) {
-      const settled = HISTORY_COUNTERS.map((name) => row[`settled_${name}`] ?? 0);
-      positions.set(`${row.kind}:${row.a}:${row.b}:${row.cgroup_id}`, { written: HISTORY_COUNTERS.map((name) => row[name]!), settled: settled.some((value) => value > 0) ? settled : null });
+    for (const row of readRows(this.statement(`SELECT key, ${COLUMNS}, ${SETTLED_COLUMNS} FROM positions`))) {
+      const settled = row.slice(1 + HISTORY_COUNTER_COUNT) as number[];
+      positions.set(row[0] as string, { written: row.slice(1, 1 + HISTORY_COUNTER_COUNT) as number[], settled: settled.some((value) => value > 0) ? settled : null });
     }
     const forgotten = new Map<number, number[]>();
-    for (const row of this.statement(`SELECT cgroup_id, ${COLUMNS} FROM forgotten`).all() as Array<Record<string, number>>) {
-      forgotten.set(row.cgroup_id!, HISTORY_COUNTERS.map((name) => row[name]!));
-    }
+    for (const row of readRows(this.statement(`SELECT cgroup_id, ${COLUMNS} FROM forgotten`))) forgotten.set(row[0] as number, row.slice(1) as number[]);
     const peerPositions = new Map<string, number[]>();
-    for (const row of this.statement(`SELECT tgid, start_ns, peer, ${COLUMNS} FROM peer_positions`).all() as Array<Record<string, number | string>>) {
-      peerPositions.set(`${row.tgid}:${row.start_ns}:${row.peer}`, HISTORY_COUNTERS.map((name) => row[name] as number));
-    }
+    for (const row of readRows(this.statement(`SELECT key, ${COLUMNS} FROM peer_positions`))) peerPositions.set(row[0] as string, row.slice(1) as number[]);
     const lastBucket = state('last_bucket');
     return { identity: (state('identity') as string | null) ?? null, positions, forgotten, peerPositions, lastBucket: lastBucket === null ? null : Number(lastBucket) };
   }
@@ -241,7 +259,9 @@ export class HistoryStore {
       try {
         const base = this.options.tiers[0]!.bucketSeconds;
         if (flush.traffic.length > 0) {
-          const rows = flush.traffic.map((traffic) => ({ key: [this.workloadId(traffic, flush.bucket)], counters: traffic.counters, pids: traffic.pids.join(',') }));
+          const { kept, other } = this.bounded(flush.traffic);
+          const rows = kept.map((traffic) => ({ key: [this.workloadId(traffic, flush.bucket)], counters: traffic.counters, pids: traffic.pids.join(',') }));
+          if (other) rows.push({ key: [OTHER_WORKLOAD], counters: other, pids: '' });
           this.writeBucket(WORKLOAD_ROWS, base, flush.bucket, rows);
         }
         this.writePositions(flush);
@@ -250,7 +270,9 @@ export class HistoryStore {
         const peerTier = this.options.peerTiers[0];
         if (peers && peerTier) {
           if (peers.traffic.length > 0) {
-            const rows = peers.traffic.map((traffic) => ({ key: [this.workloadId(traffic, flush.bucket), traffic.peer, traffic.port], counters: traffic.counters, pids: '' }));
+            const { kept, other } = this.bounded(peers.traffic);
+            const rows = kept.map((traffic) => ({ key: [this.workloadId(traffic, flush.bucket), traffic.peer, traffic.port], counters: traffic.counters, pids: '' }));
+            if (other) rows.push({ key: [...PEER_ROWS.other], counters: other, pids: '' });
             this.writeBucket(PEER_ROWS, peerTier.bucketSeconds, Math.floor(flush.bucket / peerTier.bucketSeconds) * peerTier.bucketSeconds, rows);
           }
           this.writePeerPositions(peers);
@@ -260,7 +282,7 @@ export class HistoryStore {
         setState.run('last_bucket', flush.bucket);
         this.rollUp(WORKLOAD_ROWS, this.options.tiers, completeEnd, flush.bucket);
         this.rollUp(PEER_ROWS, this.options.peerTiers, completeEnd, flush.bucket);
-        this.expire(flush.nowSeconds);
+        if (flush.expire) this.expire(flush.nowSeconds);
         this.db.exec('COMMIT');
       } catch (err) {
         if (this.db.isTransaction) this.db.exec('ROLLBACK');
@@ -270,6 +292,27 @@ export class HistoryStore {
       this.workloadIds.clear(); // ids made in the rolled-back transaction are gone
       throw historyFileError(err);
     }
+    // Into the file at once, never waiting for a reader (sqlite3 on it): the write-ahead log stays one flush long.
+    // The flush is written whatever happens here: a checkpoint that fails (a full disk) is tried again after the next.
+    try {
+      this.db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+    } catch {
+      // the next write's log grows instead; a full disk then pauses history there
+    }
+  }
+
+  /**
+   * A flush's traffic cut to the bucket's bound before any workload is given
+   * an id: the top `rowsPerBucket` by bytes, and the sum of the rest (null
+   * when none), so that names churning by the thousand never reach the
+   * workloads table.
+   */
+  private bounded<T extends { counters: number[] }>(traffic: readonly T[]): { kept: T[]; other: number[] | null } {
+    if (traffic.length <= this.options.rowsPerBucket) return { kept: [...traffic], other: null };
+    const ranked = [...traffic].sort((a, b) => bytesOf(b.counters) - bytesOf(a.counters) || callsOf(b.counters) - callsOf(a.counters));
+    const other = new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+    for (const row of ranked.splice(this.options.rowsPerBucket)) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) other[i]! += row.counters[i]!;
+    return { kept: ranked, other };
   }
 
   /** The id of a workload, made (and its last bucket noted) if new. */
@@ -306,7 +349,7 @@ export class HistoryStore {
   private writeBucket(kind: RowKind, tier: number, bucket: number, rows: readonly BucketRow[]): void {
     const merged = new Map<string, BucketRow>();
     const keyColumns = kind.keys.join(', ');
-    const existing = this.statement(`SELECT ${keyColumns}, ${COLUMNS}${kind.withPids ? ', pids' : ''} FROM ${kind.table} WHERE tier = ? AND bucket = ?`).all(tier, bucket) as Array<Record<string, number | string>>;
+    const existing = readRows(this.statement(`SELECT ${keyColumns}, ${COLUMNS}${kind.withPids ? ', pids' : ''} FROM ${kind.table} WHERE tier = ? AND bucket = ?`), tier, bucket);
     const add = (row: BucketRow): void => {
       const id = JSON.stringify(row.key);
       const into = merged.get(id);
@@ -316,7 +359,10 @@ export class HistoryStore {
         into.pids = mergePids(into.pids, row.pids);
       }
     };
-    for (const row of existing) add({ key: kind.keys.map((column) => row[column]!), counters: HISTORY_COUNTERS.map((name) => row[name] as number), pids: (row.pids as string | undefined) ?? '' });
+    const keyCount = kind.keys.length;
+    for (const row of existing) {
+      add({ key: row.slice(0, keyCount) as Array<string | number>, counters: row.slice(keyCount, keyCount + HISTORY_COUNTER_COUNT) as number[], pids: (row[keyCount + HISTORY_COUNTER_COUNT] as string | undefined) ?? '' });
+    }
     for (const row of rows) add(row);
     const otherId = JSON.stringify(kind.other);
     const ranked = [...merged.values()].filter((row) => row.key[0] !== OTHER_WORKLOAD);
@@ -333,26 +379,20 @@ export class HistoryStore {
 
   private writePeerPositions(peers: PeerFlushWrite): void {
     if (peers.replacePositions) this.db.exec('DELETE FROM peer_positions');
-    const upsert = this.statement(`INSERT OR REPLACE INTO peer_positions (tgid, start_ns, peer, ${COLUMNS}) VALUES (?, ?, ?, ${PLACES})`);
-    const split = (key: string): [number, number, string] => {
-      const [tgid, startNs, ...row] = key.split(':');
-      return [Number(tgid), Number(startNs), row.join(':')];
-    };
-    for (const [key, counters] of peers.changed) upsert.run(...split(key), ...counters);
-    const remove = this.statement('DELETE FROM peer_positions WHERE tgid = ? AND start_ns = ? AND peer = ?');
-    for (const key of peers.removed) remove.run(...split(key));
+    const upsert = this.statement(`INSERT OR REPLACE INTO peer_positions (key, ${COLUMNS}) VALUES (?, ${PLACES})`);
+    for (const [key, counters] of peers.changed) upsert.run(key, ...counters);
+    const remove = this.statement('DELETE FROM peer_positions WHERE key = ?');
+    for (const key of peers.removed) remove.run(key);
   }
 
   private writePositions(flush: FlushWrite): void {
     if (flush.replacePositions) this.db.exec('DELETE FROM positions; DELETE FROM forgotten');
     const forgottenBefore = flush.replacePositions ? new Map<number, number[]>() : flush.forgottenBefore;
-    const upsert = this.statement(
-      `INSERT OR REPLACE INTO positions (kind, a, b, cgroup_id, ${COLUMNS}, ${SETTLED_COLUMNS}) VALUES (?, ?, ?, ?, ${PLACES}, ${PLACES})`,
-    );
+    const upsert = this.statement(`INSERT OR REPLACE INTO positions (key, ${COLUMNS}, ${SETTLED_COLUMNS}) VALUES (?, ${PLACES}, ${PLACES})`);
     const none = new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
-    for (const [key, position] of flush.changed) upsert.run(...key.split(':').map(Number), ...position.written, ...(position.settled ?? none));
-    const remove = this.statement('DELETE FROM positions WHERE kind = ? AND a = ? AND b = ? AND cgroup_id = ?');
-    for (const key of flush.removed) remove.run(...key.split(':').map(Number));
+    for (const [key, position] of flush.changed) upsert.run(key, ...position.written, ...(position.settled ?? none));
+    const remove = this.statement('DELETE FROM positions WHERE key = ?');
+    for (const key of flush.removed) remove.run(key);
     const setForgotten = this.statement(`INSERT OR REPLACE INTO forgotten (cgroup_id, ${COLUMNS}) VALUES (?, ${PLACES})`);
     for (const [cgroupId, counters] of flush.forgottenAfter) {
       const before = forgottenBefore.get(cgroupId);
@@ -378,17 +418,23 @@ export class HistoryStore {
       const from = stored ?? Math.floor(writtenBucket / size) * size;
       const to = Math.floor(completeEnd / size) * size;
       if (to > from) {
-        const sums = this.statement(
-          `SELECT (bucket / ${size}) * ${size} AS coarse, ${keyColumns}, ${SUMS}${kind.withPids ? ', group_concat(pids) AS pids' : ''} FROM ${kind.table} WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY coarse, ${keyColumns}`,
-        ).all(source, from, to) as Array<Record<string, number | string | null>>;
+        const sums = readRows(
+          this.statement(
+            `SELECT (bucket / ${size}) * ${size} AS coarse, ${keyColumns}, ${SUMS}${kind.withPids ? ', group_concat(pids) AS pids' : ''} FROM ${kind.table} WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY coarse, ${keyColumns}`,
+          ),
+          source,
+          from,
+          to,
+        );
         const byBucket = new Map<number, BucketRow[]>();
+        const keyCount = kind.keys.length;
         for (const row of sums) {
-          const coarse = row.coarse as number;
+          const coarse = row[0] as number;
           if (!byBucket.has(coarse)) byBucket.set(coarse, []);
           byBucket.get(coarse)!.push({
-            key: kind.keys.map((column) => row[column]!),
-            counters: HISTORY_COUNTERS.map((name) => Number(row[`SUM(${name})`])),
-            pids: mergePids('', (row.pids as string | null | undefined) ?? ''),
+            key: row.slice(1, 1 + keyCount) as Array<string | number>,
+            counters: row.slice(1 + keyCount, 1 + keyCount + HISTORY_COUNTER_COUNT) as number[],
+            pids: mergePids('', (row[1 + keyCount + HISTORY_COUNTER_COUNT] as string | null | undefined) ?? ''),
           });
         }
         for (const [coarse, rows] of byBucket) this.writeBucket(kind, size, coarse, rows);
@@ -407,7 +453,22 @@ export class HistoryStore {
         longest = Math.max(longest, tier.keepSeconds);
       }
     }
-    const dropped = this.statement('DELETE FROM workloads WHERE id <> 0 AND last_bucket < ?').run(nowSeconds - longest);
+    this.dropUnusedWorkloads(nowSeconds);
+  }
+
+  /**
+   * Deletes the workloads no row names any more (their rows aged out or were
+   * deleted for the bound), at most once an hour of the history's clock
+   * (each workload costs a look-up per tier in the index by workload).
+   */
+  private dropUnusedWorkloads(nowSeconds: number, force = false): void {
+    if (!force && nowSeconds - this.lastWorkloadSweep < 3600) return;
+    this.lastWorkloadSweep = nowSeconds;
+    const tiers = [...new Set([...this.options.tiers, ...this.options.peerTiers].map((tier) => tier.bucketSeconds))].join(', ');
+    const dropped = this.statement(
+      `DELETE FROM workloads WHERE id <> ${OTHER_WORKLOAD} AND NOT EXISTS (SELECT 1 FROM traffic WHERE tier IN (${tiers}) AND workload = workloads.id) ` +
+        `AND NOT EXISTS (SELECT 1 FROM peer_traffic WHERE workload = workloads.id)`,
+    ).run();
     if (Number(dropped.changes) > 0) this.workloadIds.clear();
   }
 
@@ -461,6 +522,7 @@ export class HistoryStore {
           deleted += Number(this.statement(`DELETE FROM ${kind.table} WHERE tier = ? AND bucket < ?`).run(size, end).changes);
         }
       }
+      if (deleted > 0) this.dropUnusedWorkloads(0, true);
       this.db.exec('COMMIT');
     } catch (err) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
@@ -474,6 +536,16 @@ export class HistoryStore {
   get reader(): DatabaseSync {
     return this.db;
   }
+}
+
+/**
+ * A statement's rows as arrays, integers read exactly (a counter or a sum
+ * past 2^53 would make node:sqlite throw) and given as numbers.
+ */
+export function readRows(statement: StatementSync, ...parameters: Array<string | number | null>): unknown[][] {
+  statement.setReadBigInts(true);
+  statement.setReturnArrays(true);
+  return (statement.all(...parameters) as unknown as unknown[][]).map((row) => row.map((value) => (typeof value === 'bigint' ? Number(value) : value)));
 }
 
 /** At most a few distinct pids, comma-separated. */

@@ -13,18 +13,18 @@ import type { Logger } from '../common/log.js';
 import { type FlushPlan, PositionLedger, type WorkloadTraffic } from './position-ledger.js';
 import { type PeerFlushPlan, PeerLedger, type PeerTraffic } from './peer-ledger.js';
 import type { ProcessEntry } from '../accounting/process-table.js';
-import { HistoryFileError, HistoryStore, type NamedPeerTraffic, type NamedTraffic, type TierSetting, historyFileError, moveAside } from './history-store.js';
+import { HistoryFileError, HistoryStore, type NamedPeerTraffic, type NamedTraffic, type StoredPosition, type TierSetting, historyFileError, moveAside } from './history-store.js';
 import { type HistoryAnswer, type HistoryQuery, queryHistory } from './history-query.js';
 
 export interface HistoryOptions {
   file: string;
+  /** The group that may read the file (allProcessesGroup), or null; SIGHUP may change it (setReaderGroup). */
+  readerGroup: number | null;
   tiers: readonly TierSetting[];
   /** The tiers that hold per-peer rows (empty: per-peer counting is off). */
   peerTiers: readonly TierSetting[];
   rowsPerBucket: number;
   maxBytes: number;
-  /** The group that may read the file (allProcessesGroup), or null. */
-  readerGroup: number | null;
 }
 
 /** What history reads: the table, the unattributed rows, the forgotten totals, the names of cgroups. */
@@ -53,6 +53,10 @@ export interface HistoryStatus {
 
 /** After a bucket ends, its flush waits this long: exits of its last moments are read with it. */
 const FLUSH_DELAY_MS = 50;
+/** Events kept for the ledger while the file cannot be read yet. */
+const MAX_EARLY_EVENTS = 200_000;
+/** A wall clock that moved this much more (or less) than the monotonic one since the last flush has jumped. */
+const CLOCK_JUMP_MS = 60_000;
 
 export class History {
   private store: HistoryStore | null = null;
@@ -72,6 +76,17 @@ export class History {
   private flushes = 0;
   private failedFlushes = 0;
 
+  /**
+   * What the table told before the file could be read (a full disk, a
+   * read-only file system at start): applied, in order, to the ledger the
+   * file gives; past MAX_EARLY_EVENTS, dropped (said once: what they were
+   * is then written as unseen, or not at all).
+   */
+  private early: Array<(ledger: PositionLedger, peers: PeerLedger | null) => void> = [];
+  private earlyDropped = false;
+  /** The wall clock and the monotonic clock at the last flush: a jump of the first is not taken for time gone by. */
+  private lastFlushClocks: { wallMs: number; monotonicMs: number } | null = null;
+
   constructor(
     private readonly options: HistoryOptions,
     private readonly sources: HistorySources,
@@ -79,10 +94,26 @@ export class History {
   ) {
     this.bucket = this.bucketOf(Date.now());
     sources.table.onForget = (entry) => {
-      this.ledger?.onForget(entry);
-      this.peerLedger?.onForget(entry, sources.collector.peers?.exitedRows(entry.tgid, entry.startNs));
+      const event = PositionLedger.forgetting(entry);
+      const rows = sources.collector.peers?.exitedRows(entry.tgid, entry.startNs);
+      this.toLedger((ledger, peers) => {
+        ledger.onForget(event);
+        peers?.onForget(entry, rows);
+      });
     };
-    sources.table.onForgottenAdded = (cgroupId, counters, settledFrom, ofForgotten) => this.ledger?.onForgottenAdded(cgroupId, counters, settledFrom, ofForgotten);
+    sources.table.onForgottenAdded = (cgroupId, counters, settledFrom, ofForgotten) => {
+      const event = PositionLedger.handing(cgroupId, counters, settledFrom, ofForgotten);
+      this.toLedger((ledger) => ledger.onForgottenAdded(event));
+    };
+  }
+
+  private toLedger(apply: (ledger: PositionLedger, peers: PeerLedger | null) => void): void {
+    if (this.ledger) return apply(this.ledger, this.peerLedger);
+    if (this.early.length < MAX_EARLY_EVENTS) this.early.push(apply);
+    else if (!this.earlyDropped) {
+      this.earlyDropped = true;
+      this.log.warn(`history: more than ${MAX_EARLY_EVENTS} exits before ${this.options.file} could be read: what the processes after them did is written per cgroup as unseen`);
+    }
   }
 
   private get baseSeconds(): number {
@@ -102,7 +133,12 @@ export class History {
   private schedule(): void {
     const next = (this.bucketOf(Date.now()) + this.baseSeconds) * 1000 + FLUSH_DELAY_MS;
     this.timer = setTimeout(() => {
-      this.flush();
+      try {
+        this.flush();
+      } catch (err) {
+        // A bug: logged, and history goes on at the next bucket (the daemon never dies of it).
+        this.log.error(`history: a flush failed (retried at the next bucket): ${(err as Error).stack ?? String(err)}`);
+      }
       this.schedule();
     }, Math.max(0, next - Date.now()));
     this.timer.unref();
@@ -119,7 +155,17 @@ export class History {
     }
     this.writeAllPositions = true;
     if (this.ledger) return true; // reopened after a pause: the ledger in memory is exact
-    const stored = this.store.readPosition();
+    let stored: StoredPosition;
+    try {
+      stored = this.store.readPosition();
+    } catch (err) {
+      const error = historyFileError(err);
+      this.store.close();
+      this.store = null;
+      if (error.corrupt) this.moveCorruptAside(error);
+      this.pause(error);
+      return false;
+    }
     const { countersIdentity, mapsCreated } = this.sources;
     const peersOn = this.options.peerTiers.length > 0;
     if (stored.identity === countersIdentity) {
@@ -133,8 +179,25 @@ export class History {
       const why = stored.identity === null ? 'a new file' : 'its positions are of counters this kernel no longer has (a reboot, or maps made anew)';
       this.log.info(`history: ${this.options.file}, ${why}: ${this.baseline ? 'history starts now (what the pinned counters held before is not in it)' : 'history starts with these counters'}`);
     }
-    if (stored.lastBucket !== null) this.bucket = Math.max(this.bucket, stored.lastBucket);
+    // A bucket written under a clock that was ahead (and set back since) is not waited for.
+    if (stored.lastBucket !== null && stored.lastBucket <= this.bucketOf(Date.now()) + this.baseSeconds) this.bucket = Math.max(this.bucket, stored.lastBucket);
+    for (const apply of this.early) apply(this.ledger, this.peerLedger);
+    this.early = [];
     return true;
+  }
+
+  private moveCorruptAside(error: HistoryFileError): void {
+    try {
+      this.log.warn(`history: ${this.options.file} is corrupt (${error.message}): moved to ${moveAside(this.options.file)}; a new one is started`);
+    } catch (moveErr) {
+      this.log.error(`history: ${this.options.file} is corrupt and cannot be moved aside: ${(moveErr as Error).message}`);
+    }
+  }
+
+  /** allProcessesGroup changed (SIGHUP): the file's group follows. */
+  setReaderGroup(group: number | null): void {
+    this.options.readerGroup = group;
+    this.store?.setReaderGroup(group);
   }
 
   /**
@@ -144,6 +207,11 @@ export class History {
    */
   flush(): void {
     const nowMs = Date.now();
+    const monotonicMs = performance.now();
+    const previous = this.lastFlushClocks;
+    const clockJumped = previous !== null && Math.abs(nowMs - previous.wallMs - (monotonicMs - previous.monotonicMs)) > CLOCK_JUMP_MS;
+    if (clockJumped) this.log.warn(`history: the clock jumped by ${Math.round((nowMs - previous!.wallMs - (monotonicMs - previous!.monotonicMs)) / 1000)} s since the last flush: nothing ages out of history at this flush`);
+    this.lastFlushClocks = { wallMs: nowMs, monotonicMs };
     const into = this.bucket;
     // A clock set back never writes behind what the coarser tiers have summed.
     this.bucket = Math.max(this.bucket, this.bucketOf(nowMs));
@@ -175,6 +243,7 @@ export class History {
         identity: this.sources.countersIdentity,
         bucket: into,
         nowSeconds: Math.floor(nowMs / 1000),
+        expire: !clockJumped,
         traffic: this.baseline ? [] : [...plan.traffic.values()].map((traffic) => this.named(traffic)),
         changed: allPositions ? ledger.positionsAfter(plan) : plan.changed,
         removed: plan.removed,
@@ -200,14 +269,8 @@ export class History {
       this.pause(error);
       store.close();
       this.store = null;
-      if (error.corrupt) {
-        // The ledger in memory goes on into a new file, from the next flush.
-        try {
-          this.log.warn(`history: ${this.options.file} is corrupt (${error.message}): moved to ${moveAside(this.options.file)}; a new one is started`);
-        } catch (moveErr) {
-          this.log.error(`history: ${this.options.file} is corrupt and cannot be moved aside: ${(moveErr as Error).message}`);
-        }
-      }
+      // The ledger in memory goes on into a new file, from the next flush.
+      if (error.corrupt) this.moveCorruptAside(error);
       return;
     }
     this.baseline = false;

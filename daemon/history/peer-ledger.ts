@@ -64,22 +64,51 @@ function growth(now: readonly number[], before: readonly number[] | undefined): 
 export class PeerLedger {
   private readonly pending = new Map<string, PeerTraffic>();
   private readonly pendingRemoved = new Set<string>();
+  /** Positions by process ("tgid:startNs"), then by row: a forgotten process's are found without a scan. */
+  private readonly byProcess = new Map<string, Map<string, number[]>>();
 
-  constructor(private readonly positions: Map<string, number[]>) {}
+  constructor(positions: Map<string, number[]>) {
+    for (const [key, counters] of positions) this.set(key, counters);
+  }
+
+  private static split(key: string): [string, string] {
+    const second = key.indexOf(':', key.indexOf(':') + 1);
+    return [key.slice(0, second), key.slice(second + 1)];
+  }
+
+  private get(key: string): number[] | undefined {
+    const [process, row] = PeerLedger.split(key);
+    return this.byProcess.get(process)?.get(row);
+  }
+
+  private set(key: string, counters: number[]): void {
+    const [process, row] = PeerLedger.split(key);
+    let rows = this.byProcess.get(process);
+    if (!rows) this.byProcess.set(process, (rows = new Map()));
+    rows.set(row, counters);
+  }
+
+  private delete(key: string): void {
+    const [process, row] = PeerLedger.split(key);
+    const rows = this.byProcess.get(process);
+    rows?.delete(row);
+    if (rows?.size === 0) this.byProcess.delete(process);
+  }
+
+  /** Every position, keyed as the file keys them. */
+  private *entries(): IterableIterator<[string, number[]]> {
+    for (const [process, rows] of this.byProcess) for (const [row, counters] of rows) yield [`${process}:${row}`, counters];
+  }
 
   /** As the table forgets a process: its last rows (`rows`: its final ones, or none kept). */
   onForget(entry: ProcessEntry, rows: readonly PeerRecord[] | undefined): void {
     for (const record of rows ?? []) {
-      const key = peerPositionKey(entry.tgid, entry.startNs, rowKey(record));
-      const delta = growth(historyCounters(record.counters), this.positions.get(key));
+      const delta = growth(historyCounters(record.counters), this.get(peerPositionKey(entry.tgid, entry.startNs, rowKey(record))));
       if (delta) addPeerTraffic(this.pending, entry, record, delta);
     }
-    const prefix = `${entry.tgid}:${entry.startNs}:`;
-    for (const key of this.positions.keys()) {
-      if (!key.startsWith(prefix)) continue;
-      this.positions.delete(key);
-      this.pendingRemoved.add(key);
-    }
+    const process = `${entry.tgid}:${entry.startNs}`;
+    for (const row of this.byProcess.get(process)?.keys() ?? []) this.pendingRemoved.add(`${process}:${row}`);
+    this.byProcess.delete(process);
   }
 
   /** What grew since the last flush: `rows` has every process of the table's rows, by process key. */
@@ -91,7 +120,7 @@ export class PeerLedger {
       for (const record of rows.get(`${entry.tgid}:${entry.startNs}`) ?? []) {
         const key = peerPositionKey(entry.tgid, entry.startNs, rowKey(record));
         const now = historyCounters(record.counters);
-        const before = this.positions.get(key);
+        const before = this.get(key);
         const delta = growth(now, before);
         if (!delta) continue;
         addPeerTraffic(traffic, entry, record, delta);
@@ -102,20 +131,20 @@ export class PeerLedger {
     // its exit and its rows' last read) keeps its own, or it would be written twice.
     const removed = new Set(this.pendingRemoved);
     const processes = new Set(entries.map((entry) => `${entry.tgid}:${entry.startNs}`));
-    for (const key of this.positions.keys()) if (!processes.has(key.split(':', 2).join(':'))) removed.add(key);
+    for (const [process, rowsOf] of this.byProcess) if (!processes.has(process)) for (const row of rowsOf.keys()) removed.add(`${process}:${row}`);
     return { traffic, changed, removed };
   }
 
   positionsAfter(plan: PeerFlushPlan): Map<string, number[]> {
-    const after = new Map(this.positions);
+    const after = new Map(this.entries());
     for (const [key, position] of plan.changed) after.set(key, position);
     for (const key of plan.removed) after.delete(key);
     return after;
   }
 
   commit(plan: PeerFlushPlan): void {
-    for (const [key, position] of plan.changed) this.positions.set(key, position);
-    for (const key of plan.removed) this.positions.delete(key);
+    for (const [key, position] of plan.changed) this.set(key, position);
+    for (const key of plan.removed) this.delete(key);
     this.pending.clear();
     this.pendingRemoved.clear();
   }

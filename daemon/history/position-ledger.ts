@@ -64,6 +64,10 @@ export interface FlushPlan {
 }
 
 export const UNATTRIBUTED_COMMAND = '(unattributed)';
+/** Forgotten processes' traffic past MAX_PENDING workloads between two flushes (a churn of names, a long pause). */
+const MANY_COMMAND = '(many commands)';
+/** Workloads of forgotten processes, and forgotten slots, kept between two flushes at most. */
+const MAX_PENDING = 50_000;
 export const UNSEEN_COMMAND = '(exited unseen)';
 const UNKNOWN_COMMAND = '(unknown)';
 const PIDS_KEPT = 4;
@@ -118,6 +122,21 @@ function processWorkload(entry: ProcessEntry, cgroupId: number): Workload {
   return { cgroupId, command: entry.comm || UNKNOWN_COMMAND, uid: entry.known ? entry.uid : null };
 }
 
+/** A process the table forgets, as the ledger needs it: its parts (what the kernel held of each) and a slot it still held. */
+export interface ForgetEvent {
+  pid: number;
+  parts: Array<{ key: string; inKernel: number[] | null; workload: Workload }>;
+  heldSlot: { key: string; counters: number[] } | null;
+}
+
+/** A part the table adds to the forgotten totals: its cgroup, counters, position key (a settled part's) and whether its process was forgotten already. */
+export interface HandOverEvent {
+  cgroupId: number;
+  counters: number[];
+  key: string | null;
+  ofForgotten: boolean;
+}
+
 /** What the ledger reads at a flush: the table, the unattributed rows, the forgotten totals. */
 export interface LedgerSources {
   forEachEntry(visit: (entry: ProcessEntry) => void): void;
@@ -134,12 +153,22 @@ export class PositionLedger {
   private readonly settledSince = new Set<string>();
   /** Per cgroup, what the table handed to the forgotten totals of processes followed here. */
   private readonly handedOver = new Map<number, number[]>();
+  /** The positions the file holds: only those are deleted from it. */
+  private readonly inFile: Set<string>;
+  /**
+   * Parts of processes forgotten while they still held their slot (dropped
+   * past the table's bound): the slot's counters written then, which the
+   * slot's last read hands to the forgotten totals later.
+   */
+  private readonly writtenAtForget = new Map<string, number[]>();
 
   constructor(
     private readonly positions: Map<string, Position>,
     /** The forgotten totals (history's 8 counters) as last accounted. */
     private forgottenAccounted: Map<number, number[]>,
-  ) {}
+  ) {
+    this.inFile = new Set(positions.keys());
+  }
 
   get size(): number {
     return this.positions.size;
@@ -173,32 +202,66 @@ export class PositionLedger {
     return parts;
   }
 
-  /** Called as the table forgets an exited process: its last traffic. */
-  onForget(entry: ProcessEntry): void {
-    for (const [key, inKernel] of PositionLedger.parts(entry)) {
-      const delta = growth(this.partValue(key, inKernel), this.positions.get(key)?.written);
-      if (delta) addTraffic(this.pending, processWorkload(entry, parsePositionKey(key).cgroupId), delta, [entry.tgid]);
-      if (this.positions.delete(key)) this.pendingRemoved.add(key);
+  /** What the ledger needs of a process the table forgets, taken at that moment. */
+  static forgetting(entry: ProcessEntry): ForgetEvent {
+    const parts = [...PositionLedger.parts(entry)].map(([key, inKernel]) => ({
+      key,
+      inKernel: inKernel ? historyCounters(inKernel) : null,
+      workload: processWorkload(entry, parsePositionKey(key).cgroupId),
+    }));
+    const heldSlot = entry.hasSlot ? { key: positionKey({ kind: 0, a: entry.tgid, b: entry.startNs, cgroupId: entry.slotCgroupId }), counters: historyCounters(entry.slotCounters) } : null;
+    return { pid: entry.tgid, parts, heldSlot };
+  }
+
+  /** What the ledger needs of a part the table adds to the forgotten totals, taken at that moment. */
+  static handing(cgroupId: number, counters: ArrayLike<number>, settledFrom: ProcessEntry | null, ofForgotten: boolean): HandOverEvent {
+    const key = settledFrom ? positionKey({ kind: 0, a: settledFrom.tgid, b: settledFrom.startNs, cgroupId }) : null;
+    return { cgroupId, counters: historyCounters(counters), key, ofForgotten };
+  }
+
+  /** As the table forgets an exited process: its last traffic. */
+  onForget(event: ForgetEvent): void {
+    for (const { key, inKernel, workload } of event.parts) {
+      const value = inKernel ? [...inKernel] : new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+      const settled = this.positions.get(key)?.settled;
+      if (settled) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) value[i]! += settled[i]!;
+      const delta = growth(value, this.positions.get(key)?.written);
+      if (delta) this.addPending(workload, delta, event.pid);
+      this.positions.delete(key);
+      if (this.inFile.has(key)) this.pendingRemoved.add(key);
       this.settledSince.delete(key);
     }
+    if (event.heldSlot && this.writtenAtForget.size < MAX_PENDING) this.writtenAtForget.set(event.heldSlot.key, event.heldSlot.counters);
+  }
+
+  /** A forgotten process's last traffic, until the next flush; past MAX_PENDING workloads, in one row per cgroup. */
+  private addPending(workload: Workload, delta: number[], pid: number): void {
+    const bounded = this.pending.size < MAX_PENDING || this.pending.has(workloadKey(workload)) ? workload : { cgroupId: workload.cgroupId, command: MANY_COMMAND, uid: null };
+    addTraffic(this.pending, bounded, delta, [pid]);
   }
 
   /**
-   * Called as the table adds a part to the forgotten totals: that growth is
+   * As the table adds a part to the forgotten totals: that growth is
    * accounted for (the part's traffic is written from its counters), and a
-   * part read for the last time (`settledFrom`, its process) is noted as
-   * settled. Of a process already forgotten, it is not: written as unseen.
+   * part read for the last time (its key) is noted as settled. Of a process
+   * already forgotten, only what was written of its slot when it was.
    */
-  onForgottenAdded(cgroupId: number, counters: ArrayLike<number>, settledFrom: ProcessEntry | null, ofForgotten: boolean): void {
-    if (ofForgotten) return;
-    const folded = historyCounters(counters);
-    addInto(this.handedOver, cgroupId, folded);
-    if (!settledFrom) return;
-    const key = positionKey({ kind: 0, a: settledFrom.tgid, b: settledFrom.startNs, cgroupId });
+  onForgottenAdded(event: HandOverEvent): void {
+    const { cgroupId, counters, key } = event;
+    if (event.ofForgotten) {
+      // What was written of that slot when its process was forgotten is accounted for; its growth since is not (unseen).
+      const written = key ? this.writtenAtForget.get(key) : undefined;
+      if (!written) return;
+      this.writtenAtForget.delete(key!);
+      addInto(this.handedOver, cgroupId, counters.map((value, i) => Math.min(value, written[i]!)));
+      return;
+    }
+    addInto(this.handedOver, cgroupId, counters);
+    if (!key) return;
     // Replaced, never changed in place: a plan or a file's copy may hold the old one.
     const position = this.positions.get(key);
     const settled = position?.settled ? [...position.settled] : new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
-    for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) settled[i]! += folded[i]!;
+    for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) settled[i]! += counters[i]!;
     this.positions.set(key, { written: position?.written ?? new Array<number>(HISTORY_COUNTER_COUNT).fill(0), settled });
     this.settledSince.add(key);
   }
@@ -236,7 +299,7 @@ export class PositionLedger {
     for (const [cgroupId, counters] of this.handedOver) addInto(explained, cgroupId, counters);
     for (const [key, position] of this.positions) {
       if (seen.has(key)) continue;
-      removed.add(key);
+      if (this.inFile.has(key)) removed.add(key);
       changed.delete(key);
       addInto(explained, parsePositionKey(key).cgroupId, position.written.map((value, i) => Math.max(0, value - (position.settled?.[i] ?? 0))));
     }
@@ -263,6 +326,10 @@ export class PositionLedger {
 
   /** The plan was written: it is now the ledger's state. */
   commit(plan: FlushPlan): void {
+    for (const key of plan.changed.keys()) this.inFile.add(key);
+    for (const key of plan.removed) this.inFile.delete(key);
+    // Vanished parts that were never in the file go too.
+    for (const key of this.positions.keys()) if (!this.inFile.has(key) && !plan.changed.has(key) && !this.settledSince.has(key)) this.positions.delete(key);
     for (const [key, position] of plan.changed) {
       const current = this.positions.get(key);
       // A part settled again between the plan and now keeps what it settled since.

@@ -51,17 +51,14 @@ const VERSION_1 = `
     PRIMARY KEY (tier, bucket, workload)
   ) WITHOUT ROWID;
   -- What the daemon has already written of each process's counters per cgroup
-  -- (kind 0: tgid, start time) and of each unattributed row (kind 1: uid, 0),
-  -- and how much of a process's part the daemon moved to the forgotten totals
-  -- (settled_*): written in the same transaction as the traffic rows.
+  -- (key "0:tgid:start ns:cgroup id") and of each unattributed row ("1:uid:0:cgroup
+  -- id"), and how much of a process's part the daemon moved to the forgotten
+  -- totals (settled_*): written in the same transaction as the traffic rows.
+  -- Keys are text: a start time in ns passes 2^53 after 104 days of uptime.
   CREATE TABLE positions (
-    kind INTEGER NOT NULL,
-    a INTEGER NOT NULL,
-    b INTEGER NOT NULL,
-    cgroup_id INTEGER NOT NULL,
+    key TEXT PRIMARY KEY,
     ${counterColumns},
-    ${HISTORY_COUNTERS.map((name) => `settled_${name} INTEGER NOT NULL`).join(', ')},
-    PRIMARY KEY (kind, a, b, cgroup_id)
+    ${HISTORY_COUNTERS.map((name) => `settled_${name} INTEGER NOT NULL`).join(', ')}
   ) WITHOUT ROWID;
   -- The kernel's totals of forgotten processes per cgroup id, as last accounted.
   CREATE TABLE forgotten (
@@ -99,16 +96,22 @@ const VERSION_3 = `
     PRIMARY KEY (tier, bucket, workload, peer, port)
   ) WITHOUT ROWID;
   CREATE TABLE peer_positions (
-    tgid INTEGER NOT NULL,
-    start_ns INTEGER NOT NULL,
-    peer TEXT NOT NULL,         -- the kernel's key: address (hex), remote and local port
-    ${counterColumns},
-    PRIMARY KEY (tgid, start_ns, peer)
+    key TEXT PRIMARY KEY,       -- "tgid:start ns:" and the kernel's key: address (hex)/remote port/local port
+    ${counterColumns}
   ) WITHOUT ROWID;
 `;
 
+/**
+ * Version 4: the rows of one workload in time order, so that a series reads
+ * only its own, and whether a workload still has rows is a look-up.
+ */
+const VERSION_4 = `
+  CREATE INDEX traffic_by_workload ON traffic (tier, workload, bucket);
+  CREATE INDEX peer_traffic_by_workload ON peer_traffic (workload);
+`;
+
 /** MIGRATIONS[n] takes a file from version n to n + 1 (version 0: an empty file). */
-export const MIGRATIONS: readonly string[] = [VERSION_1, VERSION_2, VERSION_3];
+export const MIGRATIONS: readonly string[] = [VERSION_1, VERSION_2, VERSION_3, VERSION_4];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Brings an empty file or one of an older version up to SCHEMA_VERSION; throws for a newer one. */

@@ -85,6 +85,8 @@ export function historyRoute(history: History | null): (request: ApiRequest) => 
         end: iso(answer.endSeconds),
         steps: (answer.endSeconds - answer.startSeconds) / answer.stepSeconds,
         maxSteps: MAX_STEPS,
+        /** The groups given at most (past it, in `rest`): the limit asked for, or fewer when their series would be too long together. */
+        limit: answer.limit,
         /** The order of the 8 counters in each step of a series. */
         seriesCounters: COUNTER_KEYS,
         scope: request.visibility.seesAll ? 'host' : 'own',

@@ -34,6 +34,8 @@ const HistoryTiers = z
         context.addIssue({ code: 'custom', path: [i, 'bucket'], message: `must be a whole multiple of the tier before's (${finer.bucket}), and longer` });
       }
       if (keep <= durationSeconds(finer.keep)!) context.addIssue({ code: 'custom', path: [i, 'keep'], message: `must be longer than the tier before's (${finer.keep})` });
+      // The finer rows of a coarse bucket must still be there when it ends and is summed from them.
+      if (durationSeconds(finer.keep)! < 2 * bucket) context.addIssue({ code: 'custom', path: [i - 1, 'keep'], message: `must be at least two of the next tier's buckets (${tier.bucket}), which are summed from these rows` });
     });
   });
 

@@ -301,6 +301,11 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
       }
     }
     try {
+      history?.setReaderGroup(nextGroup);
+    } catch (err) {
+      log.error(`SIGHUP: giving the history file to allProcessesGroup failed: ${(err as Error).message}`);
+    }
+    try {
       netatop.module?.setAllProcessesGroup(nextGroup);
     } catch (err) {
       log.error(`SIGHUP: applying allProcessesGroup to the netatop module interface failed: ${(err as Error).message}`);

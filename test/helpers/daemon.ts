@@ -92,6 +92,8 @@ export class TestDaemon {
     if (!extraArgs.includes('--api-socket')) config.push('--api-socket', apiSocketPath);
     // Never the default history file: one of its own (history is on by default).
     if (!extraArgs.includes('--history-file') && !extraArgs.includes('--no-history')) config.push('--history-file', path.join(scratchDir('history'), 'history.db'));
+    // Every workload its own rows: the other suites' processes (and a benchmark's) never push a test's into `other`.
+    if (!extraArgs.includes('--history-rows-per-bucket') && !extraArgs.includes('--no-history')) config.push('--history-rows-per-bucket', '100000');
     // The suites inside guest kernels run once per attach mode (test/vm).
     if (!options.netatopModule) config.push('--no-netatop-module');
     const mode = testAttachMode();

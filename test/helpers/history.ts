@@ -1,4 +1,5 @@
 // Asking a test daemon's history, and timing traffic inside its buckets.
+import { HistoryStore } from '../../daemon/history/history-store.js';
 import { apiGet } from './api-client.js';
 import type { TestDaemon } from './daemon.js';
 
@@ -46,11 +47,44 @@ export async function afterThisBucket(seconds: number): Promise<void> {
 }
 
 /** Polls until `done` holds for the answer (history flushes at bucket ends), for at most `timeoutMs`. */
-export async function historyUntil(daemon: TestDaemon, parameters: Record<string, string>, done: (answer: any) => boolean, timeoutMs = 15_000): Promise<any> {
+export async function historyUntil(daemon: TestDaemon, parameters: Record<string, string>, done: (answer: any) => boolean, timeoutMs = 30_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const answer = await historyOf(daemon, parameters);
     if (done(answer) || Date.now() > deadline) return answer;
     await sleep(250);
+  }
+}
+
+/**
+ * A history file with `hours` of 1-minute buckets (the daemon's schema),
+ * each holding `workloads` workloads of user `uid`: what a busy host's file
+ * holds, for questions that cost what they cost there.
+ */
+export function filledHistoryFile(file: string, hours: number, workloads: number, uid: number): void {
+  const tiers = [
+    { bucketSeconds: 60, keepSeconds: 48 * 3600 },
+    { bucketSeconds: 600, keepSeconds: 31 * 86_400 },
+  ];
+  const store = HistoryStore.open(file, { tiers, peerTiers: [], rowsPerBucket: workloads, maxBytes: 1 << 30, readerGroup: null }, (message) => {
+    throw new Error(message);
+  });
+  try {
+    const now = Math.floor(Date.now() / 1000);
+    const first = Math.floor((now - hours * 3600) / 60) * 60;
+    for (let bucket = first; bucket < now - 60; bucket += 60) {
+      const traffic = Array.from({ length: workloads }, (_, i) => ({
+        cgroup: `/busy.slice/w${i}.service`,
+        unit: `w${i}.service`,
+        container: null,
+        command: `w${i}`,
+        uid,
+        counters: [1, 1000 + i, 1, 1000, 0, 0, 0, 0],
+        pids: [1000 + i],
+      }));
+      store.write({ identity: 'filled', bucket, nowSeconds: bucket + 60, expire: true, traffic, changed: new Map(), removed: new Set(), replacePositions: false, forgottenBefore: new Map(), forgottenAfter: new Map(), peers: null });
+    }
+  } finally {
+    store.close();
   }
 }
