@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterAll, expect, test } from 'vitest';
-import { HistoryStore, type NamedTraffic, type TierSetting } from '../daemon/history/history-store.js';
+import { HistoryStore, type NamedTraffic, type TierSetting, readRows } from '../daemon/history/history-store.js';
 import { HISTORY_COUNTERS, SCHEMA_VERSION, migrate } from '../daemon/history/schema.js';
 import { scratchDir } from './helpers/fixtures.js';
 
@@ -37,9 +37,8 @@ function write(store: HistoryStore, bucket: number, nowSeconds: number, list: Na
 
 /** The rows of a tier: bucket, command, bytes sent. */
 function rows(store: HistoryStore, tier: number): Array<{ bucket: number; command: string; bytes: number }> {
-  return store.reader
-    .prepare('SELECT bucket, command, tcp_send_bytes AS bytes FROM traffic_named WHERE tier = ? ORDER BY bucket, bytes DESC, command')
-    .all(tier) as Array<{ bucket: number; command: string; bytes: number }>;
+  const statement = store.reader.prepare('SELECT bucket, command, tcp_send_bytes AS bytes FROM traffic_named WHERE tier = ? ORDER BY bucket, bytes DESC, command');
+  return readRows(statement, tier).map(([bucket, command, bytes]) => ({ bucket: bucket as number, command: command as string, bytes: bytes as number }));
 }
 
 const T0 = 1_800_000_000 - (1_800_000_000 % 3600); // an hour's start
@@ -133,6 +132,33 @@ test('a file of schema version 1 is migrated, its rows kept; the file is 0640', 
     expect(store.reader.prepare('SELECT count(*) AS n FROM peer_traffic').get()).toEqual({ n: 0 });
     expect(rows(store, 60)).toEqual([{ bucket: T0, command: 'old', bytes: 500 }]);
     expect((fs.statSync(file).mode & 0o777).toString(8)).toBe('640');
+  } finally {
+    store.close();
+  }
+});
+
+test('positions of processes started after 104 days of uptime (start times past 2^53 ns) and counters past 2^53 are written and read back', () => {
+  const store = openStore();
+  try {
+    const key = '0:4242:9007199254740993123:77';
+    const big = 2 ** 53 + 2;
+    store.write({
+      identity: 'test',
+      bucket: T0,
+      nowSeconds: T0 + 60,
+      expire: true,
+      traffic: [{ ...traffic('huge', big), counters: [1, big, 0, 0, 0, 0, 0, 0] }],
+      changed: new Map([[key, { written: [1, big, 0, 0, 0, 0, 0, 0], settled: null }]]),
+      removed: new Set(),
+      replacePositions: false,
+      forgottenBefore: new Map(),
+      forgottenAfter: new Map([[0, [0, big, 0, 0, 0, 0, 0, 0]]]),
+      peers: null,
+    });
+    const read = store.readPosition();
+    expect(read.positions.get(key)?.written[1]).toBe(big);
+    expect(read.forgotten.get(0)?.[1]).toBe(big);
+    expect(rows(store, 60)).toEqual([{ bucket: T0, command: 'huge', bytes: big }]);
   } finally {
     store.close();
   }
