@@ -222,7 +222,7 @@ export class History {
     let plan: FlushPlan;
     let peerPlan: PeerFlushPlan | null = null;
     try {
-      this.sources.collector.readAll();
+      this.sources.collector.readCounters();
       plan = ledger.plan({
         forEachEntry: (visit) => this.sources.table.forEachEntry(visit),
         unattributed: this.sources.collector.unattributed.all,

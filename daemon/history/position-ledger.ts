@@ -61,6 +61,8 @@ export interface FlushPlan {
   removed: Set<string>;
   /** The kernel's forgotten totals, as now accounted. */
   forgotten: Map<number, number[]>;
+  /** The processes looked at, with their counters summed. */
+  sums: Map<ProcessEntry, number>;
 }
 
 export const UNATTRIBUTED_COMMAND = '(unattributed)';
@@ -105,6 +107,29 @@ export function addTraffic(into: Map<string, WorkloadTraffic>, workload: Workloa
   if (!traffic) into.set(key, (traffic = { ...workload, counters: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), pids: [] }));
   for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) traffic.counters[i]! += counters[i]!;
   for (const pid of pids) if (traffic.pids.length < PIDS_KEPT && !traffic.pids.includes(pid)) traffic.pids.push(pid);
+}
+
+/** Whether any counter of `now` is above `before`'s. */
+function grew(now: readonly number[], before: readonly number[] | undefined): boolean {
+  for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) if (now[i]! > (before?.[i] ?? 0)) return true;
+  return false;
+}
+
+/** A process's 16 counters summed: they never go down, so an equal sum is an equal set. */
+function totalOf(total: readonly number[]): number {
+  let sum = 0;
+  for (let i = 0; i < total.length; i++) sum += total[i]!;
+  return sum;
+}
+
+/** The key of a process's slot part, made once per process. */
+const slotKeys = new WeakMap<ProcessEntry, { cgroupId: number; key: string }>();
+function slotKeyOf(entry: ProcessEntry): string {
+  const cached = slotKeys.get(entry);
+  if (cached?.cgroupId === entry.slotCgroupId) return cached.key;
+  const key = positionKey({ kind: 0, a: entry.tgid, b: entry.startNs, cgroupId: entry.slotCgroupId });
+  slotKeys.set(entry, { cgroupId: entry.slotCgroupId, key });
+  return key;
 }
 
 /** `now − before`, each counter at least 0; null when nothing grew. */
@@ -161,6 +186,10 @@ export class PositionLedger {
    * slot's last read hands to the forgotten totals later.
    */
   private readonly writtenAtForget = new Map<string, number[]>();
+  /** Each process's counters summed at the last committed plan: one that did not grow is skipped. */
+  private readonly sums = new WeakMap<ProcessEntry, number>();
+  /** Whether a plan was committed (the first looks at every part, for those gone across a restart). */
+  private checkedAll = false;
 
   constructor(
     private readonly positions: Map<string, Position>,
@@ -273,23 +302,35 @@ export class PositionLedger {
     const changed = new Map<string, Position>();
     for (const key of this.settledSince) changed.set(key, copyPosition(this.positions.get(key)!));
     const seen = new Set<string>();
-    const account = (key: string, now: number[], workload: Workload, pids: readonly number[]): void => {
+    const sums = new Map<ProcessEntry, number>();
+    const account = (key: string, now: number[], workload: () => Workload, pids: readonly number[]): void => {
       seen.add(key);
       const position = this.positions.get(key);
-      const delta = growth(now, position?.written);
-      if (!delta) return;
-      addTraffic(traffic, workload, delta, pids);
+      if (!grew(now, position?.written)) return;
+      addTraffic(traffic, workload(), growth(now, position?.written)!, pids);
       changed.set(key, { written: now.map((value, i) => Math.max(value, position?.written[i] ?? 0)), settled: position?.settled ? [...position.settled] : null });
     };
     sources.forEachEntry((entry) => {
+      // A process whose counters did not grow since the last flush has nothing to write, and its parts are as they were
+      // (within one run, a part leaves only with its process: forgotten). The first plan looks at every one.
+      const sum = totalOf(entry.total);
+      if (this.checkedAll && this.sums.get(entry) === sum) return;
+      sums.set(entry, sum);
       const pids = [entry.tgid];
+      if (!entry.settled && !entry.overflow) {
+        // The common case: one part, its slot.
+        if (!entry.hasSlot) return;
+        const key = slotKeyOf(entry);
+        account(key, this.partValue(key, entry.slotCounters), () => processWorkload(entry, entry.slotCgroupId), pids);
+        return;
+      }
       for (const [key, inKernel] of PositionLedger.parts(entry)) {
-        account(key, this.partValue(key, inKernel), processWorkload(entry, parsePositionKey(key).cgroupId), pids);
+        account(key, this.partValue(key, inKernel), () => processWorkload(entry, parsePositionKey(key).cgroupId), pids);
       }
     });
     for (const row of sources.unattributed) {
       const uid = row.uid === HOST_UID ? null : row.uid;
-      account(positionKey({ kind: 1, a: row.uid, b: 0, cgroupId: row.cgroupId }), historyCounters(row.counters), { cgroupId: row.cgroupId, command: UNATTRIBUTED_COMMAND, uid }, []);
+      account(positionKey({ kind: 1, a: row.uid, b: 0, cgroupId: row.cgroupId }), historyCounters(row.counters), () => ({ cgroupId: row.cgroupId, command: UNATTRIBUTED_COMMAND, uid }), []);
     }
     // Parts gone without a forget (across a restart, folded rows): what was
     // written of them beyond what was settled is in the forgotten totals'
@@ -298,7 +339,8 @@ export class PositionLedger {
     const explained = new Map<number, number[]>();
     for (const [cgroupId, counters] of this.handedOver) addInto(explained, cgroupId, counters);
     for (const [key, position] of this.positions) {
-      if (seen.has(key)) continue;
+      // After the first plan only unattributed rows can go unseen (folded): a process's parts go with its forget.
+      if (seen.has(key) || (this.checkedAll && !key.startsWith('1:'))) continue;
       if (this.inFile.has(key)) removed.add(key);
       changed.delete(key);
       addInto(explained, parsePositionKey(key).cgroupId, position.written.map((value, i) => Math.max(0, value - (position.settled?.[i] ?? 0))));
@@ -308,7 +350,7 @@ export class PositionLedger {
     for (const [cgroupId, unseen] of unexplainedGrowth(forgotten, this.forgottenAccounted, explained)) {
       addTraffic(traffic, { cgroupId, command: UNSEEN_COMMAND, uid: null }, unseen, []);
     }
-    return { traffic, changed, removed, forgotten };
+    return { traffic, changed, removed, forgotten, sums };
   }
 
   /** The forgotten totals as last accounted (what the file holds). */
@@ -326,6 +368,8 @@ export class PositionLedger {
 
   /** The plan was written: it is now the ledger's state. */
   commit(plan: FlushPlan): void {
+    for (const [entry, sum] of plan.sums) this.sums.set(entry, sum);
+    this.checkedAll = true;
     for (const key of plan.changed.keys()) this.inFile.add(key);
     for (const key of plan.removed) this.inFile.delete(key);
     // Vanished parts that were never in the file go too.
