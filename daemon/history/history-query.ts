@@ -1,9 +1,9 @@
 // Questions to the history file: traffic per group (workload, unit,
 // container, cgroup, command, user) over a range, in total and per step, from
 // the finest tier that still holds the range's start.
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD } from './schema.js';
-import { type TierSetting, readRows } from './history-store.js';
+import type { TierSetting } from './history-store.js';
 
 export const GROUPINGS = ['workload', 'unit', 'container', 'cgroup', 'command', 'user', 'peer'] as const;
 export type Grouping = (typeof GROUPINGS)[number];
@@ -87,8 +87,16 @@ export function tierFor(tiers: readonly TierSetting[], fromSeconds: number, toSe
   return covering.find((tier) => (toSeconds - fromSeconds) / tier.bucketSeconds <= MAX_DEFAULT_STEPS) ?? covering.at(-1)!;
 }
 
-const SUMS = HISTORY_COUNTERS.map((name) => `SUM(${name})`).join(', ');
-const COLUMNS = HISTORY_COUNTERS.join(', ');
+// Counters are read as doubles (REAL): exact to 2^53, and past it close, where an integer would make node:sqlite throw
+// (reading every integer as a BigInt instead costs an object each: a day of minutes is 1.2 million of them).
+const SUMS = HISTORY_COUNTERS.map((name) => `CAST(SUM(${name}) AS REAL)`).join(', ');
+const COLUMNS = HISTORY_COUNTERS.map((name) => `CAST(${name} AS REAL)`).join(', ');
+
+/** A statement's rows as arrays of plain values (its counters cast to REAL). */
+function arrays(statement: StatementSync, ...parameters: Array<string | number>): unknown[][] {
+  statement.setReturnArrays(true);
+  return statement.all(...parameters) as unknown as unknown[][];
+}
 const zero = (): number[] => new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
 
 /** `tiers`: those that hold the rows asked for (for by=peer, the peer tiers). */
@@ -212,7 +220,7 @@ function addTo(into: number[], from: ArrayLike<unknown>, offset: number): void {
 function workloadGroups(db: DatabaseSync, query: HistoryQuery, range: Range): { groups: HistoryGroup[]; rest: HistoryAnswer['rest'] } {
   const perWorkload = new Map<number, number[]>();
   for (const { size, from, to } of range.segments) {
-    for (const row of readRows(db.prepare(`SELECT workload, ${SUMS} FROM traffic WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY workload`), size, from, to) as number[][]) {
+    for (const row of arrays(db.prepare(`SELECT workload, ${SUMS} FROM traffic WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY workload`), size, from, to) as number[][]) {
       const sum = perWorkload.get(row[0]!);
       if (sum) addTo(sum, row, 1);
       else perWorkload.set(row[0]!, row.slice(1));
@@ -250,7 +258,7 @@ function workloadGroups(db: DatabaseSync, query: HistoryQuery, range: Range): { 
       `SELECT workload, ${stepOf(range)} AS s, ${COLUMNS} FROM traffic WHERE tier = ? AND workload IN (${slice.map(() => '?').join(', ')}) AND bucket >= ? AND bucket < ?`,
     );
     for (const { size, from, to } of range.segments) {
-      for (const row of readRows(series, size, ...slice, from, to) as number[][]) {
+      for (const row of arrays(series, size, ...slice, from, to) as number[][]) {
         const group = groupOf.get(row[0]!)!;
         const at = row[1]!;
         while (group.series.length <= at) group.series.push(zero());
@@ -264,13 +272,13 @@ function workloadGroups(db: DatabaseSync, query: HistoryQuery, range: Range): { 
 /** Peer rows (by=peer): fewer, in the coarser tiers; grouped by address and port in one read. */
 function peerGroups(db: DatabaseSync, query: HistoryQuery, range: Range): { groups: HistoryGroup[]; rest: HistoryAnswer['rest'] } {
   const read = db.prepare(
-    `SELECT p.workload, p.peer, p.port, ${stepOf(range, 'p.')} AS s, ${HISTORY_COUNTERS.map((name) => `SUM(p.${name})`).join(', ')}, w.cgroup, w.unit, w.container, w.command, w.uid ` +
+    `SELECT p.workload, p.peer, p.port, ${stepOf(range, 'p.')} AS s, ${HISTORY_COUNTERS.map((name) => `CAST(SUM(p.${name}) AS REAL)`).join(', ')}, w.cgroup, w.unit, w.container, w.command, w.uid ` +
       `FROM peer_traffic p JOIN workloads w ON w.id = p.workload WHERE p.tier = ? AND p.bucket >= ? AND p.bucket < ? GROUP BY p.workload, p.peer, p.port, s`,
   );
   const byGroup = new Map<string, HistoryGroup>();
   // Steps kept sparse until the groups past the limit are gone.
   const stepsOf = new Map<HistoryGroup, Map<number, number[]>>();
-  const rows = range.segments.flatMap(({ size, from, to }) => readRows(read, size, from, to));
+  const rows = range.segments.flatMap(({ size, from, to }) => arrays(read, size, from, to));
   for (const row of rows) {
     const [workload, peer, port, at] = row as [number, string, number, number];
     const [cgroup = null, unit = null, container = null, command = null, uid = null] = row.slice(4 + HISTORY_COUNTER_COUNT) as Array<string | number | null>;
