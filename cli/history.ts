@@ -7,7 +7,7 @@ import { type Counters, TRAFFIC_HEADERS, humanBytes, reportApiError, table, traf
 import { TYPED_TIME_FORMS, apiMoment, localText, utcText } from './typed-time.js';
 import { printable } from '../daemon/common/printable.js';
 import { momentSeconds } from '../daemon/history/durations.js';
-import type { Grouping } from '../daemon/history/history-query.js';
+import { GROUP_FIELDS, type Grouping } from '../daemon/history/history-query.js';
 
 /** The options of `netacct history`, for parseArgs. */
 export const HISTORY_OPTIONS = {
@@ -131,17 +131,6 @@ const NAME_COLUMNS: Record<Grouping, Array<{ header: string; cell: (group: Histo
   ],
 };
 
-/** The fields of each grouping's key in CSV, all of them (the table shortens some). */
-const CSV_FIELDS: Record<Grouping, Array<'command' | 'uid' | 'cgroup' | 'unit' | 'container' | 'peer' | 'port'>> = {
-  workload: ['command', 'uid', 'cgroup', 'unit', 'container'],
-  unit: ['unit'],
-  container: ['container'],
-  cgroup: ['cgroup'],
-  command: ['command'],
-  user: ['uid'],
-  peer: ['peer', 'port'],
-};
-
 const bytesOf = (c: Counters): number => c.tcp.send.bytes + c.tcp.recv.bytes + c.udp.send.bytes + c.udp.recv.bytes;
 
 function humanText(answer: HistoryAnswer): string {
@@ -160,7 +149,7 @@ function humanText(answer: HistoryAnswer): string {
 }
 
 function csvText(answer: HistoryAnswer): string {
-  const fields = CSV_FIELDS[answer.by];
+  const fields = GROUP_FIELDS[answer.by] as ReadonlyArray<'command' | 'uid' | 'cgroup' | 'unit' | 'container' | 'peer' | 'port'>;
   const lines = [csvLine(['start', ...fields, ...answer.seriesCounters.map((name) => name.replaceAll('.', '_'))])];
   const startMs = Date.parse(answer.start);
   for (const group of answer.groups) {

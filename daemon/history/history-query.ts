@@ -61,9 +61,9 @@ export const MAX_STEPS = 10_000;
 /** Groups × steps in one answer, at most (each step of a series is 8 numbers): about 13 MB of JSON. */
 export const MAX_SERIES_POINTS = 200_000;
 
-/** The fields of each grouping's key (a workload's fields; for peers, the peer's). */
-const GROUP_FIELDS: Record<Grouping, readonly string[]> = {
-  workload: ['cgroup', 'unit', 'container', 'command', 'uid'],
+/** The fields of each grouping's key, in the order answers give them (a workload's fields; for peers, the peer's). */
+export const GROUP_FIELDS: Record<Grouping, readonly string[]> = {
+  workload: ['command', 'uid', 'cgroup', 'unit', 'container'],
   unit: ['unit'],
   container: ['container'],
   cgroup: ['cgroup'],
