@@ -343,8 +343,10 @@ static __noinline int claim_slot(__u64 *owner, __u32 tgid, struct task_struct *l
 	return 0;
 }
 
-/* Whether `key` (a uid, or NA_OTHERS_UID) holds fewer than `limit` entries of `kind`. */
-static __always_inline int under_share(__u32 key, __u32 kind, __u64 limit)
+/* Takes one of `key`'s (a uid, or NA_OTHERS_UID) `limit` entries of `kind`:
+ * counted first, atomically, then checked, and given back when over, so that
+ * CPUs creating at once never take more than the share between them. */
+static __always_inline int take_share(__u32 key, __u32 kind, __u64 limit)
 {
 	struct netacct_held *created = bpf_map_lookup_elem(&share_created, &key);
 	if (!created) {
@@ -354,40 +356,59 @@ static __always_inline int under_share(__u32 key, __u32 kind, __u64 limit)
 		if (!created)
 			return 0; /* no room to count it: only users already counted create entries */
 	}
-	struct netacct_held *released = bpf_map_lookup_elem(&share_released, &key);
 	if (kind >= NA_SHARES) /* for the verifier */
 		return 0;
-	__u64 held = created->n[kind] - (released ? released->n[kind] : 0);
-	return (__s64)held < (__s64)limit;
+	struct netacct_held *released = bpf_map_lookup_elem(&share_released, &key);
+	__u64 before = __sync_fetch_and_add(&created->n[kind], 1);
+	__u64 held = before - (released ? released->n[kind] : 0);
+	if ((__s64)held < (__s64)limit)
+		return 1;
+	__sync_fetch_and_add(&created->n[kind], -1);
+	return 0;
 }
 
-/* Whether the caller's user may create one more entry of `kind`: root always;
- * another user while it, and every user but root together, hold less than
- * their shares. Only on the way to creating an entry, never per call. */
-static __noinline int may_hold(__u32 uid, __u32 kind)
+/* Gives back one of `key`'s entries of `kind` taken by take_share (the entry was not made after all). */
+static __always_inline void give_back_share(__u32 key, __u32 kind)
+{
+	struct netacct_held *created = bpf_map_lookup_elem(&share_created, &key);
+	if (created && kind < NA_SHARES)
+		__sync_fetch_and_add(&created->n[kind], -1);
+}
+
+/* Takes one more entry of `kind` for the caller's user: root always (not
+ * counted); another user while it, and every user but root together, hold
+ * less than their shares. Only on the way to creating an entry, never per call. */
+static __noinline int take_shares(__u32 uid, __u32 kind)
 {
 	if (uid == 0)
 		return 1;
 	if (kind >= NA_SHARES)
 		return 0;
-	if (under_share(uid, kind, settings.user_share[kind]) &&
-	    under_share(NA_OTHERS_UID, kind, settings.others_share[kind]))
-		return 1;
+	if (take_share(uid, kind, settings.user_share[kind])) {
+		if (take_share(NA_OTHERS_UID, kind, settings.others_share[kind]))
+			return 1;
+		give_back_share(uid, kind);
+	}
 	stat_add(NA_STAT_OVER_SHARE);
 	return 0;
 }
 
-/* An entry of `kind` was created for `uid`: counted in its share and the others'. */
-static __noinline int note_created(__u32 uid, __u32 kind)
+/* The entry take_shares took for was not made: both shares given back. */
+static __noinline int give_back_shares(__u32 uid, __u32 kind)
 {
 	if (uid == 0 || kind >= NA_SHARES)
 		return 0;
-	__u32 keys[2] = { uid, NA_OTHERS_UID };
-	for (int i = 0; i < 2; i++) {
-		struct netacct_held *created = bpf_map_lookup_elem(&share_created, &keys[i]);
-		if (created)
-			__sync_fetch_and_add(&created->n[kind], 1);
-	}
+	give_back_share(uid, kind);
+	give_back_share(NA_OTHERS_UID, kind);
+	return 0;
+}
+
+/* An entry of `kind` was created for `uid` (not root) outside take_shares: counted in its own share. */
+static __noinline int count_held(__u32 uid, __u32 kind)
+{
+	struct netacct_held *created = bpf_map_lookup_elem(&share_created, &uid);
+	if (created && kind < NA_SHARES)
+		__sync_fetch_and_add(&created->n[kind], 1);
 	return 0;
 }
 
@@ -395,9 +416,12 @@ static __noinline int note_created(__u32 uid, __u32 kind)
  * `kind`, counted in its share; 0 when created. */
 static __always_inline int create_shared(void *map, void *key, void *value, __u32 uid, __u32 kind)
 {
-	if (!may_hold(uid, kind) || bpf_map_update_elem(map, key, value, BPF_NOEXIST))
+	if (!take_shares(uid, kind))
 		return -1;
-	note_created(uid, kind);
+	if (bpf_map_update_elem(map, key, value, BPF_NOEXIST)) {
+		give_back_shares(uid, kind);
+		return -1;
+	}
 	return 0;
 }
 
@@ -434,10 +458,14 @@ static __noinline int count_unattributed(__u32 uid, __u64 cgroup_id, __u32 calls
 		 * together (user namespaces give a user many uids), and never deleted. */
 		key.cgroup_id = 0;
 		row = bpf_map_lookup_elem(&unattributed, &key);
-		if (!row && (uid == 0 || under_share(NA_OTHERS_UID, NA_SHARE_UNATTRIBUTED, settings.others_share[NA_SHARE_UNATTRIBUTED]))) {
+		if (!row && (uid == 0 || take_share(NA_OTHERS_UID, NA_SHARE_UNATTRIBUTED, settings.others_share[NA_SHARE_UNATTRIBUTED]))) {
 			struct netacct_counters zero = {};
-			if (bpf_map_update_elem(&unattributed, &key, &zero, BPF_NOEXIST) == 0)
-				note_created(uid, NA_SHARE_UNATTRIBUTED);
+			if (bpf_map_update_elem(&unattributed, &key, &zero, BPF_NOEXIST) == 0) {
+				if (uid != 0)
+					count_held(uid, NA_SHARE_UNATTRIBUTED);
+			} else if (uid != 0) {
+				give_back_share(NA_OTHERS_UID, NA_SHARE_UNATTRIBUTED);
+			}
 			row = bpf_map_lookup_elem(&unattributed, &key);
 		}
 	}
