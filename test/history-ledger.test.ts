@@ -174,3 +174,40 @@ test("a process dropped past the table's bound while it still holds its slot: wr
   expect(file.written).toBe(7); // not 6 + 7
   expect(file.unseen).toBe(1);
 });
+
+test('a slot still held when its process was dropped: a daemon started before its last read writes only what came after', () => {
+  const pinned = new PinnedTotals();
+  const file = new File();
+  let daemon = new Daemon(pinned, file, { maxExited: 0, slotSettleMs: 100 });
+  daemon.read([slot(0, 1, 5, SlotState.active, 100)], [], 0);
+  file.flush(daemon);
+  daemon.read([slot(0, 1, 6, SlotState.exited, 100)], [exitOf(1, 100)], 10);
+  daemon.forgetExited();
+  file.flush(daemon);
+  expect(file.written).toBe(6);
+  expect(file.positions.get('0:1:10:100')?.written[0]).toBe(6); // kept for the slot's last read
+  // Stopped before that read: the next daemon finds the slot (7 by now) and the file's position.
+  daemon = new Daemon(pinned, file, { maxExited: 0, slotSettleMs: 100 });
+  daemon.read([slot(0, 1, 7, SlotState.exited, 100)], [], 0);
+  daemon.read([slot(0, 1, 7, SlotState.exited, 100)], [], 200);
+  file.flush(daemon);
+  expect(file.written).toBe(7);
+  expect(file.written).toBe(daemon.hostCalls());
+});
+
+test('a process part forgotten and made again by a new entry of the same process (a late part) before the next flush: its position is written, not deleted', () => {
+  const pinned = new PinnedTotals();
+  const file = new File();
+  const daemon = new Daemon(pinned, file);
+  daemon.read([slot(0, 1, 4, SlotState.active, 100)], [], 0);
+  file.flush(daemon);
+  daemon.read([slot(0, 1, 5, SlotState.exited, 100)], [exitOf(1, 100)], 0);
+  daemon.forgetExited();
+  // The same process (tgid 1, same start) counted again in cgroup 100: a new entry, from 0.
+  daemon.read([slot(1, 1, 3, SlotState.active, 100)], [], 0);
+  file.flush(daemon);
+  expect(file.written).toBe(5 + 3);
+  daemon.read([slot(1, 1, 4, SlotState.active, 100)], [], 0);
+  file.flush(daemon);
+  expect(file.written).toBe(5 + 4); // one more call, not the whole 4 again
+});

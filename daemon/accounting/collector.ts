@@ -223,13 +223,10 @@ export class Collector {
     this.unattributed.read(this.kernel.readStat(Stat.overflowFull)); // read again only when calls went there
     const { lostExits, droppedExits, latestExitSeq, revived } = this.table;
     const chores = this.table.apply(read, Date.now());
-    try {
-      this.kernel.freeSlots(chores.freeSlots);
-      this.kernel.deleteOverflow(chores.deleteOverflow);
-    } finally {
-      // The table no longer holds these parts in its slots: the totals must, freed or not.
-      this.table.handToForgotten(chores);
-    }
+    this.kernel.freeSlots(chores.freeSlots);
+    this.kernel.deleteOverflow(chores.deleteOverflow);
+    // Only once the kernel let them go: a part both in the kernel and in the totals would count twice.
+    this.table.handToForgotten(chores);
     // Processes exited: their peers are read a last time and leave the kernel.
     if (this.peers && this.table.latestExitSeq !== latestExitSeq) {
       this.readPeers(this.peers, new Set(this.table.exitedAfter(latestExitSeq).map((entry) => entry.tgid)));

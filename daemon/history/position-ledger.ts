@@ -183,7 +183,8 @@ export class PositionLedger {
   /**
    * Parts of processes forgotten while they still held their slot (dropped
    * past the table's bound): the slot's counters written then, which the
-   * slot's last read hands to the forgotten totals later.
+   * slot's last read hands to the forgotten totals later; kept until that
+   * read (at most MAX_PENDING; past it such a slot's later growth is unseen).
    */
   private readonly writtenAtForget = new Map<string, number[]>();
   /** Each process's counters summed at the last committed plan: one that did not grow is skipped. */
@@ -254,13 +255,21 @@ export class PositionLedger {
       const value = inKernel ? [...inKernel] : new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
       const settled = this.positions.get(key)?.settled;
       if (settled) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) value[i]! += settled[i]!;
-      const delta = growth(value, this.positions.get(key)?.written);
+      const position = this.positions.get(key);
+      const delta = growth(value, position?.written);
       if (delta) this.addPending(workload, delta, event.pid);
+      if (event.heldSlot?.key === key && this.writtenAtForget.size < MAX_PENDING) {
+        // Its slot is still in the kernel (read for the last time later, or by the next daemon, which must find
+        // what was written of it): the position stays, written up to now, until that last read.
+        this.positions.set(key, { written: value.map((v, i) => Math.max(v, position?.written[i] ?? 0)), settled: position?.settled ? [...position.settled] : null });
+        this.settledSince.add(key);
+        this.writtenAtForget.set(key, event.heldSlot.counters);
+        continue;
+      }
       this.positions.delete(key);
       if (this.inFile.has(key)) this.pendingRemoved.add(key);
       this.settledSince.delete(key);
     }
-    if (event.heldSlot && this.writtenAtForget.size < MAX_PENDING) this.writtenAtForget.set(event.heldSlot.key, event.heldSlot.counters);
   }
 
   /** A forgotten process's last traffic, until the next flush; past MAX_PENDING workloads, in one row per cgroup. */
@@ -278,11 +287,15 @@ export class PositionLedger {
   onForgottenAdded(event: HandOverEvent): void {
     const { cgroupId, counters, key } = event;
     if (event.ofForgotten) {
-      // What was written of that slot when its process was forgotten is accounted for; its growth since is not (unseen).
+      // What was written of that slot when its process was forgotten is accounted for; its growth since is not
+      // (unseen); its position, kept for this read, goes now.
       const written = key ? this.writtenAtForget.get(key) : undefined;
       if (!written) return;
       this.writtenAtForget.delete(key!);
       addInto(this.handedOver, cgroupId, counters.map((value, i) => Math.min(value, written[i]!)));
+      this.positions.delete(key!);
+      this.settledSince.delete(key!);
+      if (this.inFile.has(key!)) this.pendingRemoved.add(key!);
       return;
     }
     addInto(this.handedOver, cgroupId, counters);
@@ -300,7 +313,10 @@ export class PositionLedger {
     const traffic = new Map<string, WorkloadTraffic>();
     for (const [key, pending] of this.pending) traffic.set(key, { ...pending, counters: [...pending.counters], pids: [...pending.pids] });
     const changed = new Map<string, Position>();
-    for (const key of this.settledSince) changed.set(key, copyPosition(this.positions.get(key)!));
+    for (const key of this.settledSince) {
+      const position = this.positions.get(key);
+      if (position) changed.set(key, copyPosition(position));
+    }
     const seen = new Set<string>();
     const sums = new Map<ProcessEntry, number>();
     const account = (key: string, now: number[], workload: () => Workload, pids: readonly number[]): void => {
@@ -340,11 +356,13 @@ export class PositionLedger {
     for (const [cgroupId, counters] of this.handedOver) addInto(explained, cgroupId, counters);
     for (const [key, position] of this.positions) {
       // After the first plan only unattributed rows can go unseen (folded): a process's parts go with its forget.
-      if (seen.has(key) || (this.checkedAll && !key.startsWith('1:'))) continue;
+      if (seen.has(key) || (this.checkedAll && !key.startsWith('1:')) || this.writtenAtForget.has(key)) continue;
       if (this.inFile.has(key)) removed.add(key);
       changed.delete(key);
       addInto(explained, parsePositionKey(key).cgroupId, position.written.map((value, i) => Math.max(0, value - (position.settled?.[i] ?? 0))));
     }
+    // A key forgotten and then made again (a new entry of the same process and cgroup) is written, not deleted.
+    for (const key of changed.keys()) removed.delete(key);
     const forgotten = new Map<number, number[]>();
     for (const [cgroupId, counters] of sources.forgotten) forgotten.set(cgroupId, historyCounters(counters));
     for (const [cgroupId, unseen] of unexplainedGrowth(forgotten, this.forgottenAccounted, explained)) {
@@ -371,9 +389,13 @@ export class PositionLedger {
     for (const [entry, sum] of plan.sums) this.sums.set(entry, sum);
     this.checkedAll = true;
     for (const key of plan.changed.keys()) this.inFile.add(key);
-    for (const key of plan.removed) this.inFile.delete(key);
+    for (const key of plan.removed) {
+      this.inFile.delete(key);
+      this.settledSince.delete(key);
+    }
     // Vanished parts that were never in the file go too.
     for (const key of this.positions.keys()) if (!this.inFile.has(key) && !plan.changed.has(key) && !this.settledSince.has(key)) this.positions.delete(key);
+    for (const key of this.settledSince) if (!this.positions.has(key)) this.settledSince.delete(key);
     for (const [key, position] of plan.changed) {
       const current = this.positions.get(key);
       // A part settled again between the plan and now keeps what it settled since.
