@@ -98,8 +98,13 @@ export class Collector {
    * iterator, the costly part of a full read): for history's flush.
    */
   readCounters(): void {
+    this.readParts(this.kernel.drainExited());
+  }
+
+  /** The slots and overflow parts, applied with the exits drained just before. */
+  private readParts(exited: ProcInfoSample[]): void {
     const started = performance.now();
-    this.finish({ exited: this.kernel.drainExited(), slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
+    this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
     this.lastReadMs = performance.now() - started;
   }
 
@@ -197,11 +202,7 @@ export class Collector {
       const slotsToRead = exited.length > 0 || slotsRetired || this.table.settlingSlots > 0;
       // Work found (a full exited map too): the next drain must come soon.
       found = slotsToRead || stats.threadsExited !== this.reportedStats.threadsExited || stats.exitedFull !== this.reportedStats.exitedFull;
-      if (slotsToRead) {
-        const started = performance.now();
-        this.finish({ exited, slots: this.slots, overflow: this.kernel.readOverflow(), live: null });
-        this.lastReadMs = performance.now() - started;
-      }
+      if (slotsToRead) this.readParts(exited);
       if (this.peers && performance.now() - this.lastPeerSweepMs >= (this.options.peerSweepMs ?? DEFAULT_PEER_SWEEP_MS)) {
         // The table must know every live process first (right after a start, or on a host where no client asked):
         // a process it does not list is taken for one forgotten, its rows for orphans.

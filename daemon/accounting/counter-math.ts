@@ -7,14 +7,15 @@ export function zeroCounters(): number[] {
   return new Array<number>(COUNTERS).fill(0);
 }
 
-export function addInto(into: number[], counters: ArrayLike<number>): void {
-  for (let i = 0; i < COUNTERS; i++) into[i]! += counters[i]!;
+/** Adds the first `count` of `counters` into `into`: the daemon's 16 by default, history's 8 for its own sums. */
+export function addInto(into: number[], counters: ArrayLike<number>, count: number = COUNTERS): void {
+  for (let i = 0; i < count; i++) into[i]! += counters[i]!;
 }
 
 /** Adds `counters` to the sum kept under `key` (a copy of them if there is none yet). */
-export function addUnder<K>(sums: Map<K, number[]>, key: K, counters: ArrayLike<number>): void {
+export function addUnder<K>(sums: Map<K, number[]>, key: K, counters: ArrayLike<number>, count: number = COUNTERS): void {
   const sum = sums.get(key);
-  if (sum) addInto(sum, counters);
+  if (sum) addInto(sum, counters, count);
   else sums.set(key, Array.from(counters));
 }
 

@@ -2,7 +2,7 @@
 // container, cgroup, command, user) over a range, in total and per step, from
 // the finest tier that still holds the range's start.
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD } from './schema.js';
+import { HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD, historyBytes, historyCalls } from './schema.js';
 import type { TierSetting } from './history-store.js';
 
 export const GROUPINGS = ['workload', 'unit', 'container', 'cgroup', 'command', 'user', 'peer'] as const;
@@ -188,8 +188,8 @@ function groupKey(fields: Fields, other: boolean, by: Grouping): { id: string; k
 function topGroups(groups: HistoryGroup[], query: HistoryQuery): { groups: HistoryGroup[]; rest: HistoryAnswer['rest'] } {
   const sortKey = (group: HistoryGroup): number | string => {
     if (query.sort === 'name') return JSON.stringify(Object.values(group.key));
-    if (query.sort === 'bytes') return group.counters[1]! + group.counters[3]! + group.counters[5]! + group.counters[7]!;
-    if (query.sort === 'calls') return group.counters[0]! + group.counters[2]! + group.counters[4]! + group.counters[6]!;
+    if (query.sort === 'bytes') return historyBytes(group.counters);
+    if (query.sort === 'calls') return historyCalls(group.counters);
     return group.counters[query.sort]!;
   };
   const keys = new Map(groups.map((group) => [group, sortKey(group)]));

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Position } from './position-ledger.js';
-import { HISTORY_APPLICATION_ID, HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD, SCHEMA_VERSION, migrate } from './schema.js';
+import { addInto } from '../accounting/counter-math.js';
+import { HISTORY_APPLICATION_ID, HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD, SCHEMA_VERSION, historyBytes, historyCalls, migrate } from './schema.js';
 
 export interface TierSetting {
   bucketSeconds: number;
@@ -84,9 +85,18 @@ const COLUMNS = HISTORY_COUNTERS.join(', ');
 const SETTLED_COLUMNS = HISTORY_COUNTERS.map((name) => `settled_${name}`).join(', ');
 const PLACES = HISTORY_COUNTERS.map(() => '?').join(', ');
 const SUMS = HISTORY_COUNTERS.map((name) => `SUM(${name})`).join(', ');
-/** Rows of one bucket are ordered by this: the top workloads are kept, the rest summed in `other`. */
-const bytesOf = (counters: readonly number[]): number => counters[1]! + counters[3]! + counters[5]! + counters[7]!;
-const callsOf = (counters: readonly number[]): number => counters[0]! + counters[2]! + counters[4]! + counters[6]!;
+/**
+ * The top `count` of `rows` by bytes (then calls, then `tieBreak`), and the
+ * others' counters summed (null when there are none): how a bucket is bounded.
+ */
+function keepTop<T>(rows: readonly T[], count: number, countersOf: (row: T) => number[], tieBreak: (a: T, b: T) => number = () => 0): { kept: T[]; rest: number[] | null } {
+  const ranked = [...rows];
+  if (ranked.length <= count) return { kept: ranked, rest: null };
+  ranked.sort((a, b) => historyBytes(countersOf(b)) - historyBytes(countersOf(a)) || historyCalls(countersOf(b)) - historyCalls(countersOf(a)) || tieBreak(a, b));
+  const rest = new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+  for (const row of ranked.splice(count)) addInto(rest, countersOf(row), HISTORY_COUNTER_COUNT);
+  return { kept: ranked, rest };
+}
 
 /** The two row tables: per workload (every tier), and per workload and peer (the peer tiers). */
 interface RowKind {
@@ -236,9 +246,19 @@ export class HistoryStore {
     return statement;
   }
 
+  /** A value of the `state` table, or null. */
+  private state(key: string): unknown {
+    return (this.statement('SELECT value FROM state WHERE key = ?').get(key) as { value: unknown } | undefined)?.value ?? null;
+  }
+
+  /** A PRAGMA's number (page_count, freelist_count, page_size). */
+  private pragma(name: string): number {
+    return Number(Object.values(this.statement(`PRAGMA ${name}`).get() as object)[0]);
+  }
+
   /** The daemon's position as last written. */
   readPosition(): StoredPosition {
-    const state = (key: string): unknown => (this.statement('SELECT value FROM state WHERE key = ?').get(key) as { value: unknown } | undefined)?.value ?? null;
+    const state = (key: string): unknown => this.state(key);
     const positions = new Map<string, Position>();
     for (const row of readRows(this.statement(`SELECT key, ${COLUMNS}, ${SETTLED_COLUMNS} FROM positions`))) {
       const settled = row.slice(1 + HISTORY_COUNTER_COUNT) as number[];
@@ -259,9 +279,10 @@ export class HistoryStore {
       try {
         const base = this.options.tiers[0]!.bucketSeconds;
         if (flush.traffic.length > 0) {
-          const { kept, other } = this.bounded(flush.traffic);
+          // Bounded before any workload gets an id: names churning by the thousand never reach the workloads table.
+          const { kept, rest } = keepTop(flush.traffic, this.options.rowsPerBucket, (traffic) => traffic.counters);
           const rows = kept.map((traffic) => ({ key: [this.workloadId(traffic, flush.bucket)], counters: traffic.counters, pids: traffic.pids.join(',') }));
-          if (other) rows.push({ key: [OTHER_WORKLOAD], counters: other, pids: '' });
+          if (rest) rows.push({ key: [OTHER_WORKLOAD], counters: rest, pids: '' });
           this.writeBucket(WORKLOAD_ROWS, base, flush.bucket, rows);
         }
         this.writePositions(flush);
@@ -270,9 +291,9 @@ export class HistoryStore {
         const peerTier = this.options.peerTiers[0];
         if (peers && peerTier) {
           if (peers.traffic.length > 0) {
-            const { kept, other } = this.bounded(peers.traffic);
+            const { kept, rest } = keepTop(peers.traffic, this.options.rowsPerBucket, (traffic) => traffic.counters);
             const rows = kept.map((traffic) => ({ key: [this.workloadId(traffic, flush.bucket), traffic.peer, traffic.port], counters: traffic.counters, pids: '' }));
-            if (other) rows.push({ key: [...PEER_ROWS.other], counters: other, pids: '' });
+            if (rest) rows.push({ key: [...PEER_ROWS.other], counters: rest, pids: '' });
             this.writeBucket(PEER_ROWS, peerTier.bucketSeconds, Math.floor(flush.bucket / peerTier.bucketSeconds) * peerTier.bucketSeconds, rows);
           }
           this.writePeerPositions(peers);
@@ -299,20 +320,6 @@ export class HistoryStore {
     } catch {
       // the next write's log grows instead; a full disk then pauses history there
     }
-  }
-
-  /**
-   * A flush's traffic cut to the bucket's bound before any workload is given
-   * an id: the top `rowsPerBucket` by bytes, and the sum of the rest (null
-   * when none), so that names churning by the thousand never reach the
-   * workloads table.
-   */
-  private bounded<T extends { counters: number[] }>(traffic: readonly T[]): { kept: T[]; other: number[] | null } {
-    if (traffic.length <= this.options.rowsPerBucket) return { kept: [...traffic], other: null };
-    const ranked = [...traffic].sort((a, b) => bytesOf(b.counters) - bytesOf(a.counters) || callsOf(b.counters) - callsOf(a.counters));
-    const other = new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
-    for (const row of ranked.splice(this.options.rowsPerBucket)) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) other[i]! += row.counters[i]!;
-    return { kept: ranked, other };
   }
 
   /** The id of a workload, made (and its last bucket noted) if new. */
@@ -355,7 +362,7 @@ export class HistoryStore {
       const into = merged.get(id);
       if (!into) merged.set(id, { key: row.key, counters: [...row.counters], pids: row.pids });
       else {
-        for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) into.counters[i]! += row.counters[i]!;
+        addInto(into.counters, row.counters, HISTORY_COUNTER_COUNT);
         into.pids = mergePids(into.pids, row.pids);
       }
     };
@@ -364,11 +371,14 @@ export class HistoryStore {
       add({ key: row.slice(0, keyCount) as Array<string | number>, counters: row.slice(keyCount, keyCount + HISTORY_COUNTER_COUNT) as number[], pids: (row[keyCount + HISTORY_COUNTER_COUNT] as string | undefined) ?? '' });
     }
     for (const row of rows) add(row);
-    const otherId = JSON.stringify(kind.other);
-    const ranked = [...merged.values()].filter((row) => row.key[0] !== OTHER_WORKLOAD);
-    ranked.sort((a, b) => bytesOf(b.counters) - bytesOf(a.counters) || callsOf(b.counters) - callsOf(a.counters) || (JSON.stringify(a.key) < JSON.stringify(b.key) ? -1 : 1));
-    const other = merged.get(otherId) ?? { key: [...kind.other], counters: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), pids: '' };
-    for (const row of ranked.splice(this.options.rowsPerBucket)) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) other.counters[i]! += row.counters[i]!;
+    const other = merged.get(JSON.stringify(kind.other)) ?? { key: [...kind.other], counters: new Array<number>(HISTORY_COUNTER_COUNT).fill(0), pids: '' };
+    const { kept: ranked, rest } = keepTop(
+      [...merged.values()].filter((row) => row.key[0] !== OTHER_WORKLOAD),
+      this.options.rowsPerBucket,
+      (row) => row.counters,
+      (a, b) => (JSON.stringify(a.key) < JSON.stringify(b.key) ? -1 : 1),
+    );
+    if (rest) addInto(other.counters, rest, HISTORY_COUNTER_COUNT);
     other.pids = '';
     if (other.counters.some((value) => value > 0)) ranked.push(other);
     if (existing.length > 0) this.statement(`DELETE FROM ${kind.table} WHERE tier = ? AND bucket = ?`).run(tier, bucket);
@@ -414,7 +424,7 @@ export class HistoryStore {
       const size = tiers[k]!.bucketSeconds;
       const source = tiers[k - 1]!.bucketSeconds;
       const key = kind.rolledUpKey(size);
-      const stored = (this.statement('SELECT value FROM state WHERE key = ?').get(key) as { value: number } | undefined)?.value;
+      const stored = this.state(key) as number | null;
       const from = stored ?? Math.floor(writtenBucket / size) * size;
       const to = Math.floor(completeEnd / size) * size;
       if (to > from) {
@@ -439,19 +449,15 @@ export class HistoryStore {
         }
         for (const [coarse, rows] of byBucket) this.writeBucket(kind, size, coarse, rows);
       }
-      if (stored === undefined || to > from) this.statement('INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)').run(key, Math.max(from, to));
+      if (stored === null || to > from) this.statement('INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)').run(key, Math.max(from, to));
     }
   }
 
   /** Deletes what each tier keeps no longer, and workloads no row names any more. */
   private expire(nowSeconds: number): void {
-    let longest = 0;
     for (const [kind, tiers] of [[WORKLOAD_ROWS, this.options.tiers], [PEER_ROWS, this.options.peerTiers]] as const) {
       const deleteOlder = this.statement(`DELETE FROM ${kind.table} WHERE tier = ? AND bucket < ?`);
-      for (const tier of tiers) {
-        deleteOlder.run(tier.bucketSeconds, nowSeconds - tier.keepSeconds);
-        longest = Math.max(longest, tier.keepSeconds);
-      }
+      for (const tier of tiers) deleteOlder.run(tier.bucketSeconds, nowSeconds - tier.keepSeconds);
     }
     this.dropUnusedWorkloads(nowSeconds);
   }
@@ -478,10 +484,9 @@ export class HistoryStore {
     return size(this.file) + size(`${this.file}-wal`);
   }
 
-  /** Bytes in use (pages not free) and per tier the rows, and each tier's share of the pages (dbstat is not compiled in: estimated by rows). */
+  /** Bytes in use (pages not free), and the rows of each tier (for the benchmark: a count over every row). */
   usage(): { usedBytes: number; rowsByTier: Map<number, number> } {
-    const pragma = (name: string): number => Number(Object.values(this.statement(`PRAGMA ${name}`).get() as object)[0]);
-    const usedBytes = (pragma('page_count') - pragma('freelist_count')) * pragma('page_size');
+    const usedBytes = (this.pragma('page_count') - this.pragma('freelist_count')) * this.pragma('page_size');
     const rowsByTier = new Map<number, number>();
     for (const row of this.statement('SELECT tier, count(*) AS n FROM traffic GROUP BY tier').all() as Array<{ tier: number; n: number }>) rowsByTier.set(row.tier, row.n);
     return { usedBytes, rowsByTier };
@@ -495,9 +500,8 @@ export class HistoryStore {
    * the rows deleted.
    */
   enforceBound(): number {
-    const pragma = (name: string): number => Number(Object.values(this.statement(`PRAGMA ${name}`).get() as object)[0]);
-    const pageSize = pragma('page_size');
-    const used = (): number => (pragma('page_count') - pragma('freelist_count')) * pageSize;
+    const pageSize = this.pragma('page_size');
+    const used = (): number => (this.pragma('page_count') - this.pragma('freelist_count')) * pageSize;
     if (this.sizeBytes() <= this.options.maxBytes && used() <= this.options.maxBytes) return 0;
     const target = this.options.maxBytes * BOUND_TARGET;
     // Finest first; at one bucket length, the peer rows (the detail) before the workload rows.
@@ -511,7 +515,7 @@ export class HistoryStore {
       for (const { kind, size, next } of order) {
         if (used() <= target) break;
         // Only what the next tier already holds (the coarsest: anything).
-        const limit = next ? ((this.statement('SELECT value FROM state WHERE key = ?').get(kind.rolledUpKey(next.bucketSeconds)) as { value: number } | undefined)?.value ?? -Infinity) : Infinity;
+        const limit = next ? ((this.state(kind.rolledUpKey(next.bucketSeconds)) as number | null) ?? -Infinity) : Infinity;
         for (;;) {
           if (used() <= target) break;
           const oldest = this.statement(`SELECT min(bucket) AS b, count(*) AS n FROM ${kind.table} WHERE tier = ?`).get(size) as { b: number | null; n: number };

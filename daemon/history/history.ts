@@ -209,8 +209,9 @@ export class History {
     const nowMs = Date.now();
     const monotonicMs = performance.now();
     const previous = this.lastFlushClocks;
-    const clockJumped = previous !== null && Math.abs(nowMs - previous.wallMs - (monotonicMs - previous.monotonicMs)) > CLOCK_JUMP_MS;
-    if (clockJumped) this.log.warn(`history: the clock jumped by ${Math.round((nowMs - previous!.wallMs - (monotonicMs - previous!.monotonicMs)) / 1000)} s since the last flush: nothing ages out of history at this flush`);
+    const jumpMs = previous === null ? 0 : nowMs - previous.wallMs - (monotonicMs - previous.monotonicMs);
+    const clockJumped = Math.abs(jumpMs) > CLOCK_JUMP_MS;
+    if (clockJumped) this.log.warn(`history: the clock jumped by ${Math.round(jumpMs / 1000)} s since the last flush: nothing ages out of history at this flush`);
     this.lastFlushClocks = { wallMs: nowMs, monotonicMs };
     const into = this.bucket;
     // A clock set back never writes behind what the coarser tiers have summed.
@@ -314,10 +315,6 @@ export class History {
       if (err instanceof Error && 'errcode' in err) throw historyFileError(err);
       throw err;
     }
-  }
-
-  get tiers(): readonly TierSetting[] {
-    return this.options.tiers;
   }
 
   status(): HistoryStatus {

@@ -11,7 +11,7 @@
 import type { ProcessEntry } from '../accounting/process-table.js';
 import type { PeerRecord } from '../accounting/peer-table.js';
 import { peerAddress } from '../accounting/peer-table.js';
-import { historyCounters } from './position-ledger.js';
+import { growth, historyCounters } from './position-ledger.js';
 import { HISTORY_COUNTER_COUNT } from './schema.js';
 
 /** A workload's traffic with one peer in one flush. */
@@ -55,11 +55,6 @@ function addPeerTraffic(into: Map<string, PeerTraffic>, entry: ProcessEntry, rec
   for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) traffic.counters[i]! += delta[i]!;
 }
 
-/** `now − before` per counter (at least 0); null when nothing grew. */
-function growth(now: readonly number[], before: readonly number[] | undefined): number[] | null {
-  const delta = now.map((value, i) => Math.max(0, value - (before?.[i] ?? 0)));
-  return delta.some((value) => value > 0) ? delta : null;
-}
 
 export class PeerLedger {
   private readonly pending = new Map<string, PeerTraffic>();

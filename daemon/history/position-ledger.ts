@@ -17,6 +17,7 @@
 // was, and the next one writes all of it.
 import { COUNTERS, Direction, Family, Kind, Protocol, counterIndex } from '../kernel/layout.js';
 import { type ProcessEntry, countersByCgroup } from '../accounting/process-table.js';
+import { addInto, addUnder } from '../accounting/counter-math.js';
 import type { UnattributedSample } from '../kernel/kernel-counters.js';
 import { HOST_UID } from '../kernel/layout.js';
 import { HISTORY_COUNTER_COUNT } from './schema.js';
@@ -133,7 +134,7 @@ function slotKeyOf(entry: ProcessEntry): string {
 }
 
 /** `now − before`, each counter at least 0; null when nothing grew. */
-function growth(now: readonly number[], before: readonly number[] | undefined): number[] | null {
+export function growth(now: readonly number[], before: readonly number[] | undefined): number[] | null {
   let grew = false;
   const delta = new Array<number>(HISTORY_COUNTER_COUNT);
   for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) {
@@ -200,15 +201,6 @@ export class PositionLedger {
     this.inFile = new Set(positions.keys());
   }
 
-  get size(): number {
-    return this.positions.size;
-  }
-
-  /** Forgotten processes' traffic waiting for the next flush, in workloads. */
-  get pendingWorkloads(): number {
-    return this.pending.size;
-  }
-
   /**
    * A process part's counters: what the kernel still holds of it (its slot
    * and overflow parts, as the table read them) and what went to the
@@ -216,9 +208,14 @@ export class PositionLedger {
    * table knows only the first, the file keeps the second.
    */
   private partValue(key: string, inKernel: ArrayLike<number> | undefined): number[] {
-    const value = inKernel ? historyCounters(inKernel) : new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
+    return this.withSettled(key, inKernel ? historyCounters(inKernel) : null);
+  }
+
+  /** `inKernel` (history's 8 counters, or null for none) plus what the ledger saw `key` settle. */
+  private withSettled(key: string, inKernel: readonly number[] | null): number[] {
+    const value = inKernel ? [...inKernel] : new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
     const settled = this.positions.get(key)?.settled;
-    if (settled) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) value[i]! += settled[i]!;
+    if (settled) addInto(value, settled, HISTORY_COUNTER_COUNT);
     return value;
   }
 
@@ -252,9 +249,7 @@ export class PositionLedger {
   /** As the table forgets an exited process: its last traffic. */
   onForget(event: ForgetEvent): void {
     for (const { key, inKernel, workload } of event.parts) {
-      const value = inKernel ? [...inKernel] : new Array<number>(HISTORY_COUNTER_COUNT).fill(0);
-      const settled = this.positions.get(key)?.settled;
-      if (settled) for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) value[i]! += settled[i]!;
+      const value = this.withSettled(key, inKernel);
       const position = this.positions.get(key);
       const delta = growth(value, position?.written);
       if (delta) this.addPending(workload, delta, event.pid);
@@ -292,13 +287,13 @@ export class PositionLedger {
       const written = key ? this.writtenAtForget.get(key) : undefined;
       if (!written) return;
       this.writtenAtForget.delete(key!);
-      addInto(this.handedOver, cgroupId, counters.map((value, i) => Math.min(value, written[i]!)));
+      addUnder(this.handedOver, cgroupId, counters.map((value, i) => Math.min(value, written[i]!)), HISTORY_COUNTER_COUNT);
       this.positions.delete(key!);
       this.settledSince.delete(key!);
       if (this.inFile.has(key!)) this.pendingRemoved.add(key!);
       return;
     }
-    addInto(this.handedOver, cgroupId, counters);
+    addUnder(this.handedOver, cgroupId, counters, HISTORY_COUNTER_COUNT);
     if (!key) return;
     // Replaced, never changed in place: a plan or a file's copy may hold the old one.
     const position = this.positions.get(key);
@@ -353,13 +348,13 @@ export class PositionLedger {
     // growth (they went there), and accounted for.
     const removed = new Set(this.pendingRemoved);
     const explained = new Map<number, number[]>();
-    for (const [cgroupId, counters] of this.handedOver) addInto(explained, cgroupId, counters);
+    for (const [cgroupId, counters] of this.handedOver) addUnder(explained, cgroupId, counters, HISTORY_COUNTER_COUNT);
     for (const [key, position] of this.positions) {
       // After the first plan only unattributed rows can go unseen (folded): a process's parts go with its forget.
       if (seen.has(key) || (this.checkedAll && !key.startsWith('1:')) || this.writtenAtForget.has(key)) continue;
       if (this.inFile.has(key)) removed.add(key);
       changed.delete(key);
-      addInto(explained, parsePositionKey(key).cgroupId, position.written.map((value, i) => Math.max(0, value - (position.settled?.[i] ?? 0))));
+      addUnder(explained, parsePositionKey(key).cgroupId, position.written.map((value, i) => Math.max(0, value - (position.settled?.[i] ?? 0))), HISTORY_COUNTER_COUNT);
     }
     // A key forgotten and then made again (a new entry of the same process and cgroup) is written, not deleted.
     for (const key of changed.keys()) removed.delete(key);
@@ -413,12 +408,6 @@ export class PositionLedger {
 
 function copyPosition(position: Position): Position {
   return { written: [...position.written], settled: position.settled ? [...position.settled] : null };
-}
-
-function addInto(sums: Map<number, number[]>, key: number, counters: readonly number[]): void {
-  const sum = sums.get(key);
-  if (!sum) sums.set(key, [...counters]);
-  else for (let i = 0; i < HISTORY_COUNTER_COUNT; i++) sum[i]! += counters[i]!;
 }
 
 /**

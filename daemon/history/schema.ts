@@ -21,6 +21,11 @@ export const HISTORY_COUNTERS = [
 ] as const;
 export const HISTORY_COUNTER_COUNT = HISTORY_COUNTERS.length;
 
+/** Bytes of 8 history counters: sent and received, TCP and UDP (what buckets keep their top rows by). */
+export const historyBytes = (counters: readonly number[]): number => counters[1]! + counters[3]! + counters[5]! + counters[7]!;
+/** Calls of 8 history counters. */
+export const historyCalls = (counters: readonly number[]): number => counters[0]! + counters[2]! + counters[4]! + counters[6]!;
+
 const counterColumns = HISTORY_COUNTERS.map((name) => `${name} INTEGER NOT NULL`).join(', ');
 
 /** The workload id of every bucket's `other` row. */

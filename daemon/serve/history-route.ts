@@ -7,7 +7,7 @@ import { durationSeconds, durationText, momentSeconds } from '../history/duratio
 import { GROUPINGS, type HistoryAnswer, HistoryQueryError, MAX_STEPS } from '../history/history-query.js';
 import { HistoryFileError } from '../history/history-store.js';
 import type { History } from '../history/history.js';
-import { HISTORY_COUNTERS } from '../history/schema.js';
+import { HISTORY_COUNTERS, historyBytes, historyCalls } from '../history/schema.js';
 
 /** The sort keys: a counter ("tcp.send.bytes"), the totals, or the group's name. */
 const COUNTER_KEYS = HISTORY_COUNTERS.map((name) => name.replaceAll('_', '.'));
@@ -93,7 +93,7 @@ export function historyRoute(history: History | null): (request: ApiRequest) => 
         groups: answer.groups.map((group) => ({
           ...group.key,
           counters: nested(group.counters),
-          total: { bytes: group.counters[1]! + group.counters[3]! + group.counters[5]! + group.counters[7]!, calls: group.counters[0]! + group.counters[2]! + group.counters[4]! + group.counters[6]! },
+          total: { bytes: historyBytes(group.counters), calls: historyCalls(group.counters) },
           series: group.series,
         })),
         rest: { groups: answer.rest.groups, counters: nested(answer.rest.counters) },
