@@ -19,7 +19,9 @@ for (const { cgroups: c, processes: p, top } of CASES) {
   const cgroups: CgroupSeries[] = Array.from({ length: c }, (_, i) => ({
     path: `/system.slice/service-${i}.service`,
     unit: `service-${i}.service`,
-    containerId: '',
+    namespace: `namespace-${i % 10}`,
+    pod: `pod-${i}`,
+    container: 'app',
     counters: counters(i),
   }));
   const processes: ProcessSeries[] = Array.from({ length: p }, (_, i) => ({ pid: 1000 + i, command: `proc-${i % 500}`, counters: counters(i) }));

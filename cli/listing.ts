@@ -42,6 +42,23 @@ export function table(headers: string[], cells: string[][], rightAligned: Set<nu
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
+/** A container as the API names it (daemon/naming/). */
+export interface ContainerName {
+  runtime: string | null;
+  id: string;
+  name: string | null;
+  image: string | null;
+  pod: string | null;
+  namespace: string | null;
+}
+
+/** "namespace/pod/container" for a pod's, the runtime's name (or short id) otherwise, "-" for none. */
+export function containerText(container: ContainerName | null, containerId: string | null = null): string {
+  if (container?.pod && container.namespace) return `${container.namespace}/${container.pod}/${container.name ?? container.id.slice(0, 12)}`;
+  if (container) return container.name ?? container.id.slice(0, 12);
+  return containerId?.slice(0, 12) ?? '-';
+}
+
 export const TRAFFIC_HEADERS = ['TCP SENT', 'TCP RECV', 'UDP SENT', 'UDP RECV'];
 export const traffic = (c: Counters): string[] => [c.tcp.send, c.tcp.recv, c.udp.send, c.udp.recv].map((d) => humanBytes(d.bytes));
 
@@ -85,6 +102,16 @@ export function reportApiError(status: number, body: any): number {
   return status === 400 ? 2 : 1;
 }
 
+/** A cgroup as the API describes it. */
+interface CgroupCell {
+  id: number;
+  path: string | null;
+  unit: string | null;
+  containerId: string | null;
+  container: ContainerName | null;
+  counters: Counters;
+}
+
 export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', socketPath: string, path: string, json: boolean): Promise<number> {
   const { status, body } = await apiGet(socketPath, path);
   if (status !== 200) return reportApiError(status, body);
@@ -93,13 +120,20 @@ export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', 
     return 0;
   }
   if (command === 'ps') {
-    const rows = (body.processes as Array<{ pid: number; command: string; uid: number; state: string; counters: Counters }>).map((p) => [
-      String(p.pid), p.command, String(p.uid), p.state, ...traffic(p.counters),
+    type Row = { pid: number; command: string; uid: number; state: string; cgroup: CgroupCell; counters: Counters };
+    const rows = (body.processes as Row[]).map((p) => [String(p.pid), p.command, String(p.uid), p.state, containerText(p.cgroup.container, p.cgroup.containerId), ...traffic(p.counters)]);
+    await writeOut(table(['PID', 'COMMAND', 'UID', 'STATE', 'CONTAINER', ...TRAFFIC_HEADERS], rows, new Set([0, 2, 5, 6, 7, 8])));
+  } else if (command === 'cgroups' && body.by !== undefined) {
+    type Group = { namespace: string | null; pod?: string | null; cgroups: number; counters: Counters };
+    const noPod = '(not in a pod)';
+    const rows = ((body.pods ?? body.namespaces) as Group[]).map((g) => [
+      g.namespace ?? noPod, ...(body.by === 'pod' ? [g.namespace === null ? '' : (g.pod ?? '-')] : []), String(g.cgroups), ...traffic(g.counters),
     ]);
-    await writeOut(table(['PID', 'COMMAND', 'UID', 'STATE', ...TRAFFIC_HEADERS], rows, new Set([0, 2, 4, 5, 6, 7])));
+    const headers = ['NAMESPACE', ...(body.by === 'pod' ? ['POD'] : []), 'CGROUPS', ...TRAFFIC_HEADERS];
+    await writeOut(table(headers, rows, new Set(headers.map((_, i) => i).filter((i) => i >= headers.length - 5))));
   } else if (command === 'cgroups') {
-    const rows = (body.cgroups as Array<{ id: number; path: string | null; unit: string | null; containerId: string | null; counters: Counters }>).map((c) => [
-      c.path ?? `(id ${c.id})`, c.unit ?? '-', c.containerId?.slice(0, 12) ?? '-', ...traffic(c.counters),
+    const rows = (body.cgroups as CgroupCell[]).map((c) => [
+      c.path ?? `(id ${c.id})`, c.unit ?? '-', containerText(c.container, c.containerId), ...traffic(c.counters),
     ]);
     await writeOut(table(['CGROUP', 'UNIT', 'CONTAINER', ...TRAFFIC_HEADERS], rows, new Set([3, 4, 5, 6])));
   } else if (command === 'peers') {

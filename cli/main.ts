@@ -16,8 +16,10 @@ import { packageVersion } from '../daemon/common/package-root.js';
 
 const USAGE = `usage: netacct daemon [options]
        netacct ps [--pid N] [--uid N] [--command NAME] [--cgroup ID] [--state live|exited|all]
+                  [--namespace NS] [--pod POD] [--container NAME]
                   [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
-       netacct cgroups [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
+       netacct cgroups [--by cgroup|pod|namespace] [--namespace NS] [--pod POD] [--container NAME]
+                       [--sort KEY] [--order asc|desc] [--limit N] [--json] [--api-socket PATH]
        netacct peers [--pid N] [--cgroup ID] [--address ADDR[/PREFIX]] [--port N] [--protocol tcp|udp]
                      [--state live|exited|all] [--sort KEY] [--order asc|desc] [--limit N] [--json]
                      [--api-socket PATH]    (the daemon runs with --peers)
@@ -30,7 +32,7 @@ const USAGE = `usage: netacct daemon [options]
        netacct --version
 
 ps, cgroups, peers, stats, history and top ask the running daemon's API (--api-socket,
-default the configuration's apiSocket); sort keys: pid, command (ps), id, path (cgroups),
+default the configuration's apiSocket); sort keys: pid, command (ps), id, path, name (cgroups),
 address, port (peers), name, total.bytes, total.calls (history), and
 tcp|udp.send|recv.calls|bytes such as tcp.send.bytes.
 
@@ -128,6 +130,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
                            rest summed in one 'other' row (default 100)
   --history-max-bytes N    the file's bound: past it the oldest fine rows go first
                            (default 268435456)
+  --no-container-names     do not name containers and pods from the runtimes' files
+                           (default: named; where they are: config containerState)
   --verbose                debug messages
 
 SIGHUP reloads the configuration file; settings that need a restart are named in the log.
@@ -212,7 +216,7 @@ const NUMERIC = new Set<keyof Config>([
 /** Flags that switch a setting on. */
 const SWITCHES = { verbose: 'verbose', threads: 'threads', peers: 'peers' } as const satisfies Record<string, keyof Config>;
 /** Flags that switch a setting off. */
-const OFF_SWITCHES = { 'no-netatop-module': 'netatopModule', 'no-history': 'history' } as const satisfies Record<string, keyof Config>;
+const OFF_SWITCHES = { 'no-netatop-module': 'netatopModule', 'no-history': 'history', 'no-container-names': 'containerNames' } as const satisfies Record<string, keyof Config>;
 
 /** --history-tiers "1m:48h,10m:31d": bucket:keep pairs, finest first. */
 function historyTiersFlag(text: string): Array<{ bucket: string; keep: string }> {
@@ -289,8 +293,8 @@ function apiSocketFor(flag: string | undefined): string {
 }
 
 const LISTING_OPTIONS = {
-  ps: ['pid', 'uid', 'command', 'cgroup', 'state', 'sort', 'order', 'limit'],
-  cgroups: ['sort', 'order', 'limit'],
+  ps: ['pid', 'uid', 'command', 'cgroup', 'namespace', 'pod', 'container', 'state', 'sort', 'order', 'limit'],
+  cgroups: ['by', 'namespace', 'pod', 'container', 'sort', 'order', 'limit'],
   peers: ['pid', 'cgroup', 'address', 'port', 'protocol', 'state', 'sort', 'order', 'limit'],
   stats: [],
 } as const;

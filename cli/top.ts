@@ -6,7 +6,7 @@
 // restored: on q, Ctrl-C, SIGTERM, or an error.
 import { apiGet } from './api-client.js';
 import { printable } from '../daemon/common/printable.js';
-import { type Counters, type PeerRow, humanBytes, peerText } from './listing.js';
+import { type ContainerName, type Counters, type PeerRow, containerText, humanBytes, peerText } from './listing.js';
 
 const SORTS = ['tcp.send.bytes', 'tcp.recv.bytes', 'udp.send.bytes', 'udp.recv.bytes'] as const;
 const TERMINAL = { altScreen: '\x1b[?1049h', mainScreen: '\x1b[?1049l', hideCursor: '\x1b[?25l', showCursor: '\x1b[?25h', home: '\x1b[H\x1b[2J' };
@@ -49,19 +49,22 @@ export async function runTop(socketPath: string, refreshMs = 1000): Promise<numb
     const columns = SORTS.map((s) => s.split('.').slice(0, 2).join(' ').toUpperCase().padStart(12)).join('');
     const total = (c: Counters): string => SORTS.map((s) => humanBytes(c[s.split('.')[0] as 'tcp'][s.split('.')[1] as 'send'].bytes).padStart(12)).join('');
     const header = {
-      processes: `${'PID'.padStart(7)}  ${'COMMAND'.padEnd(15)}  ${columns}`,
-      cgroups: `${'CGROUP'.padEnd(40)}  ${columns}`,
+      processes: `${'PID'.padStart(7)}  ${'COMMAND'.padEnd(15)}  ${'CONTAINER'.padEnd(30)}  ${columns}`,
+      cgroups: `${'CGROUP OR CONTAINER'.padEnd(40)}  ${columns}`,
       peers: `${'PID'.padStart(7)}  ${'COMMAND'.padEnd(15)}  ${'PEER'.padEnd(46)}  ${'LOCAL'.padStart(5)}  ${columns}`,
     }[view];
     const rows: string[] =
       status !== 200
         ? []
         : view === 'processes'
-          ? (body.processes as Array<{ pid: number; command: string; rates: Counters | null }>).map(
-              (p) => `${String(p.pid).padStart(7)}  ${printable(p.command).padEnd(15)}  ${SORTS.map((s) => rate(p.rates, s).padStart(12)).join('')}`,
+          ? (body.processes as Array<{ pid: number; command: string; cgroup: { container: ContainerName | null; containerId: string | null }; rates: Counters | null }>).map(
+              (p) =>
+                `${String(p.pid).padStart(7)}  ${printable(p.command).padEnd(15)}  ${printable(containerText(p.cgroup.container, p.cgroup.containerId)).slice(-30).padEnd(30)}  ${SORTS.map((s) => rate(p.rates, s).padStart(12)).join('')}`,
             )
           : view === 'cgroups'
-            ? (body.cgroups as Array<{ id: number; path: string | null; counters: Counters }>).map((c) => `${printable(c.path ?? `(id ${c.id})`).slice(-40).padEnd(40)}  ${total(c.counters)}`)
+            ? (body.cgroups as Array<{ id: number; path: string | null; container: ContainerName | null; counters: Counters }>).map(
+                (c) => `${printable(c.container ? containerText(c.container) : (c.path ?? `(id ${c.id})`)).slice(-40).padEnd(40)}  ${total(c.counters)}`,
+              )
             : (body.peers as PeerRow[]).map(
                 (p) => `${String(p.pid).padStart(7)}  ${printable(p.command).padEnd(15)}  ${printable(peerText(p)).padEnd(46)}  ${(p.localPort === null ? '-' : String(p.localPort)).padStart(5)}  ${total(p.counters)}`,
               );

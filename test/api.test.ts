@@ -124,7 +124,7 @@ describeWithBpf('HTTP API: cgroups (real daemon, real cgroups)', () => {
     try {
       scratch.add(child.pid);
       await child.exchange(4);
-      const expectedCgroup = { id: scratch.id, path: scratch.relativePath, unit: `docker-${CONTAINER}.scope`, containerId: CONTAINER };
+      const expectedCgroup = { id: scratch.id, path: scratch.relativePath, unit: `docker-${CONTAINER}.scope`, containerId: CONTAINER, container: null };
       const process = await apiGet(daemon.apiSocketPath, `/v1/processes/${child.pid}`);
       expect(process.body.cgroup).toEqual(expectedCgroup);
       expect(process.body.counters.udp).toEqual(udp(4));

@@ -24,7 +24,7 @@ test.each([
   [`/docker/${ID}`, { unit: null, containerId: ID }],
   ['/system.slice/not-a-container-1234.scope', { unit: 'not-a-container-1234.scope', containerId: null }],
 ])('%s', (path, expected) => {
-  expect(describeCgroupPath(path)).toEqual({ path, ...expected });
+  expect(describeCgroupPath(path)).toEqual({ path, ...expected, container: null });
 });
 
 test('the cgroup2 mount comes from mountinfo, wherever it is', () => {
@@ -41,7 +41,7 @@ describeWithBpf('names of real cgroups (root: the test creates them)', () => {
     expect(names.nameOf(fs.statSync(cgroup2Mount()!).ino)?.path).toBe('/');
     const scratch = ScratchCgroup.create(`names.slice/docker-${ID}.scope`);
     try {
-      expect(names.nameOf(scratch.id)).toEqual({ path: scratch.relativePath, unit: `docker-${ID}.scope`, containerId: ID });
+      expect(names.nameOf(scratch.id)).toEqual({ path: scratch.relativePath, unit: `docker-${ID}.scope`, containerId: ID, container: null });
     } finally {
       scratch.remove();
     }

@@ -50,8 +50,8 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
       netatopModule: { active: false, reason: 'off' },
     },
     cgroups: [
-      { path: '/a"b\\c\nd.service', unit: 'x', containerId: '', counters },
-      { path: '/a"b\\c\nd.service', unit: 'x', containerId: '', counters }, // the same labels: one series, summed
+      { path: '/a"b\\c\nd.service', unit: 'x', namespace: '', pod: '', container: '', counters },
+      { path: '/a"b\\c\nd.service', unit: 'x', namespace: '', pod: '', container: '', counters }, // the same labels: one series, summed
     ],
     processes: [{ pid: 7, command: 'say "hi"\\', counters }],
     topProcesses: 1,
@@ -59,7 +59,7 @@ test('label values are escaped: a cgroup or command with quotes, backslashes and
     topPeerPorts: 0,
     hostWide: true,
   });
-  expect(text).toContain('netacct_cgroup_sent_bytes_total{cgroup="/a\\"b\\\\c\\nd.service",unit="x",container_id="",protocol="tcp"} 20');
+  expect(text).toContain('netacct_cgroup_sent_bytes_total{cgroup="/a\\"b\\\\c\\nd.service",unit="x",namespace="",pod="",container="",protocol="tcp"} 20');
   expect(text).toContain('netacct_process_sent_bytes_total{pid="7",command="say \\"hi\\"\\\\",protocol="tcp"} 10');
   const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
   expect({ status: promtool.status, output: promtool.stdout + promtool.stderr }).toEqual({ status: 0, output: '' });
@@ -116,10 +116,10 @@ describeWithBpf('/metrics (real daemon, real traffic)', () => {
     if (daemon) expect(await daemon.stop()).toBe(0);
   });
 
-  test('per cgroup: exact bytes and calls by protocol, labelled with path, unit and container id; one series across a re-created cgroup', async () => {
+  test('per cgroup: exact bytes and calls by protocol, labelled with path and unit (no runtime knows this container: its names are empty); one series across a re-created cgroup', async () => {
     const unit = `docker-${CONTAINER}.scope`;
     let scratch = ScratchCgroup.create(`metrics.slice/${unit}`);
-    const labels = (protocol: string) => `cgroup="${scratch.relativePath}",unit="${unit}",container_id="${CONTAINER}",protocol="${protocol}"`;
+    const labels = (protocol: string) => `cgroup="${scratch.relativePath}",unit="${unit}",namespace="",pod="",container="",protocol="${protocol}"`;
     const first = await TrafficChild.start('interactive');
     try {
       scratch.add(first.pid);

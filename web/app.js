@@ -62,6 +62,7 @@ const COLUMNS = {
     { id: 'uid', title: 'UID', numeric: true, value: (r) => r.fields.uid },
     { id: 'state', title: 'State', value: (r) => r.fields.state },
     { id: 'cgroup', title: 'Cgroup', value: (r) => r.fields.cgroup, className: 'cgroup' },
+    { id: 'container', title: 'Container', value: (r) => r.fields.container },
     ...TRAFFIC_COLUMNS,
   ],
   cgroups: [
@@ -106,6 +107,18 @@ function applyUpdate(rows, at, items) {
   for (const key of rows.keys()) if (!seen.has(key)) rows.delete(key);
 }
 
+/**
+ * A cgroup's container as users name it: "namespace/pod/container" for a
+ * pod's, the runtime's name (or short id) otherwise, "" for none.
+ * @param {any} cgroup
+ */
+function containerText(cgroup) {
+  const c = cgroup.container;
+  if (c && c.pod && c.namespace) return `${c.namespace}/${c.pod}/${c.name ?? c.id.slice(0, 12)}`;
+  if (c) return c.name ?? c.id.slice(0, 12);
+  return cgroup.containerId ? cgroup.containerId.slice(0, 12) : '';
+}
+
 /** @param {any} message */
 function onProcesses(message) {
   applyUpdate(
@@ -113,7 +126,7 @@ function onProcesses(message) {
     message.at,
     message.processes.map((/** @type {any} */ p) => ({
       key: `${p.pid}:${p.startTime}`,
-      fields: { pid: p.pid, command: p.command, uid: p.uid, state: p.state, cgroup: p.cgroup.unit ?? p.cgroup.path ?? `id ${p.cgroup.id}` },
+      fields: { pid: p.pid, command: p.command, uid: p.uid, state: p.state, cgroup: p.cgroup.unit ?? p.cgroup.path ?? `id ${p.cgroup.id}`, container: containerText(p.cgroup) },
       counters: p.counters,
     })),
   );
@@ -127,7 +140,7 @@ function onCgroups(message) {
     message.at,
     message.cgroups.map((/** @type {any} */ c) => ({
       key: String(c.id),
-      fields: { path: c.path ?? `(id ${c.id})`, unit: c.unit ?? '', container: c.containerId ? c.containerId.slice(0, 12) : '' },
+      fields: { path: c.path ?? `(id ${c.id})`, unit: c.unit ?? '', container: containerText(c) },
       counters: c.counters,
     })),
   );

@@ -9,6 +9,8 @@
 // gone.
 import fs from 'node:fs';
 import { CgroupHandles } from '../kernel/cgroup-handles.js';
+import { type ContainerNames, LATER } from '../naming/container-names.js';
+import type { ContainerName } from '../naming/runtimes.js';
 
 export function cgroup2Mount(mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8')): string | null {
   for (const line of mountinfo.split('\n')) {
@@ -25,6 +27,13 @@ export interface CgroupName {
   unit: string | null;
   /** A container's 64-hex id (docker-, cri-containerd-, crio-, libpod- scopes or a bare id), if any. */
   containerId: string | null;
+  /** The container it holds, named by its runtime (daemon/naming/), or null. */
+  container: ContainerName | null;
+}
+
+/** A cached name whose container is still to be looked up (the naming budget was spent). */
+interface CachedName extends CgroupName {
+  containerPending?: true;
 }
 
 const UNIT = /\.(service|scope|slice)$/;
@@ -34,7 +43,7 @@ export function describeCgroupPath(cgroupPath: string): CgroupName {
   const parts = cgroupPath.split('/').filter(Boolean);
   const unit = [...parts].reverse().find((part) => UNIT.test(part)) ?? null;
   const containerId = parts.map((part) => CONTAINER.exec(part)?.[1]).find((id) => id !== undefined) ?? null;
-  return { path: cgroupPath, unit, containerId };
+  return { path: cgroupPath, unit, containerId, container: null };
 }
 
 /** Names cached at most: past it, the least recently looked up is dropped (and looked up again if asked). */
@@ -44,7 +53,7 @@ const MAX_GONE = 10_000;
 
 export class CgroupNames {
   /** In the order of the last lookup, so the least recently used is first. */
-  private readonly byId = new Map<number, CgroupName>();
+  private readonly byId = new Map<number, CachedName>();
   /** Ids whose cgroup was gone before it could be named. */
   private readonly gone = new Set<number>();
   private readonly handles: CgroupHandles | null;
@@ -59,6 +68,7 @@ export class CgroupNames {
   constructor(
     mount: string | null = cgroup2Mount(),
     private readonly onError: (message: string) => void = () => {},
+    private readonly containers: ContainerNames | null = null,
   ) {
     let handles: CgroupHandles | null = null;
     let unavailable: string | null = null;
@@ -78,9 +88,10 @@ export class CgroupNames {
   nameOf(id: number): CgroupName | null {
     const cached = this.byId.get(id);
     if (cached) {
+      const name = cached.containerPending ? this.withContainer(cached) : cached;
       this.byId.delete(id);
-      this.byId.set(id, cached);
-      return cached;
+      this.byId.set(id, name);
+      return name;
     }
     if (!this.handles || this.gone.has(id)) return null;
     let found: string | null;
@@ -95,10 +106,17 @@ export class CgroupNames {
       if (this.gone.size > MAX_GONE) this.gone.delete(this.gone.values().next().value!);
       return null;
     }
-    const name = describeCgroupPath(found);
+    const name = this.withContainer(describeCgroupPath(found));
     this.byId.set(id, name);
     if (this.byId.size > MAX_NAMES) this.byId.delete(this.byId.keys().next().value!);
     return name;
+  }
+
+  /** `name` with its container looked up, or marked to be looked up when asked again. */
+  private withContainer(name: CgroupName): CachedName {
+    const container = this.containers?.nameOf(name.path) ?? null;
+    if (container === LATER) return { ...name, container: null, containerPending: true };
+    return { path: name.path, unit: name.unit, containerId: name.containerId, container };
   }
 
   /** Which of `ids` are gone (without names, or where a lookup fails, nothing is known: not gone). */

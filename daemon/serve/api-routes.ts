@@ -30,10 +30,18 @@ const whole = z
   .string()
   .regex(/^\d{1,15}$/, 'must be a whole number')
   .transform(Number);
+/** Kubernetes' and the runtimes' names: a namespace, pod or container name (253 characters at most, as Kubernetes allows). */
+const containerNameFilters = {
+  namespace: z.string().min(1).max(253).optional(),
+  pod: z.string().min(1).max(253).optional(),
+  container: z.string().min(1).max(253).optional(),
+};
+type ContainerNameFilter = { namespace?: string | undefined; pod?: string | undefined; container?: string | undefined };
 const ProcessQuery = z.strictObject({
   pid: whole.optional(),
   uid: whole.optional(),
   cgroup: whole.optional(),
+  ...containerNameFilters,
   command: z.string().min(1).max(15).optional(),
   state: z.enum(['live', 'exited', 'all']).default('all'),
   sort: z.enum(['pid', 'command', ...SORT_KEYS] as [string, ...string[]]).default('pid'),
@@ -42,7 +50,10 @@ const ProcessQuery = z.strictObject({
 });
 type ProcessFilter = z.infer<typeof ProcessQuery>;
 const CgroupQuery = z.strictObject({
-  sort: z.enum(['id', 'path', ...COUNTER_KEYS, ...TOTAL_KEYS] as [string, ...string[]]).default('id'),
+  /** cgroup: one row per cgroup; pod, namespace: the totals of each (what is in no pod in one row, its names null). */
+  by: z.enum(['cgroup', 'pod', 'namespace']).default('cgroup'),
+  ...containerNameFilters,
+  sort: z.enum(['id', 'path', 'name', ...COUNTER_KEYS, ...TOTAL_KEYS] as [string, ...string[]]).default('id'),
   order: z.enum(['asc', 'desc']).default('asc'),
   limit: whole.pipe(z.number().min(1, 'must be at least 1').max(1_000_000)).default(1_000_000),
 });
@@ -106,7 +117,21 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
 
   const cgroup = (id: number) => {
     const name = cgroupNames.nameOf(id);
-    return { id, path: name?.path ?? null, unit: name?.unit ?? null, containerId: name?.containerId ?? null };
+    return { id, path: name?.path ?? null, unit: name?.unit ?? null, containerId: name?.containerId ?? null, container: name?.container ?? null };
+  };
+
+  /** Whether the cgroup `id` holds a container with the names `filter` asks for (any, when it asks for none). */
+  const namedAs = (filter: ContainerNameFilter): ((id: number) => boolean) => {
+    if (filter.namespace === undefined && filter.pod === undefined && filter.container === undefined) return () => true;
+    return (id) => {
+      const container = cgroupNames.nameOf(id)?.container;
+      return (
+        !!container &&
+        (filter.namespace === undefined || container.namespace === filter.namespace) &&
+        (filter.pod === undefined || container.pod === filter.pod) &&
+        (filter.container === undefined || container.name === filter.container)
+      );
+    };
   };
 
   const allCounters = (total: ArrayLike<number>) => ({
@@ -173,12 +198,14 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const { visibility } = request;
     table.wantRates(Date.now());
     collector.ensureReadSince(request.asOfMs);
+    const inContainer = namedAs(filter);
     return readableEntries(visibility, filter.state).filter(
       (e) =>
         (filter.pid === undefined || e.tgid === filter.pid) &&
         (filter.uid === undefined || e.uid === filter.uid) &&
         (filter.cgroup === undefined || e.cgroupId === filter.cgroup) &&
-        (filter.command === undefined || e.comm === filter.command),
+        (filter.command === undefined || e.comm === filter.command) &&
+        inContainer(e.cgroupId),
     );
   };
 
@@ -211,14 +238,46 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     const parsed = CgroupQuery.safeParse(Object.fromEntries(request.query));
     if (!parsed.success) return badRequest(parsed.error);
     if (request.validateOnly) return valid;
-    const { sort, order, limit } = parsed.data;
+    const { by, sort, order, limit } = parsed.data;
     const { visibility } = request;
     collector.ensureReadSince(request.asOfMs);
-    const rows = [...cgroupTotals(visibility)];
-    const field = ([id]: [number, number[]]): number | string => (sort === 'path' ? (cgroupNames.nameOf(id)?.path ?? '') : id);
+    const inContainer = namedAs(parsed.data);
+    const rows = [...cgroupTotals(visibility)].filter(([id]) => inContainer(id));
+    if (by !== 'cgroup') return podTotals(rows, by, parsed.data);
+    const field = ([id]: [number, number[]]): number | string => (sort === 'path' || sort === 'name' ? (cgroupNames.nameOf(id)?.path ?? '') : id);
     sortRows(rows, sort, order, field, ([, total]) => ({ counters: total, rates: null }), ([id]) => id);
     rows.length = Math.min(rows.length, limit);
     return { status: 200, body: new Listing({}, 'cgroups', rows, ([id, total]) => ({ ...cgroup(id), counters: allCounters(total) })) };
+  };
+
+  /**
+   * /v1/cgroups?by=pod|namespace: the cgroups' totals per pod (namespace and
+   * name) or per namespace; what is in no pod adds up in one row whose names
+   * are null, so that the rows add up to the host's (or the client's own).
+   */
+  const podTotals = (rows: Array<[number, number[]]>, by: 'pod' | 'namespace', query: z.infer<typeof CgroupQuery>): ApiResult => {
+    const groups = new Map<string, { namespace: string | null; pod: string | null; cgroups: number; total: number[] }>();
+    for (const [id, total] of rows) {
+      const container = cgroupNames.nameOf(id)?.container;
+      const namespace = container?.namespace ?? null;
+      const pod = by === 'pod' && namespace !== null ? (container?.pod ?? null) : null;
+      const key = JSON.stringify([namespace, pod]);
+      const group = groups.get(key) ?? { namespace, pod, cgroups: 0, total: new Array<number>(total.length).fill(0) };
+      group.cgroups++;
+      total.forEach((value, i) => (group.total[i]! += value));
+      groups.set(key, group);
+    }
+    const list = [...groups.values()];
+    const field = (group: (typeof list)[number]): string => `${group.namespace ?? '\uffff'}/${group.pod ?? '\uffff'}`; // no pod last
+    sortRows(list, query.sort, query.order, field, (group) => ({ counters: group.total, rates: null }), () => 0);
+    list.length = Math.min(list.length, query.limit);
+    const describeGroup = (group: (typeof list)[number]) => ({
+      namespace: group.namespace,
+      ...(by === 'pod' ? { pod: group.pod } : {}),
+      cgroups: group.cgroups,
+      counters: allCounters(group.total),
+    });
+    return { status: 200, body: new Listing({ by }, by === 'pod' ? 'pods' : 'namespaces', list, describeGroup) };
   };
 
   /**
@@ -231,7 +290,8 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
     collector.ensureReadSince(request.asOfMs);
     const cgroups = [...cgroupTotals(visibility)].map(([id, counters]) => {
       const name = cgroupNames.nameOf(id);
-      return { path: name?.path ?? '(removed)', unit: name?.unit ?? '', containerId: name?.containerId ?? '', counters };
+      const container = name?.container;
+      return { path: name?.path ?? '(removed)', unit: name?.unit ?? '', namespace: container?.namespace ?? '', pod: container?.pod ?? '', container: container?.name ?? '', counters };
     });
     const top = context.metricsTopProcesses();
     const processes =

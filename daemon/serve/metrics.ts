@@ -1,6 +1,8 @@
 // Prometheus text exposition (format 0.0.4) of the accounting and of the
 // daemon's health. Per cgroup: bytes and calls sent and received, by
-// protocol, labelled with the cgroup's path, systemd unit and container id.
+// protocol, labelled with the cgroup's path, systemd unit, and the names of
+// the container it holds (Kubernetes namespace, pod, container): never a pod
+// uid or container id, which every restart renews.
 // Per process only when asked for, and bounded: the top K processes by
 // traffic and one `other` series, because PIDs are unbounded label values.
 // Likewise per cgroup and service port of its peers (never per address).
@@ -13,7 +15,10 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export interface CgroupSeries {
   path: string;
   unit: string;
-  containerId: string;
+  /** Kubernetes' namespace and pod, and the container's name ("" for none). */
+  namespace: string;
+  pod: string;
+  container: string;
   counters: ArrayLike<number>;
 }
 
@@ -121,7 +126,7 @@ export function renderMetrics(input: MetricsInput): string {
   const out: string[] = [];
   const cgroups = new Map<string, number[]>();
   for (const cgroup of input.cgroups) {
-    addUnder(cgroups, labelText({ cgroup: cgroup.path, unit: cgroup.unit, container_id: cgroup.containerId }), cgroup.counters);
+    addUnder(cgroups, labelText({ cgroup: cgroup.path, unit: cgroup.unit, namespace: cgroup.namespace, pod: cgroup.pod, container: cgroup.container }), cgroup.counters);
   }
   renderTraffic(out, 'cgroup', 'the processes of a cgroup v2, exited ones included.', cgroups);
 

@@ -172,6 +172,14 @@ export const ConfigSchema = z.strictObject({
   historyRowsPerBucket: z.number().int().min(1).max(100_000),
   /** The file's bound: past it the oldest fine rows are deleted first. */
   historyMaxBytes: z.number().int().min(1024 * 1024),
+  /** Name the containers cgroups hold (runtime, name, image; Kubernetes pod, namespace) from the runtimes' files (README, "Containers and pods"). */
+  containerNames: z.boolean(),
+  /** Where the runtimes keep those files on this host; null (or []) for a runtime whose files are not read. */
+  containerState: z.strictObject({
+    containerd: z.string().startsWith('/', 'must be an absolute path').nullable(),
+    docker: z.string().startsWith('/', 'must be an absolute path').nullable(),
+    containersStorage: z.array(z.string().startsWith('/', 'must be an absolute path')).max(8),
+  }),
   /** Debug messages in the log. */
   verbose: z.boolean(),
 });
@@ -215,6 +223,8 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'historyTiers',
   'historyRowsPerBucket',
   'historyMaxBytes',
+  'containerNames',
+  'containerState',
 ];
 
 export function defaultConfig(): Config {
@@ -271,6 +281,13 @@ export function defaultConfig(): Config {
     ],
     historyRowsPerBucket: 100,
     historyMaxBytes: 256 * 1024 * 1024,
+    containerNames: true,
+    containerState: {
+      containerd: '/run/containerd',
+      docker: '/var/lib/docker',
+      // Podman's and CRI-O's graph root, then CRI-O's run root.
+      containersStorage: ['/var/lib/containers/storage', '/run/containers/storage'],
+    },
     verbose: false,
   };
 }

@@ -22,6 +22,7 @@ import { TimeBudgets } from '../../protocol/time-budget.js';
 import { NetatopServer } from '../../protocol/netatop-server.js';
 import { apiRoutes } from '../serve/api-routes.js';
 import { CgroupNames } from '../accounting/cgroup-names.js';
+import { ContainerNames } from '../naming/container-names.js';
 import { packageVersion } from '../common/package-root.js';
 import { claimSocketPath } from '../../protocol/unix-socket-path.js';
 import { ThreadTable } from '../accounting/thread-table.js';
@@ -126,7 +127,10 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
     { exitedRetentionMs: config.exitedRetentionMs, maxExited: MAX_EXITED, maxExitedPerUser: MAX_EXITED_PER_USER, slotSettleMs: 10, rateIntervalMs: 1000 },
     new ForgottenTotals(kernel),
   );
-  const cgroupNames = new CgroupNames(undefined, (message) => report('warn', 'cgroup name', `naming a cgroup: ${message}`));
+  const containerNames = config.containerNames
+    ? new ContainerNames(config.containerState, (message) => report('warn', 'container name', `naming a container: ${message}`))
+    : null;
+  const cgroupNames = new CgroupNames(undefined, (message) => report('warn', 'cgroup name', `naming a cgroup: ${message}`), containerNames);
   if (cgroupNames.unavailable) log.warn(`cgroups are listed by id only: ${cgroupNames.unavailable}`);
   const collector = new Collector(
     kernel,

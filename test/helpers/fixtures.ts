@@ -31,6 +31,18 @@ export function fixture(name: 'traffic' | 'atop-client' | 'notify-listener' | 'n
   return binary;
 }
 
+/** The traffic fixture linked statically: it runs in a container's root file system, which has no libc. */
+export function staticFixture(name: 'traffic'): string {
+  const key = `${name}-static`;
+  let binary = built.get(key);
+  if (!binary) {
+    binary = path.join(outDir, key);
+    execFileSync('cc', ['-O2', '-Wall', '-Werror', '-static', '-o', binary, path.join(import.meta.dirname, '..', 'fixtures', `${name}.c`)]);
+    built.set(key, binary);
+  }
+  return binary;
+}
+
 /** A path in a new directory that every user may enter. */
 export function tempPath(prefix: string): string {
   return path.join(scratchDir(prefix), 'socket');
