@@ -16,11 +16,15 @@
 # CAP_NET_RAW without root; dpkg-dev, rpm and binutils build the packages
 # (packaging/build.sh), and debootstrap makes the fresh Debian 12 the .deb is
 # installed in; liburing-dev builds the io_uring test client; strace lists the
-# system calls the daemon makes (checked against the unit's filter).
+# system calls the daemon makes (checked against the unit's filter); runc,
+# containerd, docker.io and podman run the containers that naming is tested
+# with (test/container-names, test/kubernetes-names), and the image
+# (test/kubernetes-deployment).
 set -euo pipefail
 
 packages=(clang llvm libbpf-dev libbpf1 gcc libc6-dev binutils python3 util-linux curl tmux prometheus chromium systemd man-db
-	qemu-system-x86 busybox-static cpio xz-utils kmod atop libcap2-bin dpkg-dev rpm debootstrap liburing-dev strace)
+	qemu-system-x86 busybox-static cpio xz-utils kmod atop libcap2-bin dpkg-dev rpm debootstrap liburing-dev strace
+	runc containerd docker.io podman)
 
 debian_packages() {
 	local missing=() pkg

@@ -11,7 +11,7 @@ import { scratchDir, staticFixture } from './fixtures.js';
 import { stopAtFileEnd } from './leftovers.js';
 
 /** Runs a runtime's command with stdin closed (`exec` passes it on: the traffic fixture waits for its end), its output on failure. */
-function run(command: string, args: string[]): Promise<{ stdout: string }> {
+export function runContainerTool(command: string, args: string[]): Promise<{ stdout: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -138,7 +138,7 @@ export class ScratchContainerd {
   }
 
   ctr(...args: string[]): Promise<{ stdout: string }> {
-    return run('/usr/bin/ctr', ['--address', this.socket, ...args]);
+    return runContainerTool('/usr/bin/ctr', ['--address', this.socket, ...args]);
   }
 
   stop(): Promise<void> {
@@ -169,7 +169,7 @@ export class ScratchDocker {
   }
 
   docker(...args: string[]): Promise<{ stdout: string }> {
-    return run('/usr/bin/docker', ['-H', `unix://${this.socket}`, ...args]);
+    return runContainerTool('/usr/bin/docker', ['-H', `unix://${this.socket}`, ...args]);
   }
 
   stop(): Promise<void> {
@@ -196,7 +196,7 @@ export class ScratchPodman {
   }
 
   podman(...args: string[]): Promise<{ stdout: string }> {
-    return run('/usr/bin/podman', [...this.options, ...args]);
+    return runContainerTool('/usr/bin/podman', [...this.options, ...args]);
   }
 }
 

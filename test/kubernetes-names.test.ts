@@ -1,0 +1,236 @@
+// Pods as kubelet lays them out, run by a real runtime (runc), named from the
+// files containerd's CRI and CRI-O write: for each cgroup driver (systemd,
+// cgroupfs) and QoS class (Guaranteed, Burstable, BestEffort) a pod with its
+// sandbox and an app container, whose OCI config (annotations, cgroupsPath in
+// the driver's form) sits where containerd or CRI-O keeps it. The pods are
+// host-network pods (the case atop names "host-----------"): their traffic
+// goes over the host's loopback. Pod, namespace and container are exact in
+// the API, by pod and by namespace, and in /metrics; a removed pod's series
+// fold into cgroup="(removed)".
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { apiGet, tcpGet } from './helpers/api-client.js';
+import { imageRoot, removeCgroupEverywhere, runtimesMissing, runContainerTool } from './helpers/containers.js';
+import { TestDaemon } from './helpers/daemon.js';
+import { scratchDir } from './helpers/fixtures.js';
+import { describeWithBpf } from './helpers/requirements.js';
+
+type Driver = 'systemd' | 'cgroupfs';
+type Qos = 'guaranteed' | 'burstable' | 'besteffort';
+type CriRuntime = 'containerd' | 'cri-o';
+
+interface Pod {
+  driver: Driver;
+  qos: Qos;
+  runtime: CriRuntime;
+  name: string;
+  namespace: string;
+  uid: string;
+  sandboxId: string;
+  appId: string;
+  /** TCP exchanges of the app container (test/fixtures/traffic.c "loop N"). */
+  exchanges: number;
+}
+
+const IMAGE = 'registry.example/team/web:1.2';
+const PODS: Pod[] = (
+  [
+    ['systemd', 'guaranteed', 'containerd'],
+    ['systemd', 'burstable', 'cri-o'],
+    ['systemd', 'besteffort', 'containerd'],
+    ['cgroupfs', 'guaranteed', 'cri-o'],
+    ['cgroupfs', 'burstable', 'containerd'],
+    ['cgroupfs', 'besteffort', 'cri-o'],
+  ] as Array<[Driver, Qos, CriRuntime]>
+).map(([driver, qos, runtime], i) => ({
+  driver,
+  qos,
+  runtime,
+  name: `web-${driver}-${qos}`,
+  namespace: `team-${i % 2}`,
+  uid: randomUUID(),
+  sandboxId: randomBytes(32).toString('hex'),
+  appId: randomBytes(32).toString('hex'),
+  exchanges: 3 + i,
+}));
+
+/** The cgroup kubelet's driver gives the container `id` of `pod`, and the cgroupsPath the runtime writes into its OCI config. */
+function placement(pod: Pod, id: string): { cgroup: string; cgroupsPath: string } {
+  if (pod.driver === 'cgroupfs') {
+    const cgroup = `/kubepods/${pod.qos === 'guaranteed' ? '' : `${pod.qos}/`}pod${pod.uid}/${id}`;
+    return { cgroup, cgroupsPath: cgroup };
+  }
+  const podSlice = `kubepods-${pod.qos === 'guaranteed' ? '' : `${pod.qos}-`}pod${pod.uid.replace(/-/g, '_')}.slice`;
+  const prefix = pod.runtime === 'containerd' ? 'cri-containerd' : 'crio';
+  const cgroup = `/kubepods.slice/${pod.qos === 'guaranteed' ? '' : `kubepods-${pod.qos}.slice/`}${podSlice}/${prefix}-${id}.scope`;
+  return { cgroup, cgroupsPath: `${podSlice}:${prefix}:${id}` };
+}
+
+/** The annotations containerd's CRI plugin or CRI-O writes for a pod's sandbox or container. */
+function annotations(pod: Pod, kind: 'sandbox' | 'container'): Record<string, string> {
+  if (pod.runtime === 'containerd') {
+    return {
+      'io.kubernetes.cri.container-type': kind,
+      'io.kubernetes.cri.sandbox-id': pod.sandboxId,
+      'io.kubernetes.cri.sandbox-name': pod.name,
+      'io.kubernetes.cri.sandbox-namespace': pod.namespace,
+      'io.kubernetes.cri.sandbox-uid': pod.uid,
+      ...(kind === 'container' ? { 'io.kubernetes.cri.container-name': 'app', 'io.kubernetes.cri.image-name': IMAGE } : {}),
+    };
+  }
+  return {
+    'io.container.manager': 'cri-o',
+    'io.kubernetes.cri-o.ContainerType': kind,
+    'io.kubernetes.cri-o.SandboxID': pod.sandboxId,
+    'io.kubernetes.pod.name': pod.name,
+    'io.kubernetes.pod.namespace': pod.namespace,
+    'io.kubernetes.pod.uid': pod.uid,
+    'io.kubernetes.container.name': kind === 'sandbox' ? 'POD' : 'app',
+    ...(kind === 'container' ? { 'io.kubernetes.cri-o.ImageName': IMAGE } : {}),
+  };
+}
+
+const missing = runtimesMissing();
+if (missing && process.env['CI'] === 'true') throw new Error(`CI=true, but the Kubernetes layout tests cannot run: ${missing}`);
+
+describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  if (missing) {
+    test.skip(missing, () => {});
+    return;
+  }
+  let daemon: TestDaemon;
+  const dir = scratchDir('kubernetes');
+  const runcRoot = path.join(dir, 'runc');
+  const containerdState = path.join(dir, 'containerd');
+  const crioStorage = path.join(dir, 'containers-storage');
+  const image = imageRoot();
+  const started: Array<{ id: string; cgroup: string }> = [];
+  const runc = (...args: string[]) => runContainerTool('/usr/sbin/runc', ['--root', runcRoot, ...args]);
+
+  /** Runs `command` in a container of `pod`, in its cgroup, and writes its OCI config where its runtime keeps it. */
+  async function runContainer(pod: Pod, id: string, kind: 'sandbox' | 'container', command: string): Promise<void> {
+    const { cgroup, cgroupsPath } = placement(pod, id);
+    const bundle = path.join(dir, 'bundles', id);
+    fs.mkdirSync(bundle, { recursive: true });
+    await runContainerTool('/usr/sbin/runc', ['spec', '--bundle', bundle]);
+    const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8'));
+    spec.process.args = ['/bin/busybox', 'sh', '-c', `exec </dev/null >/dev/null 2>&1; ${command}`];
+    spec.process.terminal = false;
+    spec.root = { path: image.dir, readonly: true };
+    // A host-network pod: the host's network namespace.
+    spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'network');
+    // runc here has no systemd to ask: the cgroupfs driver, at the path systemd would give.
+    spec.linux.cgroupsPath = cgroup;
+    fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
+    // What the runtime keeps: the same config with its annotations and the cgroupsPath in the driver's form.
+    const kept = { ...spec, annotations: annotations(pod, kind), linux: { ...spec.linux, cgroupsPath } };
+    const stateDir = pod.runtime === 'containerd' ? path.join(containerdState, 'io.containerd.runtime.v2.task', 'k8s.io', id) : path.join(crioStorage, 'overlay-containers', id, 'userdata');
+    fs.mkdirSync(stateDir, { recursive: true });
+    fs.writeFileSync(path.join(stateDir, 'config.json'), JSON.stringify(kept));
+    await runc('run', '--detach', '--bundle', bundle, id);
+    started.push({ id, cgroup });
+  }
+
+  beforeAll(async () => {
+    const config = path.join(scratchDir('config'), 'config.json');
+    fs.writeFileSync(config, JSON.stringify({ exitedRetentionMs: 0, containerState: { containerd: containerdState, docker: null, containersStorage: [crioStorage] } }));
+    daemon = await TestDaemon.start(['--config', config, '--listen', '127.0.0.1:0', '--no-history', '--removed-cgroup-fold-ms', '1000']);
+    for (const pod of PODS) {
+      // A sandbox does no traffic of its own; here one exchange, so that it shows in the listings.
+      await runContainer(pod, pod.sandboxId, 'sandbox', '/traffic loop 1; exec /bin/busybox sleep 600');
+      await runContainer(pod, pod.appId, 'container', `/traffic loop ${pod.exchanges}; exec /bin/busybox sleep 600`);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const { id } of started) await runc('delete', '--force', id).catch(() => {});
+    removeCgroupEverywhere('kubepods');
+    removeCgroupEverywhere('kubepods.slice');
+    if (daemon) expect(await daemon.stop()).toBe(0);
+  }, 60_000);
+
+  /** Polls the API until `done` holds (the traffic runs as the containers start), for 20 s at most. */
+  async function until<T>(ask: () => Promise<T>, done: (answer: T) => boolean): Promise<T> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const answer = await ask();
+      if (done(answer) || Date.now() > deadline) return answer;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  const tcp = (n: number) => ({ send: { calls: n, bytes: 64 * n }, recv: { calls: n, bytes: 64 * n } });
+
+  test('each driver and QoS class: pod, namespace, uid, QoS, container and image exact; traffic exact per pod and namespace; /metrics labels', async () => {
+    for (const pod of PODS) {
+      const sandbox = placement(pod, pod.sandboxId).cgroup;
+      const app = placement(pod, pod.appId).cgroup;
+      const processes = await until(
+        () => apiGet(daemon.apiSocketPath, `/v1/processes?namespace=${pod.namespace}&pod=${pod.name}&container=app`),
+        ({ body }) => body.processes.some((p: any) => p.command === 'traffic'),
+      );
+      const traffic = processes.body.processes.find((p: any) => p.command === 'traffic');
+      const names = { pod: pod.name, namespace: pod.namespace, podUid: pod.uid, qos: pod.qos };
+      expect(traffic.cgroup.path).toBe(app);
+      expect(traffic.cgroup.container).toEqual({ runtime: pod.runtime, id: pod.appId, name: 'app', image: IMAGE, ...names });
+      expect(traffic.counters.tcp).toEqual(tcp(pod.exchanges));
+      // The sandbox: "POD", as kubelet calls it.
+      const sandboxes = await until(
+        () => apiGet(daemon.apiSocketPath, `/v1/processes?namespace=${pod.namespace}&pod=${pod.name}&container=POD`),
+        ({ body }) => body.processes.some((p: any) => p.command === 'traffic'),
+      );
+      const inSandbox = sandboxes.body.processes.filter((p: any) => p.command === 'traffic');
+      expect(inSandbox).toHaveLength(1);
+      expect(inSandbox[0].cgroup).toEqual({ id: inSandbox[0].cgroup.id, path: sandbox, unit: pod.driver === 'systemd' ? path.basename(sandbox) : null, containerId: pod.sandboxId, container: { runtime: pod.runtime, id: pod.sandboxId, name: 'POD', image: null, ...names } });
+      expect(inSandbox[0].counters.tcp).toEqual(tcp(1));
+    }
+
+    const byPod = await apiGet(daemon.apiSocketPath, '/v1/cgroups?by=pod&sort=name');
+    for (const pod of PODS) {
+      const row = byPod.body.pods.find((r: any) => r.pod === pod.name && r.namespace === pod.namespace);
+      expect(row.counters.tcp).toEqual(tcp(pod.exchanges + 1));
+    }
+    const byNamespace = await apiGet(daemon.apiSocketPath, '/v1/cgroups?by=namespace');
+    for (const namespace of ['team-0', 'team-1']) {
+      const exchanges = PODS.filter((pod) => pod.namespace === namespace).reduce((sum, pod) => sum + pod.exchanges + 1, 0);
+      expect(byNamespace.body.namespaces.find((r: any) => r.namespace === namespace).counters.tcp).toEqual(tcp(exchanges));
+    }
+    // What is in no pod adds up in one row (namespace null): every row together is every cgroup's.
+    expect(byNamespace.body.namespaces.filter((r: any) => r.namespace === null).length).toBeLessThanOrEqual(1);
+    const everyCgroup = await apiGet(daemon.apiSocketPath, '/v1/cgroups');
+    const sentBytes = (rows: any[]) => rows.reduce((sum, row) => sum + row.counters.tcp.send.bytes + row.counters.udp.send.bytes, 0);
+    expect(sentBytes(byNamespace.body.namespaces)).toBe(sentBytes(everyCgroup.body.cgroups));
+
+    const { text } = await tcpGet(daemon.tcpPort, '/metrics');
+    for (const pod of PODS) {
+      const app = placement(pod, pod.appId).cgroup;
+      const line = text.split('\n').find((l) => l.startsWith(`netacct_cgroup_sent_bytes_total{cgroup="${app}",`) && l.includes('protocol="tcp"'));
+      expect(line).toBe(`netacct_cgroup_sent_bytes_total{cgroup="${app}",unit="${pod.driver === 'systemd' ? path.basename(app) : ''}",namespace="${pod.namespace}",pod="${pod.name}",container="app",protocol="tcp"} ${64 * pod.exchanges}`);
+    }
+    expect(text).not.toContain(PODS[0]!.uid);
+  }, 60_000);
+
+  test('a pod removed: its series fold into cgroup="(removed)", its bytes kept there', async () => {
+    const pod = PODS[0]!;
+    const before = await tcpGet(daemon.tcpPort, '/metrics');
+    const removedBefore = removedBytes(before.text);
+    for (const id of [pod.sandboxId, pod.appId]) await runc('delete', '--force', id);
+    removeCgroupEverywhere(path.dirname(placement(pod, pod.appId).cgroup));
+    const after = await until(
+      () => tcpGet(daemon.tcpPort, '/metrics'),
+      ({ text }) => !text.includes(`pod="${pod.name}"`),
+    );
+    expect(after.text).not.toContain(`pod="${pod.name}"`);
+    expect(removedBytes(after.text)).toBe(removedBefore + 64 * (pod.exchanges + 1));
+    // The other pods keep theirs.
+    expect(after.text).toContain(`pod="${PODS[1]!.name}"`);
+  }, 60_000);
+});
+
+/** TCP bytes sent in the removed cgroups' series. */
+function removedBytes(text: string): number {
+  const line = text.split('\n').find((l) => l.startsWith('netacct_cgroup_sent_bytes_total{cgroup="(removed)",') && l.includes('protocol="tcp"'));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
