@@ -109,8 +109,11 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
   const started: Array<{ id: string; cgroup: string }> = [];
   const runc = (...args: string[]) => runContainerTool('/usr/sbin/runc', ['--root', runcRoot, ...args]);
 
-  /** Runs `command` in a container of `pod`, in its cgroup, and writes its OCI config where its runtime keeps it. */
-  async function runContainer(pod: Pod, id: string, kind: 'sandbox' | 'container', command: string): Promise<void> {
+  /**
+   * Runs `command` in a container of `pod`, in its cgroup, and writes its OCI
+   * config where its runtime keeps it (or lets `plant` put something else there).
+   */
+  async function runContainer(pod: Pod, id: string, kind: 'sandbox' | 'container', command: string, plant?: (configFile: string) => void): Promise<void> {
     const { cgroup, cgroupsPath } = placement(pod, id);
     const bundle = path.join(dir, 'bundles', id);
     fs.mkdirSync(bundle, { recursive: true });
@@ -128,7 +131,8 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
     const kept = { ...spec, annotations: annotations(pod, kind), linux: { ...spec.linux, cgroupsPath } };
     const stateDir = pod.runtime === 'containerd' ? path.join(containerdState, 'io.containerd.runtime.v2.task', 'k8s.io', id) : path.join(crioStorage, 'overlay-containers', id, 'userdata');
     fs.mkdirSync(stateDir, { recursive: true });
-    fs.writeFileSync(path.join(stateDir, 'config.json'), JSON.stringify(kept));
+    if (plant) plant(path.join(stateDir, 'config.json'));
+    else fs.writeFileSync(path.join(stateDir, 'config.json'), JSON.stringify(kept));
     await runc('run', '--detach', '--bundle', bundle, id);
     started.push({ id, cgroup });
   }
@@ -210,6 +214,35 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
       expect(line).toBe(`netacct_cgroup_sent_bytes_total{cgroup="${app}",unit="${pod.driver === 'systemd' ? path.basename(app) : ''}",namespace="${pod.namespace}",pod="${pod.name}",container="app",protocol="tcp"} ${64 * pod.exchanges}`);
     }
     expect(text).not.toContain(PODS[0]!.uid);
+  }, 60_000);
+
+  test('a bundle whose config.json is a link out of the state, or 64 GiB: not read; the pod is named from its path, its traffic exact, the daemon unaffected', async () => {
+    const outside = path.join(scratchDir('outside'), 'config.json');
+    const planted = (name: string, plant: (configFile: string) => void) => ({ plant, pod: { ...PODS[4]!, name, uid: randomUUID(), appId: randomBytes(32).toString('hex'), driver: 'cgroupfs' as const, qos: 'besteffort' as const, runtime: 'containerd' as const, exchanges: 2 } });
+    const hostile = [
+      planted('linked', (configFile) => fs.symlinkSync(outside, configFile)),
+      planted('huge', (configFile) => {
+        fs.writeFileSync(configFile, '');
+        fs.truncateSync(configFile, 64 * 1024 ** 3);
+      }),
+    ];
+    for (const { pod, plant } of hostile) {
+      fs.writeFileSync(outside, JSON.stringify({ linux: { cgroupsPath: placement(pod, pod.appId).cgroup }, annotations: annotations({ ...pod, name: 'taken-from-outside' }, 'container') }));
+      await runContainer(pod, pod.appId, 'container', `/traffic loop ${pod.exchanges}; exec /bin/busybox sleep 600`, plant);
+    }
+    for (const { pod } of hostile) {
+      const cgroup = placement(pod, pod.appId).cgroup;
+      const { body } = await until(
+        () => apiGet(daemon.apiSocketPath, '/v1/processes?command=traffic'),
+        (answer) => answer.body.processes.some((p: any) => p.cgroup.path === cgroup),
+      );
+      const traffic = body.processes.find((p: any) => p.cgroup.path === cgroup);
+      expect(traffic.cgroup.container).toEqual({ runtime: null, id: pod.appId, name: null, image: null, pod: null, namespace: null, podUid: pod.uid, qos: 'besteffort' });
+      expect(traffic.counters.tcp).toEqual(tcp(pod.exchanges));
+    }
+    // Said once (the log is rate-limited per kind of message: a user's planted files cannot flood it).
+    expect(daemon.log.match(/naming a container: .*(is a symbolic link|past the 1048576 read)/g)).toHaveLength(1);
+    expect(daemon.running).toBe(true);
   }, 60_000);
 
   test('a pod removed: its series fold into cgroup="(removed)", its bytes kept there', async () => {
