@@ -458,10 +458,17 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
       return parsed.success ? metrics(request) : badRequest(parsed.error);
     }
+    // A liveness probe's question (Kubernetes): counting runs. Nothing about the host, to anyone.
+    if (request.path === '/healthz') {
+      const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
+      if (!parsed.success) return badRequest(parsed.error);
+      const attached = context.health().programsAttached;
+      return attached > 0 ? { status: 200, body: { status: 'ok' } } : { status: 503, body: { error: 'no BPF program is attached: nothing is counted' } };
+    }
     if (request.path === '/v1/stats') {
       const parsed = NoQuery.safeParse(Object.fromEntries(request.query));
       return parsed.success ? stats(request) : badRequest(parsed.error);
     }
-    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/', '/v1/processes', '/v1/processes/{pid}', '/v1/processes/{pid}/peers', '/v1/peers', '/v1/cgroups', '/v1/history', '/v1/stats', '/v1/stream', '/metrics'] } };
+    return { status: 404, body: { error: `no such endpoint: ${request.path}`, endpoints: ['/', '/v1/processes', '/v1/processes/{pid}', '/v1/processes/{pid}/peers', '/v1/peers', '/v1/cgroups', '/v1/history', '/v1/stats', '/v1/stream', '/metrics', '/healthz'] } };
   };
 }

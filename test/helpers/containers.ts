@@ -11,7 +11,7 @@ import { scratchDir, staticFixture } from './fixtures.js';
 import { stopAtFileEnd } from './leftovers.js';
 
 /** Runs a runtime's command with stdin closed (`exec` passes it on: the traffic fixture waits for its end), its output on failure. */
-export function runContainerTool(command: string, args: string[]): Promise<{ stdout: string }> {
+export function runContainerTool(command: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -19,7 +19,7 @@ export function runContainerTool(command: string, args: string[]): Promise<{ std
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve({ stdout }) : reject(new Error(`${command} ${args.join(' ')}: exit ${code}: ${stderr.slice(-2000)}`))));
+    child.once('close', (code) => (code === 0 ? resolve({ stdout, stderr }) : reject(new Error(`${command} ${args.join(' ')}: exit ${code}: ${stderr.slice(-2000)}`))));
   });
 }
 
@@ -195,7 +195,7 @@ export class ScratchPodman {
     unmountUnder(path.dirname(this.storage));
   }
 
-  podman(...args: string[]): Promise<{ stdout: string }> {
+  podman(...args: string[]): Promise<{ stdout: string; stderr: string }> {
     return runContainerTool('/usr/bin/podman', [...this.options, ...args]);
   }
 }
