@@ -44,8 +44,8 @@ describeWithBpf('netacct ps, cgroups, stats (real daemon)', () => {
     const table = await netacct('ps', '--pid', String(child.pid), '--api-socket', daemon.apiSocketPath);
     expect(table.code).toBe(0);
     const [header, row] = table.stdout.trim().split('\n');
-    expect(header!.split(/\s+/)).toEqual(['PID', 'COMMAND', 'UID', 'STATE', 'TCP', 'SENT', 'TCP', 'RECV', 'UDP', 'SENT', 'UDP', 'RECV']);
-    expect(row!.split(/\s+/)).toEqual([String(child.pid), 'traffic', '0', 'live', '245K', '245K', '4.9K', '4.9K']);
+    expect(header!.split(/\s+/)).toEqual(['PID', 'COMMAND', 'UID', 'STATE', 'CONTAINER', 'TCP', 'SENT', 'TCP', 'RECV', 'UDP', 'SENT', 'UDP', 'RECV']);
+    expect(row!.split(/\s+/)).toEqual([String(child.pid), 'traffic', '0', 'live', '-', '245K', '245K', '4.9K', '4.9K']);
 
     const json = await netacct('ps', '--json', '--pid', String(child.pid), '--api-socket', daemon.apiSocketPath);
     const [process] = JSON.parse(json.stdout).processes;

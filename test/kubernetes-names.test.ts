@@ -14,6 +14,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { apiGet, tcpGet } from './helpers/api-client.js';
 import { imageRoot, removeCgroupEverywhere, runtimesMissing, runContainerTool } from './helpers/containers.js';
 import { TestDaemon } from './helpers/daemon.js';
+import { netacct } from './helpers/cli-run.js';
 import { scratchDir } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 
@@ -196,6 +197,16 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
       const row = byPod.body.pods.find((r: any) => r.pod === pod.name && r.namespace === pod.namespace);
       expect(row.counters.tcp).toEqual(tcp(pod.exchanges + 1));
     }
+    // netacct cgroups --by pod: a row per pod, its bytes in human units.
+    const table = await netacct('cgroups', '--by', 'pod', '--namespace', 'team-0', '--api-socket', daemon.apiSocketPath);
+    expect(table.code).toBe(0);
+    const lines = table.stdout.trim().split('\n');
+    expect(lines[0]!.split(/\s{2,}/)).toEqual(['NAMESPACE', 'POD', 'CGROUPS', 'TCP SENT', 'TCP RECV', 'UDP SENT', 'UDP RECV']);
+    expect(lines.slice(1).map((line) => line.split(/\s+/).slice(0, 4))).toEqual(
+      PODS.filter((pod) => pod.namespace === 'team-0')
+        .sort((a, b) => a.name.localeCompare(b.name))
+        .map((pod) => ['team-0', pod.name, '2', `${64 * (pod.exchanges + 1)}B`]),
+    );
     const byNamespace = await apiGet(daemon.apiSocketPath, '/v1/cgroups?by=namespace');
     for (const namespace of ['team-0', 'team-1']) {
       const exchanges = PODS.filter((pod) => pod.namespace === namespace).reduce((sum, pod) => sum + pod.exchanges + 1, 0);

@@ -187,7 +187,7 @@ describeWithBpf('/metrics (real daemon, real traffic)', () => {
     const exprs: string[] = dashboard.panels.flatMap((panel: { targets: Array<{ expr: string }> }) => panel.targets.map((t) => t.expr));
     expect(exprs.length).toBeGreaterThan(5);
     // Grafana's variables, as Grafana would substitute them.
-    const promql = exprs.map((expr) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*'));
+    const promql = exprs.map((expr) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*').replaceAll('$namespace', '.+'));
     const rules = tempPath('rules.yml');
     fs.writeFileSync(rules, `groups:\n  - name: dashboard\n    rules:\n${promql.map((expr, i) => `      - record: dashboard:query${i}\n        expr: ${JSON.stringify(expr)}\n`).join('')}`);
     const check = spawnSync('promtool', ['check', 'rules', rules], { encoding: 'utf8' });
