@@ -70,6 +70,8 @@ describe('packaging/kubernetes', () => {
     expect(pod.hostNetwork).toBeUndefined();
     expect(pod.hostIPC).toBeUndefined();
     expect(pod.automountServiceAccountToken).toBe(false);
+    // bpf() with CAP_BPF alone needs it (the runtimes' default profiles want CAP_SYS_ADMIN): the daemon's own test runs it so.
+    expect(container.securityContext.seccompProfile).toEqual({ type: 'Unconfined' });
     const mounts = new Map<string, any>(container.volumeMounts.map((m: any) => [m.name, m]));
     for (const name of ['containerd-tasks', 'containers-storage', 'containers-run', 'docker-containers', 'cgroup', 'tracefs', 'config']) expect(mounts.get(name).readOnly, name).toBe(true);
     expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
@@ -110,6 +112,7 @@ describeWithBpf(`the image, run with the DaemonSet's privileges${missing ? ` (sk
     if (security.readOnlyRootFilesystem) args.push('--read-only');
     if (!security.allowPrivilegeEscalation) args.push('--security-opt', 'no-new-privileges');
     if (security.privileged) args.push('--privileged');
+    if (security.seccompProfile?.type === 'Unconfined') args.push('--security-opt', 'seccomp=unconfined');
     const volumes = new Map<string, any>(daemonSet.spec.template.spec.volumes.map((v: any) => [v.name, v]));
     for (const mount of container.volumeMounts) {
       const volume = volumes.get(mount.name);

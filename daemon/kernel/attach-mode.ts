@@ -53,12 +53,21 @@ function probeAtomics(): boolean {
     insn(0x95, 0, 0, 0, 0), // exit
   ]);
   const fd: number = native.progLoad(BPF_PROG_TYPE_SOCKET_FILTER, 'netacct_probe', 'GPL', program, program.length / 8, null);
+  // libbpf returns -errno. EPERM is not the kernel's verdict but a refusal to load anything at
+  // all: a container runtime's default seccomp profile allows bpf() only with CAP_SYS_ADMIN.
+  if (fd === -EPERM) {
+    throw new PreflightError(
+      'loading a BPF program was refused (EPERM) although CAP_BPF and CAP_PERFMON are held: a seccomp filter refuses bpf() ' +
+        "(container runtimes' default profiles allow it only with CAP_SYS_ADMIN; run the container with seccomp unconfined, as packaging/kubernetes/netacct.yaml does)",
+    );
+  }
   if (fd < 0) return false;
   native.closeFd(fd);
   return true;
 }
 
 const BTF_KIND_TYPEDEF = 8;
+const EPERM = 1;
 const BTF_KIND_FUNC = 12;
 const FEXIT_TARGETS = ['inet_sendmsg', 'inet6_sendmsg', 'inet_recvmsg', 'inet6_recvmsg'];
 /** The programs of bpf/netacct.bpf.c that count, by mode. */
