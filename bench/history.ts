@@ -112,6 +112,9 @@ interface SyntheticWorkload {
   cgroup: string;
   unit: string | null;
   container: string | null;
+  containerName: string | null;
+  pod: string | null;
+  namespace: string | null;
   command: string;
   uid: number;
   /** Bytes a second, on average. */
@@ -146,6 +149,7 @@ function syntheticWorkloads(next: () => number): SyntheticWorkload[] {
     let cgroup: string;
     let unit: string | null;
     let container: string | null = null;
+    let pod: string | null = null;
     let uid: number;
     if (kind < 0.4) {
       unit = `${base.replace(/[^a-z0-9-]/g, '')}-${i}.service`;
@@ -153,6 +157,7 @@ function syntheticWorkloads(next: () => number): SyntheticWorkload[] {
       uid = next() < 0.5 ? 0 : 100 + Math.floor(next() * 900);
     } else if (kind < 0.8) {
       container = hex(64);
+      pod = `${base.replace(/[^a-z0-9-]/g, '')}-${hex(5)}`;
       unit = `cri-containerd-${container}.scope`;
       cgroup = `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${hex(8)}_${hex(4)}_${hex(4)}_${hex(4)}_${hex(12)}.slice/${unit}`;
       uid = next() < 0.3 ? 0 : 1000 + Math.floor(next() * 5000);
@@ -169,6 +174,9 @@ function syntheticWorkloads(next: () => number): SyntheticWorkload[] {
       cgroup,
       unit,
       container,
+      containerName: pod === null ? null : base,
+      pod,
+      namespace: pod === null ? null : `team-${Math.floor(next() * 20)}`,
       command: base.slice(0, 15),
       uid,
       rate: 3e6 * (rank + 1) ** -1.1,

@@ -23,6 +23,8 @@ export const HISTORY_OPTIONS = {
   cgroup: { type: 'string' },
   unit: { type: 'string' },
   container: { type: 'string' },
+  pod: { type: 'string' },
+  namespace: { type: 'string' },
   json: { type: 'boolean' },
   csv: { type: 'boolean' },
   'api-socket': { type: 'string' },
@@ -49,7 +51,7 @@ export function attachOptionValues(args: readonly string[]): string[] {
 export type HistoryFlags = Partial<Record<keyof typeof HISTORY_OPTIONS, string | boolean>>;
 
 /** Options passed to the API under the same name: it checks them, and its 400 names the option. */
-const PASSED_AS_IS = ['by', 'step', 'limit', 'sort', 'order', 'uid', 'command', 'cgroup', 'unit', 'container'] as const;
+const PASSED_AS_IS = ['by', 'step', 'limit', 'sort', 'order', 'uid', 'command', 'cgroup', 'unit', 'container', 'pod', 'namespace'] as const;
 
 /** A bad option the API never sees (a time it could not read): one line, exit status 2. */
 export class HistoryOptionError extends Error {}
@@ -81,6 +83,9 @@ interface HistoryGroup {
   cgroup?: string | null;
   unit?: string | null;
   container?: string | null;
+  containerName?: string | null;
+  pod?: string | null;
+  namespace?: string | null;
   command?: string | null;
   uid?: number | null;
   peer?: string | null;
@@ -121,7 +126,16 @@ const NAME_COLUMNS: Record<Grouping, Array<{ header: string; cell: (group: Histo
     { header: 'CGROUP/UNIT', cell: placeOf },
   ],
   unit: [{ header: 'UNIT', cell: (group) => optional(group.unit) }],
-  container: [{ header: 'CONTAINER', cell: (group) => optional(group.container?.slice(0, 12)) }],
+  container: [
+    { header: 'CONTAINER', cell: (group) => optional(group.container?.slice(0, 12)) },
+    { header: 'NAME', cell: (group) => optional(group.containerName) },
+    { header: 'POD', cell: (group) => optional(group.namespace && group.pod ? `${group.namespace}/${group.pod}` : null) },
+  ],
+  pod: [
+    { header: 'NAMESPACE', cell: (group) => optional(group.namespace) },
+    { header: 'POD', cell: (group) => optional(group.pod) },
+  ],
+  namespace: [{ header: 'NAMESPACE', cell: (group) => optional(group.namespace) }],
   cgroup: [{ header: 'CGROUP', cell: (group) => optional(group.cgroup) }],
   command: [{ header: 'COMMAND', cell: (group) => optional(group.command) }],
   user: [{ header: 'UID', cell: (group) => optional(group.uid), rightAligned: true }],

@@ -24,9 +24,11 @@ const USAGE = `usage: netacct daemon [options]
                      [--state live|exited|all] [--sort KEY] [--order asc|desc] [--limit N] [--json]
                      [--api-socket PATH]    (the daemon runs with --peers)
        netacct stats [--json] [--api-socket PATH]
-       netacct history [--since T] [--until T] [--by workload|unit|container|cgroup|command|user|peer]
+       netacct history [--since T] [--until T]
+                       [--by workload|unit|container|pod|namespace|cgroup|command|user|peer]
                        [--step D] [--limit N] [--sort KEY] [--order asc|desc] [--uid N] [--command C]
-                       [--cgroup PATH] [--unit U] [--container ID] [--json | --csv] [--api-socket PATH]
+                       [--cgroup PATH] [--unit U] [--container ID] [--pod NAME] [--namespace NS]
+                       [--json | --csv] [--api-socket PATH]
        netacct top [--api-socket PATH]
        netacct detach [--pin-dir PATH] [--config PATH]
        netacct --version

@@ -28,7 +28,7 @@ function openStore(options: { rowsPerBucket?: number; maxBytes?: number; file?: 
 }
 
 /** A workload's traffic: `bytes` sent over TCP in one call. */
-const traffic = (command: string, bytes: number): NamedTraffic => ({ cgroup: '/test.slice', unit: 'test.slice', container: null, command, uid: 0, counters: [1, bytes, 0, 0, 0, 0, 0, 0], pids: [1] });
+const traffic = (command: string, bytes: number): NamedTraffic => ({ cgroup: '/test.slice', unit: 'test.slice', container: null, containerName: null, pod: null, namespace: null, command, uid: 0, counters: [1, bytes, 0, 0, 0, 0, 0, 0], pids: [1] });
 
 /** Writes `list` into base bucket `bucket`, the clock at `nowSeconds`. */
 function write(store: HistoryStore, bucket: number, nowSeconds: number, list: NamedTraffic[]): void {
@@ -127,9 +127,11 @@ test('a file of schema version 1 is migrated, its rows kept; the file is 0640', 
   db.close();
   const store = openStore({ file });
   try {
-    expect(SCHEMA_VERSION).toBe(4);
-    expect((store.reader.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(4);
+    expect(SCHEMA_VERSION).toBe(5);
+    expect((store.reader.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(5);
     expect(store.reader.prepare('SELECT count(*) AS n FROM peer_traffic').get()).toEqual({ n: 0 });
+    // Version 5: the old workload has no container names; the view shows the new columns.
+    expect(store.reader.prepare('SELECT container_name, pod, namespace, command, total_bytes FROM traffic_named').all()).toEqual([{ container_name: null, pod: null, namespace: null, command: 'old', total_bytes: 500 }]);
     expect(rows(store, 60)).toEqual([{ bucket: T0, command: 'old', bytes: 500 }]);
     expect((fs.statSync(file).mode & 0o777).toString(8)).toBe('640');
   } finally {

@@ -15,6 +15,7 @@ import { apiGet, tcpGet } from './helpers/api-client.js';
 import { imageRoot, removeCgroupEverywhere, runtimesMissing, runContainerTool } from './helpers/containers.js';
 import { TestDaemon } from './helpers/daemon.js';
 import { netacct } from './helpers/cli-run.js';
+import { historyOf, historyUntil } from './helpers/history.js';
 import { scratchDir } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
 
@@ -141,7 +142,7 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
   beforeAll(async () => {
     const config = path.join(scratchDir('config'), 'config.json');
     fs.writeFileSync(config, JSON.stringify({ exitedRetentionMs: 0, containerState: { containerd: containerdState, docker: null, containersStorage: [crioStorage] } }));
-    daemon = await TestDaemon.start(['--config', config, '--listen', '127.0.0.1:0', '--no-history', '--removed-cgroup-fold-ms', '1000']);
+    daemon = await TestDaemon.start(['--config', config, '--listen', '127.0.0.1:0', '--history-tiers', '2s:1h,10s:1d', '--removed-cgroup-fold-ms', '1000']);
     for (const pod of PODS) {
       // A sandbox does no traffic of its own; here one exchange, so that it shows in the listings.
       await runContainer(pod, pod.sandboxId, 'sandbox', '/traffic loop 1; exec /bin/busybox sleep 600');
@@ -225,6 +226,21 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
       expect(line).toBe(`netacct_cgroup_sent_bytes_total{cgroup="${app}",unit="${pod.driver === 'systemd' ? path.basename(app) : ''}",namespace="${pod.namespace}",pod="${pod.name}",container="app",protocol="tcp"} ${64 * pod.exchanges}`);
     }
     expect(text).not.toContain(PODS[0]!.uid);
+  }, 60_000);
+
+  test("history by pod, by namespace and by container: each pod's bytes exact, under its names", async () => {
+    const podBytes = (pod: Pod) => 2 * 64 * (pod.exchanges + 1); // sent and received, app and sandbox
+    const byPod = await historyUntil(daemon, { from: '-10m', by: 'pod', limit: '100' }, (answer) =>
+      PODS.every((pod) => answer.groups.some((g: any) => g.pod === pod.name && g.total.bytes === podBytes(pod))),
+    );
+    for (const pod of PODS) expect(byPod.groups.find((g: any) => g.pod === pod.name && g.namespace === pod.namespace)?.total.bytes).toBe(podBytes(pod));
+    const byNamespace = await historyOf(daemon, { from: '-10m', by: 'namespace', namespace: 'team-1' });
+    expect(byNamespace.groups.map((g: any) => [g.namespace, g.total.bytes])).toEqual([['team-1', PODS.filter((pod) => pod.namespace === 'team-1').reduce((sum, pod) => sum + podBytes(pod), 0)]]);
+    const byContainer = await historyOf(daemon, { from: '-10m', by: 'container', pod: PODS[1]!.name });
+    expect(byContainer.groups.map((g: any) => ({ ...g, counters: undefined, series: undefined, total: g.total.bytes })).sort((a: any, b: any) => a.total - b.total)).toEqual([
+      { container: PODS[1]!.sandboxId, containerName: 'POD', pod: PODS[1]!.name, namespace: PODS[1]!.namespace, counters: undefined, series: undefined, total: 2 * 64 },
+      { container: PODS[1]!.appId, containerName: 'app', pod: PODS[1]!.name, namespace: PODS[1]!.namespace, counters: undefined, series: undefined, total: 2 * 64 * PODS[1]!.exchanges },
+    ]);
   }, 60_000);
 
   test('a bundle whose config.json is a link out of the state, or 64 GiB: not read; the pod is named from its path, its traffic exact, the daemon unaffected', async () => {

@@ -423,7 +423,9 @@ function groupName(group, by) {
     case 'command': return orNone(group.command, '(no command)');
     case 'unit': return orNone(group.unit, '(no unit)');
     case 'cgroup': return orNone(group.cgroup, '(unknown cgroup)');
-    case 'container': return orNone(group.container, '(no container)');
+    case 'container': return group.container === null || group.container === undefined ? '(no container)' : orNone(group.pod ? `${group.namespace}/${group.pod}/${group.containerName}` : group.containerName, group.container.slice(0, 12));
+    case 'pod': return group.pod === null || group.pod === undefined ? '(not in a pod)' : `${group.namespace}/${group.pod}`;
+    case 'namespace': return orNone(group.namespace, '(not in a pod)');
     case 'user': return group.uid === null || group.uid === undefined ? '(no user)' : `uid ${group.uid}`;
     default: return `${orNone(group.command, '(no command)')} · ${orNone(group.unit ?? group.cgroup, '(unknown cgroup)')} · uid ${orNone(group.uid, '?')}`;
   }

@@ -5,7 +5,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { HISTORY_COUNTERS, HISTORY_COUNTER_COUNT, OTHER_WORKLOAD, historyBytes, historyCalls } from './schema.js';
 import type { TierSetting } from './history-store.js';
 
-export const GROUPINGS = ['workload', 'unit', 'container', 'cgroup', 'command', 'user', 'peer'] as const;
+export const GROUPINGS = ['workload', 'unit', 'container', 'pod', 'namespace', 'cgroup', 'command', 'user', 'peer'] as const;
 export type Grouping = (typeof GROUPINGS)[number];
 
 export interface HistoryQuery {
@@ -15,7 +15,16 @@ export interface HistoryQuery {
   by: Grouping;
   /** null: chosen (the tier's bucket, coarser when the range has more than MAX_DEFAULT_STEPS of them). */
   stepSeconds: number | null;
-  filters: { uid?: number | undefined; command?: string | undefined; cgroup?: string | undefined; unit?: string | undefined; container?: string | undefined };
+  filters: {
+    uid?: number | undefined;
+    command?: string | undefined;
+    cgroup?: string | undefined;
+    unit?: string | undefined;
+    container?: string | undefined;
+    /** Kubernetes: a pod's name, a namespace. */
+    pod?: string | undefined;
+    namespace?: string | undefined;
+  };
   /** A counter index (HISTORY_COUNTERS), 'bytes' or 'calls' (both directions and protocols), or 'name'. */
   sort: number | 'bytes' | 'calls' | 'name';
   order: 'asc' | 'desc';
@@ -65,7 +74,11 @@ export const MAX_SERIES_POINTS = 200_000;
 export const GROUP_FIELDS: Record<Grouping, readonly string[]> = {
   workload: ['command', 'uid', 'cgroup', 'unit', 'container'],
   unit: ['unit'],
-  container: ['container'],
+  // A container by its id (a restarted one is another), with its names.
+  container: ['container', 'containerName', 'pod', 'namespace'],
+  // Kubernetes' pods by namespace and name (a pod made again under its name is the same), and namespaces.
+  pod: ['namespace', 'pod'],
+  namespace: ['namespace'],
   cgroup: ['cgroup'],
   command: ['command'],
   user: ['uid'],
@@ -73,6 +86,9 @@ export const GROUP_FIELDS: Record<Grouping, readonly string[]> = {
 };
 
 type Fields = Record<string, string | number | null>;
+
+/** A workload's fields as answers name them. */
+const WORKLOAD_FIELDS = 'cgroup, unit, container, container_name AS containerName, pod, namespace, command, uid';
 
 /**
  * The tier that answers: of those whose rows still reach back to `from`,
@@ -231,13 +247,13 @@ function workloadGroups(db: DatabaseSync, query: HistoryQuery, range: Range): { 
   // Named in slices: a bound parameter list has a limit.
   for (let i = 0; i < ids.length; i += 500) {
     const slice = ids.slice(i, i + 500);
-    const rows = db.prepare(`SELECT id, cgroup, unit, container, command, uid FROM workloads WHERE id IN (${slice.map(() => '?').join(', ')})`).all(...slice) as Array<Fields & { id: number }>;
+    const rows = db.prepare(`SELECT id, ${WORKLOAD_FIELDS} FROM workloads WHERE id IN (${slice.map(() => '?').join(', ')})`).all(...slice) as Array<Fields & { id: number }>;
     for (const row of rows) names.set(row.id, row);
   }
   const byGroup = new Map<string, HistoryGroup>();
   const workloadsOf = new Map<HistoryGroup, number[]>();
   for (const [id, counters] of perWorkload) {
-    const fields = names.get(id) ?? { cgroup: '(unknown)', unit: null, container: null, command: '(unknown)', uid: null };
+    const fields = names.get(id) ?? { cgroup: '(unknown)', unit: null, container: null, containerName: null, pod: null, namespace: null, command: '(unknown)', uid: null };
     if (!admitted(fields, query)) continue;
     const { id: groupId, key } = groupKey(fields, id === OTHER_WORKLOAD, query.by);
     let group = byGroup.get(groupId);
@@ -272,7 +288,7 @@ function workloadGroups(db: DatabaseSync, query: HistoryQuery, range: Range): { 
 /** Peer rows (by=peer): fewer, in the coarser tiers; grouped by address and port in one read. */
 function peerGroups(db: DatabaseSync, query: HistoryQuery, range: Range): { groups: HistoryGroup[]; rest: HistoryAnswer['rest'] } {
   const read = db.prepare(
-    `SELECT p.workload, p.peer, p.port, ${stepOf(range, 'p.')} AS s, ${HISTORY_COUNTERS.map((name) => `CAST(SUM(p.${name}) AS REAL)`).join(', ')}, w.cgroup, w.unit, w.container, w.command, w.uid ` +
+    `SELECT p.workload, p.peer, p.port, ${stepOf(range, 'p.')} AS s, ${HISTORY_COUNTERS.map((name) => `CAST(SUM(p.${name}) AS REAL)`).join(', ')}, ${WORKLOAD_FIELDS.split(', ').map((field) => `w.${field}`).join(', ')} ` +
       `FROM peer_traffic p JOIN workloads w ON w.id = p.workload WHERE p.tier = ? AND p.bucket >= ? AND p.bucket < ? GROUP BY p.workload, p.peer, p.port, s`,
   );
   const byGroup = new Map<string, HistoryGroup>();
@@ -281,8 +297,8 @@ function peerGroups(db: DatabaseSync, query: HistoryQuery, range: Range): { grou
   const rows = range.segments.flatMap(({ size, from, to }) => arrays(read, size, from, to));
   for (const row of rows) {
     const [workload, peer, port, at] = row as [number, string, number, number];
-    const [cgroup = null, unit = null, container = null, command = null, uid = null] = row.slice(4 + HISTORY_COUNTER_COUNT) as Array<string | number | null>;
-    const fields: Fields = { cgroup, unit, container, command, uid, peer, port };
+    const [cgroup = null, unit = null, container = null, containerName = null, pod = null, namespace = null, command = null, uid = null] = row.slice(4 + HISTORY_COUNTER_COUNT) as Array<string | number | null>;
+    const fields: Fields = { cgroup, unit, container, containerName, pod, namespace, command, uid, peer, port };
     if (!admitted(fields, query)) continue;
     const { id, key } = groupKey(fields, workload === OTHER_WORKLOAD, 'peer');
     let group = byGroup.get(id);

@@ -21,6 +21,10 @@ export interface NamedTraffic {
   cgroup: string;
   unit: string | null;
   container: string | null;
+  /** The container's name, and for a pod's its pod and namespace (daemon/naming/). */
+  containerName: string | null;
+  pod: string | null;
+  namespace: string | null;
   command: string;
   uid: number | null;
   counters: number[];
@@ -328,13 +332,19 @@ export class HistoryStore {
     let id = this.workloadIds.get(key);
     if (id === undefined) {
       const found = this.statement('SELECT id FROM workloads WHERE cgroup = ? AND command = ? AND uid IS ?').get(traffic.cgroup, traffic.command, traffic.uid) as { id: number } | undefined;
+      const names = [traffic.containerName, traffic.pod, traffic.namespace] as const;
+      if (found && names.some((name) => name !== null)) {
+        // A container named after its workload's first row (past the naming budget then): named from now on.
+        this.statement('UPDATE workloads SET container_name = ?, pod = ?, namespace = ? WHERE id = ? AND container_name IS NULL AND pod IS NULL').run(...names, found.id);
+      }
       id =
         found?.id ??
         Number(
-          this.statement('INSERT INTO workloads (cgroup, unit, container, command, uid, last_bucket) VALUES (?, ?, ?, ?, ?, ?)').run(
+          this.statement('INSERT INTO workloads (cgroup, unit, container, container_name, pod, namespace, command, uid, last_bucket) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
             traffic.cgroup,
             traffic.unit,
             traffic.container,
+            ...names,
             traffic.command,
             traffic.uid,
             bucket,

@@ -299,10 +299,18 @@ export class History {
     return { ...this.cgroupNamed(cgroupId), ...rest };
   }
 
-  /** A cgroup as the file names it: its path, unit and container. */
-  private cgroupNamed(cgroupId: number): { cgroup: string; unit: string | null; container: string | null } {
+  /** A cgroup as the file names it: its path, unit, container id and its container's names. */
+  private cgroupNamed(cgroupId: number): Pick<NamedTraffic, 'cgroup' | 'unit' | 'container' | 'containerName' | 'pod' | 'namespace'> {
     const name = cgroupId === 0 ? null : this.sources.cgroupNames.nameOf(cgroupId);
-    return { cgroup: name?.path ?? (cgroupId === 0 ? '(unknown)' : '(removed)'), unit: name?.unit ?? null, container: name?.containerId ?? null };
+    const container = name?.container ?? null;
+    return {
+      cgroup: name?.path ?? (cgroupId === 0 ? '(unknown)' : '(removed)'),
+      unit: name?.unit ?? null,
+      container: name?.containerId ?? null,
+      containerName: container?.name ?? null,
+      pod: container?.pod ?? null,
+      namespace: container?.namespace ?? null,
+    };
   }
 
   /** Answers a question; throws HistoryQueryError for a bad one, HistoryFileError when the file cannot be read now. */

@@ -115,8 +115,25 @@ const VERSION_4 = `
   CREATE INDEX peer_traffic_by_workload ON peer_traffic (workload);
 `;
 
+/**
+ * Version 5: the names of a workload's container (daemon/naming/): its name,
+ * and for a Kubernetes pod's its pod and namespace; in the view too.
+ */
+const VERSION_5 = `
+  ALTER TABLE workloads ADD COLUMN container_name TEXT;  -- the runtime's name for it ("POD" for a pod's sandbox)
+  ALTER TABLE workloads ADD COLUMN pod TEXT;             -- Kubernetes: its pod's name…
+  ALTER TABLE workloads ADD COLUMN namespace TEXT;       -- …and namespace
+  DROP VIEW traffic_named;
+  CREATE VIEW traffic_named AS
+    SELECT t.tier, t.bucket, datetime(t.bucket, 'unixepoch') AS bucket_utc,
+           w.cgroup, w.unit, w.container, w.container_name, w.pod, w.namespace, w.command, w.uid,
+           ${HISTORY_COUNTERS.map((name) => `t.${name}`).join(', ')},
+           t.tcp_send_bytes + t.tcp_recv_bytes + t.udp_send_bytes + t.udp_recv_bytes AS total_bytes, t.pids
+    FROM traffic t JOIN workloads w ON w.id = t.workload;
+`;
+
 /** MIGRATIONS[n] takes a file from version n to n + 1 (version 0: an empty file). */
-export const MIGRATIONS: readonly string[] = [VERSION_1, VERSION_2, VERSION_3, VERSION_4];
+export const MIGRATIONS: readonly string[] = [VERSION_1, VERSION_2, VERSION_3, VERSION_4, VERSION_5];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Brings an empty file or one of an older version up to SCHEMA_VERSION; throws for a newer one. */
