@@ -124,10 +124,11 @@ export async function runListing(command: 'ps' | 'cgroups' | 'peers' | 'stats', 
     const rows = (body.processes as Row[]).map((p) => [String(p.pid), p.command, String(p.uid), p.state, containerText(p.cgroup.container, p.cgroup.containerId), ...traffic(p.counters)]);
     await writeOut(table(['PID', 'COMMAND', 'UID', 'STATE', 'CONTAINER', ...TRAFFIC_HEADERS], rows, new Set([0, 2, 5, 6, 7, 8])));
   } else if (command === 'cgroups' && body.by !== undefined) {
-    type Group = { namespace: string | null; pod?: string | null; cgroups: number; counters: Counters };
+    type Group = { namespace: string | null; pod?: string | null; podUid?: string | null; cgroups: number; counters: Counters };
     const noPod = '(not in a pod)';
+    const podCell = (g: Group): string => g.pod ?? (g.podUid ? `(uid ${g.podUid})` : '');
     const rows = ((body.pods ?? body.namespaces) as Group[]).map((g) => [
-      g.namespace ?? noPod, ...(body.by === 'pod' ? [g.namespace === null ? '' : (g.pod ?? '-')] : []), String(g.cgroups), ...traffic(g.counters),
+      g.namespace ?? (g.podUid ? '-' : noPod), ...(body.by === 'pod' ? [podCell(g)] : []), String(g.cgroups), ...traffic(g.counters),
     ]);
     const headers = ['NAMESPACE', ...(body.by === 'pod' ? ['POD'] : []), 'CGROUPS', ...TRAFFIC_HEADERS];
     await writeOut(table(headers, rows, new Set(headers.map((_, i) => i).filter((i) => i >= headers.length - 5))));

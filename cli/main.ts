@@ -88,6 +88,8 @@ netacct daemon options (each overrides the same setting of the configuration fil
   --exited-peer-capacity N  peer rows of exited processes kept (default 16384)
   --listen HOST:PORT       serve the API on TCP too, such as 127.0.0.1:9817 (default
                            off); TCP clients have no credentials and see every process
+  --listen-metrics-only    the TCP listener serves /metrics and /healthz only (for a
+                           scraper on a shared network: no process listings there)
   --web-config PATH        TLS and basic auth for --listen, in the Prometheus exporters'
                            web-config.yml format (tls_server_config, basic_auth_users)
   --metrics-top-processes N  /metrics also has series for the top N processes by
@@ -216,7 +218,7 @@ const NUMERIC = new Set<keyof Config>([
   'historyMaxBytes',
 ]);
 /** Flags that switch a setting on. */
-const SWITCHES = { verbose: 'verbose', threads: 'threads', peers: 'peers' } as const satisfies Record<string, keyof Config>;
+const SWITCHES = { verbose: 'verbose', threads: 'threads', peers: 'peers', 'listen-metrics-only': 'listenMetricsOnly' } as const satisfies Record<string, keyof Config>;
 /** Flags that switch a setting off. */
 const OFF_SWITCHES = { 'no-netatop-module': 'netatopModule', 'no-history': 'history', 'no-container-names': 'containerNames' } as const satisfies Record<string, keyof Config>;
 

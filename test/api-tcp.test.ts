@@ -69,3 +69,30 @@ describeWithBpf('API on TCP (real daemon)', () => {
     }
   });
 });
+
+describeWithBpf('the TCP listener for a scraper only (--listen-metrics-only)', () => {
+  test('/metrics and /healthz are served, nothing else (no listings, no page, no stream); the API socket is whole', async () => {
+    const daemon = await TestDaemon.start(['--listen', '127.0.0.1:0', '--listen-metrics-only']);
+    try {
+      expect((await tcpGet(daemon.tcpPort, '/metrics')).status).toBe(200);
+      expect(JSON.parse((await tcpGet(daemon.tcpPort, '/healthz')).text)).toEqual({ status: 'ok' });
+      for (const path of ['/v1/processes', '/v1/cgroups?by=pod', '/v1/stats', '/v1/history', '/']) {
+        const answer = await tcpGet(daemon.tcpPort, path);
+        expect({ path, status: answer.status }).toEqual({ path, status: 404 });
+        expect(JSON.parse(answer.text).error).toMatch(/serves \/metrics and \/healthz only/);
+      }
+      const stream = new WebSocket(`ws://127.0.0.1:${daemon.tcpPort}/v1/stream`);
+      const first = await new Promise<string>((resolve, reject) => {
+        stream.once('open', () => stream.send(JSON.stringify({ view: 'processes' })));
+        stream.once('message', (data) => resolve(String(data)));
+        stream.once('error', reject);
+      });
+      stream.close();
+      expect(JSON.parse(first).error).toMatch(/serves \/metrics and \/healthz only/);
+      expect((await apiGet(daemon.apiSocketPath, '/v1/processes')).status).toBe(200);
+      expect(daemon.log).not.toMatch(/has no basic auth/);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});

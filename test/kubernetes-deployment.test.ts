@@ -78,6 +78,15 @@ describe('packaging/kubernetes', () => {
     expect(daemonSet.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9817' });
   });
 
+  test("the ServiceMonitor drops the operator's namespace, pod and container target labels: the series' own are the traffic's", () => {
+    const monitor = objects.find((o) => o.kind === 'ServiceMonitor');
+    const [endpoint] = monitor.spec.endpoints;
+    expect(endpoint.honorLabels).toBeUndefined();
+    const drop = endpoint.relabelings.find((r: any) => r.action === 'labeldrop');
+    for (const label of ['namespace', 'pod', 'container']) expect(new RegExp(`^(?:${drop.regex})$`).test(label), label).toBe(true);
+    expect(new RegExp(`^(?:${drop.regex})$`).test('node')).toBe(false);
+  });
+
   test("the ConfigMap's config.json is a valid daemon configuration, its paths the DaemonSet's mounts", () => {
     const config = resolveConfig(JSON.parse(configMap.data['config.json']), {});
     const mountPaths: string[] = container.volumeMounts.map((m: any) => m.mountPath);
@@ -85,6 +94,8 @@ describe('packaging/kubernetes', () => {
       expect(mountPaths.some((mount) => file.startsWith(`${mount}/`)), file).toBe(true);
     }
     expect(config.listen).toBe('0.0.0.0:9817');
+    // The port is a scraper's: a NetworkPolicy does not keep the node's own users from it.
+    expect(config.listenMetricsOnly).toBe(true);
     expect(container.ports[0].containerPort).toBe(9817);
     // The runtimes' state the daemon looks in is what the DaemonSet mounts.
     expect(mountPaths).toEqual(expect.arrayContaining([`${config.containerState.containerd}/io.containerd.runtime.v2.task`, `${config.containerState.docker}/containers`, ...config.containerState.containersStorage.map((root) => `${root}/overlay-containers`)]));

@@ -267,6 +267,9 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
       expect(traffic.cgroup.container).toEqual({ runtime: null, id: pod.appId, name: null, image: null, pod: null, namespace: null, podUid: pod.uid, qos: 'besteffort' });
       expect(traffic.counters.tcp).toEqual(tcp(pod.exchanges));
     }
+    // By pod: each by its uid, apart from what is in no pod.
+    const byPod = await apiGet(daemon.apiSocketPath, '/v1/cgroups?by=pod');
+    for (const { pod } of hostile) expect(byPod.body.pods.find((row: any) => row.podUid === pod.uid)).toMatchObject({ namespace: null, pod: null, cgroups: 1, counters: { tcp: tcp(pod.exchanges) } });
     // Said once (the log is rate-limited per kind of message: a user's planted files cannot flood it).
     expect(daemon.log.match(/naming a container: .*(is a symbolic link|past the 1048576 read)/g)).toHaveLength(1);
     expect(daemon.running).toBe(true);

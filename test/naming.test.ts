@@ -44,6 +44,11 @@ test.each([
   // A user's delegated cgroups named like kubelet's or Docker's: kubelet's tree is at the top only.
   `/user.slice/user-1000.slice/user@1000.service/kubepods/burstable/pod${UID}/${ID}`,
   `/system.slice/evil.service/kubepods.slice/kubepods-pod${UID_}.slice/cri-containerd-${ID}.scope`,
+  // …and exactly as deep as kubelet's: not inside a pod's own container (a pod with its own systemd).
+  `/kubepods.slice/kubepods-pod${UID_}.slice/cri-containerd-${'cd'.repeat(32)}.scope/kubepods-besteffort-pod${UID_}.slice/docker-${ID}.scope`,
+  `/kubepods/pod${UID}/${'cd'.repeat(32)}/kubepods/pod${UID}/${ID}`,
+  `/kubepods/burstable/extra/pod${UID}/${ID}`,
+  `/kubepods.slice/kubepods-besteffort.slice/kubepods-burstable-pod${UID_}.slice/crio-${ID}.scope`, // the class's slice and the pod's disagree
 ])('no container: %s', (cgroupPath) => {
   expect(cgroupLayout(cgroupPath)).toBeNull();
 });
@@ -57,15 +62,34 @@ test('an OCI cgroupsPath is the cgroup it names: cgroupfs as it is, systemd slic
   expect(cgroupOfConfig(`:docker:${ID}`)).toBe(`/system.slice/docker-${ID}.scope`);
 });
 
-test('the lookup budget: a burst of 500, then 50 a second; paths that name no container cost nothing', () => {
+test.skipIf(!asRoot)('the reading budget: 500 files at once, then 50 a second; cgroups named like containers no runtime knows cost nothing', () => {
+  const docker = scratchDir('docker-state');
+  const id = (i: number) => i.toString(16).padStart(64, '0');
+  for (let i = 0; i < 700; i++) {
+    fs.mkdirSync(path.join(docker, 'containers', id(i)), { recursive: true });
+    fs.writeFileSync(path.join(docker, 'containers', id(i), 'config.v2.json'), JSON.stringify({ ID: id(i), Name: `/c${i}`, Config: { Image: 'img' } }));
+  }
   let nowMs = 0;
-  const names = new ContainerNames({ containerd: null, docker: null, containersStorage: [] }, () => {}, () => nowMs);
-  const answers = Array.from({ length: 600 }, (_, i) => names.nameOf(`/docker/${i.toString(16).padStart(64, '0')}`));
+  const names = new ContainerNames({ containerd: null, docker, containersStorage: [] }, () => {}, () => nowMs);
+  const answers = Array.from({ length: 600 }, (_, i) => names.nameOf(`/docker/${id(i)}`));
   expect(answers.filter((a) => a === LATER)).toHaveLength(100);
-  expect(names.nameOf('/system.slice/nginx.service')).toBeNull(); // no layout: no lookup, whatever the budget
+  expect(answers[499]).toMatchObject({ runtime: 'docker', name: 'c499' });
+  // Spent, yet what no runtime knows is answered at once: nothing was read.
+  expect(names.nameOf(`/docker/${'e'.repeat(64)}`)).toBeNull();
+  expect(names.nameOf(`/system.slice/docker-${'e'.repeat(64)}.scope`)).toBeNull();
+  expect(names.nameOf('/system.slice/nginx.service')).toBeNull();
   nowMs = 1000;
-  const later = Array.from({ length: 60 }, (_, i) => names.nameOf(`/docker/${(1000 + i).toString(16).padStart(64, '0')}`));
+  const later = Array.from({ length: 60 }, (_, i) => names.nameOf(`/docker/${id(600 + i)}`));
   expect(later.filter((a) => a !== LATER)).toHaveLength(50);
+});
+
+test("crun's inner cgroup: a container's processes in \"<scope>/container\" are named as the container", () => {
+  expect(cgroupLayout(`/machine.slice/libpod-${ID}.scope/container`)).toBeNull();
+  const names = new ContainerNames({ containerd: null, docker: null, containersStorage: [] }, () => {});
+  // Named from its path: the pod's uid and class, for the scope's and for its inner cgroup alike.
+  const scope = `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice/crio-${ID}.scope`;
+  expect(names.nameOf(`${scope}/container`)).toEqual(names.nameOf(scope));
+  expect(names.nameOf(`${scope}/container`)).toMatchObject({ id: ID, podUid: UID, qos: 'burstable' });
 });
 
 /** A state root with a containerd bundle at k8s.io/<id> holding `config` (its cgroupsPath the cgroupfs layout). */

@@ -47,6 +47,18 @@ function cgroupfsQos(parent: string | undefined): QosClass | null {
   return null;
 }
 
+/**
+ * Whether the cgroups above a pod's are kubelet's, exactly: at the top of the
+ * hierarchy, "kubepods[.slice]" and for Burstable and BestEffort the class's
+ * own. Anything deeper is a cgroup someone made inside another (a user's
+ * delegated tree, a pod with its own systemd) and named like kubelet's.
+ */
+function kubeletTree(above: string[], qos: QosClass, systemd: boolean): boolean {
+  const top = systemd ? 'kubepods.slice' : 'kubepods';
+  const expected = qos === 'guaranteed' ? [top] : [top, systemd ? `kubepods-${qos}.slice` : qos];
+  return above.length === expected.length && above.every((part, i) => part === expected[i]);
+}
+
 /** The container a cgroup path names, or null when it names none. */
 export function cgroupLayout(cgroupPath: string): CgroupLayout | null {
   const parts = cgroupPath.split('/').filter(Boolean);
@@ -64,8 +76,7 @@ export function cgroupLayout(cgroupPath: string): CgroupLayout | null {
     const scope = SCOPE.exec(last);
     const id = scope?.[2] ?? (BARE_ID.test(last) ? last : null);
     const qos = systemdPod ? ((systemdPod[1] as QosClass | undefined) ?? 'guaranteed') : cgroupfsQos(parts[podAt - 1]);
-    // kubelet's tree is at the top of the hierarchy: one deeper is a user's delegated cgroup named like it.
-    if (id === null || qos === null || (parts[0] !== 'kubepods' && parts[0] !== 'kubepods.slice')) return null;
+    if (id === null || qos === null || !kubeletTree(parts.slice(0, podAt), qos, systemdPod !== null)) return null;
     const uid = systemdPod ? systemdPod[2]!.replace(/_/g, '-') : cgroupfsPod![1]!;
     return { ...base, runtime: scope ? PREFIX_RUNTIME[scope[1]!]! : null, id, pod: { uid, qos } };
   }

@@ -109,7 +109,19 @@ export class RuntimeState {
   /** containers/storage's parsed list per file, kept while the file is unchanged (mtime, size). */
   private readonly lists = new Map<string, { stamp: string; byId: Map<string, { name: string | null; image: string | null }> }>();
 
-  constructor(private readonly roots: RuntimeStateRoots) {}
+  /**
+   * `admit`: told each file's size before it is read; it throws to refuse
+   * (the caller's budget of reading, charged only for files that exist: a
+   * user naming cgroups like containers that do not exist costs nothing).
+   */
+  constructor(
+    private readonly roots: RuntimeStateRoots,
+    private readonly admit: (bytes: number) => void = () => {},
+  ) {}
+
+  private read(root: string, names: readonly string[], maxBytes: number): string | null {
+    return readStateFile(root, names, maxBytes, this.admit);
+  }
 
   /** The container `layout` names, from its runtime's state; null when no runtime knows it (or its state may not be read). */
   describe(layout: CgroupLayout, cgroupPath: string): ContainerName | null {
@@ -130,12 +142,18 @@ export class RuntimeState {
           return { ...base, runtime, name: layout.id, image: null, pod: null, namespace: null };
       }
     };
-    // kubelet's cgroupfs driver gives no runtime: each is asked in turn.
+    // kubelet's cgroupfs driver gives no runtime: each is asked in turn (one's refusal does not stop the others).
     const runtimes: Runtime[] = layout.runtime ? [layout.runtime] : ['containerd', 'cri-o', 'docker'];
+    let failure: unknown = null;
     for (const runtime of runtimes) {
-      const found = tryRuntime(runtime);
-      if (found) return found;
+      try {
+        const found = tryRuntime(runtime);
+        if (found) return found;
+      } catch (err) {
+        failure ??= err;
+      }
     }
+    if (failure) throw failure;
     return null;
   }
 
@@ -146,7 +164,7 @@ export class RuntimeState {
       ? [layout.containerdNamespace]
       : ['k8s.io', ...listStateDirectory(tasks, MAX_CONTAINERD_NAMESPACES).filter((ns) => ns !== 'k8s.io')];
     for (const namespace of namespaces) {
-      const json = readStateFile(tasks, [namespace, layout.id, 'config.json'], MAX_STATE_FILE_BYTES);
+      const json = this.read(tasks, [namespace, layout.id, 'config.json'], MAX_STATE_FILE_BYTES);
       const config = json === null ? null : ociConfig(json);
       if (!config || !sameCgroup(config.cgroupsPath, cgroupPath)) continue;
       const k8s = kubernetesNames(config.annotations);
@@ -157,7 +175,7 @@ export class RuntimeState {
 
   private crio(layout: CgroupLayout, cgroupPath: string, base: Pick<ContainerName, 'id' | 'podUid' | 'qos'>): ContainerName | null {
     for (const root of this.roots.containersStorage) {
-      const json = readStateFile(root, ['overlay-containers', layout.id, 'userdata', 'config.json'], MAX_STATE_FILE_BYTES);
+      const json = this.read(root, ['overlay-containers', layout.id, 'userdata', 'config.json'], MAX_STATE_FILE_BYTES);
       const config = json === null ? null : ociConfig(json);
       if (!config || !sameCgroup(config.cgroupsPath, cgroupPath)) continue;
       if (text(config.annotations['io.container.manager']) === 'libpod') return null; // Podman's, not CRI-O's
@@ -172,7 +190,7 @@ export class RuntimeState {
     // dockerd's cgroups (cgroupfs and systemd drivers), or kubelet's (cri-dockerd): none in a user's delegated tree.
     const where = `/${cgroupPath.split('/').filter(Boolean).join('/')}`;
     if (layout.pod === null && where !== `/docker/${layout.id}` && where !== `/system.slice/docker-${layout.id}.scope`) return null;
-    const json = readStateFile(path.join(this.roots.docker, 'containers'), [layout.id, 'config.v2.json'], MAX_STATE_FILE_BYTES);
+    const json = this.read(path.join(this.roots.docker, 'containers'), [layout.id, 'config.v2.json'], MAX_STATE_FILE_BYTES);
     if (json === null) return null;
     const state = JSON.parse(json) as { ID?: unknown; Name?: unknown; Config?: { Image?: unknown; Labels?: unknown } } | null;
     if (typeof state !== 'object' || state === null || state.ID !== layout.id) return null;
@@ -184,7 +202,7 @@ export class RuntimeState {
 
   private podman(layout: CgroupLayout, cgroupPath: string, base: Pick<ContainerName, 'id' | 'podUid' | 'qos'>): ContainerName | null {
     for (const root of this.roots.containersStorage) {
-      const json = readStateFile(root, ['overlay-containers', layout.id, 'userdata', 'config.json'], MAX_STATE_FILE_BYTES);
+      const json = this.read(root, ['overlay-containers', layout.id, 'userdata', 'config.json'], MAX_STATE_FILE_BYTES);
       const config = json === null ? null : ociConfig(json);
       if (!config || !sameCgroup(config.cgroupsPath, cgroupPath)) continue;
       const found = this.containerList(root)?.get(layout.id);
@@ -206,7 +224,7 @@ export class RuntimeState {
     }
     const cached = this.lists.get(file);
     if (cached?.stamp === stamp) return cached.byId;
-    const json = readStateFile(root, ['overlay-containers', 'containers.json'], MAX_CONTAINER_LIST_BYTES);
+    const json = this.read(root, ['overlay-containers', 'containers.json'], MAX_CONTAINER_LIST_BYTES);
     if (json === null) return null;
     const byId = new Map<string, { name: string | null; image: string | null }>();
     const list = JSON.parse(json) as unknown;

@@ -16,9 +16,10 @@ export class StateFileError extends Error {}
 /**
  * The text of `root`/`names…`, or null when it does not exist. Throws
  * StateFileError when it exists but may not be read: a link on the way, a
- * file not root's, not a regular file, or past `maxBytes`.
+ * file not root's, not a regular file, or past `maxBytes`. `admit` is told
+ * the file's size before it is read (a budget: it throws to refuse).
  */
-export function readStateFile(root: string, names: readonly string[], maxBytes: number): string | null {
+export function readStateFile(root: string, names: readonly string[], maxBytes: number, admit: (bytes: number) => void = () => {}): string | null {
   for (const name of names) if (!SAFE_NAME.test(name)) throw new StateFileError(`not a name a runtime gives: ${JSON.stringify(name)}`);
   let at = root;
   for (const [i, name] of names.entries()) {
@@ -34,6 +35,8 @@ export function readStateFile(root: string, names: readonly string[], maxBytes: 
     if (stat.isSymbolicLink()) throw new StateFileError(`${at} is a symbolic link`);
     if (stat.uid !== 0) throw new StateFileError(`${at} is not root's`);
     if (!isFile && !stat.isDirectory()) throw new StateFileError(`${at} is not a directory`);
+    // Not even opened otherwise: opening a device node can do something.
+    if (isFile && !stat.isFile()) throw new StateFileError(`${at} is not a regular file`);
   }
   let fd: number;
   try {
@@ -48,6 +51,7 @@ export function readStateFile(root: string, names: readonly string[], maxBytes: 
     if (!stat.isFile()) throw new StateFileError(`${at} is not a regular file`);
     if (stat.uid !== 0) throw new StateFileError(`${at} is not root's`);
     if (stat.size > maxBytes) throw new StateFileError(`${at} is ${stat.size} bytes, past the ${maxBytes} read`);
+    admit(stat.size);
     // Read to the bound (plus one byte, to see a file that grew past it since fstat).
     const buffer = Buffer.alloc(stat.size + 1);
     let length = 0;

@@ -112,6 +112,14 @@ function badRequest(error: z.ZodError): ApiResult {
   return { status: 400, body: { error: `invalid parameter '${field}': ${message}`, field } };
 }
 
+/** Only what a scraper needs (listenMetricsOnly): every other path is a 404 that says why. */
+export function metricsOnly(handle: (request: ApiRequest) => ApiResult): (request: ApiRequest) => ApiResult {
+  return (request) =>
+    request.path === '/metrics' || request.path === '/healthz'
+      ? handle(request)
+      : { status: 404, body: { error: `this listener serves /metrics and /healthz only (listenMetricsOnly): ${request.path} is on the API socket`, endpoints: ['/metrics', '/healthz'] } };
+}
+
 export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResult {
   const { table, collector, bootEpoch, cgroupNames } = context;
 
@@ -252,28 +260,30 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
 
   /**
    * /v1/cgroups?by=pod|namespace: the cgroups' totals per pod (namespace and
-   * name) or per namespace; what is in no pod adds up in one row whose names
-   * are null, so that the rows add up to the host's (or the client's own).
+   * name) or per namespace; a pod whose runtime did not name it (yet) by its
+   * uid (from kubelet's layout); what is in no pod adds up in one row whose
+   * names are null, so that the rows add up to the host's (or the client's own).
    */
   const podTotals = (rows: Array<[number, number[]]>, by: 'pod' | 'namespace', query: z.infer<typeof CgroupQuery>): ApiResult => {
-    const groups = new Map<string, { namespace: string | null; pod: string | null; cgroups: number; total: number[] }>();
+    const groups = new Map<string, { namespace: string | null; pod: string | null; podUid: string | null; cgroups: number; total: number[] }>();
     for (const [id, total] of rows) {
       const container = cgroupNames.nameOf(id)?.container;
       const namespace = container?.namespace ?? null;
       const pod = by === 'pod' && namespace !== null ? (container?.pod ?? null) : null;
-      const key = JSON.stringify([namespace, pod]);
-      const group = groups.get(key) ?? { namespace, pod, cgroups: 0, total: new Array<number>(total.length).fill(0) };
+      const podUid = by === 'pod' && namespace === null ? (container?.podUid ?? null) : null;
+      const key = JSON.stringify([namespace, pod, podUid]);
+      const group = groups.get(key) ?? { namespace, pod, podUid, cgroups: 0, total: new Array<number>(total.length).fill(0) };
       group.cgroups++;
       total.forEach((value, i) => (group.total[i]! += value));
       groups.set(key, group);
     }
     const list = [...groups.values()];
-    const field = (group: (typeof list)[number]): string => `${group.namespace ?? '\uffff'}/${group.pod ?? '\uffff'}`; // no pod last
+    const field = (group: (typeof list)[number]): string => `${group.namespace ?? '\uffff'}/${group.pod ?? '\uffff'}/${group.podUid ?? '\uffff'}`; // no pod last
     sortRows(list, query.sort, query.order, field, (group) => ({ counters: group.total, rates: null }), () => 0);
     list.length = Math.min(list.length, query.limit);
     const describeGroup = (group: (typeof list)[number]) => ({
       namespace: group.namespace,
-      ...(by === 'pod' ? { pod: group.pod } : {}),
+      ...(by === 'pod' ? { pod: group.pod, podUid: group.podUid } : {}),
       cgroups: group.cgroups,
       counters: allCounters(group.total),
     });

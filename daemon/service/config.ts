@@ -172,6 +172,8 @@ export const ConfigSchema = z.strictObject({
   historyRowsPerBucket: z.number().int().min(1).max(100_000),
   /** The file's bound: past it the oldest fine rows are deleted first. */
   historyMaxBytes: z.number().int().min(1024 * 1024),
+  /** The TCP listener serves /metrics and /healthz only: a scraper's, on a network others share (a Kubernetes node's pods). */
+  listenMetricsOnly: z.boolean(),
   /** Name the containers cgroups hold (runtime, name, image; Kubernetes pod, namespace) from the runtimes' files (README, "Containers and pods"). */
   containerNames: z.boolean(),
   /** Where the runtimes keep those files on this host; null (or []) for a runtime whose files are not read. */
@@ -225,6 +227,7 @@ export const RESTART_ONLY: ReadonlyArray<keyof Config> = [
   'historyMaxBytes',
   'containerNames',
   'containerState',
+  'listenMetricsOnly',
 ];
 
 export function defaultConfig(): Config {
@@ -281,6 +284,7 @@ export function defaultConfig(): Config {
     ],
     historyRowsPerBucket: 100,
     historyMaxBytes: 256 * 1024 * 1024,
+    listenMetricsOnly: false,
     containerNames: true,
     containerState: {
       containerd: '/run/containerd',

@@ -20,7 +20,7 @@ import { TcpClientKeys } from '../../protocol/tcp-client-keys.js';
 import { type TlsSettings, type WebConfig, readWebConfig } from '../../protocol/web-config.js';
 import { TimeBudgets } from '../../protocol/time-budget.js';
 import { NetatopServer } from '../../protocol/netatop-server.js';
-import { apiRoutes } from '../serve/api-routes.js';
+import { apiRoutes, metricsOnly } from '../serve/api-routes.js';
 import { CgroupNames } from '../accounting/cgroup-names.js';
 import { ContainerNames } from '../naming/container-names.js';
 import { packageVersion } from '../common/package-root.js';
@@ -236,13 +236,13 @@ export async function runDaemon(config: Config, log: DaemonLogger, reload: () =>
   if (config.listen) {
     const { host, port } = listenAddress(config.listen);
     const web = webConfig ?? { tls: null, users: null };
-    if (!web.users) {
+    if (!web.users && !config.listenMetricsOnly) {
       log.warn(
         `the API on TCP ${config.listen} has no basic auth (webConfigFile): whoever can connect to it sees every process, command, cgroup and peer of this host` +
           ` (on loopback: every local user)`,
       );
     }
-    tcpServer = new ApiServer({ ...apiOptions, auth: web.users ? new BasicAuth(web.users) : null, endpoint: { host, port, clientKeys: new TcpClientKeys(config.listenClientNetworks), tls: tlsOf(web) } });
+    tcpServer = new ApiServer({ ...apiOptions, handle: config.listenMetricsOnly ? metricsOnly(handle) : handle, auth: web.users ? new BasicAuth(web.users) : null, endpoint: { host, port, clientKeys: new TcpClientKeys(config.listenClientNetworks), tls: tlsOf(web) } });
     apiServers.push(tcpServer);
   }
   heartbeat.every(DRAIN_INTERVAL_MS, forgetServedExits);
