@@ -7,7 +7,7 @@
 // containers that no runtime knows cost nothing (only files that exist are
 // charged). Past the budget a cgroup is named later, when asked again.
 import { cgroupLayout } from './cgroup-layout.js';
-import { type ContainerName, RuntimeState, type RuntimeStateRoots } from './runtimes.js';
+import { type ContainerName, NotYet, RuntimeState, type RuntimeStateRoots } from './runtimes.js';
 import { StateFileError } from './state-files.js';
 
 /** Tokens a second, on average (a token: a state file, or a MiB of one)… */
@@ -54,7 +54,7 @@ export class ContainerNames {
     try {
       found = this.state.describe(layout, path);
     } catch (err) {
-      if (err instanceof BudgetSpent) return LATER;
+      if (err instanceof BudgetSpent || err instanceof NotYet) return LATER;
       this.onError(`${cgroupPath}: ${(err as Error).message}`);
       // A file that is what it is (a link, too large, not JSON) stays so; anything else is tried again.
       if (!(err instanceof StateFileError) && !(err instanceof SyntaxError)) return LATER;

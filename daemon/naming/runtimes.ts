@@ -42,6 +42,12 @@ export interface RuntimeStateRoots {
 export const MAX_STATE_FILE_BYTES = 1024 * 1024;
 /** containers/storage's list of every container: larger, and read once per change. */
 export const MAX_CONTAINER_LIST_BYTES = 16 * 1024 * 1024;
+/**
+ * containers/storage's list is parsed again at most this often: on a host
+ * that makes and removes containers all the time it changes with each, and a
+ * list of 10,000 takes some 60 ms to parse.
+ */
+const CONTAINER_LIST_REPARSE_MS = 5000;
 /** containerd namespaces looked in for a pod's container id (k8s.io first). */
 const MAX_CONTAINERD_NAMESPACES = 16;
 
@@ -105,9 +111,12 @@ function containerMetadata(value: unknown): Annotations {
   }
 }
 
+/** A container the runtime's files do not show yet, where they may soon (a list parsed a moment ago): asked again later. */
+export class NotYet extends Error {}
+
 export class RuntimeState {
-  /** containers/storage's parsed list per file, kept while the file is unchanged (mtime, size). */
-  private readonly lists = new Map<string, { stamp: string; byId: Map<string, { name: string | null; image: string | null }> }>();
+  /** containers/storage's parsed list per file, with the file's stamp (inode, size, time) and when it was parsed. */
+  private readonly lists = new Map<string, { stamp: string; parsedAtMs: number; byId: Map<string, { name: string | null; image: string | null }> }>();
 
   /**
    * `admit`: told each file's size before it is read; it throws to refuse
@@ -205,14 +214,20 @@ export class RuntimeState {
       const json = this.read(root, ['overlay-containers', layout.id, 'userdata', 'config.json'], MAX_STATE_FILE_BYTES);
       const config = json === null ? null : ociConfig(json);
       if (!config || !sameCgroup(config.cgroupsPath, cgroupPath)) continue;
-      const found = this.containerList(root)?.get(layout.id);
+      const list = this.containerList(root);
+      const found = list?.byId.get(layout.id);
+      if (!found && list?.stale) throw new NotYet();
       return { ...base, runtime: 'podman', name: found?.name ?? null, image: found?.image ?? null, pod: null, namespace: null };
     }
     return null;
   }
 
-  /** containers/storage's containers by id, parsed again only when the file changed (its inode, size or time). */
-  private containerList(root: string): Map<string, { name: string | null; image: string | null }> | null {
+  /**
+   * containers/storage's containers by id, parsed again only when the file
+   * changed (its inode, size or time), and at most every
+   * CONTAINER_LIST_REPARSE_MS: meanwhile the last parse, `stale`.
+   */
+  private containerList(root: string): { byId: Map<string, { name: string | null; image: string | null }>; stale: boolean } | null {
     const file = path.join(root, 'overlay-containers', 'containers.json');
     let stamp: string;
     try {
@@ -223,7 +238,8 @@ export class RuntimeState {
       return null;
     }
     const cached = this.lists.get(file);
-    if (cached?.stamp === stamp) return cached.byId;
+    if (cached?.stamp === stamp) return { byId: cached.byId, stale: false };
+    if (cached && performance.now() - cached.parsedAtMs < CONTAINER_LIST_REPARSE_MS) return { byId: cached.byId, stale: true };
     const json = this.read(root, ['overlay-containers', 'containers.json'], MAX_CONTAINER_LIST_BYTES);
     if (json === null) return null;
     const byId = new Map<string, { name: string | null; image: string | null }>();
@@ -234,7 +250,7 @@ export class RuntimeState {
       const names = Array.isArray(entry.names) ? (entry.names as unknown[]) : [];
       byId.set(entry.id, { name: text(metadata.name) ?? text(names[0]), image: text(metadata['image-name']) });
     }
-    this.lists.set(file, { stamp, byId });
-    return byId;
+    this.lists.set(file, { stamp, parsedAtMs: performance.now(), byId });
+    return { byId, stale: false };
   }
 }
