@@ -10,8 +10,8 @@ import type { Collector } from '../accounting/collector.js';
 import type { DaemonHealth } from './health.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { Listing } from '../../protocol/listing-body.js';
-import { sumCounters } from '../accounting/counter-math.js';
-import { Direction, Family, Kind, Protocol } from '../kernel/layout.js';
+import { addInto, sumCounters } from '../accounting/counter-math.js';
+import { COUNTERS, Direction, Family, Kind, Protocol } from '../kernel/layout.js';
 import type { ProcessEntry, ProcessTable } from '../accounting/process-table.js';
 import { type PeerRecord, processKey } from '../accounting/peer-table.js';
 import { type PeerView, peerMatches, peerQuery, peerView } from './peer-rows.js';
@@ -272,9 +272,9 @@ export function apiRoutes(context: ApiContext): (request: ApiRequest) => ApiResu
       const pod = by === 'pod' && namespace !== null ? (container?.pod ?? null) : null;
       const podUid = by === 'pod' && namespace === null ? (container?.podUid ?? null) : null;
       const key = JSON.stringify([namespace, pod, podUid]);
-      const group = groups.get(key) ?? { namespace, pod, podUid, cgroups: 0, total: new Array<number>(total.length).fill(0) };
+      const group = groups.get(key) ?? { namespace, pod, podUid, cgroups: 0, total: new Array<number>(COUNTERS).fill(0) };
       group.cgroups++;
-      total.forEach((value, i) => (group.total[i]! += value));
+      addInto(group.total, total);
       groups.set(key, group);
     }
     const list = [...groups.values()];
