@@ -32,8 +32,9 @@ describeWithBpf('atop socket (real daemon, real BPF)', () => {
   });
 
   test('a process: exact counters, its command and start time; after its exit, its final counters', async () => {
-    const atop = await AtopConnection.connect(daemon.socketPath);
     const child = await TrafficChild.start('basic');
+    // As atop does, a request right after connecting: the daemon closes a connection that sends none (requestTimeoutMs).
+    const atop = await AtopConnection.connect(daemon.socketPath);
     const started = startSeconds(child.pid);
     const record = (await atop.request()).get(child.pid)!;
     expect(record.counters).toEqual(BASIC_ON_WIRE);

@@ -14,6 +14,7 @@ import { TestDaemon, unitCapabilitiesLauncher } from './helpers/daemon.js';
 import { BASIC_SCENARIO, expectedCounters, wireCounters } from './helpers/expected.js';
 import { asNobody, fixture, tempPath } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
+import { PATIENCE } from './helpers/patience.js';
 import { TrafficChild } from './helpers/traffic.js';
 
 const EXIT_FILE = '/var/run/netatop.log';
@@ -172,7 +173,7 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
       expect(calls['probe']).toBeGreaterThanOrEqual(18); // one per sample per atop
       expect(calls['processCounters']).toBeGreaterThan(0);
     },
-    120_000,
+    120_000 * PATIENCE,
   );
 
   test.skipIf(skip !== null)('atop -K in a terminal shows the SNET and RNET columns filled', async () => {
@@ -193,7 +194,7 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
     expect(row, screen).not.toBeNull();
     expect(row!.snet, screen).toBeGreaterThan(0);
     expect(row!.rnet, screen).toBeGreaterThan(0);
-  }, 60_000);
+  });
 
   test.skipIf(skip !== null)('getsockopt answers: exact, only the caller\'s own processes for other users, a short buffer refused', async () => {
     await moduleDaemon();
@@ -228,7 +229,7 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
     expect(answer(['short', String(mine.pid)])).toBe('error 22'); // EINVAL: no room for the answer
     expect(answer(['process', '999999999'])).toBe('error 3');
     expect(answer(['thread', String(mine.pid)])).toBe('error 3'); // per-thread counting is off
-  }, 60_000);
+  });
 
   test.skipIf(skip !== null)('with per-thread counting on, a thread\'s counters too', async () => {
     await moduleDaemon(['--threads']);
@@ -242,7 +243,7 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
     const line = execFileSync(fixture('netatop-query'), ['thread', worker[0]!], { encoding: 'utf8' }).trim();
     const udp = (n: number): number[] => wireCounters(expectedCounters({ 'ipv4 udp send': [n, n * 100] }));
     expect(line.replace(/^(\d+) \d+ \S+ /, '$1 ')).toBe(`${worker[0]} ${udp(2).join(' ')}`);
-  }, 60_000);
+  });
 
   test.skipIf(skip !== null)('where something else serves atop, or another user made the semaphore set, the daemon says so in one line and runs without it; off by a setting', async () => {
     const first = await moduleDaemon();
@@ -273,7 +274,7 @@ describeWithBpf(`atop before 2.10 through the netatop module interface${skip ? `
     cleanups.push(() => off.stop());
     const offStats = (await apiGet(off.apiSocketPath, '/v1/stats')).body as { netatopModule: unknown };
     expect(offStats.netatopModule).toEqual({ active: false, reason: 'off (netatopModule: false)' });
-  }, 60_000);
+  });
 });
 
 /** SNET and RNET of `pid`'s row in atop's generic process view, or null when it is not shown. */

@@ -4,6 +4,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { scratchDir, tempPath } from './fixtures.js';
+import { PATIENCE } from './patience.js';
 import { stopAtFileEnd } from './leftovers.js';
 
 /** The unit of /proc/PID/stat's times. */
@@ -56,6 +57,35 @@ export function testAttachMode(): 'tracepoint' | 'fexit' | undefined {
   if (mode === undefined || mode === '' || mode === 'auto') return undefined;
   if (mode !== 'tracepoint' && mode !== 'fexit') throw new Error(`NETACCT_TEST_ATTACH_MODE=${mode}: auto, tracepoint or fexit`);
   return mode;
+}
+
+/**
+ * Where each of a process's threads is: its state, CPU time and kernel stack
+ * (root only), so that a daemon that stops answering says whether it spins,
+ * waits in the kernel, or waits on its own event loop.
+ */
+export function whereStuck(pid: number): string {
+  const read = (file: string): string => {
+    try {
+      return fs.readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      return `(${(err as NodeJS.ErrnoException).code})`;
+    }
+  };
+  let threads: string[];
+  try {
+    threads = fs.readdirSync(`/proc/${pid}/task`);
+  } catch (err) {
+    return `process ${pid}: ${(err as NodeJS.ErrnoException).code}`;
+  }
+  return threads
+    .map((tid) => {
+      const stat = read(`/proc/${pid}/task/${tid}/stat`).split(') ')[1]?.split(' ') ?? [];
+      const cpu = (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS_PER_SECOND;
+      const stack = read(`/proc/${pid}/task/${tid}/stack`).split('\n').slice(0, 8).join(' < ');
+      return `thread ${tid} (${read(`/proc/${pid}/task/${tid}/comm`)}) state ${stat[0]} cpu ${cpu.toFixed(2)} s wchan ${read(`/proc/${pid}/task/${tid}/wchan`)}: ${stack}`;
+    })
+    .join('\n');
 }
 
 export class TestDaemon {
@@ -111,7 +141,7 @@ export class TestDaemon {
     return daemon;
   }
 
-  waitForLog(pattern: RegExp, timeoutMs = 15_000): Promise<void> {
+  waitForLog(pattern: RegExp, timeoutMs = 15_000 * PATIENCE): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = (): void => {
         if (pattern.test(this.log)) {
@@ -125,7 +155,7 @@ export class TestDaemon {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`daemon did not log ${pattern} within ${timeoutMs} ms:\n${this.log}`));
+        reject(new Error(`daemon did not log ${pattern} within ${timeoutMs} ms:\n${this.log}\n${whereStuck(this.child.pid!)}`));
       }, timeoutMs);
       const cleanup = (): void => {
         clearTimeout(timer);

@@ -125,7 +125,9 @@ run() { # run SUITE -- CMD...
 	trap 'rm -rf "$work"' EXIT
 	{
 		printf 'cd %q || exit 125\n' "$PWD"
-		printf 'export PATH=%q HOME=/root CI=%q NETACCT_TEST_ATTACH_MODE=%q\n' "$PATH" "${CI:-}" "${NETACCT_TEST_ATTACH_MODE:-}"
+		# NETACCT_TEST_EMULATED: the guest's CPUs are emulated (TCG), many times slower,
+		# and starved further while the host runs other suites: waits are longer there.
+		printf 'export PATH=%q HOME=/root CI=%q NETACCT_TEST_ATTACH_MODE=%q NETACCT_TEST_EMULATED=1\n' "$PATH" "${CI:-}" "${NETACCT_TEST_ATTACH_MODE:-}"
 		printf '%q ' "$@"
 		echo
 	} >"$work/command"
