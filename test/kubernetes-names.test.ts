@@ -6,13 +6,16 @@
 // host-network pods (the case atop names "host-----------"): their traffic
 // goes over the host's loopback. Pod, namespace and container are exact in
 // the API, by pod and by namespace, and in /metrics; a removed pod's series
-// fold into cgroup="(removed)".
+// fold into cgroup="(removed)". Then the same for real with containerd's CRI
+// plugin, driven over gRPC as kubelet drives it (cgroupfs driver: this
+// machine's PID 1 is not systemd): what it writes names its pods exactly.
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { apiGet, tcpGet } from './helpers/api-client.js';
-import { imageRoot, removeCgroupEverywhere, runtimesMissing, runContainerTool } from './helpers/containers.js';
+import { imageRoot, removeCgroupEverywhere, runtimesMissing, runContainerTool, ScratchContainerd } from './helpers/containers.js';
+import { CONTAINER_RUNNING, CriClient, dockerArchive } from './helpers/cri.js';
 import { TestDaemon } from './helpers/daemon.js';
 import { netacct } from './helpers/cli-run.js';
 import { historyOf, historyUntil } from './helpers/history.js';
@@ -94,6 +97,18 @@ function annotations(pod: Pod, kind: 'sandbox' | 'container'): Record<string, st
   };
 }
 
+/** Polls the API until `done` holds (the traffic runs as the containers start), for 20 s at most. */
+async function until<T>(ask: () => Promise<T>, done: (answer: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const answer = await ask();
+    if (done(answer) || Date.now() > deadline) return answer;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+const tcp = (n: number) => ({ send: { calls: n, bytes: 64 * n }, recv: { calls: n, bytes: 64 * n } });
+
 const missing = runtimesMissing();
 if (missing && process.env['CI'] === 'true') throw new Error(`CI=true, but the Kubernetes layout tests cannot run: ${missing}`);
 
@@ -157,17 +172,6 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
     if (daemon) expect(await daemon.stop()).toBe(0);
   }, 60_000);
 
-  /** Polls the API until `done` holds (the traffic runs as the containers start), for 20 s at most. */
-  async function until<T>(ask: () => Promise<T>, done: (answer: T) => boolean): Promise<T> {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const answer = await ask();
-      if (done(answer) || Date.now() > deadline) return answer;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-
-  const tcp = (n: number) => ({ send: { calls: n, bytes: 64 * n }, recv: { calls: n, bytes: 64 * n } });
 
   test('each driver and QoS class: pod, namespace, uid, QoS, container and image exact; traffic exact per pod and namespace; /metrics labels', async () => {
     for (const pod of PODS) {
@@ -289,6 +293,92 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
     expect(removedBytes(after.text)).toBe(removedBefore + 64 * (pod.exchanges + 1));
     // The other pods keep theirs.
     expect(after.text).toContain(`pod="${PODS[1]!.name}"`);
+  }, 60_000);
+});
+
+// The same, for real: containerd's CRI plugin (what kubelet talks to) runs
+// the pods, in its own state, and writes its bundles and annotations itself.
+// In this file, after the runc pods: one daemon at a time sees pods removed.
+describeWithBpf(`pods run by containerd's CRI, driven as kubelet drives it${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  if (missing) {
+    test.skip(missing, () => {});
+    return;
+  }
+  const CRI_IMAGE = 'localhost/netacct/traffic:1.0';
+  const pods = (['besteffort', 'burstable'] as const).map((qos, i) => ({
+    qos,
+    name: `cri-${qos}`,
+    namespace: 'cri-team',
+    uid: randomUUID(),
+    exchanges: 4 + i,
+    sandboxId: '',
+    appId: '',
+  }));
+  let containerd: ScratchContainerd;
+  let cri: CriClient;
+  let daemon: TestDaemon;
+
+  beforeAll(async () => {
+    const image = imageRoot();
+    containerd = await ScratchContainerd.start({ sandboxImage: CRI_IMAGE });
+    // kubelet's images live in containerd's k8s.io namespace. The image's own command is the sandbox's
+    // pause process; here it makes one exchange first, so that the sandbox shows in the listings.
+    const pause = ['/bin/busybox', 'sh', '-c', '/traffic loop 1 </dev/null; exec /bin/busybox sleep 600'];
+    await containerd.ctr('--namespace', 'k8s.io', 'images', 'import', dockerArchive(image.tar, CRI_IMAGE, pause));
+    cri = new CriClient(containerd);
+    const config = path.join(scratchDir('config'), 'config.json');
+    fs.writeFileSync(config, JSON.stringify({ containerState: { containerd: containerd.state, docker: null, containersStorage: [] } }));
+    daemon = await TestDaemon.start(['--config', config, '--removed-cgroup-fold-ms', '1000']);
+    for (const pod of pods) {
+      const described = { ...pod, cgroupParent: `/kubepods/${pod.qos}/pod${pod.uid}`, logDirectory: scratchDir('pod-logs') };
+      pod.sandboxId = await cri.runPodSandbox(described);
+      pod.appId = await cri.startContainer(pod.sandboxId, described, 'web', CRI_IMAGE, ['/bin/busybox', 'sh', '-c', `/traffic loop ${pod.exchanges} </dev/null; exec /bin/busybox sleep 600`]);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const pod of pods) if (pod.sandboxId) await cri.removePod(pod.sandboxId).catch(() => {});
+    cri?.close();
+    await containerd?.stop();
+    removeCgroupEverywhere('kubepods');
+    if (daemon) expect(await daemon.stop()).toBe(0);
+  }, 60_000);
+
+  test('pod, namespace, uid, QoS, container and image exact, as the CRI wrote them; the traffic exact; a removed pod gone from the names', async () => {
+    for (const pod of pods) {
+      const running = await cri.containerStatus(pod.appId);
+      expect(running.state, `${running.reason} ${running.message}`).toBe(CONTAINER_RUNNING);
+      const { body } = await until(
+        () => apiGet(daemon.apiSocketPath, `/v1/processes?namespace=cri-team&pod=${pod.name}&container=web`),
+        (answer) => answer.body.processes.some((p: any) => p.command === 'traffic' && p.counters.tcp.recv.calls === pod.exchanges),
+      );
+      const traffic = body.processes.find((p: any) => p.command === 'traffic');
+      expect(traffic.cgroup.path).toBe(`/kubepods/${pod.qos}/pod${pod.uid}/${pod.appId}`);
+      expect(traffic.cgroup.container).toEqual({ runtime: 'containerd', id: pod.appId, name: 'web', image: CRI_IMAGE, pod: pod.name, namespace: 'cri-team', podUid: pod.uid, qos: pod.qos });
+      expect(traffic.counters.tcp).toEqual(tcp(pod.exchanges));
+      // The sandbox's pause process: container "POD".
+      const sandbox = await until(
+        () => apiGet(daemon.apiSocketPath, `/v1/processes?pod=${pod.name}&container=POD`),
+        (answer) => answer.body.processes.some((p: any) => p.command === 'traffic' && p.counters.tcp.recv.calls === 1),
+      );
+      expect(sandbox.body.processes.map((p: any) => [p.command, p.cgroup.path, p.cgroup.container, p.counters.tcp])).toEqual([
+        ['traffic', `/kubepods/${pod.qos}/pod${pod.uid}/${pod.sandboxId}`, { runtime: 'containerd', id: pod.sandboxId, name: 'POD', image: null, pod: pod.name, namespace: 'cri-team', podUid: pod.uid, qos: pod.qos }, tcp(1)],
+      ]);
+    }
+    const byPod = await apiGet(daemon.apiSocketPath, '/v1/cgroups?by=pod&namespace=cri-team');
+    // (A named pod is one row across its incarnations: no uid.)
+    expect(byPod.body.pods.map((row: any) => [row.pod, row.podUid, row.cgroups, row.counters.tcp])).toEqual(
+      pods.map((pod) => [pod.name, null, 2, tcp(pod.exchanges + 1)]).sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+    );
+    // kubelet removes the first pod: the CRI stops and removes its sandbox and containers, and their cgroups.
+    await cri.removePod(pods[0]!.sandboxId);
+    pods[0]!.sandboxId = '';
+    const after = await until(
+      () => apiGet(daemon.apiSocketPath, '/v1/cgroups?by=pod&namespace=cri-team'),
+      (answer) => answer.body.pods.length === 1,
+    );
+    expect(after.body.pods.map((row: any) => row.pod)).toEqual([pods[1]!.name]);
+    expect(daemon.log).not.toMatch(/naming a container/);
   }, 60_000);
 });
 

@@ -119,7 +119,40 @@ function startServer(command: string, args: string[], dir: string): Server {
   return new Server(child, logFile);
 }
 
-/** containerd with its own root, state and socket (the CRI plugin off: no kubelet here); ctr against it. */
+/**
+ * The CRI plugin's settings for a node like kubelet's with the cgroupfs
+ * driver: runc (runc.v2 shim) without systemd cgroups, the pod sandbox image
+ * given (a local one: nothing is pulled), no CNI network configured (pods are
+ * host-network pods), and the streaming server on a port of its own.
+ */
+function criPluginConfig(dir: string, sandboxImage: string): string {
+  const cri = 'plugins."io.containerd.grpc.v1.cri"';
+  fs.mkdirSync(path.join(dir, 'cni'));
+  return [
+    `[${cri}]`,
+    `  sandbox_image = "${sandboxImage}"`,
+    // Not below containerd's own oom_score_adj (the sandbox's -998 needs CAP_SYS_RESOURCE, which this machine withholds).
+    '  restrict_oom_score_adj = true',
+    '  stream_server_address = "127.0.0.1"',
+    '  stream_server_port = "0"',
+    `[${cri}.cni]`,
+    '  bin_dir = "/usr/lib/cni"',
+    `  conf_dir = "${dir}/cni"`,
+    `[${cri}.containerd]`,
+    '  default_runtime_name = "runc"',
+    `[${cri}.containerd.runtimes.runc]`,
+    '  runtime_type = "io.containerd.runc.v2"',
+    `[${cri}.containerd.runtimes.runc.options]`,
+    '  SystemdCgroup = false',
+    '',
+  ].join('\n');
+}
+
+/**
+ * containerd with its own root, state and socket; ctr against it. Its CRI
+ * plugin (what kubelet talks to) is off unless `cri` gives the pod sandbox
+ * image: then test/helpers/cri.ts drives it as kubelet does.
+ */
 export class ScratchContainerd {
   private constructor(
     readonly state: string,
@@ -127,11 +160,15 @@ export class ScratchContainerd {
     private readonly server: Server,
   ) {}
 
-  static async start(): Promise<ScratchContainerd> {
+  static async start(cri: { sandboxImage: string } | null = null): Promise<ScratchContainerd> {
     const dir = scratchDir('containerd');
     const socket = path.join(dir, 'containerd.sock');
     const config = path.join(dir, 'config.toml');
-    fs.writeFileSync(config, `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${socket}"\n`);
+    fs.writeFileSync(
+      config,
+      `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\n${cri ? '' : 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'}[grpc]\n  address = "${socket}"\n` +
+        (cri ? criPluginConfig(dir, cri.sandboxImage) : ''),
+    );
     const server = startServer('/usr/bin/containerd', ['--config', config], dir);
     await waitFor('containerd', () => fs.existsSync(socket), 30_000, server.logFile);
     return new ScratchContainerd(path.join(dir, 'state'), socket, server);
