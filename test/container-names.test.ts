@@ -58,7 +58,7 @@ describeWithBpf(`containers named by containerd, Docker and Podman${missing ? ` 
     // Podman: the same, with its own storage.
     const podmanId = (await podman.podman('run', '--detach', '--network', 'none', ...PODMAN_LIMITS, '--name', 'netacct-pod-web', 'localhost/netacct-test:podman', '/bin/busybox', 'sleep', '600')).stdout.trim();
     // containerd: a container from the root file system as it is (ctr has no image to import it from).
-    await containerd.ctr('--namespace', ctrNamespace, 'run', '--detach', '--null-io', '--rootfs', image.dir, 'netacct-ctr', '/bin/busybox', 'sleep', '600');
+    await containerd.ctr('--namespace', ctrNamespace, 'run', '--detach', '--null-io', '--runc-root', containerd.runcRoot, '--rootfs', image.dir, 'netacct-ctr', '/bin/busybox', 'sleep', '600');
 
     await docker.docker('exec', 'netacct-web', '/traffic', 'loop', '11');
     await podman.podman('exec', 'netacct-pod-web', '/traffic', 'loop', '13');

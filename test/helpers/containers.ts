@@ -86,16 +86,23 @@ export function cgroupOf(pid: number): string {
 class Server {
   private readonly exited: Promise<void>;
 
+  /** Unregisters the stop at the file's end (for an owner whose own stop must come first). */
+  readonly forgetAtFileEnd: () => void;
+
   constructor(
     readonly child: ChildProcess,
     readonly logFile: string,
   ) {
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    stopAtFileEnd(() => this.stop());
+    this.forgetAtFileEnd = stopAtFileEnd(() => this.stop());
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (!this.running) return;
     this.child.kill('SIGTERM');
     const killed = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
     await this.exited;
@@ -127,7 +134,6 @@ function startServer(command: string, args: string[], dir: string): Server {
  */
 function criPluginConfig(dir: string, sandboxImage: string): string {
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
-  fs.mkdirSync(path.join(dir, 'cni'));
   return [
     `[${cri}]`,
     `  sandbox_image = "${sandboxImage}"`,
@@ -144,6 +150,7 @@ function criPluginConfig(dir: string, sandboxImage: string): string {
     '  runtime_type = "io.containerd.runc.v2"',
     `[${cri}.containerd.runtimes.runc.options]`,
     '  SystemdCgroup = false',
+    `  Root = "${dir}/runc"`, // ScratchContainerd.runcRoot
     '',
   ].join('\n');
 }
@@ -154,32 +161,59 @@ function criPluginConfig(dir: string, sandboxImage: string): string {
  * image: then test/helpers/cri.ts drives it as kubelet does.
  */
 export class ScratchContainerd {
+  readonly state: string;
+  readonly socket: string;
+  /** runc's state, for its containers (the CRI's, and ctr's with --runc-root): not in the host's /run/containerd/runc. */
+  readonly runcRoot: string;
+
   private constructor(
-    readonly state: string,
-    readonly socket: string,
+    private readonly dir: string,
     private readonly server: Server,
-  ) {}
+  ) {
+    this.state = path.join(dir, 'state');
+    this.socket = path.join(dir, 'containerd.sock');
+    this.runcRoot = path.join(dir, 'runc');
+    // Its own stop at the file's end, not the server's: the tasks go first, while containerd still answers.
+    server.forgetAtFileEnd();
+    stopAtFileEnd(() => this.stop());
+  }
 
   static async start(cri: { sandboxImage: string } | null = null): Promise<ScratchContainerd> {
     const dir = scratchDir('containerd');
     const socket = path.join(dir, 'containerd.sock');
     const config = path.join(dir, 'config.toml');
+    if (cri) fs.mkdirSync(path.join(dir, 'cni')); // no network configured: host-network pods only
     fs.writeFileSync(
       config,
       `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\n${cri ? '' : 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'}[grpc]\n  address = "${socket}"\n` +
         (cri ? criPluginConfig(dir, cri.sandboxImage) : ''),
     );
     const server = startServer('/usr/bin/containerd', ['--config', config], dir);
+    const containerd = new ScratchContainerd(dir, server);
     await waitFor('containerd', () => fs.existsSync(socket), 30_000, server.logFile);
-    return new ScratchContainerd(path.join(dir, 'state'), socket, server);
+    return containerd;
   }
 
   ctr(...args: string[]): Promise<{ stdout: string }> {
     return runContainerTool('/usr/bin/ctr', ['--address', this.socket, ...args]);
   }
 
-  stop(): Promise<void> {
-    return this.server.stop();
+  /**
+   * Deletes every task it runs, in every namespace (a test that failed half-way
+   * leaves CRI pods or ctr containers: their shims and processes outlive
+   * containerd), stops it, and unmounts what it left mounted.
+   */
+  async stop(): Promise<void> {
+    if (this.server.running) {
+      const listed = async (...args: string[]): Promise<string[]> => (await this.ctr(...args).catch(() => ({ stdout: '' }))).stdout.split('\n').filter(Boolean);
+      for (const namespace of await listed('namespaces', 'ls', '--quiet')) {
+        for (const task of await listed('--namespace', namespace, 'tasks', 'ls', '--quiet')) {
+          await this.ctr('--namespace', namespace, 'tasks', 'delete', '--force', task).catch(() => {});
+        }
+      }
+    }
+    await this.server.stop();
+    unmountUnder(this.dir);
   }
 }
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ScratchContainerd } from './containers.js';
+import { stopAtFileEnd } from './leftovers.js';
 
 const PROTO = path.join(import.meta.dirname, '..', 'fixtures', 'cri', 'runtime-v1.proto');
 
@@ -19,9 +20,21 @@ const PROTO = path.join(import.meta.dirname, '..', 'fixtures', 'cri', 'runtime-v
 const NODE = 2;
 /** NamespaceMode CONTAINER. */
 const CONTAINER = 1;
+/**
+ * The pod's namespaces: the host's network (traffic over the host's
+ * loopback), and the host's IPC (so the CRI mounts no /dev/shm of its own, a
+ * mount more to leave behind if a test fails); a PID namespace per container,
+ * as kubelet asks by default.
+ */
+const NAMESPACES = { network: NODE, pid: CONTAINER, ipc: NODE };
 
 export const CONTAINER_RUNNING = 1;
-export const CONTAINER_EXITED = 2;
+
+/** No call may hang a test: kubelet's own runtime requests time out too (2 min); here a hung one fails sooner. */
+const CALL_TIMEOUT_MS = 30_000;
+
+/** OCI's name of this machine's architecture. */
+const OCI_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
 
 /**
  * A docker-archive (`docker save`'s format) of `rootfsTar` as image
@@ -32,7 +45,7 @@ export function dockerArchive(rootfsTar: string, reference: string, cmd: string[
   const dir = fs.mkdtempSync(path.join(path.dirname(rootfsTar), 'archive-'));
   fs.copyFileSync(rootfsTar, path.join(dir, 'layer.tar'));
   const diffId = `sha256:${createHash('sha256').update(fs.readFileSync(rootfsTar)).digest('hex')}`;
-  const config = { architecture: 'amd64', os: 'linux', config: { Cmd: cmd }, rootfs: { type: 'layers', diff_ids: [diffId] } };
+  const config = { architecture: OCI_ARCH[process.arch] ?? process.arch, os: 'linux', config: { Cmd: cmd }, rootfs: { type: 'layers', diff_ids: [diffId] } };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify([{ Config: 'config.json', RepoTags: [reference], Layers: ['layer.tar'] }]));
   const archive = `${dir}.tar`;
@@ -51,22 +64,50 @@ export interface CriPod {
   logDirectory: string;
 }
 
-type Call = (request: object, callback: (err: grpc.ServiceError | null, response: any) => void) => void;
+type Call = (request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response: any) => void) => void;
+type Service = grpc.Client & Record<string, Call>;
 
 /** kubelet's side of the CRI, against `containerd`'s socket. */
 export class CriClient {
-  private readonly runtime: grpc.Client & Record<string, Call>;
+  private readonly runtime: Service;
+  private readonly images: Service;
+  private readonly forgetAtFileEnd: () => void;
 
   constructor(containerd: ScratchContainerd) {
     const definition = protoLoader.loadSync(PROTO, { keepCase: true, longs: Number, defaults: true });
     const api = grpc.loadPackageDefinition(definition) as any;
     this.runtime = new api.runtime.v1.RuntimeService(`unix://${containerd.socket}`, grpc.credentials.createInsecure());
+    this.images = new api.runtime.v1.ImageService(`unix://${containerd.socket}`, grpc.credentials.createInsecure());
+    this.forgetAtFileEnd = stopAtFileEnd(() => this.close());
   }
 
-  private call(method: string, request: object): Promise<any> {
+  private call(service: Service, method: string, request: object): Promise<any> {
     return new Promise((resolve, reject) => {
-      this.runtime[method]!.call(this.runtime, request, (err, response) => (err ? reject(new Error(`CRI ${method}: ${err.details || err.message}`)) : resolve(response)));
+      service[method]!.call(service, request, { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, response) =>
+        err ? reject(new Error(`CRI ${method}: ${err.details || err.message}`)) : resolve(response),
+      );
     });
+  }
+
+  /**
+   * Until the CRI plugin answers and has `image`: containerd's socket is up
+   * before its CRI plugin has started, and an image imported by ctr reaches
+   * the plugin's own image store a moment later.
+   */
+  async waitReady(image: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      try {
+        await this.call(this.runtime, 'Version', { version: 'v1' });
+        if ((await this.call(this.images, 'ImageStatus', { image: { image } })).image) return;
+        last = `image ${image} not there`;
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      if (Date.now() > deadline) throw new Error(`the CRI plugin not ready in ${timeoutMs} ms: ${last}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   }
 
   private static sandboxConfig(pod: CriPod): object {
@@ -74,13 +115,13 @@ export class CriClient {
       metadata: { name: pod.name, uid: pod.uid, namespace: pod.namespace, attempt: 0 },
       log_directory: pod.logDirectory,
       labels: { 'io.kubernetes.pod.name': pod.name, 'io.kubernetes.pod.namespace': pod.namespace, 'io.kubernetes.pod.uid': pod.uid },
-      linux: { cgroup_parent: pod.cgroupParent, security_context: { namespace_options: { network: NODE, pid: CONTAINER, ipc: NODE } } },
+      linux: { cgroup_parent: pod.cgroupParent, security_context: { namespace_options: NAMESPACES } },
     };
   }
 
   /** RunPodSandbox: the pod's sandbox (pause) container, running; its id. */
   async runPodSandbox(pod: CriPod): Promise<string> {
-    return (await this.call('RunPodSandbox', { config: CriClient.sandboxConfig(pod) })).pod_sandbox_id;
+    return (await this.call(this.runtime, 'RunPodSandbox', { config: CriClient.sandboxConfig(pod) })).pod_sandbox_id;
   }
 
   /** CreateContainer and StartContainer: `name` from `image` running `command` in the pod; its id. */
@@ -90,25 +131,27 @@ export class CriClient {
       image: { image },
       command,
       log_path: `${name}.log`,
-      linux: { security_context: { namespace_options: { network: NODE, pid: CONTAINER, ipc: NODE } } },
+      linux: { security_context: { namespace_options: NAMESPACES } },
     };
-    const id: string = (await this.call('CreateContainer', { pod_sandbox_id: sandboxId, config, sandbox_config: CriClient.sandboxConfig(pod) })).container_id;
-    await this.call('StartContainer', { container_id: id });
+    const id: string = (await this.call(this.runtime, 'CreateContainer', { pod_sandbox_id: sandboxId, config, sandbox_config: CriClient.sandboxConfig(pod) })).container_id;
+    await this.call(this.runtime, 'StartContainer', { container_id: id });
     return id;
   }
 
-  /** ContainerStatus: state (CONTAINER_RUNNING, CONTAINER_EXITED…) and exit code. */
-  async containerStatus(id: string): Promise<{ state: number; exit_code: number; reason: string; message: string }> {
-    return (await this.call('ContainerStatus', { container_id: id })).status;
+  /** ContainerStatus: its state (CONTAINER_RUNNING…) and why. */
+  async containerStatus(id: string): Promise<{ state: number; reason: string; message: string }> {
+    return (await this.call(this.runtime, 'ContainerStatus', { container_id: id })).status;
   }
 
   /** StopPodSandbox and RemovePodSandbox, as kubelet removes a pod: its containers go with it. */
   async removePod(sandboxId: string): Promise<void> {
-    await this.call('StopPodSandbox', { pod_sandbox_id: sandboxId });
-    await this.call('RemovePodSandbox', { pod_sandbox_id: sandboxId });
+    await this.call(this.runtime, 'StopPodSandbox', { pod_sandbox_id: sandboxId });
+    await this.call(this.runtime, 'RemovePodSandbox', { pod_sandbox_id: sandboxId });
   }
 
   close(): void {
+    this.forgetAtFileEnd();
     this.runtime.close();
+    this.images.close();
   }
 }

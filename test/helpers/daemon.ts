@@ -59,12 +59,19 @@ export function testAttachMode(): 'tracepoint' | 'fexit' | undefined {
   return mode;
 }
 
+/** The state and CPU time (utime + stime, seconds) in /proc/…/stat of a process or thread: the fields after the command, which may hold spaces and parentheses. */
+function statOf(file: string): { state: string; cpuSeconds: number } {
+  const text = fs.readFileSync(file, 'utf8');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0]!, cpuSeconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND };
+}
+
 /**
  * Where each of a process's threads is: its state, CPU time and kernel stack
  * (root only), so that a daemon that stops answering says whether it spins,
  * waits in the kernel, or waits on its own event loop.
  */
-export function whereStuck(pid: number): string {
+function whereStuck(pid: number): string {
   const read = (file: string): string => {
     try {
       return fs.readFileSync(file, 'utf8').trim();
@@ -72,20 +79,19 @@ export function whereStuck(pid: number): string {
       return `(${(err as NodeJS.ErrnoException).code})`;
     }
   };
-  let threads: string[];
   try {
-    threads = fs.readdirSync(`/proc/${pid}/task`);
+    return fs
+      .readdirSync(`/proc/${pid}/task`)
+      .map((tid) => {
+        const task = `/proc/${pid}/task/${tid}`;
+        const { state, cpuSeconds } = statOf(`${task}/stat`);
+        const stack = read(`${task}/stack`).split('\n').slice(0, 8).join(' < ');
+        return `thread ${tid} (${read(`${task}/comm`)}) state ${state} cpu ${cpuSeconds.toFixed(2)} s wchan ${read(`${task}/wchan`)}: ${stack}`;
+      })
+      .join('\n');
   } catch (err) {
-    return `process ${pid}: ${(err as NodeJS.ErrnoException).code}`;
+    return `process ${pid}: ${(err as Error).message}`; // gone meanwhile
   }
-  return threads
-    .map((tid) => {
-      const stat = read(`/proc/${pid}/task/${tid}/stat`).split(') ')[1]?.split(' ') ?? [];
-      const cpu = (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS_PER_SECOND;
-      const stack = read(`/proc/${pid}/task/${tid}/stack`).split('\n').slice(0, 8).join(' < ');
-      return `thread ${tid} (${read(`/proc/${pid}/task/${tid}/comm`)}) state ${stat[0]} cpu ${cpu.toFixed(2)} s wchan ${read(`/proc/${pid}/task/${tid}/wchan`)}: ${stack}`;
-    })
-    .join('\n');
 }
 
 export class TestDaemon {
@@ -175,14 +181,12 @@ export class TestDaemon {
     return Number(port);
   }
 
-  /** The daemon's resident memory, MiB. */
   /** CPU time the daemon used so far, user and system, in seconds. */
   cpuSeconds(): number {
-    // /proc/PID/stat: utime and stime are the 14th and 15th fields, in clock ticks; the command (2nd) may hold spaces.
-    const fields = fs.readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+    return statOf(`/proc/${this.child.pid}/stat`).cpuSeconds;
   }
 
+  /** The daemon's resident memory, MiB. */
   rssMiB(): number {
     const status = fs.readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
     return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) / 1024;

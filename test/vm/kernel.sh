@@ -145,7 +145,8 @@ run() { # run SUITE -- CMD...
 		tail -n 15 "$work/console" >&2
 	done
 	if ! grep -q '^netacct-vm-exit: ' "$work/out" 2>/dev/null; then
-		echo "test/vm: the $suite guest ended without the command's status (qemu exit $status); its console:" >&2
+		echo "test/vm: the $suite guest ended without the command's status (qemu exit $status); what the command printed, then its console:" >&2
+		tail -n 200 "$work/out" >&2 || true
 		tail -n 40 "$work/console" >&2
 		exit 124
 	fi
