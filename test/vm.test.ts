@@ -12,8 +12,8 @@ import { describeWithBpf } from './helpers/requirements.js';
 
 const KERNEL_SH = path.join(import.meta.dirname, 'vm', 'kernel.sh');
 const SUITES = ['test/kernel-counting.test.ts', 'test/atop-socket.test.ts', 'test/peers.test.ts', 'test/restart.test.ts', 'test/cgroup-names.test.ts'];
-// Above test/vm/kernel.sh's 900 s for one boot, with room for a boot retried before the command starts.
-const GUEST_TIMEOUT_MS = 20 * 60_000;
+// Above test/vm/kernel.sh's 1200 s for one boot, with room for a boot retried before the command starts.
+const GUEST_TIMEOUT_MS = 25 * 60_000;
 
 /** Runs `command` as root inside `suite`'s kernel, in the checkout; its output and exit status. */
 async function inGuest(suite: string, command: string[]): Promise<{ status: number; output: string }> {

@@ -16,7 +16,7 @@
 set -euo pipefail
 
 cache=${NETACCT_VM_CACHE:-/var/cache/netacct-vm}
-timeout_s=${NETACCT_VM_TIMEOUT:-900}
+timeout_s=${NETACCT_VM_TIMEOUT:-1200}
 # Modules the guest needs to mount the host's root (many are built in: then skipped).
 modules=(virtio_pci virtio_console 9pnet_virtio 9p overlay)
 
