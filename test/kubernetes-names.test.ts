@@ -18,6 +18,7 @@ import { imageRoot, removeCgroupEverywhere, runtimesMissing, runContainerTool, S
 import { CONTAINER_RUNNING, CriClient, dockerArchive } from './helpers/cri.js';
 import { TestDaemon } from './helpers/daemon.js';
 import { netacct } from './helpers/cli-run.js';
+import { printable } from '../daemon/common/printable.js';
 import { historyOf, historyUntil } from './helpers/history.js';
 import { scratchDir } from './helpers/fixtures.js';
 import { describeWithBpf } from './helpers/requirements.js';
@@ -294,6 +295,28 @@ describeWithBpf(`Kubernetes pods in kubelet's layouts, run by runc${missing ? ` 
     // Said once (the log is rate-limited per kind of message: a user's planted files cannot flood it).
     expect(daemon.log.match(/naming a container: .*(is a symbolic link|past the 1048576 read)/g)).toHaveLength(1);
     expect(daemon.running).toBe(true);
+  }, 60_000);
+
+  test("a pod and namespace named with terminal escapes (a runtime writes what it is given): exact in the API, escaped in root's tables", async () => {
+    const escapes = '\x1b[2J\x1b]0;pwn\x07\x9b1m';
+    const pod: Pod = { ...PODS[4]!, name: `web${escapes}`, namespace: `ns${escapes}`, uid: randomUUID(), sandboxId: randomBytes(32).toString('hex'), appId: randomBytes(32).toString('hex'), exchanges: 2 };
+    await runContainer(pod, pod.appId, 'container', trafficThenWait(pod.exchanges));
+    const { body } = await until(
+      () => apiGet(daemon.apiSocketPath, `/v1/processes?namespace=${encodeURIComponent(pod.namespace)}&command=traffic`),
+      (answer) => answer.body.processes.length === 1,
+    );
+    expect(body.processes[0].cgroup.container).toMatchObject({ pod: pod.name, namespace: pod.namespace, name: 'app' });
+    const listings = [
+      await netacct('ps', '--api-socket', daemon.apiSocketPath),
+      await netacct('cgroups', '--api-socket', daemon.apiSocketPath),
+      await netacct('cgroups', '--by', 'pod', '--namespace', pod.namespace, '--api-socket', daemon.apiSocketPath),
+    ];
+    for (const { code, stdout } of listings) {
+      expect(code).toBe(0);
+      expect(stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/); // nothing a terminal acts on
+    }
+    expect(listings[0]!.stdout).toContain(`${printable(pod.namespace)}/${printable(pod.name)}/app`);
+    expect(listings[2]!.stdout.trim().split('\n')[1]!.split(/\s+/).slice(0, 3)).toEqual([printable(pod.namespace), printable(pod.name), '1']);
   }, 60_000);
 
   test('a pod removed: its series fold into cgroup="(removed)", its bytes kept there', async () => {
