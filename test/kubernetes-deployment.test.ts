@@ -115,6 +115,21 @@ describeWithBpf(`the image, run with the DaemonSet's privileges${missing ? ` (sk
   const sockets = path.join(dir, 'run');
   let image = '';
 
+  /**
+   * The host directory a hostPath volume mounts: the test's own where it
+   * holds state; where a DirectoryOrCreate path is missing (a runtime this
+   * host has never run), an empty directory, as kubelet would create it (here
+   * not in the host's own /var/lib or /run).
+   */
+  function hostSide(hostPath: { path: string; type?: string }, hostPaths: Record<string, string>): string {
+    const mapped = hostPaths[hostPath.path];
+    if (mapped) return mapped;
+    if (hostPath.type !== 'DirectoryOrCreate' || fs.existsSync(hostPath.path)) return hostPath.path;
+    const empty = path.join(dir, 'created', hostPath.path);
+    fs.mkdirSync(empty, { recursive: true });
+    return empty;
+  }
+
   /** podman run arguments for the DaemonSet's pod: its capabilities, PID namespace, security context and volumes (host paths mapped to the test's own where they hold state). */
   function daemonSetRun(config: string, hostPaths: Record<string, string>): string[] {
     const security = container.securityContext;
@@ -130,7 +145,7 @@ describeWithBpf(`the image, run with the DaemonSet's privileges${missing ? ` (sk
       const options = mount.readOnly ? ':ro' : '';
       if (volume.configMap) args.push('-v', `${config}:${mount.mountPath}${options}`);
       else if (volume.emptyDir) args.push('--tmpfs', mount.mountPath);
-      else args.push('-v', `${hostPaths[volume.hostPath.path] ?? volume.hostPath.path}:${mount.mountPath}${options}`);
+      else args.push('-v', `${hostSide(volume.hostPath, hostPaths)}:${mount.mountPath}${options}`);
     }
     return args;
   }
