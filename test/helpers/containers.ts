@@ -110,7 +110,8 @@ class Server {
   }
 }
 
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000, logFile?: string): Promise<void> {
+/** Polls `check` until it holds, for `timeoutMs` at most; then fails, with the end of the server's log if given. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000, logFile?: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`${what} not ready in ${timeoutMs} ms${logFile ? `: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}` : ''}`);

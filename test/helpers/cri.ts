@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { ScratchContainerd } from './containers.js';
+import { type ScratchContainerd, waitFor } from './containers.js';
 import { stopAtFileEnd } from './leftovers.js';
 
 const PROTO = path.join(import.meta.dirname, '..', 'fixtures', 'cri', 'runtime-v1.proto');
@@ -94,20 +94,12 @@ export class CriClient {
    * before its CRI plugin has started, and an image imported by ctr reaches
    * the plugin's own image store a moment later.
    */
-  async waitReady(image: string, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let last = '';
-    for (;;) {
-      try {
-        await this.call(this.runtime, 'Version', { version: 'v1' });
-        if ((await this.call(this.images, 'ImageStatus', { image: { image } })).image) return;
-        last = `image ${image} not there`;
-      } catch (err) {
-        last = (err as Error).message;
-      }
-      if (Date.now() > deadline) throw new Error(`the CRI plugin not ready in ${timeoutMs} ms: ${last}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+  async waitReady(image: string): Promise<void> {
+    const ready = async (): Promise<boolean> => {
+      await this.call(this.runtime, 'Version', { version: 'v1' });
+      return Boolean((await this.call(this.images, 'ImageStatus', { image: { image } })).image);
+    };
+    await waitFor(`the CRI plugin with ${image}`, () => ready().catch(() => false));
   }
 
   private static sandboxConfig(pod: CriPod): object {
